@@ -1,0 +1,43 @@
+"""Writing and loading a version's model files: Keras, SavedModel and TFLite.
+
+Keras is imported inside the functions: serving reads only the TFLite file and
+must not pay TensorFlow's import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+KERAS_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+TFLITE_FILE = "model.tflite"
+EMBEDDING_LAYER = "embedding"
+
+
+def serving_outputs(model):
+    """The model with two named outputs: ``probabilities`` and the ``embedding``."""
+    import keras
+
+    return keras.Model(model.inputs, {
+        "probabilities": model.outputs[0],
+        "embedding": model.get_layer(EMBEDDING_LAYER).output,
+    })
+
+
+def save_artifacts(model, folder: Path) -> None:
+    """Writes model.keras, a SavedModel for TF Serving and model.tflite into ``folder``."""
+    import tensorflow as tf
+
+    folder = Path(folder)
+    model.save(folder / KERAS_FILE)
+    serving_outputs(model).export(str(folder / SAVED_MODEL_DIR), format="tf_saved_model",
+                                  verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / SAVED_MODEL_DIR))
+    (folder / TFLITE_FILE).write_bytes(converter.convert())
+
+
+def load_keras_model(folder: Path):
+    """Loads model.keras with Keras' safe mode (no arbitrary code, never pickle)."""
+    import keras
+
+    return keras.saving.load_model(Path(folder) / KERAS_FILE, compile=False, safe_mode=True)

@@ -1,0 +1,33 @@
+"""The few error types a user can cause. Each message names the problem and the fix.
+
+Pages and the CLI catch ``CoreError`` at the edge and show ``str(error)``;
+no traceback reaches a user.
+"""
+
+
+class CoreError(Exception):
+    """Base for every error a user can cause and fix."""
+
+
+class InvalidInput(CoreError):
+    """A name, option or argument that is not acceptable (bad name, unknown choice)."""
+
+
+class ImageError(CoreError):
+    """An upload that cannot be used as an image (not an image, truncated, too large)."""
+
+
+class DatasetError(CoreError):
+    """A dataset that cannot be found or read."""
+
+
+class ModelError(CoreError):
+    """A model that cannot be built, loaded or explained."""
+
+
+class VersionNotFound(CoreError):
+    """A model version that is not in the registry."""
+
+
+class RegistryError(CoreError):
+    """A registry operation that is not allowed in the current state."""

@@ -1,0 +1,407 @@
+"""Model versions on disk plus a catalog of their statuses and lineage.
+
+Layout (TF Serving's numbered folders)::
+
+    <root>/registry.db            the SQLite catalog (default implementation)
+    <root>/<model>/<N>/           one folder per version
+        model.keras  saved_model/  model.tflite  metadata.json
+
+A version becomes visible only when complete: artifacts are written to a
+temporary folder, and inside one catalog write transaction the folder is
+renamed to its number and the row inserted. A writer killed at any moment
+leaves either nothing visible or a complete version; leftovers are removed
+by :meth:`Registry.repair`, which every registration runs first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import uuid
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Iterator
+
+from core.errors import InvalidInput, RegistryError, VersionNotFound
+
+STATUSES = ("candidate", "champion", "rejected", "archived")
+INITIAL_BASELINE_NOTE = "initial baseline: the first version becomes champion without review"
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_INCOMING_PREFIX = ".incoming-"
+
+
+def validate_model_name(name: str) -> str:
+    """Returns ``name`` if it is safe to use as a folder name, else raises InvalidInput."""
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name) or ".." in name:
+        raise InvalidInput(
+            f"invalid model name {name!r}. To fix this, use 1-64 letters, digits, '_', '-' "
+            "or '.', starting with a letter or digit (no path separators, no '..')."
+        )
+    return name
+
+
+def parse_version(value) -> int:
+    """Parses a user-given version number, raising InvalidInput if it is not one."""
+    try:
+        version = int(str(value).strip().lstrip("v"))
+    except ValueError:
+        version = 0
+    if version < 1:
+        raise InvalidInput(f"invalid version {value!r}. To fix this, give a positive number "
+                           "such as 1 (see 'python -m core versions').")
+    return version
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: plain data, no IO."""
+
+    model: str
+    version: int
+    status: str
+    created_at: str
+    created_by: str
+    parent: int | None
+    metadata: dict
+
+    def summary(self) -> dict:
+        """The JSON shape of ``python -m core versions --json``."""
+        metrics = self.metadata.get("metrics", {})
+        return {
+            "model": self.model,
+            "version": self.version,
+            "status": self.status,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "parent": self.parent,
+            "architecture": self.metadata.get("architecture"),
+            "dataset": self.metadata.get("dataset", {}).get("name"),
+            "metrics": {
+                "val_accuracy": metrics.get("validation", {}).get("accuracy"),
+                "test_accuracy": metrics.get("test", {}).get("accuracy"),
+                "val_macro_f1": metrics.get("validation", {}).get("macro_f1"),
+                "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
+                "test_ece": metrics.get("test", {}).get("ece"),
+            },
+        }
+
+
+# --- catalog -----------------------------------------------------------------------
+
+class Catalog(ABC):
+    """Where versions, statuses and their history are recorded.
+
+    Implementations must make ``create_model_version`` atomic with its ``publish``
+    step and keep exactly one champion per model once any version exists.
+    """
+
+    @abstractmethod
+    def create_model_version(self, model: str, *, created_at: str, created_by: str,
+                             parent: int | None, metadata: dict,
+                             publish: Callable[[int, dict], None],
+                             cleanup: Callable[[set[int]], None]) -> ModelVersion:
+        """Allocates the next number N and records the version.
+
+        Inside one write transaction: ``cleanup(known_versions)`` removes artifacts of
+        versions that never committed, ``publish(N, metadata)`` makes the artifacts
+        visible under N, then the row is committed. The first version of a model
+        becomes ``champion`` (noted as the initial baseline), later ones ``candidate``.
+        """
+
+    @abstractmethod
+    def clean_uncommitted(self, model: str, cleanup: Callable[[set[int]], None]) -> None:
+        """Runs ``cleanup(known_versions)`` while holding the catalog's write lock."""
+
+    @abstractmethod
+    def get_model_version(self, model: str, version: int) -> ModelVersion:
+        """Returns the version or raises VersionNotFound (listing the versions that exist)."""
+
+    @abstractmethod
+    def search_model_versions(self, model: str) -> list[ModelVersion]:
+        """All versions of ``model``, oldest first."""
+
+    @abstractmethod
+    def update_model_version_status(self, model: str, version: int, status: str, *,
+                                    actor: str, at: str, note: str) -> ModelVersion:
+        """Sets a status; setting ``champion`` archives the current champion atomically."""
+
+    @abstractmethod
+    def get_status_history(self, model: str) -> list[dict]:
+        """Every status change of the model's versions, oldest first."""
+
+    def find_champion(self, model: str) -> ModelVersion | None:
+        return next((v for v in self.search_model_versions(model) if v.status == "champion"), None)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    model TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('candidate', 'champion', 'rejected', 'archived')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    parent INTEGER,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (model, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_champion_per_model
+    ON versions (model) WHERE status = 'champion';
+CREATE TABLE IF NOT EXISTS status_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    model TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+"""
+
+
+class SQLiteCatalog(Catalog):
+    """The embedded default: one SQLite file, WAL mode, a connection per operation."""
+
+    def __init__(self, path: Path):
+        # Nothing is created until the first write: reading a registry that
+        # does not exist yet must leave the disk untouched.
+        self.path = Path(path)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so read-then-write
+        # sequences inside one transaction cannot interleave with another writer.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.close()
+
+    def _read(self, sql: str, args=()) -> list[tuple]:
+        if not self.path.exists():
+            return []
+        db = sqlite3.connect(self.path, timeout=60)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    @staticmethod
+    def _row_to_version(row) -> ModelVersion:
+        model, version, status, created_at, created_by, parent, metadata = row
+        return ModelVersion(model, version, status, created_at, created_by, parent,
+                            json.loads(metadata))
+
+    _COLUMNS = "model, version, status, created_at, created_by, parent, metadata"
+
+    def create_model_version(self, model, *, created_at, created_by, parent, metadata,
+                             publish, cleanup):
+        with self._transaction() as db:
+            known = {v for (v,) in db.execute(
+                "SELECT version FROM versions WHERE model = ?", (model,))}
+            cleanup(known)
+            version = max(known, default=0) + 1
+            first = not known
+            status = "champion" if first else "candidate"
+            metadata = metadata | {"version": version}
+            publish(version, metadata)
+            db.execute(f"INSERT INTO versions ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (model, version, status, created_at, created_by, parent,
+                        json.dumps(metadata)))
+            note = INITIAL_BASELINE_NOTE if first else "registered"
+            db.execute("INSERT INTO status_changes (model, version, at, actor, from_status, "
+                       "to_status, note) VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                       (model, version, created_at, created_by, status, note))
+        return ModelVersion(model, version, status, created_at, created_by, parent, metadata)
+
+    def clean_uncommitted(self, model, cleanup):
+        with self._transaction() as db:
+            cleanup({v for (v,) in db.execute(
+                "SELECT version FROM versions WHERE model = ?", (model,))})
+
+    def get_model_version(self, model, version):
+        rows = self._read(f"SELECT {self._COLUMNS} FROM versions WHERE model = ? AND version = ?",
+                          (model, version))
+        if not rows:
+            existing = [v.version for v in self.search_model_versions(model)]
+            listing = ", ".join(map(str, existing)) if existing else "none yet"
+            fix = ("pick one of those" if existing
+                   else "run 'python -m core bootstrap' to train the first one")
+            raise VersionNotFound(f"model {model!r} has no version {version} "
+                                  f"(versions: {listing}). To fix this, {fix}.")
+        return self._row_to_version(rows[0])
+
+    def search_model_versions(self, model):
+        rows = self._read(f"SELECT {self._COLUMNS} FROM versions WHERE model = ? "
+                          "ORDER BY version", (model,))
+        return [self._row_to_version(row) for row in rows]
+
+    def update_model_version_status(self, model, version, status, *, actor, at, note):
+        if status not in STATUSES:
+            raise InvalidInput(f"unknown status {status!r}. To fix this, use one of: "
+                               f"{', '.join(STATUSES)}.")
+        self.get_model_version(model, version)  # raises VersionNotFound with the listing
+        with self._transaction() as db:
+            (current,) = db.execute("SELECT status FROM versions WHERE model = ? AND version = ?",
+                                    (model, version)).fetchone()
+            if status == "champion":
+                for (old,) in db.execute("SELECT version FROM versions WHERE model = ? AND "
+                                         "status = 'champion' AND version != ?", (model, version)):
+                    db.execute("UPDATE versions SET status = 'archived' WHERE model = ? AND "
+                               "version = ?", (model, old))
+                    db.execute("INSERT INTO status_changes (model, version, at, actor, "
+                               "from_status, to_status, note) VALUES (?, ?, ?, ?, 'champion', "
+                               "'archived', ?)", (model, old, at, actor,
+                                                  f"replaced by version {version}"))
+            elif current == "champion":
+                raise RegistryError(
+                    f"version {version} is the champion and cannot become {status} directly. "
+                    "To fix this, promote another version; the champion is then archived.")
+            db.execute("UPDATE versions SET status = ? WHERE model = ? AND version = ?",
+                       (status, model, version))
+            db.execute("INSERT INTO status_changes (model, version, at, actor, from_status, "
+                       "to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (model, version, at, actor, current, status, note))
+        return self.get_model_version(model, version)
+
+    def get_status_history(self, model):
+        rows = self._read("SELECT version, at, actor, from_status, to_status, note FROM "
+                          "status_changes WHERE model = ? ORDER BY id", (model,))
+        keys = ("version", "at", "actor", "from_status", "to_status", "note")
+        return [dict(zip(keys, row)) for row in rows]
+
+
+# --- registry ----------------------------------------------------------------------
+
+ArtifactWriter = Callable[[Path], None]
+
+
+class Registry:
+    """A model's versions: artifacts in numbered folders, records in a catalog."""
+
+    def __init__(self, root: Path, model: str, catalog: Catalog | None = None):
+        self.root = Path(root)
+        self.model = validate_model_name(model)
+        self.model_dir = self.root / self.model
+        self.catalog = catalog or SQLiteCatalog(self.root / "registry.db")
+
+    def version_dir(self, version: int) -> Path:
+        return self.model_dir / str(parse_version(version))
+
+    def register_version(self, write_artifacts: ArtifactWriter, metadata: dict, *,
+                         created_by: str, now: datetime, parent: int | None = None
+                         ) -> ModelVersion:
+        """Writes a version's artifacts and records it; visible only once complete.
+
+        Args:
+            write_artifacts: writes every artifact into the folder it is given.
+            metadata: lineage, data, parameters and metrics (``version`` is added).
+            created_by: who registers it.
+            now: the registration time (UTC).
+            parent: the version this one was derived from, if any.
+        """
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        incoming = self.model_dir / f"{_INCOMING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        incoming.mkdir()
+        try:
+            write_artifacts(incoming)
+
+            def publish(version: int, final_metadata: dict) -> None:
+                _write_json_atomically(incoming / "metadata.json", final_metadata)
+                _fsync_tree(incoming)
+                os.rename(incoming, self.model_dir / str(version))
+
+            return self.catalog.create_model_version(
+                self.model, created_at=now.isoformat(timespec="seconds"),
+                created_by=created_by, parent=parent, metadata=metadata,
+                publish=publish, cleanup=self._remove_uncommitted)
+        finally:
+            if incoming.exists():
+                shutil.rmtree(incoming, ignore_errors=True)
+
+    def _remove_uncommitted(self, known_versions: set[int]) -> None:
+        """Deletes numbered folders without a catalog row and abandoned temp folders.
+
+        Called inside the catalog's write transaction, so no other writer can be
+        between renaming its folder and committing its row.
+        """
+        for path in self.model_dir.iterdir():
+            if path.name.isdigit() and int(path.name) not in known_versions:
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name.startswith(_INCOMING_PREFIX) and not _writer_alive(path.name):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def repair(self) -> None:
+        """Removes leftovers of writers killed mid-registration."""
+        if self.model_dir.is_dir():
+            self.catalog.clean_uncommitted(self.model, self._remove_uncommitted)
+
+    def list_versions(self) -> list[ModelVersion]:
+        return self.catalog.search_model_versions(self.model)
+
+    def get_version(self, version: int) -> ModelVersion:
+        return self.catalog.get_model_version(self.model, parse_version(version))
+
+    def find_champion(self) -> ModelVersion | None:
+        return self.catalog.find_champion(self.model)
+
+    def get_champion(self) -> ModelVersion:
+        champion = self.find_champion()
+        if champion is None:
+            raise VersionNotFound(
+                f"model {self.model!r} has no champion yet (no versions in {self.root}). "
+                "To fix this, run 'python -m core bootstrap'.")
+        return champion
+
+    def resolve(self, version: int | None) -> ModelVersion:
+        """The given version, or the champion when ``version`` is None."""
+        return self.get_champion() if version is None else self.get_version(version)
+
+    def status_history(self) -> list[dict]:
+        return self.catalog.get_status_history(self.model)
+
+
+def _writer_alive(folder_name: str) -> bool:
+    pid_text = folder_name[len(_INCOMING_PREFIX):].split("-", 1)[0]
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json_atomically(path: Path, data: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flushes every file so that a renamed folder never holds half-written files."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())

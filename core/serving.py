@@ -1,0 +1,128 @@
+"""Fast prediction on uploads: decode, validate, preprocess, infer with TFLite.
+
+Models are loaded once per (registry, model, version) and cached; version
+folders never change after registration, so the cache never goes stale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.artifacts import TFLITE_FILE, load_keras_model
+from core.errors import ModelError
+from core.explain import GradCam
+from core.images import DecodedImage, InputSpec, decode_image, preprocess
+from core.registry import ModelVersion, Registry
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer. ``embedding`` is kept for monitoring, not shown."""
+
+    label: str
+    class_index: int
+    confidence: float
+    probabilities: dict[str, float]
+    version: int
+    latency_ms: float
+    embedding: np.ndarray = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        """The JSON shape of ``python -m core predict --json`` (without ``file``)."""
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "version": self.version,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+class Predictor:
+    """A version's TFLite model behind a lock (interpreters are not thread-safe)."""
+
+    def __init__(self, version: ModelVersion, folder: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(folder) / TFLITE_FILE
+        if not path.is_file():
+            raise ModelError(f"version {version.version} has no {TFLITE_FILE} in {folder}. "
+                             "To fix this, register the version again.")
+        self.version = version
+        self.class_names: tuple[str, ...] = tuple(version.metadata["class_names"])
+        self.input_spec = InputSpec.from_dict(version.metadata["input_spec"])
+        # One thread: for single images thread start-up costs more than it saves.
+        self._interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self._runner = self._interpreter.get_signature_runner("serving_default")
+        self._lock = threading.Lock()
+
+    def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [N, h, w, c] preprocessed images -> (probabilities [N, K], embeddings [N, E])."""
+        with self._lock:
+            outputs = self._runner(image=np.ascontiguousarray(images, dtype=np.float32))
+            return outputs["probabilities"].copy(), outputs["embedding"].copy()
+
+    def predict_decoded(self, decoded: DecodedImage, started: float) -> Prediction:
+        """Predicts one decoded image; ``started`` is when its bytes arrived (perf_counter)."""
+        probabilities, embeddings = self.predict_batch(preprocess(decoded.pixels,
+                                                                  self.input_spec)[None])
+        latency_ms = (time.perf_counter() - started) * 1000
+        row = probabilities[0]
+        best = int(row.argmax())
+        return Prediction(
+            label=self.class_names[best],
+            class_index=best,
+            confidence=float(row[best]),
+            probabilities={name: float(p) for name, p in zip(self.class_names, row)},
+            version=self.version.version,
+            latency_ms=latency_ms,
+            embedding=embeddings[0],
+        )
+
+    def predict_bytes(self, data: bytes, *, max_bytes: int, max_pixels: int
+                      ) -> tuple[Prediction, DecodedImage]:
+        """Decodes and predicts an uploaded file. Raises ImageError for bad files."""
+        started = time.perf_counter()
+        decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+        return self.predict_decoded(decoded, started), decoded
+
+
+class ModelCache:
+    """Loads predictors, Keras models and compiled Grad-CAMs once per version."""
+
+    def __init__(self):
+        self._predictors: dict[tuple, Predictor] = {}
+        self._keras_models: dict[tuple, object] = {}
+        self._gradcams: dict[tuple, GradCam] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(registry: Registry, version: ModelVersion) -> tuple:
+        return (str(registry.root.resolve()), registry.model, version.version)
+
+    def predictor(self, registry: Registry, version: ModelVersion) -> Predictor:
+        key = self._key(registry, version)
+        with self._lock:
+            if key not in self._predictors:
+                self._predictors[key] = Predictor(version, registry.version_dir(version.version))
+            return self._predictors[key]
+
+    def keras_model(self, registry: Registry, version: ModelVersion):
+        key = self._key(registry, version)
+        with self._lock:
+            if key not in self._keras_models:
+                self._keras_models[key] = load_keras_model(registry.version_dir(version.version))
+            return self._keras_models[key]
+
+    def gradcam(self, registry: Registry, version: ModelVersion) -> GradCam:
+        model = self.keras_model(registry, version)
+        key = self._key(registry, version)
+        with self._lock:
+            if key not in self._gradcams:
+                self._gradcams[key] = GradCam(model)
+            return self._gradcams[key]
