@@ -94,7 +94,8 @@ def cmd_bootstrap(args, config: Config) -> int:
                        desc="training", dynamic_ncols=True)
         if progress.epoch_done:
             bar.write(f"epoch {progress.epoch}/{progress.epochs}: "
-                      + ", ".join(f"{k}={v:.4f}" for k, v in progress.logs.items()))
+                      + ", ".join(f"{k}={v:.4f}" for k, v in progress.logs.items()),
+                      file=sys.stderr)
         else:
             bar.update(1)
             bar.set_postfix(epoch=progress.epoch, loss=f"{progress.logs.get('loss', 0):.3f}",

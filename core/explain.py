@@ -91,13 +91,14 @@ def _last_spatial_layer(layers) -> int:
 
 def colorize(heatmap: np.ndarray) -> np.ndarray:
     """float [H, W] in [0, 1] -> uint8 [H, W, 3] with a jet-like colour map."""
-    h = np.clip(heatmap, 0.0, 1.0)[..., None]
-    anchors = np.array([3.0, 2.0, 1.0])  # red, green, blue peaks along 4*h
-    colour = np.clip(1.5 - np.abs(4.0 * h - anchors), 0.0, 1.0)
+    # Jet's bright middle range: 0 -> pure blue, 0.5 -> green-yellow, 1 -> pure red.
+    t = 0.5 + 3.0 * np.clip(heatmap, 0.0, 1.0)[..., None]
+    anchors = np.array([3.5, 2.5, 1.5]) - 0.5  # where red, green and blue peak along t
+    colour = np.clip(1.5 - np.abs(t - anchors), 0.0, 1.0)
     return (colour * 255).astype(np.uint8)
 
 
-def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.5,
+def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.6,
             min_side: int = 224) -> np.ndarray:
     """Blends a heatmap onto an image; small images are enlarged for display.
 

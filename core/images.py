@@ -72,8 +72,9 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            if image.format not in SUPPORTED_FORMATS:
-                raise ImageError(f"{image.format} files are not supported. {_FIX}")
+            file_format = image.format or ""
+            if file_format not in SUPPORTED_FORMATS:
+                raise ImageError(f"{file_format} files are not supported. {_FIX}")
             width, height = image.size
             # Image.open reads only the header: refuse huge images before decoding pixels.
             if width * height > max_pixels:
@@ -100,7 +101,7 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             f"the image data is truncated or corrupt ({error}). "
             "To fix this, export the photo again and re-upload it."
         ) from None
-    return DecodedImage(pixels=pixels, original_size=(width, height), format=image.format or "")
+    return DecodedImage(pixels=pixels, original_size=(width, height), format=file_format)
 
 
 def _to_8bit_array(image: Image.Image) -> np.ndarray:

@@ -10,7 +10,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import metadata as package_metadata
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ def bootstrap(config: Config, *, actor: str, now: datetime, dataset_spec: str | 
         return BootstrapResult(registry.find_champion() or existing[-1], created=False)
     check_architecture(architecture)
     params = TrainingParams(architecture=architecture, seed=config.seed, weights=weights,
-                            epochs=_check_epochs(epochs or TrainingParams.epochs))
+                            epochs=_check_epochs(TrainingParams.epochs if epochs is None else epochs))
     spec = dataset_spec or config.dataset
     input_spec = input_spec_for(architecture, natural_input_spec(spec))
     dataset = limit_dataset(load_dataset(spec, input_spec, fashion_mnist_dir=config.fashion_mnist_dir,
@@ -106,12 +106,14 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 1024) -> 
 
 def environment_info() -> dict:
     """Code and library versions recorded with every version."""
+    # Module versions, not distribution names: TensorFlow ships as tensorflow,
+    # tensorflow-cpu or tensorflow-macos, all importing as ``tensorflow``.
     libraries = {}
-    for name in ("tensorflow", "keras", "numpy", "pillow", "ai-edge-litert"):
+    for module in ("tensorflow", "keras", "numpy", "PIL", "ai_edge_litert"):
         try:
-            libraries[name] = package_metadata.version(name)
-        except package_metadata.PackageNotFoundError:
-            libraries[name] = None
+            libraries[module] = getattr(importlib.import_module(module), "__version__", None)
+        except ImportError:
+            libraries[module] = None
     return {
         "git_commit": _git_commit(PROJECT_ROOT),
         "python": platform.python_version(),

@@ -182,11 +182,10 @@ class SQLiteCatalog(Catalog):
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # The schema commits on its own, so a writer killed later cannot take it along.
+            db.executescript(_SCHEMA)
             db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
                 yield db
                 db.execute("COMMIT")
             except BaseException:
@@ -201,6 +200,12 @@ class SQLiteCatalog(Catalog):
         db = sqlite3.connect(self.path, timeout=60)
         try:
             return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as error:
+            # A process killed between creating the file and creating the tables
+            # leaves an empty database: that registry has no versions yet.
+            if "no such table" in str(error):
+                return []
+            raise
         finally:
             db.close()
 

@@ -1,0 +1,26 @@
+"""Entry script: builds the navigation and runs the chosen page.
+
+Run with ``streamlit run dashboard/app.py``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+# Keep TensorFlow's C++ start-up chatter out of the server log.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path; core lives one level up.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st  # noqa: E402
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="Vision model operations", page_icon=":material/visibility:",
+                   layout="wide")
+navigation = st.navigation([
+    st.Page(PAGES / "predict.py", title="Predict", icon=":material/photo_camera:",
+            default=True),
+    st.Page(PAGES / "versions.py", title="Versions", icon=":material/inventory_2:"),
+])
+navigation.run()

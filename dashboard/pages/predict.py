@@ -1,0 +1,56 @@
+"""Predict: upload or photograph an image, see the answer and what the model looked at."""
+
+import streamlit as st
+
+from core.errors import CoreError
+from core.lifecycle import explain_image
+from dashboard import charts, state
+
+st.title("Predict")
+registry = state.registry()
+versions = registry.list_versions()
+if not versions:
+    state.no_versions_notice(registry)
+    st.stop()
+
+champion = registry.find_champion()
+labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
+chosen = st.selectbox("Model version", list(labels), format_func=labels.get,
+                      index=list(labels).index(champion.version) if champion else 0,
+                      help="The champion answers production traffic; pick another to compare.")
+class_names = registry.get_version(chosen).metadata["class_names"]
+st.caption("Classes: " + ", ".join(class_names))
+
+use_camera = st.toggle("Use the camera", help="Your browser asks for permission; phones allow "
+                       "the camera only over HTTPS or on localhost.")
+if use_camera:
+    shot = st.camera_input("Take a photo")
+    image_bytes, source = (shot.getvalue(), "camera") if shot else (None, None)
+else:
+    upload = st.file_uploader("Upload an image",
+                              type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"])
+    image_bytes, source = (upload.getvalue(), "upload") if upload else (None, None)
+
+if image_bytes is None:
+    st.info("Upload an image or take a photo to see the model's answer.",
+            icon=":material/upload:")
+    st.stop()
+
+try:
+    explanation = explain_image(state.config(), state.model_cache(), image_bytes, chosen)
+except CoreError as error:
+    st.error(f"Cannot use this image: {error}", icon=":material/broken_image:")
+    st.stop()
+
+prediction = explanation.prediction
+st.subheader(f"{prediction.label} · {prediction.confidence:.1%}")
+st.caption(f"Answered by version {prediction.version} in {prediction.latency_ms:.1f} ms "
+           f"(decode, preprocess and inference; source: {source}).")
+image_column, heat_column = st.columns(2)
+with image_column:
+    st.image(image_bytes, caption="Your image", width="stretch")
+with heat_column:
+    st.image(explanation.overlay, width="stretch",
+             caption=f"Grad-CAM for '{explanation.explained_class}': red is where the "
+                     "model looked most")
+st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch")

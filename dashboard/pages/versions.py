@@ -1,0 +1,79 @@
+"""Versions: every registered model with its status, metrics and lineage."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+
+st.title("Versions")
+registry = state.registry()
+versions = registry.list_versions()
+if not versions:
+    state.no_versions_notice(registry)
+    st.stop()
+
+rows = []
+for version in reversed(versions):
+    summary = version.summary()
+    rows.append({
+        "version": summary["version"],
+        "status": summary["status"],
+        "created_at": summary["created_at"],
+        "created_by": summary["created_by"],
+        "parent": summary["parent"],
+        "architecture": summary["architecture"],
+        "dataset": summary["dataset"],
+        "val accuracy": summary["metrics"]["val_accuracy"],
+        "test accuracy": summary["metrics"]["test_accuracy"],
+        "test macro-F1": summary["metrics"]["test_macro_f1"],
+        "test ECE": summary["metrics"]["test_ece"],
+    })
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+             column_config={
+                 "val accuracy": st.column_config.NumberColumn(format="%.4f"),
+                 "test accuracy": st.column_config.NumberColumn(format="%.4f"),
+                 "test macro-F1": st.column_config.NumberColumn(format="%.4f"),
+                 "test ECE": st.column_config.NumberColumn(format="%.4f"),
+             })
+
+st.header("Details")
+chosen = st.selectbox("Version", [v.version for v in reversed(versions)],
+                      format_func=lambda n: f"v{n}")
+version = registry.get_version(chosen)
+meta = version.metadata
+test = meta["metrics"]["test"]
+columns = st.columns(4)
+columns[0].metric("Status", version.status)
+columns[1].metric("Test accuracy", f"{test['accuracy']:.4f}")
+columns[2].metric("Test macro-F1", f"{test['macro_f1']:.4f}")
+columns[3].metric("Test ECE", f"{test['ece']:.4f}")
+st.markdown(
+    f"**Lineage:** parent {f'v{version.parent}' if version.parent else '— (trained from scratch)'}"
+    f" · **architecture** `{meta['architecture']}` · **dataset** `{meta['dataset']['name']}` "
+    f"(fingerprint `{meta['dataset']['fingerprint'][:19]}…`) · trained "
+    f"{meta['epochs']} epochs in {meta['training_seconds']:.0f} s by {version.created_by}"
+)
+
+split = st.radio("Split", ["test", "validation"], horizontal=True)
+metrics = meta["metrics"][split]
+matrix_column, class_column = st.columns(2)
+with matrix_column:
+    st.subheader("Confusion matrix")
+    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], meta["class_names"]),
+                    width="stretch")
+with class_column:
+    st.subheader("Per-class metrics")
+    st.plotly_chart(charts.per_class_bars(metrics["per_class"]), width="stretch")
+    st.dataframe(pd.DataFrame(metrics["per_class"]).T, width="stretch")
+
+st.subheader("Training history")
+st.plotly_chart(charts.training_history(meta["history"]), width="stretch")
+
+st.subheader("Status history")
+history = [h for h in registry.status_history() if h["version"] == chosen]
+st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
+
+with st.expander("All metadata (metadata.json)"):
+    st.code(json.dumps(meta, indent=2), language="json")

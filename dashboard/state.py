@@ -1,0 +1,31 @@
+"""What pages share: configuration, the model cache, and error display."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import Config, load_config
+from core.lifecycle import open_registry
+from core.registry import Registry
+from core.serving import ModelCache
+
+
+def config() -> Config:
+    # Read on every run (cheap), so a changed environment is seen at once.
+    return load_config()
+
+
+def registry() -> Registry:
+    return open_registry(config())
+
+
+@st.cache_resource(show_spinner=False)
+def model_cache() -> ModelCache:
+    """One cache per server process: each version's model is loaded once."""
+    return ModelCache()
+
+
+def no_versions_notice(registry: Registry) -> None:
+    st.info(f"The registry at `{registry.root}` has no model yet. Train the baseline with "
+            "`python -m core bootstrap` (about two minutes), then reload this page.",
+            icon=":material/model_training:")

@@ -1,0 +1,218 @@
+"""Registry behaviour, and one contract suite that every catalog implementation passes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from core.errors import InvalidInput, RegistryError, VersionNotFound
+from core.registry import INITIAL_BASELINE_NOTE, Registry, SQLiteCatalog, parse_version
+from tests.conftest import FIXED_NOW, PROJECT_ROOT
+
+CATALOGS = {"sqlite": lambda root: SQLiteCatalog(root / "registry.db")}
+
+
+@pytest.fixture(params=sorted(CATALOGS))
+def registry(request, tmp_path) -> Registry:
+    root = tmp_path / "registry"
+    return Registry(root, "fashion", CATALOGS[request.param](root))
+
+
+def write_files(folder):
+    (folder / "model.tflite").write_bytes(b"tflite")
+    (folder / "model.keras").write_bytes(b"keras")
+
+
+def register(registry, parent=None, **metadata):
+    return registry.register_version(write_files, {"note": "x", **metadata},
+                                     created_by="alice", now=FIXED_NOW, parent=parent)
+
+
+def test_first_version_is_champion_with_baseline_note(registry):
+    first = register(registry)
+    assert (first.version, first.status, first.created_by) == (1, "champion", "alice")
+    assert first.created_at == "2026-01-02T03:04:05+00:00"
+    history = registry.status_history()
+    assert history == [{"version": 1, "at": first.created_at, "actor": "alice",
+                        "from_status": None, "to_status": "champion",
+                        "note": INITIAL_BASELINE_NOTE}]
+
+
+def test_later_versions_are_candidates_with_lineage(registry):
+    register(registry)
+    second = register(registry, parent=1)
+    assert (second.version, second.status, second.parent) == (2, "candidate", 1)
+    assert [v.version for v in registry.list_versions()] == [1, 2]
+    assert registry.get_champion().version == 1
+
+
+def test_metadata_file_matches_catalog(registry):
+    version = register(registry, accuracy=0.9)
+    folder = registry.version_dir(version.version)
+    on_disk = json.loads((folder / "metadata.json").read_text())
+    assert on_disk == version.metadata == registry.get_version(1).metadata
+    assert on_disk["version"] == 1 and on_disk["accuracy"] == 0.9
+    assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.keras",
+                                                        "model.tflite"]
+
+
+def test_exactly_one_champion(registry):
+    register(registry)
+    register(registry)
+    register(registry)
+    registry.catalog.update_model_version_status("fashion", 3, "champion", actor="bob",
+                                                 at=FIXED_NOW.isoformat(), note="test")
+    statuses = {v.version: v.status for v in registry.list_versions()}
+    assert statuses == {1: "archived", 2: "candidate", 3: "champion"}
+    with pytest.raises(RegistryError, match="is the champion"):
+        registry.catalog.update_model_version_status("fashion", 3, "rejected", actor="bob",
+                                                     at=FIXED_NOW.isoformat(), note="no")
+    assert registry.get_champion().version == 3
+
+
+def test_unknown_version_lists_existing_ones(registry):
+    register(registry)
+    register(registry)
+    with pytest.raises(VersionNotFound, match=r"no version 7 \(versions: 1, 2\)"):
+        registry.get_version(7)
+
+
+def test_empty_registry_reads_create_nothing(tmp_path):
+    root = tmp_path / "absent"
+    registry = Registry(root, "fashion")
+    assert registry.list_versions() == []
+    assert registry.find_champion() is None
+    with pytest.raises(VersionNotFound, match="python -m core bootstrap"):
+        registry.get_champion()
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "", ".hidden", "x" * 65, "a..b"])
+def test_unsafe_model_names_are_refused(tmp_path, name):
+    with pytest.raises(InvalidInput, match="invalid model name"):
+        Registry(tmp_path, name)
+
+
+@pytest.mark.parametrize("text, expected", [("3", 3), ("v2", 2), (" 10 ", 10)])
+def test_parse_version(text, expected):
+    assert parse_version(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "abc", "1.5", "../1"])
+def test_parse_version_refuses(text):
+    with pytest.raises(InvalidInput, match="invalid version"):
+        parse_version(text)
+
+
+def test_failed_artifact_writer_leaves_nothing(registry):
+    def broken(folder):
+        (folder / "model.keras").write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        registry.register_version(broken, {}, created_by="a", now=FIXED_NOW)
+    assert registry.list_versions() == []
+    assert list(registry.model_dir.iterdir()) == []
+
+
+# --- a writer killed mid-registration ---------------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from datetime import datetime, timezone
+    from core.registry import Registry
+    root, pause_at = sys.argv[1], sys.argv[2]
+    registry = Registry(root, "fashion")
+
+    def write(folder):
+        (folder / "model.keras").write_bytes(b"k" * 100_000)
+        if pause_at == "artifacts":
+            print("paused", flush=True); time.sleep(60)
+        (folder / "model.tflite").write_bytes(b"t" * 100_000)
+
+    if pause_at == "publish":
+        # Stop right after the folder is renamed, before the catalog row commits.
+        original = registry.catalog.create_model_version
+        def create(model, **kw):
+            publish = kw["publish"]
+            def paused_publish(version, metadata):
+                publish(version, metadata)
+                print("paused", flush=True); time.sleep(60)
+            return original(model, **(kw | {"publish": paused_publish}))
+        registry.catalog.create_model_version = create
+    if pause_at == "loop":
+        print("paused", flush=True)
+        while True:
+            registry.register_version(write, {}, created_by="w", now=datetime.now(timezone.utc))
+    registry.register_version(write, {}, created_by="w", now=datetime.now(timezone.utc))
+""")
+
+
+def start_writer(root, pause_at):
+    process = subprocess.Popen([sys.executable, "-c", WRITER, str(root), pause_at],
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "paused"
+    return process
+
+
+def kill(process):
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def assert_only_complete_versions(root):
+    registry = Registry(root, "fashion")
+    registry.repair()
+    listed = {v.version for v in registry.list_versions()}
+    on_disk = {p.name for p in registry.model_dir.iterdir()} if registry.model_dir.exists() else set()
+    assert on_disk == {str(v) for v in listed}, "leftover folders after repair"
+    for version in listed:
+        folder = registry.version_dir(version)
+        assert (folder / "model.tflite").stat().st_size == 100_000
+        assert json.loads((folder / "metadata.json").read_text())["version"] == version
+    champions = [v for v in registry.list_versions() if v.status == "champion"]
+    assert len(champions) == (1 if listed else 0)
+    return registry
+
+
+@pytest.mark.parametrize("pause_at", ["artifacts", "publish"])
+def test_killed_writer_never_leaves_a_half_version(tmp_path, pause_at):
+    root = tmp_path / "registry"
+    kill(start_writer(root, pause_at))
+    registry = Registry(root, "fashion")
+    assert registry.list_versions() == []  # nothing half-written is visible
+    assert_only_complete_versions(root)
+    # The next registration takes number 1 and succeeds.
+    assert register(registry).version == 1
+
+
+def test_writer_killed_at_random_moments(tmp_path):
+    root = tmp_path / "registry"
+    rng = __import__("random").Random(7)
+    for _ in range(8):
+        process = start_writer(root, "loop")
+        time.sleep(rng.uniform(0.05, 0.6))
+        kill(process)
+        assert_only_complete_versions(root)
+    assert len(Registry(root, "fashion").list_versions()) > 0
+
+
+def test_registration_survives_a_concurrent_writer(tmp_path):
+    """Two processes registering at once get distinct numbers and one champion."""
+    root = tmp_path / "registry"
+    code = ("import sys; from datetime import datetime, timezone; from core.registry import "
+            "Registry; r = Registry(sys.argv[1], 'fashion')\n"
+            "for _ in range(5): r.register_version(lambda f: (f / 'model.tflite')"
+            ".write_bytes(b't' * 100_000), {}, created_by='p', now=datetime.now(timezone.utc))")
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=PROJECT_ROOT)
+                 for _ in range(2)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
+    versions = Registry(root, "fashion").list_versions()
+    assert [v.version for v in versions] == list(range(1, 11))
+    assert sum(v.status == "champion" for v in versions) == 1
+    assert os.listdir(root / "fashion") and len(os.listdir(root / "fashion")) == 10

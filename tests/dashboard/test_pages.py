@@ -1,0 +1,77 @@
+"""Pages through Streamlit's AppTest: no browser, real core underneath."""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.images import encode_png
+from tests.conftest import PROJECT_ROOT, fashion_test_images
+
+pytestmark = pytest.mark.slow
+
+APP = str(PROJECT_ROOT / "dashboard" / "app.py")
+
+
+def start(monkeypatch, registry):
+    monkeypatch.setenv("MODEL_REGISTRY_DIR", str(registry))
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def upload(app, name, data, mime="image/png"):
+    app.file_uploader[0].set_value((name, data, mime))
+    app.run()
+    assert not app.exception, app.exception
+
+
+def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, trained_registry,
+                                                           tmp_path):
+    app = start(monkeypatch, trained_registry)
+    assert app.title[0].value == "Predict"
+    assert app.selectbox[0].value == 1  # the champion answers by default
+    image = encode_png(fashion_test_images(1)[0][0])
+    upload(app, "boot.png", image)
+    assert not app.error
+    # The label shown is the one the CLI gives for the same file.
+    path = tmp_path / "boot.png"
+    path.write_bytes(image)
+    from tests.test_cli import run_cli
+    cli_label = json.loads(run_cli(trained_registry, "predict", str(path), "--json").stdout)[0]["label"]
+    assert app.subheader[0].value.startswith(cli_label + " · ")
+    assert "Answered by version 1" in app.caption[1].value
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.get("image")) == 2  # the upload and the Grad-CAM overlay
+
+
+def test_predict_page_explains_bad_uploads(monkeypatch, trained_registry):
+    app = start(monkeypatch, trained_registry)
+    upload(app, "fake.png", b"<html>not an image</html>")
+    assert len(app.error) == 1
+    assert "not an image" in app.error[0].value and "To fix this" in app.error[0].value
+    assert not app.get("plotly_chart")
+
+
+def test_pages_without_a_model_say_how_to_train_one(monkeypatch, tmp_path):
+    app = start(monkeypatch, tmp_path / "empty")
+    assert "python -m core bootstrap" in app.info[0].value
+    app.switch_page("pages/versions.py").run()
+    assert "python -m core bootstrap" in app.info[0].value
+    assert not (tmp_path / "empty").exists()
+
+
+def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry):
+    app = start(monkeypatch, trained_registry)
+    app.switch_page("pages/versions.py").run()
+    assert not app.exception
+    assert app.title[0].value == "Versions"
+    table = app.dataframe[0].value
+    assert list(table["version"]) == [1] and list(table["status"]) == ["champion"]
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Status"] == "champion"
+    assert 0.6 < float(metrics["Test accuracy"]) <= 1
+    assert len(app.get("plotly_chart")) == 3  # confusion matrix, per-class bars, history
+    app.radio[0].set_value("validation").run()
+    assert not app.exception

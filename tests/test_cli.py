@@ -1,0 +1,167 @@
+"""The CLI as a user runs it: a subprocess, its stdout, stderr and exit status."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from core.images import encode_png
+from core.lifecycle import open_registry
+from tests.conftest import PROJECT_ROOT, fashion_test_images
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(registry, *args, stdin=None):
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_REGISTRY_DIR"}
+    result = subprocess.run([sys.executable, "-m", "core", "--registry", str(registry), *args],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, env=env,
+                            timeout=300, input=stdin)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with a hash of its content."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def image_files(tmp_path):
+    images, labels = fashion_test_images(3)
+    paths = []
+    for index, image in enumerate(images):
+        path = tmp_path / f"test{index}.png"
+        path.write_bytes(encode_png(image))
+        paths.append(path)
+    return paths, labels
+
+
+def test_versions_json(trained_registry):
+    result = run_cli(trained_registry, "versions", "--json")
+    assert result.returncode == 0
+    (entry,) = json.loads(result.stdout)
+    assert entry["version"] == 1 and isinstance(entry["version"], int)
+    assert entry["status"] == "champion" and entry["parent"] is None
+    assert entry["created_at"].endswith("+00:00")
+    assert 0.6 < entry["metrics"]["test_accuracy"] <= 1
+    assert 0.6 < entry["metrics"]["val_accuracy"] <= 1
+
+
+def test_versions_table(trained_registry):
+    result = run_cli(trained_registry, "versions")
+    assert result.returncode == 0
+    assert "champion" in result.stdout and "test_acc" in result.stdout
+
+
+def test_predict_json_matches_the_library(trained_config, trained_registry, image_files):
+    paths, _ = image_files
+    result = run_cli(trained_registry, "predict", *map(str, paths), "--json")
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [a["file"] for a in answers] == [str(p) for p in paths]
+    from core.lifecycle import predict_image
+    from core.serving import ModelCache
+    for path, answer in zip(paths, answers):
+        assert set(answer) == {"file", "label", "confidence", "probabilities", "version",
+                               "latency_ms"}
+        expected, _ = predict_image(trained_config, ModelCache(), path.read_bytes())
+        assert answer["label"] == expected.label
+        assert answer["version"] == 1
+        assert answer["confidence"] == pytest.approx(max(answer["probabilities"].values()))
+
+
+def test_predict_reports_bad_files_and_keeps_going(trained_registry, image_files, tmp_path):
+    paths, _ = image_files
+    text = tmp_path / "notes.png"
+    text.write_text("this is not an image")
+    before = snapshot(trained_registry)
+    result = run_cli(trained_registry, "predict", str(paths[0]), str(text),
+                     str(tmp_path / "missing.jpg"), "--json")
+    assert result.returncode == 1
+    good, bad, missing = json.loads(result.stdout)
+    assert "label" in good
+    assert set(bad) == {"file", "error"} and "not an image" in bad["error"]
+    assert "\n" not in bad["error"]
+    assert "is not a file" in missing["error"]
+    assert snapshot(trained_registry) == before
+
+
+def test_unknown_version_is_one_clear_error_and_writes_nothing(trained_registry, image_files,
+                                                                tmp_path):
+    paths, _ = image_files
+    before = snapshot(trained_registry)
+    result = run_cli(trained_registry, "predict", str(paths[0]), "--version", "7")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: model 'classifier' has no version 7 (versions: 1). To fix this, pick one of those.")
+    out = tmp_path / "heat.png"
+    result = run_cli(trained_registry, "explain", str(paths[0]), "--out", str(out), "--version", "7")
+    assert result.returncode == 1 and "no version 7" in result.stderr
+    assert not out.exists()
+    assert snapshot(trained_registry) == before
+
+
+def test_explain_writes_an_overlay(trained_registry, image_files, tmp_path):
+    paths, _ = image_files
+    out = tmp_path / "heat.png"
+    result = run_cli(trained_registry, "explain", str(paths[0]), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Grad-CAM of" in result.stdout
+    with Image.open(out) as image:
+        assert image.size == (224, 224) and image.mode == "RGB"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_explain_refuses_a_non_image_without_writing(trained_registry, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = tmp_path / "heat.png"
+    result = run_cli(trained_registry, "explain", str(bad), "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "To fix this" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jpg"]
+
+
+def test_empty_registry_commands_create_nothing(tmp_path):
+    registry = tmp_path / "empty"
+    result = run_cli(registry, "versions")
+    assert result.returncode == 0 and "python -m core bootstrap" in result.stdout
+    assert run_cli(registry, "versions", "--json").stdout.strip() == "[]"
+    image = tmp_path / "x.png"
+    image.write_bytes(encode_png(fashion_test_images(1)[0][0]))
+    result = run_cli(registry, "predict", str(image))
+    assert result.returncode == 1 and "no champion yet" in result.stderr
+    assert not registry.exists()
+
+
+def test_bootstrap_with_progress_then_idempotent(tmp_path):
+    registry = tmp_path / "fresh"
+    result = run_cli(registry, "bootstrap", "--epochs", "1", "--limit", "1000",
+                     "--eval-limit", "500", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["created"] is True and summary["status"] == "champion"
+    assert "training" in result.stderr and "epoch 1/1" in result.stderr  # the progress bar
+    again = run_cli(registry, "bootstrap", "--epochs", "1")
+    assert again.returncode == 0 and "nothing trained" in again.stdout
+    assert len(open_registry(_config(registry)).list_versions()) == 1
+
+
+def test_bootstrap_refuses_bad_options(tmp_path):
+    registry = tmp_path / "fresh"
+    result = run_cli(registry, "bootstrap", "--dataset", "folder:/does/not/exist")
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    result = run_cli(registry, "--model-name", "../escape", "versions")
+    assert result.returncode == 1 and "invalid model name" in result.stderr
+    assert not registry.exists()
+
+
+def _config(registry):
+    from core.config import load_config
+    return load_config({}).with_overrides(registry_dir=registry)
