@@ -98,6 +98,17 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return (colour * 255).astype(np.uint8)
 
 
+def enlarge(pixels: np.ndarray, min_side: int = 224) -> np.ndarray:
+    """uint8 [H, W, 1|3] -> RGB uint8, enlarged by a whole factor (nearest-neighbour)
+    until its shorter side reaches ``min_side``, so 28x28 images stay crisp."""
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
+    scale = max(1, int(np.ceil(min_side / min(image.size))))
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale),
+                             Image.Resampling.NEAREST)
+    return np.asarray(image)
+
+
 def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.6,
             min_side: int = 224) -> np.ndarray:
     """Blends a heatmap onto an image; small images are enlarged for display.
@@ -111,11 +122,7 @@ def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.6,
     Returns:
         uint8 [H', W', 3].
     """
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
-    scale = max(1, int(np.ceil(min_side / min(image.size))))
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale),
-                             Image.Resampling.NEAREST)
+    image = Image.fromarray(enlarge(pixels, min_side))
     heat = np.asarray(Image.fromarray(heatmap.astype(np.float32), mode="F")
                       .resize(image.size, Image.Resampling.BILINEAR))
     heat = np.clip(heat, 0.0, 1.0)[..., None]

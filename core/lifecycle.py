@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import datetime
 import importlib
@@ -19,8 +20,8 @@ from core.config import PROJECT_ROOT, Config
 from core.data import Dataset, limit_dataset, load_dataset, natural_input_spec
 from core.errors import InvalidInput
 from core.evaluation import classification_metrics
-from core.explain import overlay
-from core.images import DecodedImage, preprocess, preprocess_batch
+from core.explain import enlarge, overlay
+from core.images import DecodedImage, decode_image, preprocess, preprocess_batch
 from core.registry import ModelVersion, Registry
 from core.serving import ModelCache, Prediction
 from core.training_types import ProgressCallback, TrainingParams
@@ -138,17 +139,21 @@ class Explanation:
     prediction: Prediction
     explained_class: str
     heatmap: np.ndarray  # float32 [h, w] in [0, 1] at the model's input size
+    image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, enlarged like the overlay
     overlay: np.ndarray  # uint8 [H, W, 3]
 
 
 def predict_image(config: Config, cache: ModelCache, data: bytes,
                   version: int | None = None) -> tuple[Prediction, DecodedImage]:
     """Predicts one uploaded file with ``version`` (default: the champion)."""
+    started = time.perf_counter()
     registry = open_registry(config)
     model_version = registry.resolve(version)
+    # Validate the upload before loading any model: a bad file costs nothing.
+    decoded = decode_image(data, max_bytes=config.max_upload_bytes,
+                           max_pixels=config.max_image_pixels)
     predictor = cache.predictor(registry, model_version)
-    return predictor.predict_bytes(data, max_bytes=config.max_upload_bytes,
-                                   max_pixels=config.max_image_pixels)
+    return predictor.predict_decoded(decoded, started), decoded
 
 
 def explain_image(config: Config, cache: ModelCache, data: bytes, version: int | None = None,
@@ -169,4 +174,4 @@ def explain_image(config: Config, cache: ModelCache, data: bytes, version: int |
     heatmap, explained = gradcam.heatmap(preprocess(decoded.pixels, predictor.input_spec),
                                          class_index)
     return Explanation(prediction, class_names[explained], heatmap,
-                       overlay(decoded.pixels, heatmap))
+                       enlarge(decoded.pixels), overlay(decoded.pixels, heatmap))

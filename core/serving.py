@@ -16,7 +16,7 @@ import numpy as np
 from core.artifacts import TFLITE_FILE, load_keras_model
 from core.errors import ModelError
 from core.explain import GradCam
-from core.images import DecodedImage, InputSpec, decode_image, preprocess
+from core.images import DecodedImage, InputSpec, preprocess
 from core.registry import ModelVersion, Registry
 
 
@@ -60,6 +60,9 @@ class Predictor:
         self._interpreter = Interpreter(model_path=str(path), num_threads=1)
         self._runner = self._interpreter.get_signature_runner("serving_default")
         self._lock = threading.Lock()
+        # The first invoke sets up XNNPACK (~15 ms); pay it at load, not on a user's photo.
+        spec = self.input_spec
+        self.predict_batch(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))
 
     def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 [N, h, w, c] preprocessed images -> (probabilities [N, K], embeddings [N, E])."""
@@ -83,13 +86,6 @@ class Predictor:
             latency_ms=latency_ms,
             embedding=embeddings[0],
         )
-
-    def predict_bytes(self, data: bytes, *, max_bytes: int, max_pixels: int
-                      ) -> tuple[Prediction, DecodedImage]:
-        """Decodes and predicts an uploaded file. Raises ImageError for bad files."""
-        started = time.perf_counter()
-        decoded = decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
-        return self.predict_decoded(decoded, started), decoded
 
 
 class ModelCache:

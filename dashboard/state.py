@@ -25,7 +25,13 @@ def model_cache() -> ModelCache:
     return ModelCache()
 
 
-def no_versions_notice(registry: Registry) -> None:
-    st.info(f"The registry at `{registry.root}` has no model yet. Train the baseline with "
-            "`python -m core bootstrap` (about two minutes), then reload this page.",
-            icon=":material/model_training:")
+def registry_with_versions() -> tuple[Registry, list]:
+    """The registry and its versions; with no versions, says how to train one and stops."""
+    current = registry()
+    versions = current.list_versions()
+    if not versions:
+        st.info(f"The registry at `{current.root}` has no model yet. Train the baseline with "
+                "`python -m core bootstrap` (about two minutes), then reload this page.",
+                icon=":material/model_training:")
+        st.stop()
+    return current, versions

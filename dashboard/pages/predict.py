@@ -7,11 +7,7 @@ from core.lifecycle import explain_image
 from dashboard import charts, state
 
 st.title("Predict")
-registry = state.registry()
-versions = registry.list_versions()
-if not versions:
-    state.no_versions_notice(registry)
-    st.stop()
+registry, versions = state.registry_with_versions()
 
 champion = registry.find_champion()
 labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
@@ -46,11 +42,14 @@ prediction = explanation.prediction
 st.subheader(f"{prediction.label} · {prediction.confidence:.1%}")
 st.caption(f"Answered by version {prediction.version} in {prediction.latency_ms:.1f} ms "
            f"(decode, preprocess and inference; source: {source}).")
-image_column, heat_column = st.columns(2)
+# Three columns on a laptop; Streamlit stacks them on a phone.
+image_column, heat_column, chart_column = st.columns(3)
 with image_column:
-    st.image(image_bytes, caption="Your image", width="stretch")
+    st.image(explanation.image, caption="Your image (as decoded, EXIF rotation applied)",
+             width="stretch")
 with heat_column:
     st.image(explanation.overlay, width="stretch",
              caption=f"Grad-CAM for '{explanation.explained_class}': red is where the "
                      "model looked most")
-st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch")
+with chart_column:
+    st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch")

@@ -8,11 +8,7 @@ import streamlit as st
 from dashboard import charts, state
 
 st.title("Versions")
-registry = state.registry()
-versions = registry.list_versions()
-if not versions:
-    state.no_versions_notice(registry)
-    st.stop()
+registry, versions = state.registry_with_versions()
 
 rows = []
 for version in reversed(versions):
