@@ -18,9 +18,12 @@ from pathlib import Path
 from core.config import Config, load_config
 from core.errors import CoreError, InvalidInput
 from core.images import encode_png
-from core.lifecycle import bootstrap, explain_image, open_registry, predict_image
+from core.drift import Thresholds
+from core.lifecycle import (bootstrap, create_reference_profile, drift_for_version,
+                            explain_image, open_registry, predict_image, simulate)
 from core.training_types import ARCHITECTURES
 from core.registry import parse_version
+from core.scenarios import SCENARIOS, get_scenario
 from core.serving import ModelCache
 
 
@@ -57,6 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--version", help="version to use (default: the champion)")
     explain.add_argument("--class", dest="class_name",
                          help="class to explain (default: the predicted one)")
+
+    sim = commands.add_parser("simulate", help="stream transformed test images through the "
+                              "champion as logged traffic")
+    sim.add_argument("--scenario", required=True, metavar="S",
+                     help="one of: " + ", ".join(SCENARIOS))
+    sim.add_argument("--severity", type=float, help="strength (default: the scenario's)")
+    sim.add_argument("--n", type=int, default=500, help="images to send (default: 500)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--json", action="store_true")
+
+    drift = commands.add_parser("drift", help="drift report of a version's recent traffic")
+    drift.add_argument("--version", help="version (default: the champion)")
+    drift.add_argument("--window", type=int, default=500,
+                       help="last N predictions (default: 500)")
+    drift.add_argument("--since", help="only predictions at or after this UTC ISO time")
+    drift.add_argument("--until", help="only predictions before this UTC ISO time")
+    drift.add_argument("--threshold", action="append", metavar="NAME=[WARN:]ALERT",
+                       help="override a statistic's thresholds (repeatable)")
+    drift.add_argument("--json", action="store_true")
+
+    profile = commands.add_parser("profile", help="compute a missing reference profile")
+    profile.add_argument("--version", required=True)
     return parser
 
 
@@ -164,7 +189,8 @@ def cmd_predict(args, config: Config) -> int:
     results, failed = [], False
     for path in args.files:
         try:
-            prediction, _ = predict_image(config, cache, _read_upload(path, config), version)
+            prediction, _ = predict_image(config, cache, _read_upload(path, config),
+                                          source="cli", now=_now(), version=version)
             results.append({"file": str(path)} | prediction.as_dict())
         except CoreError as error:
             failed = True
@@ -188,7 +214,8 @@ def cmd_explain(args, config: Config) -> int:
         raise InvalidInput(f"folder {args.out.parent} does not exist. To fix this, create it "
                            "or choose another --out path.")
     explanation = explain_image(config, ModelCache(), _read_upload(args.file, config),
-                                _version_arg(args.version), args.class_name)
+                                source="cli", now=_now(), version=_version_arg(args.version),
+                                class_name=args.class_name)
     # Write beside the target, then rename: a failure never leaves a half-written PNG.
     handle, temporary = tempfile.mkstemp(dir=args.out.parent, suffix=".png.tmp")
     with os.fdopen(handle, "wb") as out:
@@ -200,9 +227,61 @@ def cmd_explain(args, config: Config) -> int:
     return 0
 
 
+def cmd_simulate(args, config: Config) -> int:
+    from tqdm import tqdm
+
+    get_scenario(args.scenario)  # fail on a bad name before loading anything
+    with tqdm(total=args.n, unit="img", file=sys.stderr, desc=f"simulating {args.scenario}",
+              dynamic_ncols=True) as bar:
+        result = simulate(config, ModelCache(), scenario=args.scenario, n=args.n,
+                          severity=args.severity, seed=args.seed, clock=_now,
+                          on_progress=lambda done, total: bar.update(done - bar.n))
+    summary = {"scenario": result.scenario, "severity": result.severity, "n": result.n,
+               "version": result.version, "accuracy": result.accuracy}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"logged {result.n} predictions of version {result.version} "
+              f"(scenario {result.scenario}, severity {result.severity:g}); "
+              f"accuracy on them {result.accuracy:.1%}")
+    return 0
+
+
+def cmd_drift(args, config: Config) -> int:
+    report = drift_for_version(config, version=_version_arg(args.version), window=args.window,
+                               since=args.since, until=args.until,
+                               thresholds=Thresholds.parse(args.threshold))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    print(f"version {report.version}: {report.n} predictions from {report.window_start} "
+          f"to {report.window_end}")
+    print(f"{'statistic':<26} {'value':>10} {'threshold':>10}  status")
+    for s in report.statistics:
+        print(f"{s.name:<26} {s.value:>10.4g} {s.threshold:>10g}  {s.status}")
+    realized = ("-" if report.realized_accuracy is None
+                else f"{report.realized_accuracy:.1%} ({report.labelled} labelled)")
+    print(f"accuracy: reference {report.reference_accuracy:.1%}, estimated "
+          f"{report.estimated_accuracy:.1%}, realized {realized}")
+    print("ALERT: " + "; ".join(report.reasons) if report.alert else "no alert")
+    return 0
+
+
+def cmd_profile(args, config: Config) -> int:
+    version = parse_version(args.version)
+    if create_reference_profile(config, version):
+        print(f"wrote the reference profile of version {version}")
+    else:
+        print(f"version {version} already has a reference profile (nothing changed)")
+    return 0
+
+
 COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "versions": cmd_versions,
     "predict": cmd_predict,
     "explain": cmd_explain,
+    "simulate": cmd_simulate,
+    "drift": cmd_drift,
+    "profile": cmd_profile,
 }

@@ -172,3 +172,25 @@ def encode_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+IMAGE_STATISTICS = ("brightness", "contrast", "sharpness")
+
+
+def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-image brightness, contrast and sharpness of uint8 [N, H, W, C] images.
+
+    Computed at the model's input size (after ``resize_to_spec``) so that photos
+    of any resolution compare with the training data on one scale:
+    brightness = mean gray level, contrast = its standard deviation (both in
+    [0, 1]), sharpness = variance of the 4-neighbour Laplacian of the gray image.
+    Returns float32 arrays [N] keyed by ``IMAGE_STATISTICS``.
+    """
+    gray = images.astype(np.float32).mean(axis=-1) / 255.0  # [N, H, W]
+    laplacian = (4 * gray[:, 1:-1, 1:-1] - gray[:, :-2, 1:-1] - gray[:, 2:, 1:-1]
+                 - gray[:, 1:-1, :-2] - gray[:, 1:-1, 2:])
+    return {
+        "brightness": gray.mean(axis=(1, 2)),
+        "contrast": gray.std(axis=(1, 2)),
+        "sharpness": laplacian.var(axis=(1, 2)),
+    }

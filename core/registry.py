@@ -19,15 +19,14 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import uuid
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
+from core import sqlite
 from core.errors import InvalidInput, RegistryError, VersionNotFound
 
 STATUSES = ("candidate", "champion", "rejected", "archived")
@@ -173,41 +172,11 @@ class SQLiteCatalog(Catalog):
         # does not exist yet must leave the disk untouched.
         self.path = Path(path)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so read-then-write
-        # sequences inside one transaction cannot interleave with another writer.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            # The schema commits on its own, so a writer killed later cannot take it along.
-            db.executescript(_SCHEMA)
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        finally:
-            db.close()
+    def _transaction(self):
+        return sqlite.write_transaction(self.path, _SCHEMA)
 
     def _read(self, sql: str, args=()) -> list[tuple]:
-        if not self.path.exists():
-            return []
-        db = sqlite3.connect(self.path, timeout=60)
-        try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError as error:
-            # A process killed between creating the file and creating the tables
-            # leaves an empty database: that registry has no versions yet.
-            if "no such table" in str(error):
-                return []
-            raise
-        finally:
-            db.close()
+        return sqlite.read(self.path, sql, args)
 
     @staticmethod
     def _row_to_version(row) -> ModelVersion:

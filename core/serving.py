@@ -16,7 +16,7 @@ import numpy as np
 from core.artifacts import TFLITE_FILE, load_keras_model
 from core.errors import ModelError
 from core.explain import GradCam
-from core.images import DecodedImage, InputSpec, preprocess
+from core.images import DecodedImage, InputSpec, image_statistics, preprocess, resize_to_spec
 from core.registry import ModelVersion, Registry
 
 
@@ -31,6 +31,7 @@ class Prediction:
     version: int
     latency_ms: float
     embedding: np.ndarray = field(repr=False, compare=False)
+    image_statistics: dict[str, float] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict:
         """The JSON shape of ``python -m core predict --json`` (without ``file``)."""
@@ -72,9 +73,11 @@ class Predictor:
 
     def predict_decoded(self, decoded: DecodedImage, started: float) -> Prediction:
         """Predicts one decoded image; ``started`` is when its bytes arrived (perf_counter)."""
-        probabilities, embeddings = self.predict_batch(preprocess(decoded.pixels,
-                                                                  self.input_spec)[None])
+        resized = resize_to_spec(decoded.pixels, self.input_spec)
+        probabilities, embeddings = self.predict_batch(preprocess(resized, self.input_spec)[None])
         latency_ms = (time.perf_counter() - started) * 1000
+        statistics = {name: float(values[0])
+                      for name, values in image_statistics(resized[None]).items()}
         row = probabilities[0]
         best = int(row.argmax())
         return Prediction(
@@ -85,6 +88,7 @@ class Predictor:
             version=self.version.version,
             latency_ms=latency_ms,
             embedding=embeddings[0],
+            image_statistics=statistics,
         )
 
 

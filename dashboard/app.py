@@ -14,13 +14,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
-PAGES = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit would also list that folder as legacy auto-discovered pages.
+VIEWS = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="Vision model operations", page_icon=":material/visibility:",
                    layout="wide")
 navigation = st.navigation([
-    st.Page(PAGES / "predict.py", title="Predict", icon=":material/photo_camera:",
+    st.Page(VIEWS / "predict.py", title="Predict", icon=":material/photo_camera:",
             default=True),
-    st.Page(PAGES / "versions.py", title="Versions", icon=":material/inventory_2:"),
+    st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
+    st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
 ])
 navigation.run()

@@ -50,3 +50,78 @@ def training_history(history: list[dict]) -> go.Figure:
                                         mode="lines+markers", name=key))
     figure.update_layout(xaxis_title="epoch", height=320, margin=dict(l=10, r=10, t=10, b=10))
     return figure
+
+
+STATUS_COLOURS = {"ok": "#54a24b", "warn": "#f58518", "alert": "#e45756"}
+
+
+def drift_over_time(series: list, names: list[str]) -> go.Figure:
+    """One small chart per statistic: its value per window, with warn/alert levels.
+
+    ``series`` is a list of DriftReport, oldest first. p-values use a log axis.
+    """
+    from plotly.subplots import make_subplots
+
+    columns = 3
+    rows = (len(names) + columns - 1) // columns
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=names,
+                           vertical_spacing=0.12, horizontal_spacing=0.08)
+    # Traffic comes in bursts: order points by log position, show the time on hover.
+    ends = [report.last_id for report in series]
+    times = [report.window_end for report in series]
+    for index, name in enumerate(names):
+        row, col = index // columns + 1, index % columns + 1
+        points = [next(s for s in report.statistics if s.name == name) for report in series]
+        figure.add_trace(go.Scatter(
+            x=ends, y=[max(p.value, 1e-6) if p.kind == "p_value" else p.value for p in points],
+            mode="lines+markers", showlegend=False, line_color="#4c78a8", text=times,
+            hovertemplate="prediction #%{x}<br>%{text}<br>value %{y:.4g}<extra></extra>",
+            marker_color=[STATUS_COLOURS[p.status] for p in points]), row=row, col=col)
+        first = points[0]
+        for level, colour in ((first.warn, STATUS_COLOURS["warn"]),
+                              (first.threshold, STATUS_COLOURS["alert"])):
+            figure.add_hline(y=level, line_dash="dot", line_color=colour, row=row, col=col)
+        if first.kind == "p_value":
+            figure.update_yaxes(type="log", row=row, col=col)
+    figure.update_xaxes(title_text="prediction #", title_font_size=10)
+    figure.update_layout(height=230 * rows, margin=dict(l=10, r=10, t=30, b=10))
+    return figure
+
+
+def compare_histograms(reference, current, title: str) -> go.Figure:
+    """Reference vs current distributions of one quantity, as densities."""
+    figure = go.Figure([
+        go.Histogram(x=reference, name="reference", histnorm="probability density",
+                     opacity=0.6, nbinsx=40, marker_color="#4c78a8"),
+        go.Histogram(x=current, name="current", histnorm="probability density",
+                     opacity=0.6, nbinsx=40, marker_color="#e45756"),
+    ])
+    figure.update_layout(barmode="overlay", title=title, height=300,
+                         margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    return figure
+
+
+def class_mix(class_names: list[str], reference_mix, current_counts) -> go.Figure:
+    total = max(sum(current_counts), 1)
+    figure = go.Figure([
+        go.Bar(name="reference", x=class_names, y=list(reference_mix), marker_color="#4c78a8"),
+        go.Bar(name="current", x=class_names, y=[c / total for c in current_counts],
+               marker_color="#e45756"),
+    ])
+    figure.update_layout(barmode="group", yaxis=dict(title="share of predictions",
+                                                     tickformat=".0%"),
+                         height=300, margin=dict(l=10, r=10, t=10, b=10),
+                         legend=dict(orientation="h"))
+    return figure
+
+
+def embedding_scatter(reference_2d, current_2d) -> go.Figure:
+    figure = go.Figure([
+        go.Scattergl(x=reference_2d[:, 0], y=reference_2d[:, 1], mode="markers",
+                     name="reference", marker=dict(size=4, color="#4c78a8", opacity=0.5)),
+        go.Scattergl(x=current_2d[:, 0], y=current_2d[:, 1], mode="markers", name="current",
+                     marker=dict(size=4, color="#e45756", opacity=0.6)),
+    ])
+    figure.update_layout(xaxis_title="PC 1", yaxis_title="PC 2", height=380,
+                         margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
+    return figure

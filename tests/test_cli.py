@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.images import encode_png
 from core.lifecycle import open_registry
-from tests.conftest import PROJECT_ROOT, fashion_test_images
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +59,8 @@ def test_versions_table(trained_registry):
     assert "champion" in result.stdout and "test_acc" in result.stdout
 
 
-def test_predict_json_matches_the_library(trained_config, trained_registry, image_files):
+def test_predict_json_matches_the_library(registry_copy, image_files):
+    trained_config, trained_registry = registry_copy, registry_copy.registry_dir
     paths, _ = image_files
     result = run_cli(trained_registry, "predict", *map(str, paths), "--json")
     assert result.returncode == 0, result.stderr
@@ -70,17 +71,22 @@ def test_predict_json_matches_the_library(trained_config, trained_registry, imag
     for path, answer in zip(paths, answers):
         assert set(answer) == {"file", "label", "confidence", "probabilities", "version",
                                "latency_ms"}
-        expected, _ = predict_image(trained_config, ModelCache(), path.read_bytes())
+        expected, _ = predict_image(trained_config, ModelCache(), path.read_bytes(),
+                                    source="cli", now=FIXED_NOW)
         assert answer["label"] == expected.label
         assert answer["version"] == 1
         assert answer["confidence"] == pytest.approx(max(answer["probabilities"].values()))
 
 
-def test_predict_reports_bad_files_and_keeps_going(trained_registry, image_files, tmp_path):
+def test_predict_reports_bad_files_and_keeps_going(registry_copy, image_files, tmp_path):
+    from core.lifecycle import open_prediction_log
+
     paths, _ = image_files
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
-    before = snapshot(trained_registry)
+    trained_registry = registry_copy.registry_dir
+    log = open_prediction_log(registry_copy)
+    logged = log.count("classifier")
     result = run_cli(trained_registry, "predict", str(paths[0]), str(text),
                      str(tmp_path / "missing.jpg"), "--json")
     assert result.returncode == 1
@@ -89,7 +95,8 @@ def test_predict_reports_bad_files_and_keeps_going(trained_registry, image_files
     assert set(bad) == {"file", "error"} and "not an image" in bad["error"]
     assert "\n" not in bad["error"]
     assert "is not a file" in missing["error"]
-    assert snapshot(trained_registry) == before
+    assert log.count("classifier") == logged + 1  # only the good file was logged
+    assert log.window("classifier", 1, last=1).sources == ["cli"]
 
 
 def test_unknown_version_is_one_clear_error_and_writes_nothing(trained_registry, image_files,
@@ -107,7 +114,8 @@ def test_unknown_version_is_one_clear_error_and_writes_nothing(trained_registry,
     assert snapshot(trained_registry) == before
 
 
-def test_explain_writes_an_overlay(trained_registry, image_files, tmp_path):
+def test_explain_writes_an_overlay(registry_copy, image_files, tmp_path):
+    trained_registry = registry_copy.registry_dir
     paths, _ = image_files
     out = tmp_path / "heat.png"
     result = run_cli(trained_registry, "explain", str(paths[0]), "--out", str(out))

@@ -27,8 +27,9 @@ def upload(app, name, data, mime="image/png"):
     assert not app.exception, app.exception
 
 
-def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, trained_registry,
+def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, registry_copy,
                                                            tmp_path):
+    trained_registry = registry_copy.registry_dir
     app = start(monkeypatch, trained_registry)
     assert app.title[0].value == "Predict"
     assert app.selectbox[0].value == 1  # the champion answers by default
@@ -44,6 +45,14 @@ def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, trained
     assert "Answered by version 1" in app.caption[1].value
     assert len(app.get("plotly_chart")) == 1
     assert len(app.get("image")) == 2  # the upload and the Grad-CAM overlay
+    # Reruns (any widget change) show the same answer without predicting again.
+    from core.lifecycle import open_prediction_log
+    log = open_prediction_log(registry_copy)
+    logged = log.count("classifier")
+    app.toggle[0].set_value(False).run()
+    app.run()
+    assert log.count("classifier") == logged
+    assert log.window("classifier", 1).sources.count("upload") == 1
 
 
 def test_predict_page_explains_bad_uploads(monkeypatch, trained_registry):
@@ -57,14 +66,14 @@ def test_predict_page_explains_bad_uploads(monkeypatch, trained_registry):
 def test_pages_without_a_model_say_how_to_train_one(monkeypatch, tmp_path):
     app = start(monkeypatch, tmp_path / "empty")
     assert "python -m core bootstrap" in app.info[0].value
-    app.switch_page("pages/versions.py").run()
+    app.switch_page("views/versions.py").run()
     assert "python -m core bootstrap" in app.info[0].value
     assert not (tmp_path / "empty").exists()
 
 
 def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry):
     app = start(monkeypatch, trained_registry)
-    app.switch_page("pages/versions.py").run()
+    app.switch_page("views/versions.py").run()
     assert not app.exception
     assert app.title[0].value == "Versions"
     table = app.dataframe[0].value

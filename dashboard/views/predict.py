@@ -1,5 +1,8 @@
 """Predict: upload or photograph an image, see the answer and what the model looked at."""
 
+import hashlib
+from datetime import datetime, timezone
+
 import streamlit as st
 
 from core.errors import CoreError
@@ -32,11 +35,18 @@ if image_bytes is None:
             icon=":material/upload:")
     st.stop()
 
-try:
-    explanation = explain_image(state.config(), state.model_cache(), image_bytes, chosen)
-except CoreError as error:
-    st.error(f"Cannot use this image: {error}", icon=":material/broken_image:")
-    st.stop()
+# Streamlit reruns the page on every interaction; predict (and log) each image once.
+key = (hashlib.sha256(image_bytes).hexdigest(), chosen, source)
+if st.session_state.get("explained_key") != key:
+    try:
+        st.session_state.explanation = explain_image(
+            state.config(), state.model_cache(), image_bytes, source=source,
+            now=datetime.now(timezone.utc), version=chosen)
+    except CoreError as error:
+        st.error(f"Cannot use this image: {error}", icon=":material/broken_image:")
+        st.stop()
+    st.session_state.explained_key = key
+explanation = st.session_state.explanation
 
 prediction = explanation.prediction
 st.subheader(f"{prediction.label} · {prediction.confidence:.1%}")

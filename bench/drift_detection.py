@@ -1,0 +1,103 @@
+"""Drift detection quality: scenario x statistic x how often it fired.
+
+    python -m bench.drift_detection [--registry DIR] [--runs 20] [--n 500]
+
+Works on a private copy of the registry (the real one's log is untouched):
+for each scenario and seed, simulates n predictions through the champion and
+computes the drift report over exactly those n. Prints a markdown table of how
+many runs each statistic alerted in, the overall alert rate, and the gap
+between estimated (CBPE) and realized accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core.config import load_config  # noqa: E402
+from core.drift import STATISTICS  # noqa: E402
+from core.lifecycle import drift_for_version, open_registry, simulate  # noqa: E402
+from core.scenarios import SCENARIOS  # noqa: E402
+from core.serving import ModelCache  # noqa: E402
+
+# Scenarios the quality bar requires to alert in every run (issue 3).
+MUST_ALERT = ("brightness", "blur", "noise", "invert", "class_shift")
+
+
+def private_copy(registry: Path, model: str) -> Path:
+    """Copies the champion's files and catalog (not the prediction log) to a temp folder."""
+    target = Path(tempfile.mkdtemp(prefix="drift-detection-")) / "registry"
+    shutil.copytree(registry / model, target / model)
+    shutil.copy(registry / "registry.db", target / "registry.db")
+    import sqlite3
+    with sqlite3.connect(target / "registry.db") as db:
+        db.execute("DROP TABLE IF EXISTS predictions")
+    return target
+
+
+def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS)) -> dict:
+    """Returns {scenario: {"fired": {stat: count}, "alerts": count, "runs": runs,
+    "max_cbpe_gap": float, "mean_accuracy": float}}."""
+    config = load_config().with_overrides(registry_dir=registry)
+    cache = ModelCache()
+    clock_start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ticks = iter(range(10**9))
+
+    def clock():
+        return clock_start + timedelta(seconds=next(ticks))
+
+    results = {}
+    for scenario in scenarios:
+        fired = {name: 0 for name in STATISTICS}
+        alerts, gaps, accuracies = 0, [], []
+        for seed in range(runs):
+            simulated = simulate(config, cache, scenario=scenario, n=n, seed=seed, clock=clock)
+            report = drift_for_version(config, window=n)
+            alerts += report.alert
+            for statistic in report.statistics:
+                fired[statistic.name] += statistic.status == "alert"
+            gaps.append(abs(report.estimated_accuracy - report.realized_accuracy))
+            accuracies.append(simulated.accuracy)
+        results[scenario] = {"fired": fired, "alerts": alerts, "runs": runs,
+                             "max_cbpe_gap": max(gaps),
+                             "mean_accuracy": sum(accuracies) / len(accuracies)}
+    return results
+
+
+def markdown(results: dict) -> str:
+    names = list(STATISTICS)
+    header = ("| scenario (default severity) | accuracy | alert runs | max CBPE gap | "
+              + " | ".join(names) + " |")
+    lines = [header, "|" + "---|" * (4 + len(names))]
+    for scenario, r in results.items():
+        severity = SCENARIOS[scenario].default_severity
+        lines.append(f"| {scenario} ({severity:g}) | {r['mean_accuracy']:.1%} | "
+                     f"{r['alerts']}/{r['runs']} | {r['max_cbpe_gap'] * 100:.1f} pts | "
+                     + " | ".join(str(r["fired"][name]) for name in names) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.drift_detection")
+    parser.add_argument("--registry", type=Path, default=load_config().registry_dir)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--scenario", action="append", help="limit to these scenarios")
+    args = parser.parse_args()
+    config = load_config().with_overrides(registry_dir=args.registry)
+    copy = private_copy(args.registry, open_registry(config).model)
+    try:
+        results = run(copy, args.runs, args.n, tuple(args.scenario or SCENARIOS))
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The prediction log: every prediction served, with what monitoring needs.
+
+Embedded default: a table in the registry's SQLite file (WAL mode). Each
+``append`` is one transaction, so rows are never torn; concurrent writers
+wait for the lock (busy timeout) instead of failing or losing rows.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core import sqlite
+from core.errors import InvalidInput
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    model TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    predicted INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    probabilities BLOB NOT NULL,
+    latency_ms REAL NOT NULL,
+    brightness REAL NOT NULL,
+    contrast REAL NOT NULL,
+    sharpness REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    embedding BLOB NOT NULL,
+    true_label INTEGER
+);
+CREATE INDEX IF NOT EXISTS predictions_by_version ON predictions (model, version, id);
+"""
+SOURCES = ("upload", "camera", "cli")  # plus "simulation:<scenario>"
+
+
+def check_source(source: str) -> str:
+    if source in SOURCES or (source.startswith("simulation:") and len(source) > 11):
+        return source
+    raise InvalidInput(f"unknown prediction source {source!r}. To fix this, use one of "
+                       f"{', '.join(SOURCES)} or simulation:<scenario>.")
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One logged prediction. Arrays: probabilities float32 [K], embedding [E]."""
+
+    at: str
+    model: str
+    version: int
+    source: str
+    predicted: int
+    label: str
+    confidence: float
+    probabilities: np.ndarray
+    latency_ms: float
+    brightness: float
+    contrast: float
+    sharpness: float
+    width: int
+    height: int
+    embedding: np.ndarray
+    true_label: int | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice of the log, oldest first, as arrays: what drift statistics consume."""
+
+    ids: np.ndarray  # int64 [n]
+    at: list[str]
+    sources: list[str]
+    predicted: np.ndarray  # int64 [n]
+    confidence: np.ndarray  # float32 [n]
+    probabilities: np.ndarray  # float32 [n, K]
+    statistics: dict[str, np.ndarray]  # brightness, contrast, sharpness: float32 [n]
+    embeddings: np.ndarray  # float32 [n, E]
+    true_labels: np.ndarray  # int64 [n], -1 where unknown
+    latency_ms: np.ndarray  # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slice(self, start: int, stop: int) -> "Window":
+        return Window(self.ids[start:stop], self.at[start:stop], self.sources[start:stop],
+                      self.predicted[start:stop], self.confidence[start:stop],
+                      self.probabilities[start:stop],
+                      {k: v[start:stop] for k, v in self.statistics.items()},
+                      self.embeddings[start:stop], self.true_labels[start:stop],
+                      self.latency_ms[start:stop])
+
+
+class PredictionLog(ABC):
+    """Where predictions are recorded; replaceable by another database."""
+
+    @abstractmethod
+    def append(self, records: list[PredictionRecord]) -> list[int]:
+        """Stores records atomically (all or none); returns their ids."""
+
+    @abstractmethod
+    def window(self, model: str, version: int, *, last: int | None = None,
+               since: str | None = None, until: str | None = None) -> Window:
+        """The version's predictions: the ``last`` N, and/or those in [since, until)."""
+
+    @abstractmethod
+    def count(self, model: str, version: int | None = None) -> int:
+        """How many predictions are logged (for one version, or all)."""
+
+
+_COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
+            "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
+            "height", "embedding", "true_label")
+
+
+class SQLitePredictionLog(PredictionLog):
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, records):
+        rows = [(r.at, r.model, r.version, check_source(r.source), r.predicted, r.label,
+                 float(r.confidence), np.asarray(r.probabilities, np.float32).tobytes(),
+                 float(r.latency_ms), float(r.brightness), float(r.contrast),
+                 float(r.sharpness), int(r.width), int(r.height),
+                 # float16 halves the row size; drift tests lose nothing measurable.
+                 np.asarray(r.embedding, np.float16).tobytes(),
+                 None if r.true_label is None else int(r.true_label)) for r in records]
+        placeholders = ", ".join("?" for _ in _COLUMNS)
+        sql = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
+        # NORMAL: a killed process loses nothing committed; the registry's own
+        # decisions keep FULL. Predictions are frequent, decisions rare.
+        with sqlite.write_transaction(self.path, _SCHEMA, synchronous="NORMAL") as db:
+            return [db.execute(sql, row).lastrowid for row in rows]
+
+    def window(self, model, version, *, last=None, since=None, until=None):
+        conditions, args = ["model = ?", "version = ?"], [model, version]
+        if since is not None:
+            conditions.append("at >= ?")
+            args.append(since)
+        if until is not None:
+            conditions.append("at < ?")
+            args.append(until)
+        sql = (f"SELECT id, at, source, predicted, confidence, probabilities, brightness, "
+               f"contrast, sharpness, embedding, true_label, latency_ms FROM predictions "
+               f"WHERE {' AND '.join(conditions)} ORDER BY id DESC")
+        if last is not None:
+            sql += " LIMIT ?"
+            args.append(int(last))
+        rows = sqlite.read(self.path, sql, args)[::-1]
+        return _rows_to_window(rows)
+
+    def count(self, model, version=None):
+        if version is None:
+            rows = sqlite.read(self.path, "SELECT COUNT(*) FROM predictions WHERE model = ?",
+                               (model,))
+        else:
+            rows = sqlite.read(self.path, "SELECT COUNT(*) FROM predictions WHERE model = ? "
+                               "AND version = ?", (model, version))
+        return rows[0][0] if rows else 0
+
+
+def _rows_to_window(rows) -> Window:
+    if not rows:
+        empty = np.zeros(0, np.float32)
+        return Window(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), empty,
+                      np.zeros((0, 0), np.float32), {k: empty for k in
+                                                     ("brightness", "contrast", "sharpness")},
+                      np.zeros((0, 0), np.float32), np.zeros(0, np.int64), empty)
+    columns = list(zip(*rows))
+    return Window(
+        ids=np.asarray(columns[0], np.int64),
+        at=list(columns[1]),
+        sources=list(columns[2]),
+        predicted=np.asarray(columns[3], np.int64),
+        confidence=np.asarray(columns[4], np.float32),
+        probabilities=np.stack([np.frombuffer(b, np.float32) for b in columns[5]]),
+        statistics={"brightness": np.asarray(columns[6], np.float32),
+                    "contrast": np.asarray(columns[7], np.float32),
+                    "sharpness": np.asarray(columns[8], np.float32)},
+        embeddings=np.stack([np.frombuffer(b, np.float16) for b in columns[9]]).astype(np.float32),
+        true_labels=np.asarray([-1 if t is None else t for t in columns[10]], np.int64),
+        latency_ms=np.asarray(columns[11], np.float32),
+    )

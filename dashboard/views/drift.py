@@ -1,0 +1,134 @@
+"""Drift: does production traffic still look like what the model was trained on?"""
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.drift import STATISTICS
+from core.errors import CoreError
+from core.lifecycle import drift_for_version, load_reference, open_prediction_log, simulate
+from core.monitoring import drift_series, pca_2d
+from core.scenarios import SCENARIOS
+from dashboard import charts, state
+
+st.title("Drift")
+registry, versions = state.registry_with_versions()
+config = state.config()
+champion = registry.find_champion()
+labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
+settings = st.columns([2, 1, 1])
+chosen = settings[0].selectbox("Model version", list(labels), format_func=labels.get,
+                               index=list(labels).index(champion.version) if champion else 0)
+window_size = settings[1].number_input("Window (last N predictions)", min_value=30,
+                                       max_value=10_000, value=500, step=50)
+chunk_size = settings[2].number_input("Points over time: N per point", min_value=30,
+                                      max_value=5_000, value=100, step=10)
+
+with st.expander("Simulate incoming traffic", icon=":material/science:"):
+    st.caption("Streams test images, transformed the way a camera could change them, "
+               "through the champion as logged production traffic (with true labels).")
+    form = st.columns([2, 1, 1, 1])
+    scenario = form[0].selectbox("Scenario", list(SCENARIOS),
+                                 format_func=lambda s: f"{s}: {SCENARIOS[s].description}")
+    spec = SCENARIOS[scenario]
+    severity = form[1].number_input("Severity", min_value=spec.min_severity,
+                                    max_value=spec.max_severity,
+                                    value=spec.default_severity, key=f"severity_{scenario}")
+    count = form[2].number_input("Images", min_value=30, max_value=5_000, value=500, step=50)
+    seed = form[3].number_input("Seed", min_value=0, value=0, step=1)
+    if st.button("Run simulation", type="primary", icon=":material/play_arrow:"):
+        bar = st.progress(0.0, text="Starting…")
+        try:
+            result = simulate(
+                config, state.model_cache(), scenario=scenario, n=int(count),
+                severity=float(severity), seed=int(seed),
+                clock=lambda: datetime.now(timezone.utc),
+                on_progress=lambda done, total: bar.progress(
+                    done / total, text=f"{done} / {total} images"))
+            st.success(f"Logged {result.n} predictions of version {result.version} "
+                       f"({result.scenario}, severity {result.severity:g}); accuracy on them "
+                       f"{result.accuracy:.1%}.", icon=":material/check:")
+        except CoreError as error:
+            st.error(str(error))
+
+
+@st.cache_data(show_spinner="Computing drift statistics…", max_entries=16)
+def compute(registry_dir: str, version: int, logged: int, window: int, chunk: int):
+    """Everything the page draws. ``logged`` is only a cache key: the log only grows,
+    so a new count means new traffic and a fresh computation."""
+    current_config = config.with_overrides(registry_dir=Path(registry_dir))
+    report = drift_for_version(current_config, version=version, window=window)
+    reference = load_reference(current_config, registry.get_version(version))
+    log = open_prediction_log(current_config)
+    series = drift_series(reference, log.window(config.model_name, version, last=chunk * 20),
+                          version, chunk)
+    current = log.window(config.model_name, version, last=window)
+    reference_2d, current_2d = pca_2d(reference.embeddings, current.embeddings)
+    return report, series, reference, current, reference_2d, current_2d
+
+
+def show_report() -> None:
+    logged = open_prediction_log(config).count(config.model_name, chosen)
+    try:
+        report, series, reference, current, reference_2d, current_2d = compute(
+            str(config.registry_dir), chosen, logged, int(window_size), int(chunk_size))
+    except CoreError as error:
+        st.info(str(error), icon=":material/info:")
+        return
+    if report.alert:
+        st.error("**Drift alert** on the last {} predictions of v{}:\n\n{}".format(
+            report.n, report.version, "\n".join(f"- {r}" for r in report.reasons)),
+            icon=":material/warning:")
+    else:
+        st.success(f"No drift alert on the last {report.n} predictions of v{report.version}.",
+                   icon=":material/check_circle:")
+    cells = st.columns(4)
+    cells[0].metric("Predictions in window", report.n)
+    cells[1].metric("Reference accuracy", f"{report.reference_accuracy:.1%}",
+                    help="On the validation split, when the version was registered.")
+    cells[2].metric("Estimated accuracy", f"{report.estimated_accuracy:.1%}",
+                    delta=f"{(report.estimated_accuracy - report.reference_accuracy) * 100:+.1f} pts",
+                    help="Label-free (CBPE): the mean of confidences calibrated on validation.")
+    cells[3].metric("Realized accuracy",
+                    "—" if report.realized_accuracy is None else f"{report.realized_accuracy:.1%}",
+                    help=f"Over the {report.labelled} predictions with a known true label.")
+    st.caption(f"From {report.window_start} to {report.window_end} (UTC).")
+
+    table = pd.DataFrame([{"statistic": s.name, "value": s.value, "warn": s.warn,
+                           "alert": s.threshold, "status": s.status, "meaning": s.meaning}
+                          for s in report.statistics])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"value": st.column_config.NumberColumn(format="%.4g")})
+
+    st.subheader("Over time")
+    if len(series) >= 2:
+        st.plotly_chart(charts.drift_over_time(series, list(STATISTICS)), width="stretch")
+        st.caption(f"Each point: {int(chunk_size)} consecutive predictions. Dotted lines: "
+                   "warn (orange) and alert (red) levels; p-values on a log scale.")
+    else:
+        st.caption("Log more predictions to see the statistics over time.")
+
+    st.subheader("Reference versus current")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.compare_histograms(reference.confidence, current.confidence,
+                                                "top-class confidence"), width="stretch")
+    right.plotly_chart(charts.compare_histograms(reference.statistics["brightness"],
+                                                 current.statistics["brightness"],
+                                                 "image brightness"), width="stretch")
+    left, right = st.columns(2)
+    class_names = registry.get_version(chosen).metadata["class_names"]
+    with left:
+        st.markdown("**Predicted-class mix**")
+        st.plotly_chart(charts.class_mix(class_names, report.details["reference_class_mix"],
+                                         report.details["current_class_counts"]),
+                        width="stretch")
+    with right:
+        st.markdown("**Embeddings (PCA of the penultimate layer)**")
+        st.plotly_chart(charts.embedding_scatter(reference_2d, current_2d), width="stretch")
+
+
+auto = st.toggle("Refresh every 10 s", help="Re-reads the log without blocking other pages.")
+# A fragment reruns only this part of the page, on its own timer.
+st.fragment(show_report, run_every="10s" if auto else None)()
