@@ -18,7 +18,7 @@ def serving_outputs(model):
     """The model with two named outputs: ``probabilities`` and the ``embedding``."""
     import keras
 
-    return keras.Model(model.inputs, {
+    return keras.Model(model.inputs[0], {
         "probabilities": model.outputs[0],
         "embedding": model.get_layer(EMBEDDING_LAYER).output,
     })

@@ -35,3 +35,12 @@ def registry_with_versions() -> tuple[Registry, list]:
                 icon=":material/model_training:")
         st.stop()
     return current, versions
+
+
+def version_selector(registry: Registry, versions: list, container=st, **options) -> int:
+    """A select box of versions, newest first, defaulting to the champion."""
+    labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
+    champion = registry.find_champion()
+    default = list(labels).index(champion.version) if champion else 0
+    return container.selectbox("Model version", list(labels), format_func=labels.get,
+                               index=default, **options)

@@ -173,3 +173,58 @@ def test_bootstrap_refuses_bad_options(tmp_path):
 def _config(registry):
     from core.config import load_config
     return load_config({}).with_overrides(registry_dir=registry)
+
+
+def test_simulate_then_drift_json(registry_copy):
+    registry = registry_copy.registry_dir
+    result = run_cli(registry, "simulate", "--scenario", "none", "--n", "300", "--seed", "1",
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary == summary | {"scenario": "none", "n": 300, "version": 1}
+    assert "simulating none" in result.stderr  # the progress bar
+    report = json.loads(run_cli(registry, "drift", "--window", "300", "--json").stdout)
+    assert report["alert"] is False and report["n"] == 300 and report["reasons"] == []
+    assert {s["name"] for s in report["statistics"]} >= {"prediction_kl", "prediction_psi",
+                                                         "embedding_mmd"}
+    for statistic in report["statistics"]:
+        assert set(statistic) >= {"name", "value", "threshold", "status"}
+    assert abs(report["estimated_accuracy"] - report["realized_accuracy"]) < 0.05
+    run_cli(registry, "simulate", "--scenario", "invert", "--n", "300")
+    report = json.loads(run_cli(registry, "drift", "--window", "300", "--json").stdout)
+    assert report["alert"] is True and report["reasons"]
+    relaxed = run_cli(registry, "drift", "--window", "300", "--threshold",
+                      "prediction_psi=100", "--json")
+    psi = next(s for s in json.loads(relaxed.stdout)["statistics"]
+               if s["name"] == "prediction_psi")
+    assert psi["threshold"] == 100 and psi["status"] == "ok"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["simulate", "--scenario", "fog"], "unknown scenario 'fog'"),
+    (["simulate", "--scenario", "brightness", "--severity", "5"], "out of range for brightness"),
+    (["simulate", "--scenario", "none", "--n", "0"], "--n must be between"),
+    (["drift"], "holds 0 prediction(s) of version 1"),
+    (["drift", "--window", "5"], "--window must be at least 30"),
+    (["drift", "--version", "4"], "no version 4"),
+    (["drift", "--threshold", "psi=1"], "unknown statistic 'psi'"),
+])
+def test_monitoring_commands_refuse_bad_input_clearly(trained_registry, args, message):
+    before = snapshot(trained_registry)
+    result = run_cli(trained_registry, *args)
+    assert result.returncode == 1
+    assert message in result.stderr and "To fix this" in result.stderr
+    assert snapshot(trained_registry) == before
+
+
+def test_version_without_reference_profile(registry_copy):
+    registry = registry_copy.registry_dir
+    (registry / "classifier" / "1" / "reference.npz").unlink()
+    run_cli(registry, "simulate", "--scenario", "none", "--n", "100")
+    result = run_cli(registry, "drift")
+    assert result.returncode == 1
+    assert "has no reference profile" in result.stderr and "profile --version 1" in result.stderr
+    assert run_cli(registry, "profile", "--version", "1").returncode == 0
+    assert run_cli(registry, "drift", "--window", "100").returncode == 0
+    again = run_cli(registry, "profile", "--version", "1")
+    assert "already has a reference profile" in again.stdout

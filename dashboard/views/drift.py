@@ -16,11 +16,8 @@ from dashboard import charts, state
 st.title("Drift")
 registry, versions = state.registry_with_versions()
 config = state.config()
-champion = registry.find_champion()
-labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
 settings = st.columns([2, 1, 1])
-chosen = settings[0].selectbox("Model version", list(labels), format_func=labels.get,
-                               index=list(labels).index(champion.version) if champion else 0)
+chosen = state.version_selector(registry, versions, settings[0])
 window_size = settings[1].number_input("Window (last N predictions)", min_value=30,
                                        max_value=10_000, value=500, step=50)
 chunk_size = settings[2].number_input("Points over time: N per point", min_value=30,

@@ -12,11 +12,9 @@ from dashboard import charts, state
 st.title("Predict")
 registry, versions = state.registry_with_versions()
 
-champion = registry.find_champion()
-labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
-chosen = st.selectbox("Model version", list(labels), format_func=labels.get,
-                      index=list(labels).index(champion.version) if champion else 0,
-                      help="The champion answers production traffic; pick another to compare.")
+chosen = state.version_selector(
+    registry, versions,
+    help="The champion answers production traffic; pick another to compare.")
 class_names = registry.get_version(chosen).metadata["class_names"]
 st.caption("Classes: " + ", ".join(class_names))
 

@@ -84,3 +84,19 @@ def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry)
     assert len(app.get("plotly_chart")) == 3  # confusion matrix, per-class bars, history
     app.radio[0].set_value("validation").run()
     assert not app.exception
+
+
+def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
+    app = start(monkeypatch, registry_copy.registry_dir)
+    app.switch_page("views/drift.py").run()
+    assert not app.exception
+    assert "holds 0 prediction(s)" in app.info[0].value  # nothing logged yet: says what to do
+    scenario = next(s for s in app.selectbox if s.label == "Scenario")
+    scenario.set_value("invert").run()
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Logged 500 predictions of version 1 (invert" in app.success[0].value
+    assert app.error and "Drift alert" in app.error[0].value
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Predictions in window"] == "500"
+    assert len(app.get("plotly_chart")) >= 4  # histograms, class mix, embeddings

@@ -1,0 +1,86 @@
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidInput
+from core.prediction_log import PredictionRecord, SQLitePredictionLog
+from tests.conftest import PROJECT_ROOT
+
+
+def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
+           true_label=None) -> PredictionRecord:
+    probabilities = np.full(10, 0.05, np.float32)
+    probabilities[i % 10] = 0.55
+    return PredictionRecord(
+        at=at or f"2026-01-01T00:00:{i % 60:02d}.000+00:00", model="m", version=version,
+        source=source, predicted=i % 10, label=f"c{i % 10}", confidence=0.55,
+        probabilities=probabilities, latency_ms=1.5, brightness=0.1 * (i % 10),
+        contrast=0.2, sharpness=0.01, width=28, height=28,
+        embedding=np.arange(16, dtype=np.float32) + i, true_label=true_label)
+
+
+def test_round_trip(tmp_path):
+    log = SQLitePredictionLog(tmp_path / "registry.db")
+    ids = log.append([record(1), record(2, true_label=3), record(3, version=2)])
+    assert ids == [1, 2, 3]
+    window = log.window("m", 1)
+    assert len(window) == 2 and list(window.ids) == [1, 2]
+    assert list(window.predicted) == [1, 2] and list(window.true_labels) == [-1, 3]
+    assert window.probabilities.shape == (2, 10)
+    np.testing.assert_allclose(window.probabilities[0], record(1).probabilities)
+    np.testing.assert_allclose(window.embeddings[1], record(2).embedding)
+    assert window.statistics["brightness"][1] == pytest.approx(0.2)
+    assert log.count("m") == 3 and log.count("m", 2) == 1
+
+
+def test_windows_by_count_and_time(tmp_path):
+    log = SQLitePredictionLog(tmp_path / "registry.db")
+    log.append([record(i) for i in range(50)])
+    assert list(log.window("m", 1, last=5).ids) == [46, 47, 48, 49, 50]  # oldest first
+    timed = log.window("m", 1, since="2026-01-01T00:00:10", until="2026-01-01T00:00:20")
+    assert len(timed) == 10
+    assert len(log.window("m", 7)) == 0
+
+
+def test_empty_log_creates_nothing(tmp_path):
+    log = SQLitePredictionLog(tmp_path / "registry.db")
+    assert len(log.window("m", 1)) == 0 and log.count("m") == 0
+    assert not (tmp_path / "registry.db").exists()
+
+
+def test_unknown_source_is_refused_and_nothing_written(tmp_path):
+    log = SQLitePredictionLog(tmp_path / "registry.db")
+    with pytest.raises(InvalidInput, match="unknown prediction source"):
+        log.append([record(1), record(2, source="email")])
+    assert log.count("m") == 0
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from tests.core.test_prediction_log import record
+    from core.prediction_log import SQLitePredictionLog
+    log = SQLitePredictionLog(sys.argv[1])
+    worker = int(sys.argv[2])
+    for i in range(150):
+        log.append([record(i, version=worker, source="simulation:none")])
+""")
+
+
+def test_concurrent_writer_processes_lose_and_tear_nothing(tmp_path):
+    path = tmp_path / "registry.db"
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(worker)],
+                                  cwd=PROJECT_ROOT) for worker in range(1, 5)]
+    assert [p.wait(timeout=240) for p in processes] == [0, 0, 0, 0]
+    log = SQLitePredictionLog(path)
+    assert log.count("m") == 600
+    for worker in range(1, 5):
+        window = log.window("m", worker)
+        assert len(window) == 150
+        assert sorted(window.predicted) == sorted(i % 10 for i in range(150))
+        # No torn rows: every blob decodes to the values written.
+        np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)
+        assert window.embeddings.shape == (150, 16)
+        np.testing.assert_allclose(window.embeddings[:, 1] - window.embeddings[:, 0], 1.0)
