@@ -19,8 +19,9 @@ from core.config import Config, load_config
 from core.errors import CoreError, InvalidInput
 from core.images import encode_png
 from core.drift import Thresholds
-from core.lifecycle import (bootstrap, create_reference_profile, drift_for_version,
-                            explain_image, open_registry, predict_image, simulate)
+from core.lifecycle import (bootstrap, compare_versions, create_reference_profile,
+                            drift_for_version, explain_image, find_comparison, open_registry,
+                            predict_image, run_worker, simulate, submit_retrain)
 from core.training_types import ARCHITECTURES
 from core.registry import parse_version
 from core.scenarios import SCENARIOS, get_scenario
@@ -82,6 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     profile = commands.add_parser("profile", help="compute a missing reference profile")
     profile.add_argument("--version", required=True)
+
+    retrain = commands.add_parser("retrain", help="queue a retraining job (fine-tunes the "
+                                  "champion; the result is a candidate, never promoted)")
+    retrain.add_argument("--include", nargs="+", metavar="SCENARIO",
+                         help="drift scenarios to learn from (default: those seen in traffic)")
+    retrain.add_argument("--no-feedback", action="store_true",
+                         help="leave out user-labelled uploads")
+    retrain.add_argument("--epochs", type=int, default=2, help="default: 2")
+    retrain.add_argument("--learning-rate", type=float, default=3e-4, help="default: 0.0003")
+    retrain.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    retrain.add_argument("--json", action="store_true")
+
+    jobs = commands.add_parser("jobs", help="list jobs with status and progress")
+    jobs.add_argument("--json", action="store_true")
+
+    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel.add_argument("job", type=int, metavar="JOB")
+
+    compare = commands.add_parser("compare", help="compare two versions on the same holdouts")
+    compare.add_argument("baseline", metavar="A")
+    compare.add_argument("candidate", metavar="B")
+    compare.add_argument("--include", nargs="+", metavar="SCENARIO",
+                         help="drifted holdouts (default: scenarios seen in A's traffic)")
+    compare.add_argument("--json", action="store_true")
+
+    commands.add_parser("worker", help=argparse.SUPPRESS)  # started by the job runner
     return parser
 
 
@@ -127,7 +154,7 @@ def cmd_bootstrap(args, config: Config) -> int:
                             acc=f"{progress.logs.get('accuracy', 0):.3f}")
 
     try:
-        result = bootstrap(config, actor=getpass.getuser(), now=_now(),
+        result = bootstrap(config, actor=_user(), now=_now(),
                            dataset_spec=args.dataset, architecture=args.model,
                            epochs=args.epochs, train_limit=args.limit,
                            eval_limit=args.eval_limit, on_progress=on_progress)
@@ -276,6 +303,114 @@ def cmd_profile(args, config: Config) -> int:
     return 0
 
 
+def _user() -> str:
+    return getpass.getuser()
+
+
+def cmd_retrain(args, config: Config) -> int:
+    params = {"epochs": args.epochs, "learning_rate": args.learning_rate,
+              "use_feedback": not args.no_feedback}
+    if args.include is not None:
+        params["include"] = args.include
+    job = submit_retrain(config, actor=_user(), now=_now(), **params)
+    if not args.wait:
+        print(json.dumps({"job": job.id, "status": job.status}) if args.json
+              else f"queued job {job.id}; follow it with 'python -m core jobs'")
+        return 0
+    job = _follow(config, job.id)
+    summary = {"job": job.id, "status": job.status, "version": job.result_version,
+               "error": job.error}
+    if job.result_version is not None:
+        comparison = find_comparison(config, open_registry(config).get_version(
+            job.result_version).parent, job.result_version)
+        summary["recommendation"] = comparison and comparison["recommendation"]
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"job {job.id} {job.status}" + (f": candidate version {job.result_version}, "
+              f"gate recommends {summary['recommendation']}" if job.result_version else "")
+              + (f" ({job.error})" if job.error else ""))
+    return 0 if job.status == "succeeded" else 1
+
+
+def _follow(config: Config, job_id: int):
+    """Polls a job, drawing its progress, until it ends."""
+    import time
+
+    from tqdm import tqdm
+
+    from core.jobs import FINISHED, LocalProcessRunner
+
+    runner = LocalProcessRunner(config)
+    with tqdm(total=1, unit="step", file=sys.stderr, desc=f"job {job_id}",
+              dynamic_ncols=True) as bar:
+        while True:
+            job = runner.status(job_id, _now())
+            progress = job.progress
+            if progress.get("steps"):
+                bar.total = progress["epochs"] * progress["steps"]
+                bar.n = (progress["epoch"] - 1) * progress["steps"] + progress["step"]
+                bar.set_postfix(epoch=progress["epoch"], loss=progress.get("loss"))
+                bar.refresh()
+            if job.status in FINISHED:
+                return job
+            bar.set_description(f"job {job_id} {job.status}")
+            time.sleep(0.5)
+
+
+def cmd_jobs(args, config: Config) -> int:
+    from core.jobs import LocalProcessRunner
+
+    jobs = LocalProcessRunner(config).list(_now())
+    if args.json:
+        print(json.dumps([job.summary() for job in jobs], indent=2))
+        return 0
+    if not jobs:
+        print("no jobs yet. Queue one with 'python -m core retrain'.")
+    for job in jobs:
+        progress = job.progress
+        where = (f"epoch {progress['epoch']}/{progress['epochs']}, step "
+                 f"{progress['step']}/{progress['steps']}" if progress.get("steps") else "")
+        outcome = (f"-> version {job.result_version}" if job.result_version
+                   else job.error or where)
+        print(f"{job.id:>4}  {job.status:<10} {job.submitted_at}  {job.submitted_by:<10} "
+              f"{outcome}")
+    return 0
+
+
+def cmd_cancel(args, config: Config) -> int:
+    from core.jobs import LocalProcessRunner
+
+    job = LocalProcessRunner(config).cancel(args.job, _now())
+    print(f"job {job.id} cancelled" if job.status == "cancelled" else
+          f"job {job.id} will stop at its next training step")
+    return 0
+
+
+def cmd_compare(args, config: Config) -> int:
+    result = compare_versions(config, ModelCache(), parse_version(args.baseline),
+                              parse_version(args.candidate), now=_now(),
+                              scenarios=args.include)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    a, b = str(result["baseline"]), str(result["candidate"])
+    print(f"{'holdout':<22} {'n':>6} {'acc v' + a:>9} {'acc v' + b:>9} {'diff':>7} "
+          f"{'95% CI':>17} {'McNemar p':>10}")
+    for name, h in result["holdouts"].items():
+        low, high = h["accuracy_diff_ci"]
+        print(f"{name:<22} {h['n']:>6} {h['accuracy'][a]:>9.4f} {h['accuracy'][b]:>9.4f} "
+              f"{h['accuracy_diff'] * 100:>+6.2f}p [{low * 100:+.2f}, {high * 100:+.2f}] "
+              f"{h['mcnemar_p']:>10.3g}")
+    print(f"gate: {result['recommendation']} ({'; '.join(result['reasons'])})")
+    return 0
+
+
+def cmd_worker(args, config: Config) -> int:
+    run_worker(config, _now)
+    return 0
+
+
 COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "versions": cmd_versions,
@@ -284,4 +419,9 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "drift": cmd_drift,
     "profile": cmd_profile,
+    "retrain": cmd_retrain,
+    "jobs": cmd_jobs,
+    "cancel": cmd_cancel,
+    "compare": cmd_compare,
+    "worker": cmd_worker,
 }

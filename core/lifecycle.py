@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -19,18 +19,21 @@ from typing import Callable
 import numpy as np
 
 from core.config import PROJECT_ROOT, Config
-from core.data import Dataset, limit_dataset, load_dataset, natural_input_spec
+from core.data import Dataset, Split, limit_dataset, load_dataset, natural_input_spec
 from core.drift import Thresholds
-from core.errors import InvalidInput, RegistryError
+from core.errors import CoreError, InvalidInput, RegistryError
 from core.evaluation import classification_metrics
 from core.explain import enlarge, overlay
-from core.images import DecodedImage, InputSpec, decode_image, preprocess, preprocess_batch
+from core.comparison import PIXEL_SCENARIOS, build_holdouts, compare
+from core.gate import GatePolicy, recommend
+from core.images import (DecodedImage, InputSpec, decode_image, encode_png, preprocess,
+                         preprocess_batch, resize_to_spec)
 from core.monitoring import (MIN_WINDOW, REFERENCE_FILE, DriftReport, ReferenceProfile,
                              build_reference_profile, drift_report)
 from core.prediction_log import (PredictionLog, PredictionRecord, SQLitePredictionLog,
                                  check_source)
 from core.registry import ModelVersion, Registry
-from core.scenarios import check_severity, get_scenario, sample_indices
+from core.scenarios import SCENARIOS, check_severity, get_scenario, sample_indices
 from core.serving import ModelCache, Prediction
 from core.training_types import ProgressCallback, TrainingParams
 
@@ -182,9 +185,26 @@ def predict_image(config: Config, cache: ModelCache, data: bytes, *, source: str
     decoded = decode_image(data, max_bytes=config.max_upload_bytes,
                            max_pixels=config.max_image_pixels)
     prediction = cache.predictor(registry, model_version).predict_decoded(decoded, started)
-    open_prediction_log(config).append([
+    (log_id,) = open_prediction_log(config).append([
         _record(registry.model, prediction, source, now, decoded.original_size)])
-    return prediction, decoded
+    return replace(prediction, log_id=log_id), decoded
+
+
+def record_feedback(config: Config, prediction: Prediction, true_class: str) -> None:
+    """Records the true class a user gave for a logged prediction.
+
+    The image then counts in the realized accuracy and joins the feedback pool
+    that the next retraining learns from.
+    """
+    class_names = open_registry(config).get_version(prediction.version).metadata["class_names"]
+    if true_class not in class_names:
+        raise InvalidInput(f"unknown class {true_class!r}. To fix this, choose one of: "
+                           f"{', '.join(class_names)}.")
+    if prediction.log_id is None:
+        raise InvalidInput("this prediction was not logged, so it cannot take feedback. "
+                           "To fix this, predict the image again.")
+    open_prediction_log(config).set_true_label(config.model_name, prediction.log_id,
+                                               class_names.index(true_class))
 
 
 def _record(model: str, prediction: Prediction, source: str, now: datetime,
@@ -197,7 +217,8 @@ def _record(model: str, prediction: Prediction, source: str, now: datetime,
         probabilities=np.asarray(list(prediction.probabilities.values()), np.float32),
         latency_ms=prediction.latency_ms, brightness=stats["brightness"],
         contrast=stats["contrast"], sharpness=stats["sharpness"], width=size[0],
-        height=size[1], embedding=prediction.embedding, true_label=true_label)
+        height=size[1], embedding=prediction.embedding, pixels=encode_png(prediction.pixels),
+        true_label=true_label)
 
 
 def explain_image(config: Config, cache: ModelCache, data: bytes, *, source: str,
@@ -254,7 +275,7 @@ def simulate(config: Config, cache: ModelCache, *, scenario: str, n: int,
                            "To fix this, pass e.g. --n 500.")
     registry = open_registry(config)
     champion = registry.get_champion()
-    test = _test_split(config, champion)
+    test = traffic_pool(_test_split(config, champion))
     predictor = cache.predictor(registry, champion)
     log = open_prediction_log(config)
     rng = np.random.default_rng(seed)
@@ -274,6 +295,19 @@ def simulate(config: Config, cache: ModelCache, *, scenario: str, n: int,
             if on_progress:
                 on_progress(done, n)
     return SimulationResult(scenario, severity, n, champion.version, correct / n)
+
+
+def traffic_pool(test: Split) -> Split:
+    """The first half of the test split: the only images simulations stream as traffic.
+
+    The second half (``comparison_holdout``) is never sent, so a model retrained on
+    logged traffic is compared on images it has not seen.
+    """
+    return Split(test.images[:len(test) // 2], test.labels[:len(test) // 2])
+
+
+def comparison_holdout(test: Split) -> Split:
+    return Split(test.images[len(test) // 2:], test.labels[len(test) // 2:])
 
 
 def _test_split(config: Config, version: ModelVersion):
@@ -331,3 +365,231 @@ def create_reference_profile(config: Config, version: int) -> bool:
     reference.save(temporary)
     os.replace(temporary, folder / REFERENCE_FILE)  # appears whole or not at all
     return True
+
+
+# --- retraining and comparison -----------------------------------------------------------
+
+FEEDBACK_SOURCES = ("upload", "camera", "cli")
+FEEDBACK_HOLDOUT_EVERY = 5  # every 5th feedback image is held out for comparison...
+FEEDBACK_HOLDOUT_MINIMUM = 20  # ...once there are enough to say something
+
+
+def observed_scenarios(config: Config, version: int) -> list[str]:
+    """Simulation scenarios seen in a version's logged traffic."""
+    return [source.split(":", 1)[1]
+            for source in open_prediction_log(config).sources(config.model_name, version)
+            if source.startswith("simulation:") and source != "simulation:none"]
+
+
+def _decode_logged(pngs: list[bytes], spec: InputSpec) -> np.ndarray:
+    if not pngs:
+        return np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
+    return np.stack([resize_to_spec(decode_image(png, max_bytes=1 << 24,
+                                                 max_pixels=1 << 24).pixels, spec)
+                     for png in pngs])
+
+
+def _feedback_split(config: Config, spec: InputSpec) -> tuple[Split, Split]:
+    """User-labelled uploads: (training part, comparison holdout)."""
+    pngs, labels, _ = open_prediction_log(config).labelled_images(config.model_name,
+                                                                 FEEDBACK_SOURCES)
+    images = _decode_logged(pngs, spec)
+    held = np.zeros(len(labels), bool)
+    if len(labels) >= FEEDBACK_HOLDOUT_MINIMUM:
+        held[::FEEDBACK_HOLDOUT_EVERY] = True
+    return Split(images[~held], labels[~held]), Split(images[held], labels[held])
+
+
+def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
+            include: list[str] | None = None, use_feedback: bool = True,
+            params: "RetrainParams | None" = None,
+            on_progress: ProgressCallback | None = None) -> tuple[ModelVersion, dict]:
+    """Fine-tunes the champion on original + drifted + logged data; registers a candidate.
+
+    Args:
+        include: drift scenarios whose logged samples (and matching augmentation) to
+            use; None uses every scenario seen in the champion's traffic.
+        use_feedback: also learn from user-labelled uploads.
+
+    Returns:
+        (the candidate version, its comparison with the champion incl. the gate's advice).
+    """
+    from core.artifacts import load_keras_model, save_artifacts
+    from core.retraining import RetrainParams, fine_tune
+
+    params = params or RetrainParams()
+    _check_epochs(params.epochs)
+    registry = open_registry(config)
+    champion = registry.get_champion()
+    include = observed_scenarios(config, champion.version) if include is None else include
+    for name in include:
+        get_scenario(name)
+    meta = champion.metadata
+    spec = InputSpec.from_dict(meta["input_spec"])
+    dataset = limit_dataset(
+        load_dataset(meta["dataset"]["name"], spec, fashion_mnist_dir=config.fashion_mnist_dir,
+                     seed=meta["hyperparameters"]["seed"]),
+        None, meta["dataset"]["sizes"]["test"])
+    rng = np.random.default_rng(params.seed)
+    train = dataset.train
+    chosen = rng.choice(len(train), min(params.original_images, len(train)), replace=False)
+    parts = [(train.images[chosen], train.labels[chosen])]
+    composition = {"original": int(len(chosen)), "augmented": {}, "logged": {}}
+    for name in include:
+        if name not in PIXEL_SCENARIOS:
+            continue
+        scenario = SCENARIOS[name]
+        picks = rng.choice(len(train), params.augmented_per_scenario)
+        # Severities around the observed default, so the model sees a range, not one value.
+        augmented = np.stack([
+            scenario.transform(train.images[i], float(np.clip(
+                scenario.default_severity * rng.uniform(0.5, 1.5), scenario.min_severity,
+                scenario.max_severity)), rng) for i in picks])
+        parts.append((augmented, train.labels[picks]))
+        composition["augmented"][name] = int(len(picks))
+    pngs, labels, sources = open_prediction_log(config).labelled_images(
+        config.model_name, tuple(f"simulation:{name}" for name in include))
+    logged = _decode_logged(pngs, spec)
+    for source in sorted(set(sources)):
+        composition["logged"][source] = sources.count(source)
+    feedback_train, feedback_holdout = (_feedback_split(config, spec) if use_feedback else
+                                        (Split(logged[:0], labels[:0]),) * 2)
+    composition["feedback"] = {"train": len(feedback_train), "holdout": len(feedback_holdout)}
+    for images, image_labels in ((logged, labels),
+                                 (feedback_train.images, feedback_train.labels)):
+        if len(image_labels):
+            parts.append((np.repeat(images, params.logged_repeats, axis=0),
+                          np.repeat(image_labels, params.logged_repeats)))
+    images = np.concatenate([p[0] for p in parts])
+    image_labels = np.concatenate([p[1] for p in parts])
+    base = load_keras_model(registry.version_dir(champion.version))
+    result = fine_tune(base, images, image_labels, dataset.validation.images,
+                       dataset.validation.labels, spec, params, on_progress)
+    metrics, reference = evaluate_model(result.model, dataset, params.seed)
+    metadata = {
+        "created_by": actor,
+        "parent": champion.version,
+        "dataset": dataset.describe() | {"retraining_data": composition},
+        "class_names": meta["class_names"],
+        "input_spec": meta["input_spec"],
+        "architecture": meta["architecture"],
+        "hyperparameters": meta["hyperparameters"] | {"epochs": params.epochs,
+                                                       "learning_rate": params.learning_rate,
+                                                       "batch_size": params.batch_size},
+        "epochs": params.epochs,
+        "training_seconds": round(result.seconds, 2),
+        "history": result.history,
+        "metrics": metrics,
+        "environment": environment_info(),
+        "recipe": {"kind": "reinitialized (the seed notebook's clone_model)"
+                   if params.reinitialize else "fine-tune from the champion's weights",
+                   "parent": champion.version, "params": params.as_dict(),
+                   "include": list(include), "use_feedback": use_feedback},
+    }
+
+    def write_artifacts(folder: Path) -> None:
+        save_artifacts(result.model, folder)
+        reference.save(folder / REFERENCE_FILE)
+
+    candidate = registry.register_version(write_artifacts, metadata, created_by=actor,
+                                          now=now, parent=champion.version)
+    comparison = compare_versions(config, cache, champion.version, candidate.version,
+                                  scenarios=list(include), now=now,
+                                  feedback=feedback_holdout)
+    return candidate, comparison
+
+
+def compare_versions(config: Config, cache: ModelCache, baseline: int, candidate: int, *,
+                     now: datetime, scenarios: list[str] | None = None,
+                     feedback: Split | None = None, policy: GatePolicy = GatePolicy()) -> dict:
+    """Compares two versions on the same holdouts, adds the gate's advice, stores it.
+
+    Holdouts: the clean comparison half of the test split, a drifted copy of it per
+    scenario (default: those seen in the baseline's traffic), and feedback if given.
+    """
+    registry = open_registry(config)
+    versions = {v: registry.get_version(v) for v in (baseline, candidate)}
+    if versions[baseline].metadata["class_names"] != versions[candidate].metadata["class_names"]:
+        raise InvalidInput(f"versions {baseline} and {candidate} predict different classes. "
+                           "To fix this, compare versions trained on the same dataset.")
+    scenarios = observed_scenarios(config, baseline) if scenarios is None else scenarios
+    for name in scenarios:
+        get_scenario(name)
+    holdouts = build_holdouts(comparison_holdout(_test_split(config, versions[baseline])),
+                              scenarios, seed=0, feedback=feedback)
+    probabilities = {}
+    for number, version in versions.items():
+        predictor = cache.predictor(registry, version)
+        probabilities[number] = {
+            h.name: np.concatenate([
+                predictor.predict_batch(preprocess_batch(h.images[i:i + 256],
+                                                         predictor.input_spec))[0]
+                for i in range(0, len(h.images), 256)]) for h in holdouts}
+    result = compare(baseline, candidate, holdouts, probabilities,
+                     versions[baseline].metadata["class_names"])
+    result |= recommend(result, policy) | {"at": now.isoformat(timespec="seconds")}
+    registry.catalog.save_comparison(registry.model, baseline, candidate,
+                                     now.isoformat(timespec="seconds"), result)
+    return result
+
+
+def find_comparison(config: Config, baseline: int, candidate: int) -> dict | None:
+    registry = open_registry(config)
+    return registry.catalog.find_comparison(registry.model, baseline, candidate)
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+RETRAIN_JOB = "retrain"
+RETRAIN_JOB_PARAMS = ("include", "use_feedback", "epochs", "learning_rate", "original_images",
+                      "augmented_per_scenario")
+
+
+def submit_retrain(config: Config, *, actor: str, now: datetime, **params) -> "Job":
+    """Queues a retraining job (see ``retrain`` for the parameters) and starts a worker."""
+    from core.jobs import LocalProcessRunner
+
+    unknown = set(params) - set(RETRAIN_JOB_PARAMS)
+    if unknown:
+        raise InvalidInput(f"unknown retraining parameter(s) {sorted(unknown)}. To fix this, "
+                           f"use: {', '.join(RETRAIN_JOB_PARAMS)}.")
+    for name in params.get("include") or []:
+        get_scenario(name)
+    if "epochs" in params:
+        _check_epochs(params["epochs"])
+    if not 0 < params.get("learning_rate", 1e-3) <= 1:
+        raise InvalidInput(f"learning rate must be in (0, 1], got {params['learning_rate']}. "
+                           "To fix this, pass e.g. --learning-rate 0.0003.")
+    open_registry(config).get_champion()  # nothing to fine-tune without a champion
+    return LocalProcessRunner(config).submit(RETRAIN_JOB, params, actor=actor, now=now)
+
+
+def run_worker(config: Config, clock: Callable[[], datetime]) -> int:
+    """Runs queued jobs one after another until none is left; returns how many ran."""
+    from core.jobs import JobCancelled, JobStore, progress_tracker
+    from core.retraining import RetrainParams
+
+    store = JobStore(config.registry_dir / "registry.db", config.model_name)
+    cache = ModelCache()
+    finished, ran = None, 0
+    while (job := store.finish_and_claim_next(os.getpid(), clock(), finished)) is not None:
+        ran += 1
+        params = dict(job.params)
+        recipe = {k: params.pop(k) for k in ("epochs", "learning_rate", "original_images",
+                                             "augmented_per_scenario") if k in params}
+        try:
+            if job.cancel_requested:
+                raise JobCancelled()
+            version, _ = retrain(config, cache, actor=job.submitted_by, now=clock(),
+                                 include=params.get("include"),
+                                 use_feedback=params.get("use_feedback", True),
+                                 params=RetrainParams(**recipe),
+                                 on_progress=progress_tracker(store, job.id, clock))
+            finished = (job.id, "succeeded", {"version": version.version})
+        except JobCancelled:
+            finished = (job.id, "cancelled", {})
+        except CoreError as error:
+            finished = (job.id, "failed", {"error": str(error)})
+        except Exception as error:  # a worker must record every failure, not die silently
+            finished = (job.id, "failed", {"error": f"{type(error).__name__}: {error}"})
+    return ran

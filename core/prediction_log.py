@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
     embedding BLOB NOT NULL,
-    true_label INTEGER
+    true_label INTEGER,
+    pixels BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS predictions_by_version ON predictions (model, version, id);
 """
@@ -67,6 +68,7 @@ class PredictionRecord:
     width: int
     height: int
     embedding: np.ndarray
+    pixels: bytes  # PNG of the image at the model's input size (what retraining learns from)
     true_label: int | None = None
 
 
@@ -113,10 +115,24 @@ class PredictionLog(ABC):
     def count(self, model: str, version: int | None = None) -> int:
         """How many predictions are logged (for one version, or all)."""
 
+    @abstractmethod
+    def sources(self, model: str, version: int) -> list[str]:
+        """The distinct sources of a version's logged predictions, sorted."""
+
+    @abstractmethod
+    def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
+        """Records the true class a user gave for a prediction (feedback)."""
+
+    @abstractmethod
+    def labelled_images(self, model: str, sources: tuple[str, ...]
+                        ) -> tuple[list[bytes], np.ndarray, list[str]]:
+        """PNG images, true labels and sources of labelled predictions whose source
+        starts with one of ``sources`` (e.g. ``("simulation:brightness", "upload")``)."""
+
 
 _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
             "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
-            "height", "embedding", "true_label")
+            "height", "embedding", "true_label", "pixels")
 
 
 class SQLitePredictionLog(PredictionLog):
@@ -130,7 +146,8 @@ class SQLitePredictionLog(PredictionLog):
                  float(r.sharpness), int(r.width), int(r.height),
                  # float16 halves the row size; drift tests lose nothing measurable.
                  np.asarray(r.embedding, np.float16).tobytes(),
-                 None if r.true_label is None else int(r.true_label)) for r in records]
+                 None if r.true_label is None else int(r.true_label), r.pixels)
+                for r in records]
         placeholders = ", ".join("?" for _ in _COLUMNS)
         sql = f"INSERT INTO predictions ({', '.join(_COLUMNS)}) VALUES ({placeholders})"
         # NORMAL: a killed process loses nothing committed; the registry's own
@@ -163,6 +180,33 @@ class SQLitePredictionLog(PredictionLog):
             rows = sqlite.read(self.path, "SELECT COUNT(*) FROM predictions WHERE model = ? "
                                "AND version = ?", (model, version))
         return rows[0][0] if rows else 0
+
+
+    def sources(self, model, version):
+        rows = sqlite.read(self.path, "SELECT DISTINCT source FROM predictions WHERE model = ? "
+                           "AND version = ? ORDER BY source", (model, version))
+        return [row[0] for row in rows]
+
+    def set_true_label(self, model, prediction_id, true_label):
+        with sqlite.write_transaction(self.path, _SCHEMA) as db:
+            updated = db.execute("UPDATE predictions SET true_label = ? WHERE model = ? AND "
+                                 "id = ?", (int(true_label), model, int(prediction_id))).rowcount
+        if updated != 1:
+            raise InvalidInput(f"there is no prediction {prediction_id} of model {model!r}. "
+                               "To fix this, give the id of a logged prediction.")
+
+    def labelled_images(self, model, sources):
+        if not sources:
+            return [], np.zeros(0, np.int64), []
+        matches = " OR ".join("source = ? OR source LIKE ?" for _ in sources)
+        args = [model]
+        for source in sources:
+            args += [source, source + ":%"]
+        rows = sqlite.read(self.path, f"SELECT pixels, true_label, source FROM predictions "
+                           f"WHERE model = ? AND true_label IS NOT NULL AND ({matches}) "
+                           "ORDER BY id", args)
+        return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
+                [r[2] for r in rows])
 
 
 def _rows_to_window(rows) -> Window:

@@ -134,6 +134,15 @@ class Catalog(ABC):
     def get_status_history(self, model: str) -> list[dict]:
         """Every status change of the model's versions, oldest first."""
 
+    @abstractmethod
+    def save_comparison(self, model: str, baseline: int, candidate: int, at: str,
+                        result: dict) -> None:
+        """Stores (or replaces) the comparison of two versions."""
+
+    @abstractmethod
+    def find_comparison(self, model: str, baseline: int, candidate: int) -> dict | None:
+        """The stored comparison of two versions, or None."""
+
     def find_champion(self, model: str) -> ModelVersion | None:
         return next((v for v in self.search_model_versions(model) if v.status == "champion"), None)
 
@@ -151,6 +160,14 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS one_champion_per_model
     ON versions (model) WHERE status = 'champion';
+CREATE TABLE IF NOT EXISTS comparisons (
+    model TEXT NOT NULL,
+    baseline INTEGER NOT NULL,
+    candidate INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    result TEXT NOT NULL,
+    PRIMARY KEY (model, baseline, candidate)
+);
 CREATE TABLE IF NOT EXISTS status_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     model TEXT NOT NULL,
@@ -255,6 +272,17 @@ class SQLiteCatalog(Catalog):
                        "to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (model, version, at, actor, current, status, note))
         return self.get_model_version(model, version)
+
+    def save_comparison(self, model, baseline, candidate, at, result):
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO comparisons (model, baseline, candidate, at, "
+                       "result) VALUES (?, ?, ?, ?, ?)",
+                       (model, baseline, candidate, at, json.dumps(result)))
+
+    def find_comparison(self, model, baseline, candidate):
+        rows = self._read("SELECT result FROM comparisons WHERE model = ? AND baseline = ? "
+                          "AND candidate = ?", (model, baseline, candidate))
+        return json.loads(rows[0][0]) if rows else None
 
     def get_status_history(self, model):
         rows = self._read("SELECT version, at, actor, from_status, to_status, note FROM "

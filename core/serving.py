@@ -32,6 +32,8 @@ class Prediction:
     latency_ms: float
     embedding: np.ndarray = field(repr=False, compare=False)
     image_statistics: dict[str, float] = field(default_factory=dict, compare=False)
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)  # model input, uint8
+    log_id: int | None = None  # its row in the prediction log, once logged
 
     def as_dict(self) -> dict:
         """The JSON shape of ``python -m core predict --json`` (without ``file``)."""
@@ -89,6 +91,7 @@ class Predictor:
             latency_ms=latency_ms,
             embedding=embeddings[0],
             image_statistics=statistics,
+            pixels=resized,
         )
 
 

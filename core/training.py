@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from core.data import Dataset
-from core.images import preprocess_batch
+from core.images import InputSpec, preprocess_batch
 from core.models import build_model
 from core.training_types import Progress, ProgressCallback, TrainingParams
 
@@ -21,7 +21,7 @@ class TrainingResult:
     seconds: float
 
 
-class _ProgressRelay(keras.callbacks.Callback):
+class ProgressRelay(keras.callbacks.Callback):
     """Forwards Keras' batch and epoch events to a plain callable."""
 
     def __init__(self, on_progress: ProgressCallback, epochs: int, steps: int):
@@ -51,25 +51,33 @@ def train_model(dataset: Dataset, params: TrainingParams,
     keras.utils.set_random_seed(params.seed)  # python, numpy and TF seeds
     model = build_model(params.architecture, dataset.input_spec, len(dataset.class_names),
                         weights=params.weights)
+    return fit_model(model, dataset.train.images, dataset.train.labels,
+                     dataset.validation.images, dataset.validation.labels, dataset.input_spec,
+                     epochs=params.epochs, batch_size=params.batch_size,
+                     learning_rate=params.learning_rate, on_progress=on_progress)
+
+
+def fit_model(model, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
+              validation_labels: np.ndarray, spec: InputSpec, *, epochs: int, batch_size: int,
+              learning_rate: float, on_progress: ProgressCallback | None = None
+              ) -> TrainingResult:
+    """Compiles and fits ``model`` on uint8 [N, h, w, c] images (shared preprocessing)."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    x_train = preprocess_batch(dataset.train.images, dataset.input_spec)
-    x_val = preprocess_batch(dataset.validation.images, dataset.input_spec)
-    steps = int(np.ceil(len(x_train) / params.batch_size))
-    callbacks = [_ProgressRelay(on_progress, params.epochs, steps)] if on_progress else []
+    x_train = preprocess_batch(images, spec)
+    x_val = preprocess_batch(validation_images, spec)
+    steps = int(np.ceil(len(x_train) / batch_size))
+    callbacks = [ProgressRelay(on_progress, epochs, steps)] if on_progress else []
     started = time.perf_counter()
-    fit = model.fit(
-        x_train, dataset.train.labels,
-        validation_data=(x_val, dataset.validation.labels),
-        epochs=params.epochs, batch_size=params.batch_size,
-        shuffle=True, verbose=0, callbacks=callbacks,
-    )
+    fit = model.fit(x_train, labels, validation_data=(x_val, validation_labels),
+                    epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                    callbacks=callbacks)
     seconds = time.perf_counter() - started
     history = [
         {key: float(values[i]) for key, values in fit.history.items()} | {"epoch": i + 1}
-        for i in range(params.epochs)
+        for i in range(epochs)
     ]
     return TrainingResult(model=model, history=history, seconds=seconds)

@@ -24,5 +24,6 @@ navigation = st.navigation([
             default=True),
     st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
     st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
+    st.Page(VIEWS / "retrain.py", title="Retrain", icon=":material/model_training:"),
 ])
 navigation.run()

@@ -48,7 +48,8 @@ def training_history(history: list[dict]) -> go.Figure:
         if history and key in history[0]:
             figure.add_trace(go.Scatter(x=epochs, y=[row[key] for row in history],
                                         mode="lines+markers", name=key))
-    figure.update_layout(xaxis_title="epoch", height=320, margin=dict(l=10, r=10, t=10, b=10))
+    figure.update_layout(xaxis=dict(title="epoch", dtick=1), height=320,
+                         margin=dict(l=10, r=10, t=10, b=10))
     return figure
 
 
@@ -123,5 +124,36 @@ def embedding_scatter(reference_2d, current_2d) -> go.Figure:
                      marker=dict(size=4, color="#e45756", opacity=0.6)),
     ])
     figure.update_layout(xaxis_title="PC 1", yaxis_title="PC 2", height=380,
+                         margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
+    return figure
+
+
+
+
+def comparison_table(comparison: dict):
+    """One row per holdout: both versions' accuracy and macro-F1, the difference, its
+    95 % CI and McNemar's p."""
+    import pandas as pd
+
+    a, b = str(comparison["baseline"]), str(comparison["candidate"])
+    rows = []
+    for name, h in comparison["holdouts"].items():
+        low, high = h["accuracy_diff_ci"]
+        rows.append({"holdout": name, "images": h["n"],
+                     f"accuracy v{a}": h["accuracy"][a], f"accuracy v{b}": h["accuracy"][b],
+                     "difference (points)": h["accuracy_diff"] * 100,
+                     "95% CI (points)": f"[{low * 100:+.2f}, {high * 100:+.2f}]",
+                     "McNemar p": h["mcnemar_p"],
+                     f"macro-F1 v{a}": h["macro_f1"][a], f"macro-F1 v{b}": h["macro_f1"][b]})
+    return pd.DataFrame(rows)
+
+
+def per_class_deltas(comparison: dict) -> go.Figure:
+    """Per-class F1 change (candidate minus baseline) on each holdout."""
+    figure = go.Figure([
+        go.Bar(name=name, x=list(h["per_class_f1_delta"]),
+               y=list(h["per_class_f1_delta"].values()))
+        for name, h in comparison["holdouts"].items()])
+    figure.update_layout(barmode="group", yaxis_title="F1 change", height=320,
                          margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
     return figure

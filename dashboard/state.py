@@ -44,3 +44,28 @@ def version_selector(registry: Registry, versions: list, container=st, **options
     default = list(labels).index(champion.version) if champion else 0
     return container.selectbox("Model version", list(labels), format_func=labels.get,
                                index=default, **options)
+
+
+def current_user() -> str:
+    """Who is acting. Until sign-in exists, dashboard actions are recorded as 'dashboard'."""
+    return "dashboard"
+
+
+def show_comparison(comparison: dict) -> None:
+    """The gate's advice, its checks, and the holdout table of a stored comparison."""
+    from dashboard import charts
+
+    advice = comparison["recommendation"]
+    icon = {"promote": ":material/thumb_up:", "reject": ":material/thumb_down:",
+            "review": ":material/help:"}[advice]
+    message = (f"The gate recommends **{advice}** (advice for a human; nothing is "
+               f"promoted automatically): " + "; ".join(comparison["reasons"]))
+    {"promote": st.success, "reject": st.error, "review": st.warning}[advice](message,
+                                                                             icon=icon)
+    for check in comparison["checks"]:
+        st.markdown(f"{':green-badge[pass]' if check['passed'] else ':red-badge[fail]'} "
+                    f"**{check['name']}**: {check['detail']}")
+    st.dataframe(charts.comparison_table(comparison), hide_index=True, width="stretch",
+                 column_config={"difference (points)": st.column_config.NumberColumn(
+                     format="%+.2f"), "McNemar p": st.column_config.NumberColumn(format="%.3g")})
+    st.plotly_chart(charts.per_class_deltas(comparison), width="stretch")

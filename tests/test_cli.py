@@ -208,8 +208,13 @@ def test_simulate_then_drift_json(registry_copy):
     (["drift", "--window", "5"], "--window must be at least 30"),
     (["drift", "--version", "4"], "no version 4"),
     (["drift", "--threshold", "psi=1"], "unknown statistic 'psi'"),
+    (["cancel", "5"], "no job 5"),
+    (["retrain", "--include", "fog"], "unknown scenario 'fog'"),
+    (["retrain", "--epochs", "0"], "epochs must be between"),
+    (["retrain", "--learning-rate", "-1"], "learning rate must be in"),
+    (["compare", "1", "9"], "no version 9"),
 ])
-def test_monitoring_commands_refuse_bad_input_clearly(trained_registry, args, message):
+def test_commands_refuse_bad_input_clearly_and_change_nothing(trained_registry, args, message):
     before = snapshot(trained_registry)
     result = run_cli(trained_registry, *args)
     assert result.returncode == 1
@@ -228,3 +233,25 @@ def test_version_without_reference_profile(registry_copy):
     assert run_cli(registry, "drift", "--window", "100").returncode == 0
     again = run_cli(registry, "profile", "--version", "1")
     assert "already has a reference profile" in again.stdout
+
+
+def test_retrain_wait_json_then_jobs_and_compare(registry_copy):
+    registry = registry_copy.registry_dir
+    run_cli(registry, "simulate", "--scenario", "blur", "--n", "200")
+    result = run_cli(registry, "retrain", "--epochs", "1", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "succeeded" and summary["version"] == 2
+    assert summary["job"] == 1 and summary["recommendation"] in ("promote", "review", "reject")
+    (job,) = json.loads(run_cli(registry, "jobs", "--json").stdout)
+    assert job["job"] == 1 and job["status"] == "succeeded" and job["version"] == 2
+    assert job["params"]["epochs"] == 1
+    comparison = json.loads(run_cli(registry, "compare", "1", "2", "--json").stdout)
+    assert set(comparison["holdouts"]) == {"clean", "drifted:blur"}
+    clean = comparison["holdouts"]["clean"]
+    assert set(clean["accuracy"]) == {"1", "2"} and set(clean["macro_f1"]) == {"1", "2"}
+    assert 0 <= clean["mcnemar_p"] <= 1 and len(clean["accuracy_diff_ci"]) == 2
+    assert comparison["recommendation"] in ("promote", "review", "reject")
+    assert comparison["reasons"]
+    table = run_cli(registry, "compare", "1", "2")
+    assert "drifted:blur" in table.stdout and "gate:" in table.stdout

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import streamlit as st
 
 from core.errors import CoreError
-from core.lifecycle import explain_image
+from core.lifecycle import explain_image, record_feedback
 from dashboard import charts, state
 
 st.title("Predict")
@@ -61,3 +61,16 @@ with heat_column:
                      "model looked most")
 with chart_column:
     st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch")
+
+with st.expander("Is this answer wrong? Tell the model.", icon=":material/rate_review:"):
+    st.caption("Your correction is stored with this image; the next retraining learns from "
+               "it, and it counts in the realized accuracy on the Drift page.")
+    with st.form("feedback"):
+        true_class = st.selectbox("The right class", class_names,
+                                  index=class_names.index(prediction.label))
+        if st.form_submit_button("Save the correct class"):
+            try:
+                record_feedback(state.config(), prediction, true_class)
+                st.success(f"Saved: the right class is {true_class}.", icon=":material/check:")
+            except CoreError as error:
+                st.error(str(error))

@@ -64,6 +64,17 @@ with class_column:
     st.plotly_chart(charts.per_class_bars(metrics["per_class"]), width="stretch")
     st.dataframe(pd.DataFrame(metrics["per_class"]).T, width="stretch")
 
+if version.parent is not None:
+    comparison = registry.catalog.find_comparison(registry.model, version.parent, chosen)
+    if comparison:
+        st.subheader(f"Compared with its parent v{version.parent}")
+        state.show_comparison(comparison)
+    recipe = meta.get("recipe")
+    if recipe:
+        st.markdown(f"**Recipe:** {recipe['kind']}; learned from drift "
+                    f"{', '.join(recipe['include']) or 'none'}; data "
+                    f"`{json.dumps(meta['dataset'].get('retraining_data', {}))}`")
+
 st.subheader("Training history")
 st.plotly_chart(charts.training_history(meta["history"]), width="stretch")
 

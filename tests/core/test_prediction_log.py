@@ -19,7 +19,8 @@ def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
         source=source, predicted=i % 10, label=f"c{i % 10}", confidence=0.55,
         probabilities=probabilities, latency_ms=1.5, brightness=0.1 * (i % 10),
         contrast=0.2, sharpness=0.01, width=28, height=28,
-        embedding=np.arange(16, dtype=np.float32) + i, true_label=true_label)
+        embedding=np.arange(16, dtype=np.float32) + i, pixels=b"png-%d" % i,
+        true_label=true_label)
 
 
 def test_round_trip(tmp_path):
@@ -84,3 +85,17 @@ def test_concurrent_writer_processes_lose_and_tear_nothing(tmp_path):
         np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)
         assert window.embeddings.shape == (150, 16)
         np.testing.assert_allclose(window.embeddings[:, 1] - window.embeddings[:, 0], 1.0)
+
+
+def test_feedback_labels_and_labelled_images(tmp_path):
+    log = SQLitePredictionLog(tmp_path / "registry.db")
+    log.append([record(1, source="upload"), record(2, source="simulation:blur", true_label=4),
+                record(3, source="simulation:noise", true_label=5), record(4, source="cli")])
+    log.set_true_label("m", 1, 7)
+    images, labels, sources = log.labelled_images("m", ("upload", "simulation:blur"))
+    assert images == [b"png-1", b"png-2"] and labels.tolist() == [7, 4]
+    assert sources == ["upload", "simulation:blur"]
+    assert log.labelled_images("m", ("simulation",))[2] == ["simulation:blur",
+                                                            "simulation:noise"]
+    with pytest.raises(InvalidInput, match="no prediction 99"):
+        log.set_true_label("m", 99, 1)

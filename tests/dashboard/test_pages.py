@@ -100,3 +100,39 @@ def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Predictions in window"] == "500"
     assert len(app.get("plotly_chart")) >= 4  # histograms, class mix, embeddings
+
+
+def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_copy):
+    from core.jobs import LocalProcessRunner
+    from tests.core.test_jobs import now, wait_for
+
+    app = start(monkeypatch, registry_copy.registry_dir)
+    app.switch_page("views/retrain.py").run()
+    assert not app.exception
+    assert "No retraining jobs yet" in app.info[0].value
+    app.number_input[0].set_value(30)  # epochs: long enough to cancel
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Queued job 1" in app.success[0].value
+    cancel = next(b for b in app.button if b.label == "Cancel job 1")
+    cancel.click().run()
+    runner = LocalProcessRunner(registry_copy)
+    job = wait_for(runner, 1, lambda j: j.status in ("cancelled", "failed", "succeeded"),
+                   timeout=90)
+    assert job.status == "cancelled"
+    assert job.submitted_by == "dashboard"
+
+
+def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
+    from core.lifecycle import open_prediction_log
+
+    app = start(monkeypatch, registry_copy.registry_dir)
+    upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
+    chooser = next(s for s in app.selectbox if s.label == "The right class")
+    chooser.set_value("Sandal")  # a form: the value and the submit go in one run
+    app.button[0].click().run()
+    assert not app.exception
+    assert any("the right class is Sandal" in s.value for s in app.success)
+    _, labels, sources = open_prediction_log(registry_copy).labelled_images("classifier",
+                                                                          ("upload",))
+    assert labels.tolist() == [5] and sources == ["upload"]

@@ -1,0 +1,97 @@
+"""Retrain: fine-tune the champion on drifted and corrected data, in the background."""
+
+from datetime import datetime, timezone
+
+import pandas as pd
+import streamlit as st
+
+from core.comparison import PIXEL_SCENARIOS
+from core.errors import CoreError
+from core.jobs import FINISHED, LocalProcessRunner
+from core.lifecycle import find_comparison, observed_scenarios, submit_retrain
+from dashboard import charts, state
+
+st.title("Retrain")
+registry, versions = state.registry_with_versions()
+config = state.config()
+runner = LocalProcessRunner(config)
+champion = registry.get_champion()
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+st.caption(f"Fine-tunes the champion (v{champion.version}) from its own weights on original "
+           "training images, copies augmented with the drift seen in traffic, logged drift "
+           "samples and user corrections. The result is a candidate; a person decides "
+           "whether it replaces the champion.")
+seen = observed_scenarios(config, champion.version)
+with st.form("retrain"):
+    include = st.multiselect("Drift to learn from", list(PIXEL_SCENARIOS) + ["class_shift"],
+                             default=seen, help="Preselected: the scenarios seen in the "
+                             "champion's traffic.")
+    use_feedback = st.checkbox("Include user corrections from the Predict page", value=True)
+    columns = st.columns(2)
+    epochs = columns[0].number_input("Epochs", min_value=1, max_value=50, value=2)
+    learning_rate = columns[1].number_input("Learning rate", min_value=1e-6, max_value=1.0,
+                                            value=3e-4, format="%.5f")
+    if st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:"):
+        try:
+            job = submit_retrain(config, actor=state.current_user(), now=now(),
+                                 include=include, use_feedback=use_feedback,
+                                 epochs=int(epochs), learning_rate=float(learning_rate))
+            st.success(f"Queued job {job.id}. Its progress appears below; other pages stay "
+                       "usable meanwhile.", icon=":material/schedule:")
+        except CoreError as error:
+            st.error(str(error))
+
+
+def show_jobs() -> None:
+    jobs = runner.list(now())
+    if not jobs:
+        st.info("No retraining jobs yet.", icon=":material/info:")
+        return
+    active = [job for job in jobs if job.status not in FINISHED]
+    followed = active[0] if active else jobs[0]
+    st.subheader(f"Job {followed.id}: {followed.status}")
+    progress = followed.progress
+    if progress.get("steps"):
+        done = ((progress["epoch"] - 1) * progress["steps"] + progress["step"]) / (
+            progress["epochs"] * progress["steps"])
+        loss = progress.get("loss")
+        st.progress(min(done, 1.0), text=f"epoch {progress['epoch']}/{progress['epochs']}, "
+                    f"step {progress['step']}/{progress['steps']}"
+                    + (f", loss {loss:.3f}" if loss is not None else ""))
+    if progress.get("history"):
+        st.plotly_chart(charts.training_history(progress["history"]), width="stretch")
+    if followed.error:
+        st.error(followed.error)
+    if followed.status == "succeeded" and followed.result_version:
+        candidate = registry.get_version(followed.result_version)
+        comparison = find_comparison(config, candidate.parent, candidate.version)
+        st.markdown(f"Candidate **v{candidate.version}** registered. Champion "
+                    f"v{candidate.parent} versus candidate on the same holdouts:")
+        if comparison:
+            state.show_comparison(comparison)
+        st.page_link("views/versions.py", label="See it on the Versions page",
+                     icon=":material/inventory_2:")
+
+    st.subheader("All jobs")
+    table = pd.DataFrame([{
+        "job": job.id, "status": job.status, "submitted by": job.submitted_by,
+        "submitted at": job.submitted_at, "finished at": job.finished_at,
+        "epochs": job.params.get("epochs"), "drift": ", ".join(job.params.get("include") or []),
+        "result": f"v{job.result_version}" if job.result_version else (job.error or ""),
+    } for job in jobs])
+    st.dataframe(table, hide_index=True, width="stretch", height=min(38 * (len(jobs) + 1), 300))
+    for job in active:
+        if st.button(f"Cancel job {job.id}", key=f"cancel_{job.id}", icon=":material/cancel:"):
+            runner.cancel(job.id, now())
+            st.rerun()
+
+
+# Rerun only this part every 2 s while a job is queued or running, so the chart moves
+# without blocking anything else on this page or others.
+busy = any(job.status not in FINISHED for job in runner.list(now()))
+st.fragment(show_jobs, run_every="2s" if busy else None)()
