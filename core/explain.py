@@ -66,16 +66,20 @@ class GradCam:
         Returns:
             (heatmap float32 [h, w] in [0, 1] at the image's size, explained class index).
         """
+        cam, chosen = self.cam(image, class_index)
+        height, width = image.shape[:2]
+        resized = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F")
+                             .resize((width, height), Image.Resampling.BILINEAR))
+        return np.clip(resized, 0.0, 1.0), chosen
+
+    def cam(self, image: np.ndarray, class_index: int | None = None) -> tuple[np.ndarray, int]:
+        """The class activation map at the feature map's resolution ([fh, fw], peak 1)."""
         import tensorflow as tf
 
         cam, chosen = self._compute(tf.constant(image[None], tf.float32),
                                     tf.constant(-1 if class_index is None else class_index,
                                                 tf.int32))
-        cam = cam.numpy()
-        height, width = image.shape[:2]
-        resized = np.asarray(Image.fromarray(cam.astype(np.float32), mode="F")
-                             .resize((width, height), Image.Resampling.BILINEAR))
-        return np.clip(resized, 0.0, 1.0), int(chosen.numpy())
+        return cam.numpy(), int(chosen.numpy())
 
 
 def _last_spatial_layer(layers) -> int:

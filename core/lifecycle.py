@@ -275,7 +275,7 @@ def simulate(config: Config, cache: ModelCache, *, scenario: str, n: int,
                            "To fix this, pass e.g. --n 500.")
     registry = open_registry(config)
     champion = registry.get_champion()
-    test = traffic_pool(_test_split(config, champion))
+    test = traffic_pool(version_test_split(config, champion))
     predictor = cache.predictor(registry, champion)
     log = open_prediction_log(config)
     rng = np.random.default_rng(seed)
@@ -310,7 +310,7 @@ def comparison_holdout(test: Split) -> Split:
     return Split(test.images[len(test) // 2:], test.labels[len(test) // 2:])
 
 
-def _test_split(config: Config, version: ModelVersion):
+def version_test_split(config: Config, version: ModelVersion):
     """The version's test split, as recorded in its metadata (same data, same size)."""
     meta = version.metadata
     dataset = load_dataset(meta["dataset"]["name"], InputSpec.from_dict(meta["input_spec"]),
@@ -422,6 +422,57 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
     registry = open_registry(config)
     champion = registry.get_champion()
     include = observed_scenarios(config, champion.version) if include is None else include
+    data = retraining_data(config, champion, include, use_feedback, params)
+    dataset, spec, meta = data.dataset, data.dataset.input_spec, champion.metadata
+    base = load_keras_model(registry.version_dir(champion.version))
+    result = fine_tune(base, data.images, data.labels, dataset.validation.images,
+                       dataset.validation.labels, spec, params, on_progress)
+    metrics, reference = evaluate_model(result.model, dataset, params.seed)
+    metadata = {
+        "created_by": actor,
+        "parent": champion.version,
+        "dataset": dataset.describe() | {"retraining_data": data.composition},
+        "class_names": meta["class_names"],
+        "input_spec": meta["input_spec"],
+        "architecture": meta["architecture"],
+        "hyperparameters": meta["hyperparameters"] | {"epochs": params.epochs,
+                                                       "learning_rate": params.learning_rate,
+                                                       "batch_size": params.batch_size},
+        "epochs": params.epochs,
+        "training_seconds": round(result.seconds, 2),
+        "history": result.history,
+        "metrics": metrics,
+        "environment": environment_info(),
+        "recipe": {"kind": "reinitialized (the seed notebook's clone_model)"
+                   if params.reinitialize else "fine-tune from the champion's weights",
+                   "parent": champion.version, "params": params.as_dict(),
+                   "include": list(include), "use_feedback": use_feedback},
+    }
+
+    def write_artifacts(folder: Path) -> None:
+        save_artifacts(result.model, folder)
+        reference.save(folder / REFERENCE_FILE)
+
+    candidate = registry.register_version(write_artifacts, metadata, created_by=actor,
+                                          now=now, parent=champion.version)
+    comparison = compare_versions(config, cache, champion.version, candidate.version,
+                                  scenarios=list(include), now=now,
+                                  feedback=data.feedback_holdout)
+    return candidate, comparison
+
+
+@dataclass(frozen=True)
+class RetrainingData:
+    dataset: Dataset  # the champion's dataset (validation and test at its sizes)
+    images: np.ndarray  # uint8 [N, h, w, c]: what the candidate learns from
+    labels: np.ndarray
+    composition: dict  # counts per part, recorded in the candidate's metadata
+    feedback_holdout: Split
+
+
+def retraining_data(config: Config, champion: ModelVersion, include: list[str],
+                    use_feedback: bool, params: "RetrainParams") -> RetrainingData:
+    """Original images + drift-augmented copies + logged drift samples + corrections."""
     for name in include:
         get_scenario(name)
     meta = champion.metadata
@@ -460,43 +511,8 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
         if len(image_labels):
             parts.append((np.repeat(images, params.logged_repeats, axis=0),
                           np.repeat(image_labels, params.logged_repeats)))
-    images = np.concatenate([p[0] for p in parts])
-    image_labels = np.concatenate([p[1] for p in parts])
-    base = load_keras_model(registry.version_dir(champion.version))
-    result = fine_tune(base, images, image_labels, dataset.validation.images,
-                       dataset.validation.labels, spec, params, on_progress)
-    metrics, reference = evaluate_model(result.model, dataset, params.seed)
-    metadata = {
-        "created_by": actor,
-        "parent": champion.version,
-        "dataset": dataset.describe() | {"retraining_data": composition},
-        "class_names": meta["class_names"],
-        "input_spec": meta["input_spec"],
-        "architecture": meta["architecture"],
-        "hyperparameters": meta["hyperparameters"] | {"epochs": params.epochs,
-                                                       "learning_rate": params.learning_rate,
-                                                       "batch_size": params.batch_size},
-        "epochs": params.epochs,
-        "training_seconds": round(result.seconds, 2),
-        "history": result.history,
-        "metrics": metrics,
-        "environment": environment_info(),
-        "recipe": {"kind": "reinitialized (the seed notebook's clone_model)"
-                   if params.reinitialize else "fine-tune from the champion's weights",
-                   "parent": champion.version, "params": params.as_dict(),
-                   "include": list(include), "use_feedback": use_feedback},
-    }
-
-    def write_artifacts(folder: Path) -> None:
-        save_artifacts(result.model, folder)
-        reference.save(folder / REFERENCE_FILE)
-
-    candidate = registry.register_version(write_artifacts, metadata, created_by=actor,
-                                          now=now, parent=champion.version)
-    comparison = compare_versions(config, cache, champion.version, candidate.version,
-                                  scenarios=list(include), now=now,
-                                  feedback=feedback_holdout)
-    return candidate, comparison
+    return RetrainingData(dataset, np.concatenate([p[0] for p in parts]),
+                          np.concatenate([p[1] for p in parts]), composition, feedback_holdout)
 
 
 def compare_versions(config: Config, cache: ModelCache, baseline: int, candidate: int, *,
@@ -515,7 +531,7 @@ def compare_versions(config: Config, cache: ModelCache, baseline: int, candidate
     scenarios = observed_scenarios(config, baseline) if scenarios is None else scenarios
     for name in scenarios:
         get_scenario(name)
-    holdouts = build_holdouts(comparison_holdout(_test_split(config, versions[baseline])),
+    holdouts = build_holdouts(comparison_holdout(version_test_split(config, versions[baseline])),
                               scenarios, seed=0, feedback=feedback)
     probabilities = {}
     for number, version in versions.items():

@@ -212,12 +212,14 @@ class SQLiteCatalog(Catalog):
             version = max(known, default=0) + 1
             first = not known
             status = "champion" if first else "candidate"
-            metadata = metadata | {"version": version}
+            note = INITIAL_BASELINE_NOTE if first else "registered"
+            metadata = metadata | {"version": version, "created_at": created_at,
+                                   "created_by": created_by, "parent": parent,
+                                   "registered_as": status, "registration_note": note}
             publish(version, metadata)
             db.execute(f"INSERT INTO versions ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (model, version, status, created_at, created_by, parent,
                         json.dumps(metadata)))
-            note = INITIAL_BASELINE_NOTE if first else "registered"
             db.execute("INSERT INTO status_changes (model, version, at, actor, from_status, "
                        "to_status, note) VALUES (?, ?, ?, ?, NULL, ?, ?)",
                        (model, version, created_at, created_by, status, note))

@@ -48,7 +48,8 @@ class RetrainParams:
 
 def fine_tune(base_model, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
               validation_labels: np.ndarray, spec: InputSpec, params: RetrainParams,
-              on_progress: ProgressCallback | None = None) -> TrainingResult:
+              on_progress: ProgressCallback | None = None, callbacks: tuple = ()
+              ) -> TrainingResult:
     """Continues training a copy of ``base_model`` on uint8 [N, h, w, c] images."""
     keras.utils.set_random_seed(params.seed)
     model = keras.models.clone_model(base_model)  # same architecture, fresh weights...
@@ -56,4 +57,5 @@ def fine_tune(base_model, images: np.ndarray, labels: np.ndarray, validation_ima
         model.set_weights(base_model.get_weights())  # ...then the champion's weights
     return fit_model(model, images, labels, validation_images, validation_labels, spec,
                      epochs=params.epochs, batch_size=params.batch_size,
-                     learning_rate=params.learning_rate, on_progress=on_progress)
+                     learning_rate=params.learning_rate, on_progress=on_progress,
+                     callbacks=callbacks)

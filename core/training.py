@@ -59,9 +59,12 @@ def train_model(dataset: Dataset, params: TrainingParams,
 
 def fit_model(model, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
               validation_labels: np.ndarray, spec: InputSpec, *, epochs: int, batch_size: int,
-              learning_rate: float, on_progress: ProgressCallback | None = None
-              ) -> TrainingResult:
-    """Compiles and fits ``model`` on uint8 [N, h, w, c] images (shared preprocessing)."""
+              learning_rate: float, on_progress: ProgressCallback | None = None,
+              callbacks: tuple = ()) -> TrainingResult:
+    """Compiles and fits ``model`` on uint8 [N, h, w, c] images (shared preprocessing).
+
+    ``callbacks``: extra Keras callbacks (benchmarks use them to time milestones).
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
@@ -70,14 +73,15 @@ def fit_model(model, images: np.ndarray, labels: np.ndarray, validation_images: 
     x_train = preprocess_batch(images, spec)
     x_val = preprocess_batch(validation_images, spec)
     steps = int(np.ceil(len(x_train) / batch_size))
-    callbacks = [ProgressRelay(on_progress, epochs, steps)] if on_progress else []
+    relay = [ProgressRelay(on_progress, epochs, steps)] if on_progress else []
     started = time.perf_counter()
     fit = model.fit(x_train, labels, validation_data=(x_val, validation_labels),
                     epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                    callbacks=callbacks)
+                    callbacks=relay + list(callbacks))
     seconds = time.perf_counter() - started
+    # Callbacks may stop training early: the history has as many epochs as actually ran.
     history = [
         {key: float(values[i]) for key, values in fit.history.items()} | {"epoch": i + 1}
-        for i in range(epochs)
+        for i in range(len(fit.epoch))
     ]
     return TrainingResult(model=model, history=history, seconds=seconds)

@@ -57,6 +57,10 @@ def test_metadata_file_matches_catalog(registry):
     on_disk = json.loads((folder / "metadata.json").read_text())
     assert on_disk == version.metadata == registry.get_version(1).metadata
     assert on_disk["version"] == 1 and on_disk["accuracy"] == 0.9
+    assert on_disk["created_at"] == "2026-01-02T03:04:05+00:00"
+    assert on_disk["created_by"] == "alice" and on_disk["parent"] is None
+    assert on_disk["registered_as"] == "champion"
+    assert on_disk["registration_note"] == INITIAL_BASELINE_NOTE
     assert sorted(p.name for p in folder.iterdir()) == ["metadata.json", "model.keras",
                                                         "model.tflite"]
 

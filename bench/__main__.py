@@ -1,0 +1,114 @@
+"""``python -m bench [--quick] [--registry DIR] [--only ROW...]``: every speed claim, measured.
+
+Works on a private copy of the registry (training a champion first if it has
+none), prints the machine, a markdown table and writes ``bench/results.json``.
+Nothing here is a test; no test is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bench import dashboard, suite  # noqa: E402
+from bench.timing import markdown  # noqa: E402
+from core.config import load_config  # noqa: E402
+
+ROWS = {
+    "serving": suite.serving_rows,
+    "gradcam": suite.gradcam_rows,
+    "drift": suite.drift_rows,
+    "log": suite.log_rows,
+    "training": suite.training_rows,
+    "retraining": suite.retraining_rows,
+    "dashboard": None,  # needs a browser; see below
+}
+SLOW = ("training", "retraining")  # minutes each: left out of --quick
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def private_registry(source: Path, model: str) -> Path:
+    """A copy of the champion and catalog, with an empty prediction log."""
+    from bench.drift_detection import private_copy
+
+    return private_copy(source, model)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions; skips "
+                        + " and ".join(SLOW))
+    parser.add_argument("--registry", type=Path, default=load_config().registry_dir)
+    parser.add_argument("--only", nargs="+", choices=list(ROWS))
+    args = parser.parse_args()
+    config = load_config().with_overrides(registry_dir=args.registry)
+
+    from core.lifecycle import bootstrap, open_registry
+
+    if open_registry(config).find_champion() is None:
+        print(f"{args.registry} has no champion: training one first (python -m core bootstrap)")
+        from datetime import datetime, timezone
+        bootstrap(config, actor="bench", now=datetime.now(timezone.utc))
+
+    print(f"machine: {machine()}")
+    names = args.only or [n for n in ROWS if not (args.quick and n in SLOW)]
+    rows, failures = [], []
+    for name in names:
+        # Every row gets a fresh private registry so that rows cannot disturb each other.
+        copy = private_registry(args.registry, config.model_name)
+        context = suite.Context(config.with_overrides(registry_dir=copy), args.quick)
+        print(f"running {name} ...", flush=True)
+        try:
+            if name == "dashboard":
+                rows += _dashboard(context)
+            else:
+                rows += ROWS[name](context)
+        except Exception:  # report and go on: one broken baseline must not hide the rest
+            failures.append(name)
+            traceback.print_exc()
+        finally:
+            shutil.rmtree(copy.parent, ignore_errors=True)
+    table = markdown(rows)
+    print(table)
+    for row in rows:
+        if row.detail:
+            print(f"- {row.name}: {row.detail}")
+    results = Path(__file__).resolve().parent / "results.json"
+    results.write_text(json.dumps({"machine": machine(), "quick": args.quick,
+                                   "rows": [row.as_dict() for row in rows]}, indent=2))
+    print(f"wrote {results}")
+    if failures:
+        print(f"rows that could not run: {', '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _dashboard(context: suite.Context):
+    from core.images import encode_png
+
+    images, _ = suite._test_images(context, 50)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index, image in enumerate(images):
+            path = Path(folder) / f"test{index}.png"
+            path.write_bytes(encode_png(image))
+            paths.append(path)
+        return dashboard.dashboard_rows(context.config, paths, context.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
