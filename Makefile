@@ -2,16 +2,30 @@
 #   make run    install what is needed, train the baseline if there is none, start the dashboard
 #   make test   install what is needed, run the test suite
 #   make bench  also install the baselines and chromium, then run python -m bench
+#   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 PYTHON ?= python3
 PORT ?= 8501
 DEBIAN_PACKAGES = dataset-fashion-mnist
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench install system-packages python-packages
+.PHONY: run test bench https install system-packages python-packages
+CERTS = .streamlit/certs
 
 run: install
 	$(PYTHON) -m core bootstrap
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT)
+
+# Phones allow the camera only over HTTPS. The certificate is made once, for this
+# machine's name and LAN addresses; the phone shows a warning to accept once.
+https: install
+	@[ -f $(CERTS)/cert.pem ] || (mkdir -p $(CERTS) && \
+		SAN="DNS:$$(hostname),DNS:localhost,IP:127.0.0.1$$(for ip in $$(hostname -I 2>/dev/null); do printf ',IP:%s' $$ip; done)" && \
+		openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$$(hostname)" \
+			-addext "subjectAltName=$$SAN" -keyout $(CERTS)/key.pem -out $(CERTS)/cert.pem)
+	$(PYTHON) -m core bootstrap
+	@echo "On the phone, open https://<one of: $$(hostname -I 2>/dev/null)>:$(PORT) and accept the certificate."
+	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address 0.0.0.0 \
+		--server.sslCertFile $(CERTS)/cert.pem --server.sslKeyFile $(CERTS)/key.pem
 
 test: install
 	$(PYTHON) -m pytest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import streamlit as st
 
 from core.config import Config, load_config
@@ -69,3 +71,22 @@ def show_comparison(comparison: dict) -> None:
                  column_config={"difference (points)": st.column_config.NumberColumn(
                      format="%+.2f"), "McNemar p": st.column_config.NumberColumn(format="%.3g")})
     st.plotly_chart(charts.per_class_deltas(comparison), width="stretch")
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def camera_blocked_reason(url: str | None) -> str | None:
+    """Why a browser will refuse the camera at ``url``, or None if it can work.
+
+    Browsers allow the camera only in a secure context: HTTPS, or the local machine.
+    """
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme == "https" or (parsed.hostname or "") in LOCAL_HOSTS:
+        return None
+    return (f"Your browser blocks the camera on {parsed.scheme}://{parsed.hostname}: cameras "
+            "are only allowed over HTTPS (or on the machine itself). To fix this, start the "
+            "dashboard with `make https` and open the https:// address it prints, accepting "
+            "the certificate warning once. Uploading a photo works as it is.")

@@ -18,8 +18,12 @@ chosen = state.version_selector(
 class_names = registry.get_version(chosen).metadata["class_names"]
 st.caption("Classes: " + ", ".join(class_names))
 
-use_camera = st.toggle("Use the camera", help="Your browser asks for permission; phones allow "
-                       "the camera only over HTTPS or on localhost.")
+blocked = state.camera_blocked_reason(st.context.url)
+if blocked:
+    st.warning(blocked, icon=":material/no_photography:")
+use_camera = st.toggle("Use the camera", disabled=blocked is not None,
+                       help="Your browser asks for permission; phones allow the camera only "
+                       "over HTTPS or on localhost.")
 if use_camera:
     shot = st.camera_input("Take a photo")
     image_bytes, source = (shot.getvalue(), "camera") if shot else (None, None)

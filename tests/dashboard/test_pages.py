@@ -136,3 +136,17 @@ def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
     _, labels, sources = open_prediction_log(registry_copy).labelled_images("classifier",
                                                                           ("upload",))
     assert labels.tolist() == [5] and sources == ["upload"]
+
+
+@pytest.mark.parametrize("url, blocked", [
+    ("http://localhost:8501/", False), ("http://127.0.0.1:8501/", False),
+    ("https://192.168.1.20:8501/", False), ("http://192.168.1.20:8501/", True),
+    ("http://my-laptop.local:8501/predict", True), (None, False),
+])
+def test_camera_needs_a_secure_origin(url, blocked):
+    from dashboard.state import camera_blocked_reason
+
+    reason = camera_blocked_reason(url)
+    assert (reason is not None) == blocked
+    if blocked:
+        assert "HTTPS" in reason and "make https" in reason
