@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def start_dashboard(config: Config, port: int) -> subprocess.Popen:
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**__import__("os").environ, "MODEL_REGISTRY_DIR": str(config.registry_dir),
+        env={**os.environ, "MODEL_REGISTRY_DIR": str(config.registry_dir),
              "MODEL_NAME": config.model_name})
 
 

@@ -310,13 +310,18 @@ def comparison_holdout(test: Split) -> Split:
     return Split(test.images[len(test) // 2:], test.labels[len(test) // 2:])
 
 
-def version_test_split(config: Config, version: ModelVersion):
-    """The version's test split, as recorded in its metadata (same data, same size)."""
+def load_version_dataset(config: Config, version: ModelVersion) -> Dataset:
+    """The dataset a version was trained on: its spec, input size and split seed, reloaded
+    (without any size limits; callers that need the recorded sizes apply them)."""
     meta = version.metadata
-    dataset = load_dataset(meta["dataset"]["name"], InputSpec.from_dict(meta["input_spec"]),
-                           fashion_mnist_dir=config.fashion_mnist_dir,
-                           seed=meta["hyperparameters"]["seed"])
-    return dataset.test
+    return load_dataset(meta["dataset"]["name"], InputSpec.from_dict(meta["input_spec"]),
+                        fashion_mnist_dir=config.fashion_mnist_dir,
+                        seed=meta["hyperparameters"]["seed"])
+
+
+def version_test_split(config: Config, version: ModelVersion) -> Split:
+    """The version's full test split (traffic pool and comparison holdout come from it)."""
+    return load_version_dataset(config, version).test
 
 
 def load_reference(config: Config, version: ModelVersion) -> ReferenceProfile:
@@ -353,9 +358,7 @@ def create_reference_profile(config: Config, version: int) -> bool:
     if (folder / REFERENCE_FILE).is_file():
         return False
     meta = model_version.metadata
-    dataset = load_dataset(meta["dataset"]["name"], InputSpec.from_dict(meta["input_spec"]),
-                           fashion_mnist_dir=config.fashion_mnist_dir,
-                           seed=meta["hyperparameters"]["seed"])
+    dataset = load_version_dataset(config, model_version)
     validation = dataset.validation.take(meta["dataset"]["sizes"]["validation"])
     probabilities, embeddings = model_outputs(
         load_keras_model(folder), preprocess_batch(validation.images, dataset.input_spec))
@@ -475,12 +478,9 @@ def retraining_data(config: Config, champion: ModelVersion, include: list[str],
     """Original images + drift-augmented copies + logged drift samples + corrections."""
     for name in include:
         get_scenario(name)
-    meta = champion.metadata
-    spec = InputSpec.from_dict(meta["input_spec"])
-    dataset = limit_dataset(
-        load_dataset(meta["dataset"]["name"], spec, fashion_mnist_dir=config.fashion_mnist_dir,
-                     seed=meta["hyperparameters"]["seed"]),
-        None, meta["dataset"]["sizes"]["test"])
+    dataset = limit_dataset(load_version_dataset(config, champion), None,
+                            champion.metadata["dataset"]["sizes"]["test"])
+    spec = dataset.input_spec
     rng = np.random.default_rng(params.seed)
     train = dataset.train
     chosen = rng.choice(len(train), min(params.original_images, len(train)), replace=False)

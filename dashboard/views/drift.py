@@ -8,8 +8,8 @@ import streamlit as st
 
 from core.drift import STATISTICS
 from core.errors import CoreError
-from core.lifecycle import drift_for_version, load_reference, open_prediction_log, simulate
-from core.monitoring import drift_series, pca_2d
+from core.lifecycle import load_reference, open_prediction_log, simulate
+from core.monitoring import drift_report, drift_series, pca_2d
 from core.scenarios import SCENARIOS
 from dashboard import charts, state
 
@@ -56,12 +56,14 @@ def compute(registry_dir: str, version: int, logged: int, window: int, chunk: in
     """Everything the page draws. ``logged`` is only a cache key: the log only grows,
     so a new count means new traffic and a fresh computation."""
     current_config = config.with_overrides(registry_dir=Path(registry_dir))
-    report = drift_for_version(current_config, version=version, window=window)
     reference = load_reference(current_config, registry.get_version(version))
-    log = open_prediction_log(current_config)
-    series = drift_series(reference, log.window(config.model_name, version, last=chunk * 20),
-                          version, chunk)
-    current = log.window(config.model_name, version, last=window)
+    # One read of the log serves the report (last ``window``) and the series (last 20 chunks).
+    history = open_prediction_log(current_config).window(config.model_name, version,
+                                                         last=max(window, chunk * 20))
+    current = history.slice(max(len(history) - window, 0), len(history))
+    report = drift_report(reference, current, version)
+    series = drift_series(reference, history.slice(max(len(history) - chunk * 20, 0),
+                                                   len(history)), version, chunk)
     reference_2d, current_2d = pca_2d(reference.embeddings, current.embeddings)
     return report, series, reference, current, reference_2d, current_2d
 
