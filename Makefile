@@ -13,6 +13,7 @@ CERTS = .streamlit/certs
 
 run: install
 	$(PYTHON) -m core bootstrap
+	$(PYTHON) -m core users setup
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT)
 
 # Phones allow the camera only over HTTPS. The certificate is made once, for this
@@ -23,6 +24,7 @@ https: install
 		openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=$$(hostname)" \
 			-addext "subjectAltName=$$SAN" -keyout $(CERTS)/key.pem -out $(CERTS)/cert.pem)
 	$(PYTHON) -m core bootstrap
+	$(PYTHON) -m core users setup
 	@echo "On the phone, open https://<one of: $$(hostname -I 2>/dev/null)>:$(PORT) and accept the certificate."
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address 0.0.0.0 \
 		--server.sslCertFile $(CERTS)/cert.pem --server.sslKeyFile $(CERTS)/key.pem

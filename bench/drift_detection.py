@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.config import load_config  # noqa: E402
 from core.drift import STATISTICS  # noqa: E402
+from core.governance import add_user  # noqa: E402
 from core.lifecycle import drift_for_version, open_registry, simulate  # noqa: E402
 from core.scenarios import SCENARIOS  # noqa: E402
 from core.serving import ModelCache  # noqa: E402
@@ -30,18 +31,29 @@ from core.serving import ModelCache  # noqa: E402
 MUST_ALERT = ("brightness", "blur", "noise", "invert", "class_shift")
 
 
+BENCH_ACTOR = "bench"
+
+
 def private_copy(registry: Path, model: str) -> Path:
-    """Copies the champion's files and catalog (not the prediction log) to a temp folder."""
+    """Copies the champion's files and catalog to a temp folder the bench acts in as admin.
+
+    The copy starts with an empty prediction log and only the user ``bench`` (an admin
+    added in setup mode), so that benchmarks never need anyone's password.
+    """
     target = Path(tempfile.mkdtemp(prefix="drift-detection-")) / "registry"
     shutil.copytree(registry / model, target / model)
     shutil.copy(registry / "registry.db", target / "registry.db")
     import sqlite3
     with sqlite3.connect(target / "registry.db") as db:
         db.execute("DROP TABLE IF EXISTS predictions")
+        db.execute("DROP TABLE IF EXISTS users")
+    add_user(load_config().with_overrides(registry_dir=target), actor=BENCH_ACTOR,
+             name=BENCH_ACTOR, role="admin", password=None, now=datetime.now(timezone.utc))
     return target
 
 
-def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS)) -> dict:
+def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS),
+        actor: str = BENCH_ACTOR) -> dict:
     """Returns {scenario: {"fired": {stat: count}, "alerts": count, "runs": runs,
     "max_cbpe_gap": float, "mean_accuracy": float}}."""
     config = load_config().with_overrides(registry_dir=registry)
@@ -57,7 +69,8 @@ def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS)) -> dict:
         fired = {name: 0 for name in STATISTICS}
         alerts, gaps, accuracies = 0, [], []
         for seed in range(runs):
-            simulated = simulate(config, cache, scenario=scenario, n=n, seed=seed, clock=clock)
+            simulated = simulate(config, cache, actor=actor, scenario=scenario, n=n,
+                                 seed=seed, clock=clock)
             report = drift_for_version(config, window=n)
             alerts += report.alert
             for statistic in report.statistics:

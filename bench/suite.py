@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.drift_detection import BENCH_ACTOR
 from bench.timing import Row, measure
 from core.config import PROJECT_ROOT, Config
 from core.images import decode_image, encode_png, preprocess, preprocess_batch
@@ -205,7 +206,8 @@ def drift_rows(context: Context) -> list[Row]:
 
     registry, champion, _, _ = _champion(context)
     window = 10_000
-    simulate(context.config, ModelCache(), scenario="brightness", n=window, clock=now)
+    simulate(context.config, ModelCache(), actor=BENCH_ACTOR, scenario="brightness", n=window,
+             clock=now)
     ours = measure(lambda: drift_for_version(context.config, window=window),
                    repeats=3 if context.quick else 5, warmup=1)
 
@@ -358,7 +360,8 @@ def retraining_rows(context: Context) -> list[Row]:
 
     registry = open_registry(context.config)
     champion = registry.get_champion()
-    simulate(context.config, ModelCache(), scenario="brightness", n=500, clock=now)
+    simulate(context.config, ModelCache(), actor=BENCH_ACTOR, scenario="brightness", n=500,
+             clock=now)
     params = RetrainParams()
     data = retraining_data(context.config, champion, ["brightness"], False, params)
     spec = data.dataset.input_spec

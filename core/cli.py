@@ -15,15 +15,18 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from core import audit
 from core.config import Config, load_config
 from core.errors import CoreError, InvalidInput
+from core.governance import DECISIONS, add_user, authorize, set_role, user_store, verify_audit
 from core.images import encode_png
 from core.drift import Thresholds
-from core.lifecycle import (bootstrap, compare_versions, create_reference_profile,
-                            drift_for_version, explain_image, find_comparison, open_registry,
-                            predict_image, run_worker, simulate, submit_retrain)
+from core.lifecycle import (bootstrap, cancel_job, compare_versions, create_reference_profile,
+                            decide_version, drift_for_version, explain_image, find_comparison,
+                            open_registry, predict_image, run_worker, simulate, submit_retrain)
 from core.training_types import ARCHITECTURES
 from core.registry import parse_version
+from core.users import ANONYMOUS, ROLES
 from core.scenarios import SCENARIOS, get_scenario
 from core.serving import ModelCache
 
@@ -36,8 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-name", help="model name inside the registry "
                         "(default: $MODEL_NAME or 'classifier')")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Every command acts as someone; core checks that person's role.
+    acting = argparse.ArgumentParser(add_help=False)
+    acting.add_argument("--actor", metavar="NAME", help="the user acting (default: "
+                        f"'{ANONYMOUS}', whose role is $ANONYMOUS_ROLE, by default viewer)")
+    add = _adder(commands, acting)
 
-    boot = commands.add_parser("bootstrap", help="train and register v1 if the registry is empty")
+    boot = add("bootstrap", help="train and register v1 if the registry is empty")
     boot.add_argument("--dataset", help="fashion_mnist | tfds:NAME[:TRAIN|TEST] | folder:PATH")
     boot.add_argument("--model", default="small_cnn", choices=ARCHITECTURES,
                       help="architecture (default: small_cnn)")
@@ -47,22 +55,22 @@ def build_parser() -> argparse.ArgumentParser:
                       help="evaluate on the first N validation and test images only")
     boot.add_argument("--json", action="store_true", help="print the version as JSON")
 
-    versions = commands.add_parser("versions", help="list versions with status and metrics")
+    versions = add("versions", help="list versions with status and metrics")
     versions.add_argument("--json", action="store_true")
 
-    predict = commands.add_parser("predict", help="classify image files")
+    predict = add("predict", help="classify image files")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
     predict.add_argument("--version", help="version to use (default: the champion)")
     predict.add_argument("--json", action="store_true")
 
-    explain = commands.add_parser("explain", help="write a Grad-CAM overlay PNG")
+    explain = add("explain", help="write a Grad-CAM overlay PNG")
     explain.add_argument("file", type=Path, metavar="FILE")
     explain.add_argument("--out", type=Path, required=True, metavar="PNG")
     explain.add_argument("--version", help="version to use (default: the champion)")
     explain.add_argument("--class", dest="class_name",
                          help="class to explain (default: the predicted one)")
 
-    sim = commands.add_parser("simulate", help="stream transformed test images through the "
+    sim = add("simulate", help="stream transformed test images through the "
                               "champion as logged traffic")
     sim.add_argument("--scenario", required=True, metavar="S",
                      help="one of: " + ", ".join(SCENARIOS))
@@ -71,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--json", action="store_true")
 
-    drift = commands.add_parser("drift", help="drift report of a version's recent traffic")
+    drift = add("drift", help="drift report of a version's recent traffic")
     drift.add_argument("--version", help="version (default: the champion)")
     drift.add_argument("--window", type=int, default=500,
                        help="last N predictions (default: 500)")
@@ -81,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a statistic's thresholds (repeatable)")
     drift.add_argument("--json", action="store_true")
 
-    profile = commands.add_parser("profile", help="compute a missing reference profile")
+    profile = add("profile", help="compute a missing reference profile")
     profile.add_argument("--version", required=True)
 
-    retrain = commands.add_parser("retrain", help="queue a retraining job (fine-tunes the "
+    retrain = add("retrain", help="queue a retraining job (fine-tunes the "
                                   "champion; the result is a candidate, never promoted)")
     retrain.add_argument("--include", nargs="+", metavar="SCENARIO",
                          help="drift scenarios to learn from (default: those seen in traffic)")
@@ -95,21 +103,64 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--wait", action="store_true", help="follow the job until it ends")
     retrain.add_argument("--json", action="store_true")
 
-    jobs = commands.add_parser("jobs", help="list jobs with status and progress")
+    jobs = add("jobs", help="list jobs with status and progress")
     jobs.add_argument("--json", action="store_true")
 
-    cancel = commands.add_parser("cancel", help="cancel a queued or running job")
+    cancel = add("cancel", help="cancel a queued or running job")
     cancel.add_argument("job", type=int, metavar="JOB")
 
-    compare = commands.add_parser("compare", help="compare two versions on the same holdouts")
+    compare = add("compare", help="compare two versions on the same holdouts")
     compare.add_argument("baseline", metavar="A")
     compare.add_argument("candidate", metavar="B")
     compare.add_argument("--include", nargs="+", metavar="SCENARIO",
                          help="drifted holdouts (default: scenarios seen in A's traffic)")
     compare.add_argument("--json", action="store_true")
 
-    commands.add_parser("worker", help=argparse.SUPPRESS)  # started by the job runner
+    for action, (start, end) in DECISIONS.items():
+        decision = add(action, help=f"{start} version -> {end} (reviewers; needs a reason)")
+        decision.add_argument("version", metavar="N")
+        decision.add_argument("--reason", required=True, help="why, in your words")
+        if action != "rollback":
+            decision.add_argument("--override-gate", action="store_true",
+                                  help="acknowledge deciding against the gate's advice")
+        decision.add_argument("--json", action="store_true")
+
+    users = commands.add_parser("users", help="manage who may do what (admins)")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add_one = user_commands.add_parser("add", parents=[acting],
+                                       help="add a user; the password is read from stdin")
+    add_one.add_argument("name", metavar="NAME")
+    add_one.add_argument("--role", required=True, choices=ROLES)
+    add_one.add_argument("--oidc", action="store_true",
+                         help="no password: signs in through the dashboard's OIDC provider")
+    role = user_commands.add_parser("set-role", parents=[acting], help="change a user's role")
+    role.add_argument("name", metavar="NAME")
+    role.add_argument("role", choices=ROLES)
+    role.add_argument("--reason", required=True)
+    user_commands.add_parser("setup", help="at first start, ask for the first admin's name "
+                             "and password (does nothing once users exist or without a "
+                             "terminal)")
+    listing = user_commands.add_parser("list", parents=[acting], help="list users and roles")
+    listing.add_argument("--json", action="store_true")
+
+    log = commands.add_parser("audit", help="verify or export the hash-chained audit log")
+    log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    check = log_commands.add_parser("verify", parents=[acting],
+                                    help="check the chain; exit 1 naming the first bad entry")
+    check.add_argument("--anchor", metavar="SEQ:HASH",
+                       help="a head recorded earlier: entry SEQ must still have HASH")
+    check.add_argument("--json", action="store_true")
+    dump = log_commands.add_parser("export", parents=[acting], help="print every entry")
+    dump.add_argument("--format", choices=("csv", "json"), default="json")
+
+    commands.add_parser("worker")  # started by the job runner; no help: not listed
     return parser
+
+
+def _adder(commands, acting: argparse.ArgumentParser):
+    def add(name: str, **options) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[acting], **options)
+    return add
 
 
 def main(argv: list[str] | None = None, config: Config | None = None) -> int:
@@ -154,7 +205,7 @@ def cmd_bootstrap(args, config: Config) -> int:
                             acc=f"{progress.logs.get('accuracy', 0):.3f}")
 
     try:
-        result = bootstrap(config, actor=_user(), now=_now(),
+        result = bootstrap(config, actor=_setup_actor(args), now=_now(),
                            dataset_spec=args.dataset, architecture=args.model,
                            epochs=args.epochs, train_limit=args.limit,
                            eval_limit=args.eval_limit, on_progress=on_progress)
@@ -176,7 +227,17 @@ def cmd_bootstrap(args, config: Config) -> int:
     return 0
 
 
+def _actor(args) -> str:
+    return args.actor or ANONYMOUS
+
+
+def _setup_actor(args) -> str:
+    """Setting up (the first model, the first admin) is done by whoever runs it here."""
+    return args.actor or getpass.getuser()
+
+
 def cmd_versions(args, config: Config) -> int:
+    authorize(config, _actor(args), "view", _now())
     summaries = [v.summary() for v in open_registry(config).list_versions()]
     if args.json:
         print(json.dumps(summaries, indent=2))
@@ -217,7 +278,8 @@ def cmd_predict(args, config: Config) -> int:
     for path in args.files:
         try:
             prediction, _ = predict_image(config, cache, _read_upload(path, config),
-                                          source="cli", now=_now(), version=version)
+                                          actor=_actor(args), source="cli", now=_now(),
+                                          version=version)
             results.append({"file": str(path)} | prediction.as_dict())
         except CoreError as error:
             failed = True
@@ -241,7 +303,8 @@ def cmd_explain(args, config: Config) -> int:
         raise InvalidInput(f"folder {args.out.parent} does not exist. To fix this, create it "
                            "or choose another --out path.")
     explanation = explain_image(config, ModelCache(), _read_upload(args.file, config),
-                                source="cli", now=_now(), version=_version_arg(args.version),
+                                actor=_actor(args), source="cli", now=_now(),
+                                version=_version_arg(args.version),
                                 class_name=args.class_name)
     # Write beside the target, then rename: a failure never leaves a half-written PNG.
     handle, temporary = tempfile.mkstemp(dir=args.out.parent, suffix=".png.tmp")
@@ -257,12 +320,22 @@ def cmd_explain(args, config: Config) -> int:
 def cmd_simulate(args, config: Config) -> int:
     from tqdm import tqdm
 
-    get_scenario(args.scenario)  # fail on a bad name before loading anything
-    with tqdm(total=args.n, unit="img", file=sys.stderr, desc=f"simulating {args.scenario}",
-              dynamic_ncols=True) as bar:
-        result = simulate(config, ModelCache(), scenario=args.scenario, n=args.n,
-                          severity=args.severity, seed=args.seed, clock=_now,
-                          on_progress=lambda done, total: bar.update(done - bar.n))
+    bar = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar  # drawn from the first batch on: a refusal prints no empty bar
+        if bar is None:
+            bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
+                       desc=f"simulating {args.scenario}")
+        bar.update(done - bar.n)
+
+    try:
+        result = simulate(config, ModelCache(), actor=_actor(args), scenario=args.scenario,
+                          n=args.n, severity=args.severity, seed=args.seed, clock=_now,
+                          on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
     summary = {"scenario": result.scenario, "severity": result.severity, "n": result.n,
                "version": result.version, "accuracy": result.accuracy}
     if args.json:
@@ -275,6 +348,7 @@ def cmd_simulate(args, config: Config) -> int:
 
 
 def cmd_drift(args, config: Config) -> int:
+    authorize(config, _actor(args), "view", _now())
     report = drift_for_version(config, version=_version_arg(args.version), window=args.window,
                                since=args.since, until=args.until,
                                thresholds=Thresholds.parse(args.threshold))
@@ -296,15 +370,11 @@ def cmd_drift(args, config: Config) -> int:
 
 def cmd_profile(args, config: Config) -> int:
     version = parse_version(args.version)
-    if create_reference_profile(config, version):
+    if create_reference_profile(config, version, actor=_actor(args), now=_now()):
         print(f"wrote the reference profile of version {version}")
     else:
         print(f"version {version} already has a reference profile (nothing changed)")
     return 0
-
-
-def _user() -> str:
-    return getpass.getuser()
 
 
 def cmd_retrain(args, config: Config) -> int:
@@ -312,7 +382,7 @@ def cmd_retrain(args, config: Config) -> int:
               "use_feedback": not args.no_feedback}
     if args.include is not None:
         params["include"] = args.include
-    job = submit_retrain(config, actor=_user(), now=_now(), **params)
+    job = submit_retrain(config, actor=_actor(args), now=_now(), **params)
     if not args.wait:
         print(json.dumps({"job": job.id, "status": job.status}) if args.json
               else f"queued job {job.id}; follow it with 'python -m core jobs'")
@@ -361,6 +431,7 @@ def _follow(config: Config, job_id: int):
 def cmd_jobs(args, config: Config) -> int:
     from core.jobs import LocalProcessRunner
 
+    authorize(config, _actor(args), "view", _now())
     jobs = LocalProcessRunner(config).list(_now())
     if args.json:
         print(json.dumps([job.summary() for job in jobs], indent=2))
@@ -379,9 +450,7 @@ def cmd_jobs(args, config: Config) -> int:
 
 
 def cmd_cancel(args, config: Config) -> int:
-    from core.jobs import LocalProcessRunner
-
-    job = LocalProcessRunner(config).cancel(args.job, _now())
+    job = cancel_job(config, args.job, actor=_actor(args), now=_now())
     print(f"job {job.id} cancelled" if job.status == "cancelled" else
           f"job {job.id} will stop at its next training step")
     return 0
@@ -389,7 +458,7 @@ def cmd_cancel(args, config: Config) -> int:
 
 def cmd_compare(args, config: Config) -> int:
     result = compare_versions(config, ModelCache(), parse_version(args.baseline),
-                              parse_version(args.candidate), now=_now(),
+                              parse_version(args.candidate), actor=_actor(args), now=_now(),
                               scenarios=args.include)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -404,6 +473,100 @@ def cmd_compare(args, config: Config) -> int:
               f"{h['mcnemar_p']:>10.3g}")
     print(f"gate: {result['recommendation']} ({'; '.join(result['reasons'])})")
     return 0
+
+
+def cmd_decide(args, config: Config) -> int:
+    entry = decide_version(config, args.command, parse_version(args.version),
+                           actor=_actor(args), reason=args.reason, now=_now(),
+                           override_gate=getattr(args, "override_gate", False))
+    if args.json:
+        print(json.dumps(entry.as_dict(), indent=2))
+        return 0
+    start, end = DECISIONS[args.command]
+    before = entry.details["champion_before"]
+    print(f"version {entry.version}: {start} -> {end} by {entry.actor} (audit entry "
+          f"{entry.seq})" + (f"; version {before} archived" if end == "champion" else "")
+          + ("; against the gate's advice, acknowledged" if entry.details["gate_overridden"]
+             else ""))
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise InvalidInput("the two passwords differ. To fix this, type the same twice.")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def cmd_users(args, config: Config) -> int:
+    if args.users_command == "add":
+        user = add_user(config, actor=_setup_actor(args), name=args.name, role=args.role,
+                        password=None if args.oidc else _read_password(), now=_now())
+        print(f"added {user.name} as {user.role}")
+    elif args.users_command == "setup":
+        return _first_admin(config)
+    elif args.users_command == "set-role":
+        user = set_role(config, actor=_actor(args), name=args.name, role=args.role,
+                        reason=args.reason, now=_now())
+        print(f"{user.name} is now {user.role}")
+    else:
+        authorize(config, _actor(args), "view", _now())
+        users = [user.as_dict() for user in user_store(config).list_users()]
+        if args.json:
+            print(json.dumps(users, indent=2))
+        elif not users:
+            print("no users yet. Add the first admin with "
+                  "'python -m core users add NAME --role admin'.")
+        for user in [] if args.json else users:
+            print(f"{user['name']:<24} {user['role']:<9} "
+                  f"{'password' if user['password_login'] else 'oidc':<9} "
+                  f"added {user['created_at']} by {user['created_by']}")
+    return 0
+
+
+def _first_admin(config: Config) -> int:
+    """``make run`` calls this: no password is shipped, the first start asks for one."""
+    if user_store(config).has_users():
+        return 0
+    if not sys.stdin.isatty():
+        print("No users yet: the dashboard serves visitors as viewers only. Add the first "
+              "admin with 'python -m core users add NAME --role admin' (password on stdin).")
+        return 0
+    print("First start: choose the admin who will manage users (no default password "
+          "exists).")
+    name = input(f"admin user name [{getpass.getuser()}]: ").strip() or getpass.getuser()
+    user = add_user(config, actor=getpass.getuser(), name=name, role="admin",
+                    password=_read_password(), now=_now())
+    print(f"added {user.name} as admin; sign in on the dashboard's sidebar")
+    return 0
+
+
+def cmd_audit(args, config: Config) -> int:
+    authorize(config, _actor(args), "view", _now())
+    if args.audit_command == "export":
+        print(audit.export(audit.read_entries(config.database), args.format), end="")
+        return 0
+    result = verify_audit(config, _anchor(args.anchor))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    elif result.ok:
+        print(f"audit log verified: {result.entries} entries, head {result.entries}:"
+              f"{result.head_hash}")
+    else:
+        print(f"audit log FAILED verification: {result.problem}")
+    return 0 if result.ok else 1
+
+
+def _anchor(value: str | None) -> tuple[int, str] | None:
+    if value is None:
+        return None
+    seq, _, digest = value.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise InvalidInput(f"--anchor {value!r} is not SEQ:HASH. To fix this, copy the head "
+                           "that 'python -m core audit verify' printed, e.g. 12:3f5a....")
+    return int(seq), digest
 
 
 def cmd_worker(args, config: Config) -> int:
@@ -424,4 +587,9 @@ COMMANDS = {
     "cancel": cmd_cancel,
     "compare": cmd_compare,
     "worker": cmd_worker,
+    "promote": cmd_decide,
+    "reject": cmd_decide,
+    "rollback": cmd_decide,
+    "users": cmd_users,
+    "audit": cmd_audit,
 }

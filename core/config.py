@@ -26,6 +26,12 @@ class Config:
         max_image_pixels: Largest accepted width x height of a decoded image
             (env ``MAX_IMAGE_PIXELS``); guards against decompression bombs.
         seed: Seed for splits, weight initialisation and shuffling (env ``SEED``).
+        anonymous_role: The role of whoever has not signed in (env ``ANONYMOUS_ROLE``):
+            ``viewer`` lets a demo audience predict without an account; ``none``
+            requires signing in for everything.
+        separation_of_duties: Whether whoever submitted the retraining job that
+            produced a candidate is barred from promoting it (env
+            ``SEPARATION_OF_DUTIES``: 1 or 0).
     """
 
     registry_dir: Path = PROJECT_ROOT / "model_registry"
@@ -35,6 +41,13 @@ class Config:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     seed: int = 42
+    anonymous_role: str = "viewer"
+    separation_of_duties: bool = True
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file holding the catalog, jobs, users, audit and prediction logs."""
+        return self.registry_dir / "registry.db"
 
     def with_overrides(self, **changes) -> "Config":
         """Returns a copy with the given non-None fields replaced."""
@@ -49,7 +62,10 @@ _ENV_NAMES = {
     "max_upload_bytes": "MAX_UPLOAD_BYTES",
     "max_image_pixels": "MAX_IMAGE_PIXELS",
     "seed": "SEED",
+    "anonymous_role": "ANONYMOUS_ROLE",
+    "separation_of_duties": "SEPARATION_OF_DUTIES",
 }
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def load_config(environ: dict[str, str] | None = None) -> Config:
@@ -61,7 +77,11 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
         if raw is None or raw == "":
             continue
         default = field.default
-        if isinstance(default, Path):
+        if isinstance(default, bool):
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ValueError(f"{_ENV_NAMES[field.name]} must be 1 or 0, got {raw!r}")
+            values[field.name] = raw.lower() in _TRUE
+        elif isinstance(default, Path):
             values[field.name] = Path(raw).expanduser()
         elif isinstance(default, int):
             values[field.name] = int(raw)

@@ -31,3 +31,10 @@ class VersionNotFound(CoreError):
 
 class RegistryError(CoreError):
     """A registry operation that is not allowed in the current state."""
+
+
+class ActionRefused(CoreError):
+    """An action the actor's role, the target's state or separation of duties forbids.
+
+    Refusals are written to the audit log before this is raised.
+    """

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core import sqlite
+from core import audit, sqlite
+from core.audit import Actor, AuditEntry
 from core.config import PROJECT_ROOT, Config
 from core.errors import InvalidInput
 
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
-"""
+""" + audit.SCHEMA
 _COLUMNS = ("id", "model", "kind", "submitted_by", "submitted_at", "params", "status",
             "progress", "log_tail", "result_version", "error", "pid", "started_at",
             "finished_at", "cancel_requested")
@@ -90,13 +91,18 @@ class JobStore:
         values["cancel_requested"] = bool(values["cancel_requested"])
         return Job(**values)
 
-    def submit(self, kind: str, params: dict, *, actor: str, now: datetime) -> Job:
+    def submit(self, kind: str, params: dict, *, actor: Actor, now: datetime) -> Job:
+        """Queues a job; its audit entry commits with it."""
+        at = now.isoformat(timespec="seconds")
         with sqlite.write_transaction(self.path, _SCHEMA) as db:
             job_id = db.execute(
                 "INSERT INTO jobs (model, kind, submitted_by, submitted_at, params, status) "
                 "VALUES (?, ?, ?, ?, ?, 'queued')",
-                (self.model, kind, actor, now.isoformat(timespec="seconds"),
-                 json.dumps(params))).lastrowid
+                (self.model, kind, actor.name, at, json.dumps(params))).lastrowid
+            audit.append(db, AuditEntry(
+                at=at, actor=actor.name, role=actor.role, action="submit_job", outcome="done",
+                model=self.model, target=f"job {job_id}", details={"kind": kind,
+                                                                     "params": params}))
         return self.get(job_id)
 
     def get(self, job_id: int) -> Job:
@@ -148,17 +154,22 @@ class JobStore:
                                       (job_id,)).fetchone()
         return bool(requested)
 
-    def request_cancel(self, job_id: int, now: datetime) -> Job:
-        """Cancels a queued job at once; flags a running one (its worker stops)."""
+    def request_cancel(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
+        """Cancels a queued job at once; flags a running one (its worker stops). Audited."""
         job = self.get(job_id)
-        if job.status in FINISHED:
-            raise InvalidInput(f"job {job_id} has already {job.status}; nothing to cancel. "
-                               "To fix this, pick a queued or running job.")
+        at = now.isoformat(timespec="seconds")
         with sqlite.write_transaction(self.path, _SCHEMA) as db:
+            (status,) = db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if status in FINISHED:
+                raise InvalidInput(f"job {job_id} has already {status}; nothing to cancel. "
+                                   "To fix this, pick a queued or running job.")
             db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
             db.execute("UPDATE jobs SET status = 'cancelled', finished_at = ? "
-                       "WHERE id = ? AND status = 'queued'",
-                       (now.isoformat(timespec="seconds"), job_id))
+                       "WHERE id = ? AND status = 'queued'", (at, job_id))
+            audit.append(db, AuditEntry(
+                at=at, actor=actor.name, role=actor.role, action="cancel_job", outcome="done",
+                model=self.model, target=f"job {job_id}",
+                details={"status_before": status, "submitted_by": job.submitted_by}))
         return self.get(job_id)
 
     def recover(self, now: datetime, is_alive) -> list[int]:
@@ -180,7 +191,7 @@ class JobRunner(ABC):
     """Where jobs run. The local runner uses processes; a cluster runner could use a queue."""
 
     @abstractmethod
-    def submit(self, kind: str, params: dict, *, actor: str, now: datetime) -> Job: ...
+    def submit(self, kind: str, params: dict, *, actor: Actor, now: datetime) -> Job: ...
 
     @abstractmethod
     def status(self, job_id: int, now: datetime) -> Job: ...
@@ -189,7 +200,7 @@ class JobRunner(ABC):
     def list(self, now: datetime) -> list[Job]: ...
 
     @abstractmethod
-    def cancel(self, job_id: int, now: datetime) -> Job: ...
+    def cancel(self, job_id: int, *, actor: Actor, now: datetime) -> Job: ...
 
 
 def worker_alive(pid: int | None, job_id: int) -> bool:
@@ -215,7 +226,7 @@ class LocalProcessRunner(JobRunner):
 
     def __init__(self, config: Config):
         self.config = config
-        self.store = JobStore(config.registry_dir / "registry.db", config.model_name)
+        self.store = JobStore(config.database, config.model_name)
 
     def submit(self, kind, params, *, actor, now):
         self.store.recover(now, worker_alive)
@@ -242,10 +253,10 @@ class LocalProcessRunner(JobRunner):
         self.store.recover(now, worker_alive)
         return self.store.list()
 
-    def cancel(self, job_id, now):
+    def cancel(self, job_id, *, actor, now):
         # The worker reads the flag with every progress update and stops training at
         # the next batch; a job already past training (exporting, comparing) finishes.
-        return self.store.request_cancel(job_id, now)
+        return self.store.request_cancel(job_id, actor=actor, now=now)
 
 
 class JobCancelled(Exception):

@@ -21,11 +21,13 @@ import numpy as np
 from core.config import PROJECT_ROOT, Config
 from core.data import Dataset, Split, limit_dataset, load_dataset, natural_input_spec
 from core.drift import Thresholds
+from core.audit import Actor, AuditEntry
 from core.errors import CoreError, InvalidInput, RegistryError
 from core.evaluation import classification_metrics
 from core.explain import enlarge, overlay
 from core.comparison import PIXEL_SCENARIOS, build_holdouts, compare
 from core.gate import GatePolicy, recommend
+from core.governance import authorize, decide, user_store
 from core.images import (DecodedImage, InputSpec, decode_image, encode_png, preprocess,
                          preprocess_batch, resize_to_spec)
 from core.monitoring import (MIN_WINDOW, REFERENCE_FILE, DriftReport, ReferenceProfile,
@@ -65,6 +67,10 @@ def bootstrap(config: Config, *, actor: str, now: datetime, dataset_spec: str | 
     existing = registry.list_versions()
     if existing:
         return BootstrapResult(registry.find_champion() or existing[-1], created=False)
+    # Training the first model is part of setting up; once users exist, it is an
+    # operator's action like any retraining.
+    acting = (authorize(config, actor, "retrain", now, target="version 1")
+              if user_store(config).has_users() else Actor(actor, "setup"))
     check_architecture(architecture)
     params = TrainingParams(architecture=architecture, seed=config.seed, weights=weights,
                             epochs=_check_epochs(TrainingParams.epochs if epochs is None
@@ -77,7 +83,7 @@ def bootstrap(config: Config, *, actor: str, now: datetime, dataset_spec: str | 
     result = train_model(dataset, params, on_progress)
     metrics, reference = evaluate_model(result.model, dataset, config.seed)
     metadata = {
-        "created_by": actor,
+        "created_by": acting.name,
         "parent": None,
         "dataset": dataset.describe(),
         "class_names": list(dataset.class_names),
@@ -95,7 +101,7 @@ def bootstrap(config: Config, *, actor: str, now: datetime, dataset_spec: str | 
         save_artifacts(result.model, folder)
         reference.save(folder / REFERENCE_FILE)
 
-    version = registry.register_version(write_artifacts, metadata, created_by=actor, now=now)
+    version = registry.register_version(write_artifacts, metadata, actor=acting, now=now)
     return BootstrapResult(version, created=True)
 
 
@@ -170,15 +176,16 @@ class Explanation:
 
 
 def open_prediction_log(config: Config) -> PredictionLog:
-    return SQLitePredictionLog(config.registry_dir / "registry.db")
+    return SQLitePredictionLog(config.database)
 
 
-def predict_image(config: Config, cache: ModelCache, data: bytes, *, source: str,
+def predict_image(config: Config, cache: ModelCache, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None
                   ) -> tuple[Prediction, DecodedImage]:
     """Predicts one uploaded file with ``version`` (default: the champion) and logs it."""
     started = time.perf_counter()
     check_source(source)
+    authorize(config, actor, "predict", now)
     registry = open_registry(config)
     model_version = registry.resolve(version)
     # Validate the upload before loading any model: a bad file costs nothing.
@@ -190,12 +197,14 @@ def predict_image(config: Config, cache: ModelCache, data: bytes, *, source: str
     return replace(prediction, log_id=log_id), decoded
 
 
-def record_feedback(config: Config, prediction: Prediction, true_class: str) -> None:
+def record_feedback(config: Config, prediction: Prediction, true_class: str, *, actor: str,
+                    now: datetime) -> None:
     """Records the true class a user gave for a logged prediction.
 
     The image then counts in the realized accuracy and joins the feedback pool
     that the next retraining learns from.
     """
+    authorize(config, actor, "feedback", now)
     class_names = open_registry(config).get_version(prediction.version).metadata["class_names"]
     if true_class not in class_names:
         raise InvalidInput(f"unknown class {true_class!r}. To fix this, choose one of: "
@@ -221,12 +230,12 @@ def _record(model: str, prediction: Prediction, source: str, now: datetime,
         true_label=true_label)
 
 
-def explain_image(config: Config, cache: ModelCache, data: bytes, *, source: str,
-                  now: datetime, version: int | None = None,
+def explain_image(config: Config, cache: ModelCache, data: bytes, *, actor: str,
+                  source: str, now: datetime, version: int | None = None,
                   class_name: str | None = None) -> Explanation:
     """Predicts (and logs) one uploaded file and explains a class (default: the predicted)."""
-    prediction, decoded = predict_image(config, cache, data, source=source, now=now,
-                                        version=version)
+    prediction, decoded = predict_image(config, cache, data, actor=actor, source=source,
+                                        now=now, version=version)
     registry = open_registry(config)
     model_version = registry.get_version(prediction.version)
     class_names = list(model_version.metadata["class_names"])
@@ -244,6 +253,47 @@ def explain_image(config: Config, cache: ModelCache, data: bytes, *, source: str
                        enlarge(decoded.pixels), overlay(decoded.pixels, heatmap))
 
 
+@dataclass(frozen=True)
+class SideBySide:
+    """One image explained by several versions (the Governance page's heatmaps)."""
+
+    true_class: str
+    image: np.ndarray  # uint8 [H, W, 3], enlarged like the overlays
+    predicted: dict[int, str]  # version -> predicted class
+    overlays: dict[int, np.ndarray]  # version -> uint8 [H, W, 3] Grad-CAM overlay
+
+
+def explain_side_by_side(config: Config, cache: ModelCache, versions: list[int], *, n: int = 4,
+                         scenario: str | None = None, seed: int = 0) -> list[SideBySide]:
+    """Grad-CAM of each version on the same ``n`` comparison-holdout images.
+
+    The images come from the holdout comparisons use (never traffic), drifted by
+    ``scenario`` at its default severity if given, so heatmaps show what each version
+    looks at on the data the decision is about.
+    """
+    registry = open_registry(config)
+    chosen = [registry.get_version(v) for v in versions]
+    holdout = comparison_holdout(version_test_split(config, chosen[0]))
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(holdout), min(n, len(holdout)), replace=False)
+    images = holdout.images[picks]
+    if scenario is not None:
+        transform = get_scenario(scenario)
+        images = np.stack([transform.transform(image, transform.default_severity, rng)
+                           for image in images])
+    class_names = chosen[0].metadata["class_names"]
+    results = [SideBySide(class_names[holdout.labels[i]], enlarge(image), {}, {})
+               for i, image in zip(picks, images)]
+    for version in chosen:
+        gradcam = cache.gradcam(registry, version)
+        spec = cache.predictor(registry, version).input_spec
+        for result, image in zip(results, images):
+            heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
+            result.predicted[version.version] = class_names[predicted]
+            result.overlays[version.version] = overlay(image, heatmap)
+    return results
+
+
 # --- monitoring --------------------------------------------------------------------------
 
 SIMULATION_LOG_BATCH = 100
@@ -259,7 +309,7 @@ class SimulationResult:
     accuracy: float  # realized, against the test labels
 
 
-def simulate(config: Config, cache: ModelCache, *, scenario: str, n: int,
+def simulate(config: Config, cache: ModelCache, *, actor: str, scenario: str, n: int,
              severity: float | None = None, seed: int = 0, clock: Callable[[], datetime],
              on_progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Streams ``n`` transformed test images through the champion as logged traffic.
@@ -268,6 +318,7 @@ def simulate(config: Config, cache: ModelCache, *, scenario: str, n: int,
     would), predicted one at a time through the serving path, and logged with
     its true label and source ``simulation:<scenario>``.
     """
+    authorize(config, actor, "simulate", clock())
     chosen = get_scenario(scenario)
     severity = check_severity(chosen, severity)
     if not 1 <= n <= MAX_SIMULATION:
@@ -348,10 +399,12 @@ def drift_for_version(config: Config, *, version: int | None = None, window: int
     return drift_report(reference, logged, model_version.version, thresholds=thresholds)
 
 
-def create_reference_profile(config: Config, version: int) -> bool:
+def create_reference_profile(config: Config, version: int, *, actor: str,
+                             now: datetime) -> bool:
     """Computes a missing reference profile for an older version; False if it had one."""
     from core.artifacts import load_keras_model
 
+    authorize(config, actor, "profile", now, target=f"version {version}", version=version)
     registry = open_registry(config)
     model_version = registry.get_version(version)
     folder = registry.version_dir(model_version.version)
@@ -420,6 +473,7 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
     from core.artifacts import load_keras_model, save_artifacts
     from core.retraining import RetrainParams, fine_tune
 
+    acting = authorize(config, actor, "retrain", now)
     params = params or RetrainParams()
     _check_epochs(params.epochs)
     registry = open_registry(config)
@@ -432,7 +486,7 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
                        dataset.validation.labels, spec, params, on_progress)
     metrics, reference = evaluate_model(result.model, dataset, params.seed)
     metadata = {
-        "created_by": actor,
+        "created_by": acting.name,
         "parent": champion.version,
         "dataset": dataset.describe() | {"retraining_data": data.composition},
         "class_names": meta["class_names"],
@@ -456,10 +510,10 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
         save_artifacts(result.model, folder)
         reference.save(folder / REFERENCE_FILE)
 
-    candidate = registry.register_version(write_artifacts, metadata, created_by=actor,
+    candidate = registry.register_version(write_artifacts, metadata, actor=acting,
                                           now=now, parent=champion.version)
     comparison = compare_versions(config, cache, champion.version, candidate.version,
-                                  scenarios=list(include), now=now,
+                                  actor=actor, scenarios=list(include), now=now,
                                   feedback=data.feedback_holdout)
     return candidate, comparison
 
@@ -516,13 +570,14 @@ def retraining_data(config: Config, champion: ModelVersion, include: list[str],
 
 
 def compare_versions(config: Config, cache: ModelCache, baseline: int, candidate: int, *,
-                     now: datetime, scenarios: list[str] | None = None,
+                     actor: str, now: datetime, scenarios: list[str] | None = None,
                      feedback: Split | None = None, policy: GatePolicy = GatePolicy()) -> dict:
     """Compares two versions on the same holdouts, adds the gate's advice, stores it.
 
     Holdouts: the clean comparison half of the test split, a drifted copy of it per
     scenario (default: those seen in the baseline's traffic), and feedback if given.
     """
+    authorize(config, actor, "compare", now, target=f"version {candidate}", version=candidate)
     registry = open_registry(config)
     versions = {v: registry.get_version(v) for v in (baseline, candidate)}
     if versions[baseline].metadata["class_names"] != versions[candidate].metadata["class_names"]:
@@ -576,8 +631,43 @@ def submit_retrain(config: Config, *, actor: str, now: datetime, **params) -> "J
     if not 0 < params.get("learning_rate", 1e-3) <= 1:
         raise InvalidInput(f"learning rate must be in (0, 1], got {params['learning_rate']}. "
                            "To fix this, pass e.g. --learning-rate 0.0003.")
+    acting = authorize(config, actor, "retrain", now, target="retraining job")
     open_registry(config).get_champion()  # nothing to fine-tune without a champion
-    return LocalProcessRunner(config).submit(RETRAIN_JOB, params, actor=actor, now=now)
+    return LocalProcessRunner(config).submit(RETRAIN_JOB, params, actor=acting, now=now)
+
+
+def cancel_job(config: Config, job_id: int, *, actor: str, now: datetime) -> "Job":
+    """Cancels a queued job, or stops a running one at its next training step."""
+    from core.jobs import LocalProcessRunner
+
+    acting = authorize(config, actor, "cancel", now, target=f"job {job_id}")
+    return LocalProcessRunner(config).cancel(job_id, actor=acting, now=now)
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+def decide_version(config: Config, action: str, version: int, *, actor: str, reason: str,
+                   now: datetime, override_gate: bool = False,
+                   expected_champion: int | None = None) -> AuditEntry:
+    """Promote, reject or roll back (see ``governance.decide``), with the drift status of
+    the champion at this moment kept as evidence in the audit entry."""
+    return decide(config, action, version, actor=actor, reason=reason, now=now,
+                  override_gate=override_gate, expected_champion=expected_champion,
+                  drift=drift_snapshot(config))
+
+
+def drift_snapshot(config: Config) -> dict:
+    """The champion's drift status now, small enough to keep in an audit entry."""
+    try:
+        report = drift_for_version(config)
+    except CoreError as error:
+        return {"available": False, "why": str(error)}
+    return {"available": True, "version": report.version, "n": report.n,
+            "alert": report.alert, "reasons": report.reasons,
+            "estimated_accuracy": float(report.estimated_accuracy),
+            "realized_accuracy": (None if report.realized_accuracy is None
+                                  else float(report.realized_accuracy)),
+            "window": [report.window_start, report.window_end]}
 
 
 def run_worker(config: Config, clock: Callable[[], datetime]) -> int:
@@ -585,7 +675,7 @@ def run_worker(config: Config, clock: Callable[[], datetime]) -> int:
     from core.jobs import JobCancelled, JobStore, progress_tracker
     from core.retraining import RetrainParams
 
-    store = JobStore(config.registry_dir / "registry.db", config.model_name)
+    store = JobStore(config.database, config.model_name)
     cache = ModelCache()
     finished, ran = None, 0
     while (job := store.finish_and_claim_next(os.getpid(), clock(), finished)) is not None:

@@ -21,13 +21,14 @@ import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from core import sqlite
-from core.errors import InvalidInput, RegistryError, VersionNotFound
+from core import audit, sqlite
+from core.audit import Actor, AuditEntry
+from core.errors import ActionRefused, InvalidInput, VersionNotFound
 
 STATUSES = ("candidate", "champion", "rejected", "archived")
 INITIAL_BASELINE_NOTE = "initial baseline: the first version becomes champion without review"
@@ -101,7 +102,7 @@ class Catalog(ABC):
     """
 
     @abstractmethod
-    def create_model_version(self, model: str, *, created_at: str, created_by: str,
+    def create_model_version(self, model: str, *, created_at: str, actor: Actor,
                              parent: int | None, metadata: dict,
                              publish: Callable[[int, dict], None],
                              cleanup: Callable[[set[int]], None]) -> ModelVersion:
@@ -109,8 +110,9 @@ class Catalog(ABC):
 
         Inside one write transaction: ``cleanup(known_versions)`` removes artifacts of
         versions that never committed, ``publish(N, metadata)`` makes the artifacts
-        visible under N, then the row is committed. The first version of a model
-        becomes ``champion`` (noted as the initial baseline), later ones ``candidate``.
+        visible under N, then the row and its ``register`` audit entry are committed.
+        The first version of a model becomes ``champion`` (noted as the initial
+        baseline), later ones ``candidate``.
         """
 
     @abstractmethod
@@ -126,13 +128,18 @@ class Catalog(ABC):
         """All versions of ``model``, oldest first."""
 
     @abstractmethod
-    def update_model_version_status(self, model: str, version: int, status: str, *,
-                                    actor: str, at: str, note: str) -> ModelVersion:
-        """Sets a status; setting ``champion`` archives the current champion atomically."""
+    def change_status(self, model: str, version: int, status: str, *,
+                      expected: dict[int, str], entry: AuditEntry) -> AuditEntry:
+        """Sets a version's status, atomically with its audit entry (returned, chained).
+
+        In one transaction: every version in ``expected`` must still have the given
+        status (else ActionRefused says who changed it, and nothing changes); setting
+        ``champion`` archives the current champion (with its own audit entry).
+        """
 
     @abstractmethod
     def get_status_history(self, model: str) -> list[dict]:
-        """Every status change of the model's versions, oldest first."""
+        """Every status change of the model's versions, oldest first (from the audit log)."""
 
     @abstractmethod
     def save_comparison(self, model: str, baseline: int, candidate: int, at: str,
@@ -168,17 +175,7 @@ CREATE TABLE IF NOT EXISTS comparisons (
     result TEXT NOT NULL,
     PRIMARY KEY (model, baseline, candidate)
 );
-CREATE TABLE IF NOT EXISTS status_changes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    model TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    from_status TEXT,
-    to_status TEXT NOT NULL,
-    note TEXT NOT NULL
-);
-"""
+""" + audit.SCHEMA
 
 
 class SQLiteCatalog(Catalog):
@@ -203,7 +200,7 @@ class SQLiteCatalog(Catalog):
 
     _COLUMNS = "model, version, status, created_at, created_by, parent, metadata"
 
-    def create_model_version(self, model, *, created_at, created_by, parent, metadata,
+    def create_model_version(self, model, *, created_at, actor, parent, metadata,
                              publish, cleanup):
         with self._transaction() as db:
             known = {v for (v,) in db.execute(
@@ -214,16 +211,19 @@ class SQLiteCatalog(Catalog):
             status = "champion" if first else "candidate"
             note = INITIAL_BASELINE_NOTE if first else "registered"
             metadata = metadata | {"version": version, "created_at": created_at,
-                                   "created_by": created_by, "parent": parent,
+                                   "created_by": actor.name, "parent": parent,
                                    "registered_as": status, "registration_note": note}
             publish(version, metadata)
             db.execute(f"INSERT INTO versions ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (model, version, status, created_at, created_by, parent,
+                       (model, version, status, created_at, actor.name, parent,
                         json.dumps(metadata)))
-            db.execute("INSERT INTO status_changes (model, version, at, actor, from_status, "
-                       "to_status, note) VALUES (?, ?, ?, ?, NULL, ?, ?)",
-                       (model, version, created_at, created_by, status, note))
-        return ModelVersion(model, version, status, created_at, created_by, parent, metadata)
+            audit.append(db, AuditEntry(
+                at=created_at, actor=actor.name, role=actor.role, action="register",
+                outcome="done", model=model, target=f"version {version}", version=version,
+                reason=note, details={"from_status": None, "to_status": status,
+                                      "parent": parent, "test_accuracy": metadata.get(
+                                          "metrics", {}).get("test", {}).get("accuracy")}))
+        return ModelVersion(model, version, status, created_at, actor.name, parent, metadata)
 
     def clean_uncommitted(self, model, cleanup):
         with self._transaction() as db:
@@ -247,33 +247,43 @@ class SQLiteCatalog(Catalog):
                           "ORDER BY version", (model,))
         return [self._row_to_version(row) for row in rows]
 
-    def update_model_version_status(self, model, version, status, *, actor, at, note):
+    def change_status(self, model, version, status, *, expected, entry):
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}. To fix this, use one of: "
                                f"{', '.join(STATUSES)}.")
         self.get_model_version(model, version)  # raises VersionNotFound with the listing
         with self._transaction() as db:
-            (current,) = db.execute("SELECT status FROM versions WHERE model = ? AND version = ?",
-                                    (model, version)).fetchone()
-            if status == "champion":
-                for (old,) in db.execute("SELECT version FROM versions WHERE model = ? AND "
-                                         "status = 'champion' AND version != ?", (model, version)):
-                    db.execute("UPDATE versions SET status = 'archived' WHERE model = ? AND "
-                               "version = ?", (model, old))
-                    db.execute("INSERT INTO status_changes (model, version, at, actor, "
-                               "from_status, to_status, note) VALUES (?, ?, ?, ?, 'champion', "
-                               "'archived', ?)", (model, old, at, actor,
-                                                  f"replaced by version {version}"))
-            elif current == "champion":
-                raise RegistryError(
+            for number, wanted in expected.items():
+                row = db.execute("SELECT status FROM versions WHERE model = ? AND version = ?",
+                                 (model, number)).fetchone()
+                if row is None or row[0] != wanted:
+                    raise ActionRefused(_changed_meanwhile(db, model, number, wanted,
+                                                           row and row[0]))
+            (current,) = db.execute("SELECT status FROM versions WHERE model = ? AND "
+                                    "version = ?", (model, version)).fetchone()
+            if current == "champion" and status != "champion":
+                raise ActionRefused(
                     f"version {version} is the champion and cannot become {status} directly. "
-                    "To fix this, promote another version; the champion is then archived.")
+                    "To fix this, promote or roll back to another version; the champion is "
+                    "then archived.")
+            replaced = [old for (old,) in db.execute(
+                "SELECT version FROM versions WHERE model = ? AND status = 'champion' AND "
+                "version != ?", (model, version)).fetchall()] if status == "champion" else []
+            for old in replaced:  # first, so that the one-champion index holds throughout
+                db.execute("UPDATE versions SET status = 'archived' WHERE model = ? AND "
+                           "version = ?", (model, old))
             db.execute("UPDATE versions SET status = ? WHERE model = ? AND version = ?",
                        (status, model, version))
-            db.execute("INSERT INTO status_changes (model, version, at, actor, from_status, "
-                       "to_status, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (model, version, at, actor, current, status, note))
-        return self.get_model_version(model, version)
+            # The entry records the transition as it happened inside this transaction.
+            appended = audit.append(db, replace(entry, details=entry.details | {
+                "from_status": current, "to_status": status}))
+            for old in replaced:
+                audit.append(db, AuditEntry(
+                    at=entry.at, actor=entry.actor, role=entry.role, action="archive",
+                    outcome="done", model=model, target=f"version {old}", version=old,
+                    reason=f"replaced by version {version} ({entry.action})",
+                    details={"from_status": "champion", "to_status": "archived"}))
+        return appended
 
     def save_comparison(self, model, baseline, candidate, at, result):
         with self._transaction() as db:
@@ -287,10 +297,23 @@ class SQLiteCatalog(Catalog):
         return json.loads(rows[0][0]) if rows else None
 
     def get_status_history(self, model):
-        rows = self._read("SELECT version, at, actor, from_status, to_status, note FROM "
-                          "status_changes WHERE model = ? ORDER BY id", (model,))
-        keys = ("version", "at", "actor", "from_status", "to_status", "note")
-        return [dict(zip(keys, row)) for row in rows]
+        return [{"version": e.version, "at": e.at, "actor": e.actor, "role": e.role,
+                 "action": e.action, "from_status": e.details.get("from_status"),
+                 "to_status": e.details["to_status"], "reason": e.reason}
+                for e in audit.read_entries(self.path, model)
+                if e.outcome == "done" and "to_status" in e.details]
+
+
+def _changed_meanwhile(db, model: str, version: int, wanted: str, now_status: str | None
+                       ) -> str:
+    """Why a decision lost a race: who changed the version, when, to what."""
+    last = db.execute("SELECT actor, action, at FROM audit_log WHERE model = ? AND "
+                      "version = ? AND outcome = 'done' ORDER BY seq DESC LIMIT 1",
+                      (model, version)).fetchone()
+    by = f" ({last[0]}: {last[1]} at {last[2]})" if last else ""
+    return (f"version {version} is {now_status or 'gone'} now, no longer {wanted}{by}; "
+            "the decision was made on a state that has changed since. To fix this, look at "
+            "the current champion and candidates again and decide on them.")
 
 
 # --- registry ----------------------------------------------------------------------
@@ -311,14 +334,14 @@ class Registry:
         return self.model_dir / str(parse_version(version))
 
     def register_version(self, write_artifacts: ArtifactWriter, metadata: dict, *,
-                         created_by: str, now: datetime, parent: int | None = None
+                         actor: Actor, now: datetime, parent: int | None = None
                          ) -> ModelVersion:
         """Writes a version's artifacts and records it; visible only once complete.
 
         Args:
             write_artifacts: writes every artifact into the folder it is given.
             metadata: lineage, data, parameters and metrics (``version`` is added).
-            created_by: who registers it.
+            actor: who registers it (recorded as ``created_by`` and in the audit log).
             now: the registration time (UTC).
             parent: the version this one was derived from, if any.
         """
@@ -335,7 +358,7 @@ class Registry:
 
             return self.catalog.create_model_version(
                 self.model, created_at=now.isoformat(timespec="seconds"),
-                created_by=created_by, parent=parent, metadata=metadata,
+                actor=actor, parent=parent, metadata=metadata,
                 publish=publish, cleanup=self._remove_uncommitted)
         finally:
             if incoming.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -25,7 +26,7 @@ def write_transaction(path: Path, schema: str,
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        _use_wal(db)
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.executescript(schema)
         db.execute("BEGIN IMMEDIATE")
@@ -37,6 +38,24 @@ def write_transaction(path: Path, schema: str,
             raise
     finally:
         db.close()
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switches a new database to WAL mode (a no-op once it is).
+
+    The switch needs an exclusive lock, and SQLite does not wait on its busy
+    handler for it: two processes creating the file at once would see "database
+    is locked". So retry for as long as a normal write would wait.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def read(path: Path, sql: str, args=()) -> list[tuple]:

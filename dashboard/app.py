@@ -14,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
+from dashboard import state  # noqa: E402
+
 # Not "pages/": Streamlit would also list that folder as legacy auto-discovered pages.
 VIEWS = Path(__file__).resolve().parent / "views"
 
@@ -25,5 +27,7 @@ navigation = st.navigation([
     st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
     st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
     st.Page(VIEWS / "retrain.py", title="Retrain", icon=":material/model_training:"),
+    st.Page(VIEWS / "governance.py", title="Governance", icon=":material/gavel:"),
 ])
+state.sign_in_panel()
 navigation.run()

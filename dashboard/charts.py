@@ -157,3 +157,32 @@ def per_class_deltas(comparison: dict) -> go.Figure:
     figure.update_layout(barmode="group", yaxis_title="F1 change", height=320,
                          margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
     return figure
+
+
+DECISION_SYMBOLS = {"register": "circle", "promote": "star", "rollback": "triangle-left",
+                    "reject": "x", "archive": "square"}
+
+
+def decision_timeline(entries: list[dict]) -> go.Figure:
+    """Versions (rows) over time: registrations, promotions, rejections, rollbacks.
+
+    ``entries`` are audit entries as dicts; refused attempts are drawn hollow.
+    """
+    figure = go.Figure()
+    for action, symbol in DECISION_SYMBOLS.items():
+        for outcome in ("done", "refused"):
+            chosen = [e for e in entries if e["action"] == action and e["outcome"] == outcome]
+            if not chosen:
+                continue
+            figure.add_trace(go.Scatter(
+                x=[e["at"] for e in chosen], y=[f"v{e['version']}" for e in chosen],
+                mode="markers", name=action + (" (refused)" if outcome == "refused" else ""),
+                marker=dict(symbol=symbol + ("-open" if outcome == "refused" else ""), size=13),
+                text=[f"#{e['seq']} {e['actor']} ({e['role']}): {e['reason']}"[:160]
+                      for e in chosen],
+                hovertemplate="%{x}<br>%{text}<extra>%{fullData.name}</extra>"))
+    figure.update_layout(height=120 + 30 * len({e["version"] for e in entries}),
+                         margin=dict(l=10, r=10, t=10, b=10), yaxis_title="version",
+                         legend=dict(orientation="h", y=-0.25))
+    figure.update_yaxes(categoryorder="category ascending")
+    return figure

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import urlparse
 
 import streamlit as st
 
+from core.audit import Actor
 from core.config import Config, load_config
+from core.errors import CoreError
+from core.governance import resolve_actor, sign_in
 from core.lifecycle import open_registry
 from core.registry import Registry
 from core.serving import ModelCache
+from core.users import ANONYMOUS, ROLE_PERMISSIONS
 
 
 def config() -> Config:
@@ -29,6 +34,9 @@ def model_cache() -> ModelCache:
 
 def registry_with_versions() -> tuple[Registry, list]:
     """The registry and its versions; with no versions, says how to train one and stops."""
+    if not may("view"):
+        st.info("Sign in to use this dashboard (sidebar).", icon=":material/lock:")
+        st.stop()
     current = registry()
     versions = current.list_versions()
     if not versions:
@@ -48,9 +56,68 @@ def version_selector(registry: Registry, versions: list, container=st, **options
                                index=default, **options)
 
 
+SIGNED_IN = "signed_in_user"
+
+
+def oidc_configured() -> bool:
+    """Whether ``[auth]`` is set in secrets.toml: then Streamlit's st.login signs people in."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: Streamlit raises rather than returning empty
+        return False
+
+
 def current_user() -> str:
-    """Who is acting. Until sign-in exists, dashboard actions are recorded as 'dashboard'."""
-    return "dashboard"
+    """The signed-in user's name, or 'anonymous'. Core checks this name's role on every action."""
+    if oidc_configured():
+        return (st.user.get("email") or ANONYMOUS) if st.user.is_logged_in else ANONYMOUS
+    return st.session_state.get(SIGNED_IN, ANONYMOUS)
+
+
+def current_actor() -> Actor:
+    """The current user with the role they hold now (a changed role applies at once)."""
+    return resolve_actor(config(), current_user())
+
+
+def may(permission: str) -> bool:
+    """Whether to show a control. Only a hint for the page: core checks again anyway."""
+    return permission in ROLE_PERMISSIONS.get(current_actor().role, ())
+
+
+def sign_in_panel() -> None:
+    """The sidebar's sign-in form (or OIDC button), or who is signed in with a sign-out."""
+    with st.sidebar:
+        actor = current_actor()
+        if actor.name != ANONYMOUS:
+            st.markdown(f"Signed in as **{actor.name}** ({actor.role})")
+            if st.button("Sign out", icon=":material/logout:"):
+                if oidc_configured():
+                    st.logout()
+                st.session_state.pop(SIGNED_IN, None)
+                st.rerun()
+            return
+        st.caption(f"Not signed in: you act as a {actor.role} visitor."
+                   if actor.role != "none" else "Sign in to use this dashboard.")
+        if oidc_configured():
+            st.button("Sign in", icon=":material/login:", on_click=st.login)
+            return
+        with st.form("sign_in", border=False):
+            name = st.text_input("User name", autocomplete="username")
+            password = st.text_input("Password", type="password",
+                                     autocomplete="current-password")
+            if st.form_submit_button("Sign in", icon=":material/login:"):
+                try:
+                    signed = sign_in(config(), name, password, now())
+                except CoreError as error:
+                    st.error(str(error))
+                else:
+                    st.session_state[SIGNED_IN] = signed.name
+                    st.rerun()
+
+
+def now() -> datetime:
+    """The time of an action (UTC). Pages take it from here, so one place could fix it."""
+    return datetime.now(timezone.utc)
 
 
 def show_comparison(comparison: dict) -> None:

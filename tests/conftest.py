@@ -12,12 +12,23 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.config import Config, load_config  # noqa: E402
+from core.governance import add_user  # noqa: E402
 from core.lifecycle import bootstrap  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 # The shared model: small enough to train in seconds, good enough to be mostly right.
 TRAIN_LIMIT, EVAL_LIMIT, EPOCHS = 6000, 2000, 2
+# The people of the shared registry, one per role (two reviewers, for separation of duties).
+PASSWORD = "correct horse battery"
+USERS = {"ada": "admin", "olga": "operator", "rita": "reviewer", "rex": "reviewer",
+         "vic": "viewer"}
+
+
+def add_users(config: Config, users: dict[str, str] = USERS) -> None:
+    """Adds ``users`` (name -> role) with PASSWORD; the first becomes the setup admin."""
+    for name, role in users.items():
+        add_user(config, actor="ada", name=name, role=role, password=PASSWORD, now=FIXED_NOW)
 
 
 @pytest.fixture
@@ -33,7 +44,7 @@ def config(tmp_path) -> Config:
 
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory) -> Path:
-    """A registry holding one small_cnn trained briefly on real Fashion-MNIST.
+    """A registry holding one small_cnn trained briefly on real Fashion-MNIST, and USERS.
 
     Session-scoped and read-only: tests that change a registry copy it first
     (see ``registry_copy``).
@@ -42,6 +53,7 @@ def trained_registry(tmp_path_factory) -> Path:
     config = load_config({}).with_overrides(registry_dir=root)
     bootstrap(config, actor="tester", now=FIXED_NOW, epochs=EPOCHS,
               train_limit=TRAIN_LIMIT, eval_limit=EVAL_LIMIT)
+    add_users(config)
     return root
 
 
@@ -66,3 +78,29 @@ def fashion_test_images(n: int):
     images = read_idx(directory / "t10k-images-idx3-ubyte.gz")[:n, :, :, None]
     labels = read_idx(directory / "t10k-labels-idx1-ubyte.gz")[:n].astype(int)
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def candidate_registry(trained_registry, tmp_path_factory) -> Path:
+    """The trained registry after brightness traffic and one retraining by olga (operator):
+    v1 champion, v2 candidate compared with v1. Read-only, like ``trained_registry``."""
+    from core.lifecycle import retrain, simulate
+    from core.retraining import RetrainParams
+    from core.serving import ModelCache
+
+    root = tmp_path_factory.mktemp("candidate") / "registry"
+    shutil.copytree(trained_registry, root)
+    config = load_config({}).with_overrides(registry_dir=root)
+    cache = ModelCache()
+    simulate(config, cache, actor="olga", scenario="brightness", n=300, clock=lambda: FIXED_NOW)
+    retrain(config, cache, actor="olga", now=FIXED_NOW,
+            params=RetrainParams(epochs=1, original_images=3000, augmented_per_scenario=1000))
+    return root
+
+
+@pytest.fixture
+def candidate_copy(candidate_registry, tmp_path) -> Config:
+    """A private, writable copy of ``candidate_registry``."""
+    root = tmp_path / "registry"
+    shutil.copytree(candidate_registry, root)
+    return load_config({}).with_overrides(registry_dir=root)

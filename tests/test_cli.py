@@ -72,7 +72,7 @@ def test_predict_json_matches_the_library(registry_copy, image_files):
         assert set(answer) == {"file", "label", "confidence", "probabilities", "version",
                                "latency_ms"}
         expected, _ = predict_image(trained_config, ModelCache(), path.read_bytes(),
-                                    source="cli", now=FIXED_NOW)
+                                    actor="anonymous", source="cli", now=FIXED_NOW)
         assert answer["label"] == expected.label
         assert answer["version"] == 1
         assert answer["confidence"] == pytest.approx(max(answer["probabilities"].values()))
@@ -177,8 +177,8 @@ def _config(registry):
 
 def test_simulate_then_drift_json(registry_copy):
     registry = registry_copy.registry_dir
-    result = run_cli(registry, "simulate", "--scenario", "none", "--n", "300", "--seed", "1",
-                     "--json")
+    result = run_cli(registry, "simulate", "--actor", "olga", "--scenario", "none", "--n", "300",
+                     "--seed", "1", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary == summary | {"scenario": "none", "n": 300, "version": 1}
@@ -190,7 +190,7 @@ def test_simulate_then_drift_json(registry_copy):
     for statistic in report["statistics"]:
         assert set(statistic) >= {"name", "value", "threshold", "status"}
     assert abs(report["estimated_accuracy"] - report["realized_accuracy"]) < 0.05
-    run_cli(registry, "simulate", "--scenario", "invert", "--n", "300")
+    run_cli(registry, "simulate", "--actor", "olga", "--scenario", "invert", "--n", "300")
     report = json.loads(run_cli(registry, "drift", "--window", "300", "--json").stdout)
     assert report["alert"] is True and report["reasons"]
     relaxed = run_cli(registry, "drift", "--window", "300", "--threshold",
@@ -216,7 +216,7 @@ def test_simulate_then_drift_json(registry_copy):
 ])
 def test_commands_refuse_bad_input_clearly_and_change_nothing(trained_registry, args, message):
     before = snapshot(trained_registry)
-    result = run_cli(trained_registry, *args)
+    result = run_cli(trained_registry, *args, "--actor", "olga")  # allowed: only input is bad
     assert result.returncode == 1
     assert message in result.stderr and "To fix this" in result.stderr
     assert snapshot(trained_registry) == before
@@ -225,20 +225,20 @@ def test_commands_refuse_bad_input_clearly_and_change_nothing(trained_registry, 
 def test_version_without_reference_profile(registry_copy):
     registry = registry_copy.registry_dir
     (registry / "classifier" / "1" / "reference.npz").unlink()
-    run_cli(registry, "simulate", "--scenario", "none", "--n", "100")
+    run_cli(registry, "simulate", "--actor", "olga", "--scenario", "none", "--n", "100")
     result = run_cli(registry, "drift")
     assert result.returncode == 1
     assert "has no reference profile" in result.stderr and "profile --version 1" in result.stderr
-    assert run_cli(registry, "profile", "--version", "1").returncode == 0
+    assert run_cli(registry, "profile", "--actor", "olga", "--version", "1").returncode == 0
     assert run_cli(registry, "drift", "--window", "100").returncode == 0
-    again = run_cli(registry, "profile", "--version", "1")
+    again = run_cli(registry, "profile", "--actor", "olga", "--version", "1")
     assert "already has a reference profile" in again.stdout
 
 
 def test_retrain_wait_json_then_jobs_and_compare(registry_copy):
     registry = registry_copy.registry_dir
-    run_cli(registry, "simulate", "--scenario", "blur", "--n", "200")
-    result = run_cli(registry, "retrain", "--epochs", "1", "--wait", "--json")
+    run_cli(registry, "simulate", "--actor", "olga", "--scenario", "blur", "--n", "200")
+    result = run_cli(registry, "retrain", "--actor", "olga", "--epochs", "1", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "succeeded" and summary["version"] == 2
@@ -246,12 +246,90 @@ def test_retrain_wait_json_then_jobs_and_compare(registry_copy):
     (job,) = json.loads(run_cli(registry, "jobs", "--json").stdout)
     assert job["job"] == 1 and job["status"] == "succeeded" and job["version"] == 2
     assert job["params"]["epochs"] == 1
-    comparison = json.loads(run_cli(registry, "compare", "1", "2", "--json").stdout)
+    comparison = json.loads(run_cli(registry, "compare", "--actor", "olga", "1", "2",
+                                    "--json").stdout)
     assert set(comparison["holdouts"]) == {"clean", "drifted:blur"}
     clean = comparison["holdouts"]["clean"]
     assert set(clean["accuracy"]) == {"1", "2"} and set(clean["macro_f1"]) == {"1", "2"}
     assert 0 <= clean["mcnemar_p"] <= 1 and len(clean["accuracy_diff_ci"]) == 2
     assert comparison["recommendation"] in ("promote", "review", "reject")
     assert comparison["reasons"]
-    table = run_cli(registry, "compare", "1", "2")
+    table = run_cli(registry, "compare", "--actor", "olga", "1", "2")
     assert "drifted:blur" in table.stdout and "gate:" in table.stdout
+
+
+# --- governance -------------------------------------------------------------------------
+
+def test_users_add_reads_the_password_from_stdin_and_list_hides_hashes(tmp_path):
+    registry = tmp_path / "registry"
+    first = run_cli(registry, "users", "add", "ann", "--role", "admin", "--actor", "root",
+                    stdin="a long enough password\n")
+    assert first.returncode == 0 and "added ann as admin" in first.stdout
+    refused = run_cli(registry, "users", "add", "bob", "--role", "viewer", "--actor", "root",
+                      stdin="a long enough password\n")
+    assert refused.returncode == 1 and "there is no user 'root'" in refused.stderr
+    assert run_cli(registry, "users", "add", "bob", "--role", "reviewer", "--actor", "ann",
+                   stdin="another long password\n").returncode == 0
+    assert run_cli(registry, "users", "set-role", "bob", "operator", "--actor", "ann",
+                   "--reason", "moved team").returncode == 0
+    listing = run_cli(registry, "users", "list", "--json")
+    users = json.loads(listing.stdout)
+    assert [(u["name"], u["role"]) for u in users] == [("ann", "admin"), ("bob", "operator")]
+    assert "argon2" not in listing.stdout and "password" not in json.dumps(
+        [u["name"] for u in users])
+
+
+def test_promote_refusals_exit_1_change_nothing_and_are_logged(candidate_registry, tmp_path):
+    import shutil
+    registry = tmp_path / "registry"
+    shutil.copytree(candidate_registry, registry)
+    for args, message in [
+        (["promote", "2", "--reason", "x", "--actor", "vic"], "vic is a viewer"),
+        (["promote", "2", "--reason", "x", "--actor", "olga"], "olga is an operator"),
+        (["promote", "2", "--reason", "x"], "signing in is required to promote"),
+        (["rollback", "2", "--reason", "x", "--actor", "rita"], "version 2 is candidate"),
+        (["reject", "2", "--reason", "x", "--actor", "rita"], "the gate recommends promote"),
+        (["promote", "1", "--reason", "x", "--actor", "rita"], "version 1 is champion"),
+    ]:
+        before = json.loads(run_cli(registry, "versions", "--json").stdout)
+        result = run_cli(registry, *args)
+        assert result.returncode == 1, args
+        assert message in result.stderr and "To fix this" in result.stderr, result.stderr
+        assert json.loads(run_cli(registry, "versions", "--json").stdout) == before
+        exported = json.loads(run_cli(registry, "audit", "export", "--format", "json").stdout)
+        assert exported[-1]["outcome"] == "refused" and message in exported[-1]["reason"]
+    result = run_cli(registry, "promote", "2", "--reason", "fixes brightness", "--actor",
+                     "rita", "--json")
+    assert result.returncode == 0, result.stderr
+    entry = json.loads(result.stdout)
+    assert (entry["action"], entry["actor"], entry["version"]) == ("promote", "rita", 2)
+    assert entry["details"]["gate"]["recommendation"] == "promote"
+    statuses = {v["version"]: v["status"] for v in
+                json.loads(run_cli(registry, "versions", "--json").stdout)}
+    assert statuses == {1: "archived", 2: "champion"}
+    text = run_cli(registry, "rollback", "1", "--reason", "real photos got worse",
+                   "--actor", "rex")
+    assert "version 1: archived -> champion by rex" in text.stdout
+    assert "version 2 archived" in text.stdout
+
+
+def test_audit_verify_and_export(registry_copy):
+    registry = registry_copy.registry_dir
+    verified = run_cli(registry, "audit", "verify", "--json")
+    assert verified.returncode == 0
+    result = json.loads(verified.stdout)
+    assert result["ok"] is True and result["entries"] == 6
+    head = f"6:{result['head_hash']}"
+    assert run_cli(registry, "audit", "verify", "--anchor", head).returncode == 0
+    csv_text = run_cli(registry, "audit", "export", "--format", "csv").stdout
+    assert csv_text.splitlines()[0].startswith("seq,at,actor,role,action,outcome")
+    assert len(csv_text.splitlines()) == 7
+    import sqlite3
+    with sqlite3.connect(registry / "registry.db") as db:
+        db.execute("DROP TRIGGER audit_log_is_append_only_update")
+        db.execute("UPDATE audit_log SET actor = 'eve' WHERE seq = 4")
+    broken = run_cli(registry, "audit", "verify")
+    assert broken.returncode == 1
+    assert "entry 4 was edited" in broken.stdout
+    bad_anchor = run_cli(registry, "audit", "verify", "--anchor", "6:abc")
+    assert bad_anchor.returncode == 1 and "is not SEQ:HASH" in bad_anchor.stderr

@@ -1,6 +1,5 @@
 """Drift: does production traffic still look like what the model was trained on?"""
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -35,13 +34,16 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
                                     value=spec.default_severity, key=f"severity_{scenario}")
     count = form[2].number_input("Images", min_value=30, max_value=5_000, value=500, step=50)
     seed = form[3].number_input("Seed", min_value=0, value=0, step=1)
-    if st.button("Run simulation", type="primary", icon=":material/play_arrow:"):
+    allowed = state.may("simulate")
+    if not allowed:
+        st.caption("Operators simulate traffic: sign in as one (sidebar).")
+    if st.button("Run simulation", type="primary", icon=":material/play_arrow:",
+                 disabled=not allowed):
         bar = st.progress(0.0, text="Starting…")
         try:
             result = simulate(
-                config, state.model_cache(), scenario=scenario, n=int(count),
-                severity=float(severity), seed=int(seed),
-                clock=lambda: datetime.now(timezone.utc),
+                config, state.model_cache(), actor=state.current_user(), scenario=scenario,
+                n=int(count), severity=float(severity), seed=int(seed), clock=state.now,
                 on_progress=lambda done, total: bar.progress(
                     done / total, text=f"{done} / {total} images"))
             st.success(f"Logged {result.n} predictions of version {result.version} "

@@ -1,7 +1,6 @@
 """Predict: upload or photograph an image, see the answer and what the model looked at."""
 
 import hashlib
-from datetime import datetime, timezone
 
 import streamlit as st
 
@@ -42,8 +41,8 @@ key = (hashlib.sha256(image_bytes).hexdigest(), chosen, source)
 if st.session_state.get("explained_key") != key:
     try:
         st.session_state.explanation = explain_image(
-            state.config(), state.model_cache(), image_bytes, source=source,
-            now=datetime.now(timezone.utc), version=chosen)
+            state.config(), state.model_cache(), image_bytes, actor=state.current_user(),
+            source=source, now=state.now(), version=chosen)
     except CoreError as error:
         st.error(f"Cannot use this image: {error}", icon=":material/broken_image:")
         st.stop()
@@ -74,7 +73,8 @@ with st.expander("Is this answer wrong? Tell the model.", icon=":material/rate_r
                                   index=class_names.index(prediction.label))
         if st.form_submit_button("Save the correct class"):
             try:
-                record_feedback(state.config(), prediction, true_class)
+                record_feedback(state.config(), prediction, true_class,
+                                actor=state.current_user(), now=state.now())
                 st.success(f"Saved: the right class is {true_class}.", icon=":material/check:")
             except CoreError as error:
                 st.error(str(error))

@@ -1,14 +1,12 @@
 """Retrain: fine-tune the champion on drifted and corrected data, in the background."""
 
-from datetime import datetime, timezone
-
 import pandas as pd
 import streamlit as st
 
 from core.comparison import PIXEL_SCENARIOS
 from core.errors import CoreError
 from core.jobs import FINISHED, LocalProcessRunner
-from core.lifecycle import find_comparison, observed_scenarios, submit_retrain
+from core.lifecycle import cancel_job, find_comparison, observed_scenarios, submit_retrain
 from dashboard import charts, state
 
 st.title("Retrain")
@@ -16,10 +14,6 @@ registry, versions = state.registry_with_versions()
 config = state.config()
 runner = LocalProcessRunner(config)
 champion = registry.get_champion()
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 st.caption(f"Fine-tunes the champion (v{champion.version}) from its own weights on original "
@@ -36,9 +30,13 @@ with st.form("retrain"):
     epochs = columns[0].number_input("Epochs", min_value=1, max_value=50, value=2)
     learning_rate = columns[1].number_input("Learning rate", min_value=1e-6, max_value=1.0,
                                             value=3e-4, format="%.5f")
-    if st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:"):
+    allowed = state.may("retrain")
+    if not allowed:
+        st.caption("Operators start retraining: sign in as one (sidebar).")
+    if st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:",
+                             disabled=not allowed):
         try:
-            job = submit_retrain(config, actor=state.current_user(), now=now(),
+            job = submit_retrain(config, actor=state.current_user(), now=state.now(),
                                  include=include, use_feedback=use_feedback,
                                  epochs=int(epochs), learning_rate=float(learning_rate))
             st.success(f"Queued job {job.id}. Its progress appears below; other pages stay "
@@ -48,7 +46,7 @@ with st.form("retrain"):
 
 
 def show_jobs() -> None:
-    jobs = runner.list(now())
+    jobs = runner.list(state.now())
     if not jobs:
         st.info("No retraining jobs yet.", icon=":material/info:")
         return
@@ -85,13 +83,17 @@ def show_jobs() -> None:
         "result": f"v{job.result_version}" if job.result_version else (job.error or ""),
     } for job in jobs])
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 * (len(jobs) + 1), 300))
-    for job in active:
+    for job in active if state.may("cancel") else []:
         if st.button(f"Cancel job {job.id}", key=f"cancel_{job.id}", icon=":material/cancel:"):
-            runner.cancel(job.id, now())
-            st.rerun()
+            try:
+                cancel_job(config, job.id, actor=state.current_user(), now=state.now())
+            except CoreError as error:
+                st.error(str(error))
+            else:
+                st.rerun()
 
 
 # Rerun only this part every 2 s while a job is queued or running, so the chart moves
 # without blocking anything else on this page or others.
-busy = any(job.status not in FINISHED for job in runner.list(now()))
+busy = any(job.status not in FINISHED for job in runner.list(state.now()))
 st.fragment(show_jobs, run_every="2s" if busy else None)()

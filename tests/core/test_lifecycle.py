@@ -39,7 +39,9 @@ def test_bootstrap_registers_a_complete_champion(trained_config):
     assert environment["libraries"]["tensorflow"] and environment["libraries"]["ai_edge_litert"]
     assert environment["python"]
     assert "git_commit" in environment
-    assert registry.status_history()[0]["note"] == INITIAL_BASELINE_NOTE
+    first = registry.status_history()[0]
+    assert (first["reason"], first["actor"], first["role"]) == (INITIAL_BASELINE_NOTE,
+                                                               "tester", "setup")
 
 
 def test_bootstrap_writes_every_export(trained_config):

@@ -10,9 +10,13 @@ import time
 
 import pytest
 
-from core.errors import InvalidInput, RegistryError, VersionNotFound
+from core import audit
+from core.audit import Actor, AuditEntry
+from core.errors import ActionRefused, InvalidInput, VersionNotFound
 from core.registry import INITIAL_BASELINE_NOTE, Registry, SQLiteCatalog, parse_version
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
+
+ALICE = Actor("alice", "operator")
 
 CATALOGS = {"sqlite": lambda root: SQLiteCatalog(root / "registry.db")}
 
@@ -30,7 +34,7 @@ def write_files(folder):
 
 def register(registry, parent=None, **metadata):
     return registry.register_version(write_files, {"note": "x", **metadata},
-                                     created_by="alice", now=FIXED_NOW, parent=parent)
+                                     actor=ALICE, now=FIXED_NOW, parent=parent)
 
 
 def test_first_version_is_champion_with_baseline_note(registry):
@@ -39,8 +43,8 @@ def test_first_version_is_champion_with_baseline_note(registry):
     assert first.created_at == "2026-01-02T03:04:05+00:00"
     history = registry.status_history()
     assert history == [{"version": 1, "at": first.created_at, "actor": "alice",
-                        "from_status": None, "to_status": "champion",
-                        "note": INITIAL_BASELINE_NOTE}]
+                        "role": "operator", "action": "register", "from_status": None,
+                        "to_status": "champion", "reason": INITIAL_BASELINE_NOTE}]
 
 
 def test_later_versions_are_candidates_with_lineage(registry):
@@ -65,18 +69,47 @@ def test_metadata_file_matches_catalog(registry):
                                                         "model.tflite"]
 
 
+def decision(action: str, version: int) -> AuditEntry:
+    return AuditEntry(at=FIXED_NOW.isoformat(), actor="bob", role="reviewer", action=action,
+                      outcome="done", model="fashion", target=f"version {version}",
+                      version=version, reason="test")
+
+
 def test_exactly_one_champion(registry):
     register(registry)
     register(registry)
     register(registry)
-    registry.catalog.update_model_version_status("fashion", 3, "champion", actor="bob",
-                                                 at=FIXED_NOW.isoformat(), note="test")
+    entry = registry.catalog.change_status("fashion", 3, "champion",
+                                           expected={3: "candidate", 1: "champion"},
+                                           entry=decision("promote", 3))
+    assert entry.seq == 4 and entry.hash  # after three registrations; chained
     statuses = {v.version: v.status for v in registry.list_versions()}
     assert statuses == {1: "archived", 2: "candidate", 3: "champion"}
-    with pytest.raises(RegistryError, match="is the champion"):
-        registry.catalog.update_model_version_status("fashion", 3, "rejected", actor="bob",
-                                                     at=FIXED_NOW.isoformat(), note="no")
+    with pytest.raises(ActionRefused, match="is the champion"):
+        registry.catalog.change_status("fashion", 3, "rejected", expected={},
+                                       entry=decision("reject", 3))
     assert registry.get_champion().version == 3
+    history = [(h["version"], h["action"], h["to_status"]) for h in registry.status_history()]
+    assert history[-2:] == [(3, "promote", "champion"), (1, "archive", "archived")]
+
+
+def test_status_change_refused_when_state_moved_on(registry):
+    """A decision made on a stale view changes nothing and says who moved it."""
+    register(registry)
+    register(registry)
+    register(registry)
+    registry.catalog.change_status("fashion", 2, "champion",
+                                   expected={2: "candidate", 1: "champion"},
+                                   entry=decision("promote", 2))
+    before = registry.status_history()
+    with pytest.raises(ActionRefused, match=r"version 1 is archived now, no longer champion "
+                                            r"\(bob: archive"):
+        registry.catalog.change_status("fashion", 3, "champion",
+                                       expected={3: "candidate", 1: "champion"},
+                                       entry=decision("promote", 3))
+    assert registry.get_champion().version == 2
+    assert registry.get_version(3).status == "candidate"
+    assert registry.status_history() == before
 
 
 def test_unknown_version_lists_existing_ones(registry):
@@ -119,7 +152,7 @@ def test_failed_artifact_writer_leaves_nothing(registry):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        registry.register_version(broken, {}, created_by="a", now=FIXED_NOW)
+        registry.register_version(broken, {}, actor=ALICE, now=FIXED_NOW)
     assert registry.list_versions() == []
     assert list(registry.model_dir.iterdir()) == []
 
@@ -129,7 +162,9 @@ def test_failed_artifact_writer_leaves_nothing(registry):
 WRITER = textwrap.dedent("""
     import sys, time
     from datetime import datetime, timezone
+    from core.audit import Actor
     from core.registry import Registry
+    ALICE = Actor("alice", "operator")
     root, pause_at = sys.argv[1], sys.argv[2]
     registry = Registry(root, "fashion")
 
@@ -152,8 +187,8 @@ WRITER = textwrap.dedent("""
     if pause_at == "loop":
         print("paused", flush=True)
         while True:
-            registry.register_version(write, {}, created_by="w", now=datetime.now(timezone.utc))
-    registry.register_version(write, {}, created_by="w", now=datetime.now(timezone.utc))
+            registry.register_version(write, {}, actor=ALICE, now=datetime.now(timezone.utc))
+    registry.register_version(write, {}, actor=ALICE, now=datetime.now(timezone.utc))
 """)
 
 
@@ -181,6 +216,9 @@ def assert_only_complete_versions(root):
         assert json.loads((folder / "metadata.json").read_text())["version"] == version
     champions = [v for v in registry.list_versions() if v.status == "champion"]
     assert len(champions) == (1 if listed else 0)
+    # Every committed version has its registration entry, and the chain holds.
+    assert audit.verify(root / "registry.db").ok
+    assert {h["version"] for h in registry.status_history()} == listed
     return registry
 
 
@@ -210,9 +248,10 @@ def test_registration_survives_a_concurrent_writer(tmp_path):
     """Two processes registering at once get distinct numbers and one champion."""
     root = tmp_path / "registry"
     code = ("import sys; from datetime import datetime, timezone; from core.registry import "
-            "Registry; r = Registry(sys.argv[1], 'fashion')\n"
+            "Registry; from core.audit import Actor; r = Registry(sys.argv[1], 'fashion')\n"
             "for _ in range(5): r.register_version(lambda f: (f / 'model.tflite')"
-            ".write_bytes(b't' * 100_000), {}, created_by='p', now=datetime.now(timezone.utc))")
+            ".write_bytes(b't' * 100_000), {}, actor=Actor('p', 'operator'), "
+            "now=datetime.now(timezone.utc))")
     processes = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=PROJECT_ROOT)
                  for _ in range(2)]
     assert [p.wait(timeout=120) for p in processes] == [0, 0]

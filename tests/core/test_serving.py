@@ -9,7 +9,7 @@ from tests import images_factory as factory
 from tests.conftest import EVAL_LIMIT, FIXED_NOW, fashion_test_images
 
 pytestmark = pytest.mark.slow
-CLI = dict(source="cli", now=FIXED_NOW)
+CLI = dict(actor="anonymous", source="cli", now=FIXED_NOW)
 
 
 def test_predictor_on_real_test_images_matches_the_evaluated_accuracy(registry_copy):
@@ -44,8 +44,8 @@ def test_every_prediction_is_logged_once_and_bad_input_never(registry_copy):
     log = open_prediction_log(registry_copy)
     images, _ = fashion_test_images(2)
     first, _ = predict_image(registry_copy, ModelCache(), encode_png(images[0]), **CLI)
-    predict_image(registry_copy, ModelCache(), encode_png(images[1]), source="upload",
-                  now=FIXED_NOW)
+    predict_image(registry_copy, ModelCache(), encode_png(images[1]), actor="vic",
+                  source="upload", now=FIXED_NOW)
     with pytest.raises(ImageError):
         predict_image(registry_copy, ModelCache(), b"not an image", **CLI)
     window = log.window("classifier", 1)

@@ -6,16 +6,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.images import encode_png
-from tests.conftest import PROJECT_ROOT, fashion_test_images
+from dashboard.state import SIGNED_IN
+from tests.conftest import PASSWORD, PROJECT_ROOT, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 
 
-def start(monkeypatch, registry):
+def start(monkeypatch, registry, user=None):
+    """The app on ``registry``; ``user`` starts signed in (sign-in itself is tested below)."""
     monkeypatch.setenv("MODEL_REGISTRY_DIR", str(registry))
     app = AppTest.from_file(APP, default_timeout=120)
+    if user is not None:
+        app.session_state[SIGNED_IN] = user
     app.run()
     assert not app.exception, app.exception
     return app
@@ -86,14 +90,18 @@ def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry)
     assert not app.exception
 
 
+def button(app, label):
+    return next(b for b in app.button if b.label == label)
+
+
 def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
-    app = start(monkeypatch, registry_copy.registry_dir)
+    app = start(monkeypatch, registry_copy.registry_dir, user="olga")
     app.switch_page("views/drift.py").run()
     assert not app.exception
     assert "holds 0 prediction(s)" in app.info[0].value  # nothing logged yet: says what to do
     scenario = next(s for s in app.selectbox if s.label == "Scenario")
     scenario.set_value("invert").run()
-    app.button[0].click().run()
+    button(app, "Run simulation").click().run()
     assert not app.exception
     assert "Logged 500 predictions of version 1 (invert" in app.success[0].value
     assert app.error and "Drift alert" in app.error[0].value
@@ -106,12 +114,12 @@ def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_c
     from core.jobs import LocalProcessRunner
     from tests.core.test_jobs import now, wait_for
 
-    app = start(monkeypatch, registry_copy.registry_dir)
+    app = start(monkeypatch, registry_copy.registry_dir, user="olga")
     app.switch_page("views/retrain.py").run()
     assert not app.exception
     assert "No retraining jobs yet" in app.info[0].value
     app.number_input[0].set_value(30)  # epochs: long enough to cancel
-    app.button[0].click().run()
+    button(app, "Start retraining").click().run()
     assert not app.exception
     assert "Queued job 1" in app.success[0].value
     cancel = next(b for b in app.button if b.label == "Cancel job 1")
@@ -120,7 +128,7 @@ def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_c
     job = wait_for(runner, 1, lambda j: j.status in ("cancelled", "failed", "succeeded"),
                    timeout=90)
     assert job.status == "cancelled"
-    assert job.submitted_by == "dashboard"
+    assert job.submitted_by == "olga"
 
 
 def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
@@ -130,7 +138,7 @@ def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
     upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
     chooser = next(s for s in app.selectbox if s.label == "The right class")
     chooser.set_value("Sandal")  # a form: the value and the submit go in one run
-    app.button[0].click().run()
+    button(app, "Save the correct class").click().run()
     assert not app.exception
     assert any("the right class is Sandal" in s.value for s in app.success)
     _, labels, sources = open_prediction_log(registry_copy).labelled_images("classifier",
@@ -150,3 +158,76 @@ def test_camera_needs_a_secure_origin(url, blocked):
     assert (reason is not None) == blocked
     if blocked:
         assert "HTTPS" in reason and "make https" in reason
+
+
+def test_viewers_see_the_controls_of_their_role_only(monkeypatch, registry_copy):
+    app = start(monkeypatch, registry_copy.registry_dir)  # not signed in: a viewer
+    app.switch_page("views/drift.py").run()
+    assert button(app, "Run simulation").disabled
+    app.switch_page("views/retrain.py").run()
+    assert button(app, "Start retraining").disabled
+    assert any("Operators start retraining" in c.value for c in app.caption)
+
+
+def test_sign_in_with_a_wrong_then_the_right_password(monkeypatch, registry_copy):
+    from core import audit
+
+    app = start(monkeypatch, registry_copy.registry_dir)
+    app.sidebar.text_input[0].set_value("rita")
+    app.sidebar.text_input[1].set_value("not her password")
+    button(app, "Sign in").click().run()
+    assert "wrong user name or password" in app.sidebar.error[0].value
+    app.sidebar.text_input[1].set_value(PASSWORD)
+    button(app, "Sign in").click().run()
+    assert not app.exception
+    assert "Signed in as **rita** (reviewer)" in app.sidebar.markdown[0].value
+    logins = [(e.actor, e.outcome) for e in audit.read_entries(registry_copy.database)
+              if e.action == "login"]
+    assert logins == [("rita", "refused"), ("rita", "done")]
+    button(app, "Sign out").click().run()
+    assert any(b.label == "Sign in" for b in app.button)
+
+
+def test_governance_page_as_a_viewer_has_no_decision_controls(monkeypatch, candidate_copy):
+    app = start(monkeypatch, candidate_copy.registry_dir, user="vic")
+    app.switch_page("views/governance.py").run()
+    assert not app.exception
+    assert app.title[0].value == "Governance"
+    assert "Candidate v2" in [h.value for h in app.subheader]
+    assert "You are vic (viewer)" in app.info[0].value
+    labels = [b.label for b in app.button]
+    assert "Promote to champion" not in labels and "Reject" not in labels
+    assert not any("Roll back" in label for label in labels)
+    # The evidence is there for everyone: the gate's badges and the comparison.
+    assert any("pass" in m.value and "gains on drifted:brightness" in m.value
+               for m in app.markdown)
+    assert app.success[0].value.startswith("The gate recommends **promote**")
+    # 1 registration, 5 users, the candidate's registration: nothing refused or tampered.
+    assert any(s.value.startswith("Chain verified: 7 entries") for s in app.success)
+
+
+def test_governance_page_as_a_reviewer_promotes_with_a_reason(monkeypatch, candidate_copy):
+    app = start(monkeypatch, candidate_copy.registry_dir, user="rita")
+    app.switch_page("views/governance.py").run()
+    assert not app.exception
+    # Heatmaps of both versions on the same images: originals, then one row per version.
+    assert len(app.get("image")) == 3
+    button(app, "Promote to champion").click().run()  # no reason yet: refused, nothing changed
+    assert "needs a written reason" in app.error[0].value
+    app.text_area[0].set_value("fixes the brightness drift")
+    button(app, "Promote to champion").click().run()
+    assert not app.exception
+    assert "Version 2: candidate → champion by rita" in app.success[0].value
+    assert "No candidates are waiting" in app.info[0].value
+    table = app.dataframe[-1].value
+    assert table.iloc[0]["action"] == "archive" and table.iloc[1]["action"] == "promote"
+    assert table.iloc[1]["reason"] == "fixes the brightness drift"
+    app.switch_page("views/versions.py").run()
+    statuses = dict(zip(app.dataframe[0].value["version"], app.dataframe[0].value["status"]))
+    assert statuses == {2: "champion", 1: "archived"}
+    # One-click rollback for reviewers.
+    app.switch_page("views/governance.py").run()
+    reason = next(t for t in app.text_input if t.label.startswith("Reason (required"))
+    reason.set_value("customers report worse photos")
+    button(app, "Roll back (replaces v2)").click().run()
+    assert "Version 1: archived → champion by rita" in app.success[0].value

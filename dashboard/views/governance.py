@@ -1,0 +1,181 @@
+"""Governance: a person decides, on the evidence, whether a candidate replaces the champion."""
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import audit
+from core.errors import CoreError
+from core.governance import verify_audit
+from core.lifecycle import compare_versions, decide_version, explain_side_by_side
+from dashboard import charts, state
+
+st.title("Governance")
+registry, versions = state.registry_with_versions()
+config = state.config()
+actor = state.current_actor()
+champion = registry.get_champion()
+can_decide = state.may("promote")
+
+if "decision_message" in st.session_state:
+    st.success(st.session_state.pop("decision_message"), icon=":material/gavel:")
+st.caption(f"The champion is **v{champion.version}**. Nothing is promoted automatically: a "
+           "reviewer decides with a written reason, and every decision, refusal and piece of "
+           "evidence is kept in the hash-chained audit log below.")
+if not can_decide:
+    st.info(f"You are {actor.name} ({actor.role}). Reviewers promote, reject and roll back: "
+            "sign in as one in the sidebar.", icon=":material/lock:")
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM of both versions…", max_entries=8)
+def side_by_side(registry_dir: str, baseline: int, candidate: int, scenario: str | None):
+    return explain_side_by_side(config.with_overrides(registry_dir=Path(registry_dir)),
+                                state.model_cache(), [baseline, candidate], scenario=scenario)
+
+
+def show_heatmaps(candidate: int, comparison: dict) -> None:
+    """The same holdout images through both versions' Grad-CAM."""
+    holdouts = [name for name in comparison["holdouts"] if name != "feedback"]
+    chosen = st.selectbox("Images from the holdout", holdouts, key=f"heat_{candidate}",
+                          index=len(holdouts) - 1)
+    scenario = chosen.split(":", 1)[1] if chosen.startswith("drifted:") else None
+    samples = side_by_side(str(config.registry_dir), champion.version, candidate, scenario)
+    st.image([s.image for s in samples], width=150,
+             caption=[f"true: {s.true_class}" for s in samples])
+    for number in (champion.version, candidate):
+        role = "champion" if number == champion.version else "candidate"
+        st.image([s.overlays[number] for s in samples], width=150,
+                 caption=[f"v{number} ({role}): {s.predicted[number]}" for s in samples])
+
+
+def decide(action: str, version: int, reason: str, override: bool) -> None:
+    try:
+        entry = decide_version(config, action, version, actor=state.current_user(),
+                               reason=reason, now=state.now(), override_gate=override,
+                               expected_champion=champion.version)
+    except CoreError as error:
+        st.error(str(error), icon=":material/block:")
+        return
+    st.session_state["decision_message"] = (
+        f"Version {version}: {entry.details['from_status']} → {entry.details['to_status']} "
+        f"by {entry.actor} (audit entry {entry.seq}).")
+    st.rerun()
+
+
+def decision_form(candidate: int, comparison: dict | None) -> None:
+    advice = comparison["recommendation"] if comparison else None
+    with st.form(f"decide_{candidate}"):
+        reason = st.text_area("Reason (required; kept in the audit log)",
+                              key=f"reason_{candidate}")
+        override = st.checkbox(f"I decide against the gate's advice ({advice})",
+                               key=f"override_{candidate}",
+                               help="Required to promote when the gate does not recommend "
+                                    "it, or to reject when it does. Logged with the decision.")
+        buttons = st.columns(2)
+        promote = buttons[0].form_submit_button("Promote to champion", type="primary",
+                                                icon=":material/thumb_up:",
+                                                disabled=comparison is None)
+        reject = buttons[1].form_submit_button("Reject", icon=":material/thumb_down:")
+    if promote or reject:
+        decide("promote" if promote else "reject", candidate, reason, override)
+
+
+st.header("Pending candidates")
+candidates = [v for v in reversed(versions) if v.status == "candidate"]
+if not candidates:
+    st.info("No candidates are waiting. Retraining (Retrain page) produces them.",
+            icon=":material/inbox:")
+for candidate in candidates:
+    with st.container(border=True):
+        job_note = f", fine-tuned from v{candidate.parent}" if candidate.parent else ""
+        st.subheader(f"Candidate v{candidate.version}")
+        st.caption(f"Registered {candidate.created_at} by {candidate.created_by}{job_note}; "
+                   f"test accuracy {candidate.metadata['metrics']['test']['accuracy']:.4f}.")
+        comparison = registry.catalog.find_comparison(registry.model, champion.version,
+                                                      candidate.version)
+        if comparison is None:
+            st.warning(f"v{candidate.version} has not been compared with the champion "
+                       f"v{champion.version} on the same holdouts, so it cannot be promoted yet.",
+                       icon=":material/compare_arrows:")
+            if state.may("compare") and st.button("Compare with the champion",
+                                                  key=f"compare_{candidate.version}"):
+                try:
+                    with st.spinner("Comparing on the clean and drifted holdouts…"):
+                        compare_versions(config, state.model_cache(), champion.version,
+                                         candidate.version, actor=state.current_user(),
+                                         now=state.now())
+                except CoreError as error:
+                    st.error(str(error))
+                else:
+                    st.rerun()
+        else:
+            st.markdown(f"**Champion v{champion.version} versus candidate "
+                        f"v{candidate.version}** on the same holdouts:")
+            state.show_comparison(comparison)
+            with st.expander("What each version looks at (Grad-CAM on the same images)",
+                             icon=":material/visibility:"):
+                show_heatmaps(candidate.version, comparison)
+        if can_decide:
+            decision_form(candidate.version, comparison)
+        else:
+            st.caption("Reviewers decide here.")
+
+st.header("Roll back")
+archived = [v for v in reversed(versions) if v.status == "archived"]
+if not archived:
+    st.caption("No archived versions: nothing to roll back to.")
+elif not can_decide:
+    st.caption(f"Archived: {', '.join(f'v{v.version}' for v in archived)}. Reviewers can make "
+               "one the champion again.")
+else:
+    with st.form("rollback"):
+        target = st.selectbox("Make this archived version the champion again",
+                              [v.version for v in archived], format_func=lambda n: f"v{n}")
+        reason = st.text_input("Reason (required; kept in the audit log)")
+        if st.form_submit_button(f"Roll back (replaces v{champion.version})",
+                                 icon=":material/undo:"):
+            decide("rollback", target, reason, False)
+
+all_entries = audit.read_entries(config.database)
+entries = [entry.as_dict() for entry in all_entries]
+st.header("Decision timeline")
+timeline = [e for e in entries if e["model"] == registry.model and e["version"] is not None
+            and e["action"] in charts.DECISION_SYMBOLS]
+if timeline:
+    st.plotly_chart(charts.decision_timeline(timeline), width="stretch")
+
+st.header("Audit log")
+verification = verify_audit(config)
+if verification.ok:
+    st.success(f"Chain verified: {verification.entries} entries, none edited, deleted, "
+               f"inserted or reordered. Head {verification.entries}:"
+               f"`{verification.head_hash[:16]}…`", icon=":material/verified:")
+else:
+    st.error(f"Chain verification FAILED: {verification.problem}.", icon=":material/gpp_bad:")
+table = pd.DataFrame([{
+    "seq": e["seq"], "at": e["at"], "actor": e["actor"], "role": e["role"],
+    "action": e["action"], "outcome": e["outcome"], "target": e["target"],
+    "reason": e["reason"], "hash": e["hash"][:12]} for e in reversed(entries)],
+    columns=["seq", "at", "actor", "role", "action", "outcome", "target", "reason", "hash"])
+filters = st.columns(4)
+actions = filters[0].multiselect("Action", sorted(table["action"].unique()))
+actors = filters[1].multiselect("Actor", sorted(table["actor"].unique()))
+outcomes = filters[2].multiselect("Outcome", ["done", "refused"])
+search = filters[3].text_input("Reason or target contains")
+keep = pd.Series(True, index=table.index)
+for column, wanted in (("action", actions), ("actor", actors), ("outcome", outcomes)):
+    if wanted:
+        keep &= table[column].isin(wanted)
+if search:
+    keep &= (table["reason"].str.contains(search, case=False, regex=False)
+             | table["target"].str.contains(search, case=False, regex=False))
+# A fixed height: a long log scrolls inside its own box, not the page.
+st.dataframe(table[keep], hide_index=True, width="stretch", height=400)
+downloads = st.columns(2)
+downloads[0].download_button("Export CSV", audit.export(all_entries, "csv"),
+                             file_name="audit.csv", mime="text/csv",
+                             icon=":material/download:")
+downloads[1].download_button("Export JSON", audit.export(all_entries, "json"),
+                             file_name="audit.json", mime="application/json",
+                             icon=":material/download:")
