@@ -1,11 +1,12 @@
 # The two commands (see README.md):
 #   make run    install what is needed, train the baseline if there is none, start the dashboard
 #   make test   install what is needed, run the test suite
-#   make bench  also install the baselines and chromium, then run python -m bench
+#   make bench  also install the baselines, then run python -m bench
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 PYTHON ?= python3
 PORT ?= 8501
-DEBIAN_PACKAGES = dataset-fashion-mnist
+# chromium: the end-to-end tests' browser (Playwright cannot download one here).
+DEBIAN_PACKAGES = dataset-fashion-mnist chromium
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench https install system-packages python-packages
@@ -33,8 +34,6 @@ test: install
 	$(PYTHON) -m pytest
 
 bench: install
-	@dpkg -s chromium >/dev/null 2>&1 || \
-		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench $(BENCH_ARGS)
 

@@ -140,6 +140,11 @@ def show_comparison(comparison: dict) -> None:
     st.plotly_chart(charts.per_class_deltas(comparison), width="stretch")
 
 
+def is_phone() -> bool:
+    """Whether the browser says it is a phone (its user agent has "Mobi", per MDN's advice)."""
+    return "Mobi" in (st.context.headers.get("User-Agent") or "")
+
+
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 

@@ -20,7 +20,9 @@ st.caption("Classes: " + ", ".join(class_names))
 blocked = state.camera_blocked_reason(st.context.url)
 if blocked:
     st.warning(blocked, icon=":material/no_photography:")
-use_camera = st.toggle("Use the camera", disabled=blocked is not None,
+# On a phone the camera is the natural input: it comes first there.
+use_camera = st.toggle("Use the camera", value=state.is_phone() and blocked is None,
+                       disabled=blocked is not None,
                        help="Your browser asks for permission; phones allow the camera only "
                        "over HTTPS or on localhost.")
 if use_camera:
