@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     acting = argparse.ArgumentParser(add_help=False)
     acting.add_argument("--actor", metavar="NAME", help="the user acting (default: "
                         f"'{ANONYMOUS}', whose role is $ANONYMOUS_ROLE, by default viewer)")
-    add = _adder(commands, acting)
+
+    def add(name: str, **options) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[acting], **options)
 
     boot = add("bootstrap", help="train and register v1 if the registry is empty")
     boot.add_argument("--dataset", help="fashion_mnist | tfds:NAME[:TRAIN|TEST] | folder:PATH")
@@ -155,12 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("worker")  # started by the job runner; no help: not listed
     return parser
-
-
-def _adder(commands, acting: argparse.ArgumentParser):
-    def add(name: str, **options) -> argparse.ArgumentParser:
-        return commands.add_parser(name, parents=[acting], **options)
-    return add
 
 
 def main(argv: list[str] | None = None, config: Config | None = None) -> int:
@@ -519,10 +515,11 @@ def cmd_users(args, config: Config) -> int:
         elif not users:
             print("no users yet. Add the first admin with "
                   "'python -m core users add NAME --role admin'.")
-        for user in [] if args.json else users:
-            print(f"{user['name']:<24} {user['role']:<9} "
-                  f"{'password' if user['password_login'] else 'oidc':<9} "
-                  f"added {user['created_at']} by {user['created_by']}")
+        else:
+            for user in users:
+                print(f"{user['name']:<24} {user['role']:<9} "
+                      f"{'password' if user['password_login'] else 'oidc':<9} "
+                      f"added {user['created_at']} by {user['created_by']}")
     return 0
 
 

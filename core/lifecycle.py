@@ -286,7 +286,7 @@ def explain_side_by_side(config: Config, cache: ModelCache, versions: list[int],
                for i, image in zip(picks, images)]
     for version in chosen:
         gradcam = cache.gradcam(registry, version)
-        spec = cache.predictor(registry, version).input_spec
+        spec = InputSpec.from_dict(version.metadata["input_spec"])
         for result, image in zip(results, images):
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]

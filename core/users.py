@@ -95,13 +95,22 @@ class UserStore:
         # ``model`` only labels the audit entries; users are shared by the registry.
         self.path, self.model = Path(path), model
 
+    _COLUMNS = "name, role, created_at, created_by, password_hash != ''"
+
+    @staticmethod
+    def _user(row) -> User:
+        name, role, created_at, created_by, password_login = row
+        return User(name, role, created_at, created_by, bool(password_login))
+
     def list_users(self) -> list[User]:
-        rows = sqlite.read(self.path, "SELECT name, role, created_at, created_by, "
-                           "password_hash != '' FROM users ORDER BY name")
-        return [User(name, role, at, by, bool(login)) for name, role, at, by, login in rows]
+        rows = sqlite.read(self.path, f"SELECT {self._COLUMNS} FROM users ORDER BY name")
+        return [self._user(row) for row in rows]
 
     def find_user(self, name: str) -> User | None:
-        return next((u for u in self.list_users() if u.name == name), None)
+        # One indexed row: this runs for every action (each prediction included).
+        rows = sqlite.read(self.path, f"SELECT {self._COLUMNS} FROM users WHERE name = ?",
+                           (name,))
+        return self._user(rows[0]) if rows else None
 
     def has_users(self) -> bool:
         return bool(sqlite.read(self.path, "SELECT 1 FROM users LIMIT 1"))
