@@ -19,7 +19,7 @@ from core import audit
 from core.config import Config, load_config
 from core.errors import CoreError, InvalidInput
 from core.governance import DECISIONS, add_user, authorize, set_role, user_store, verify_audit
-from core.images import encode_png
+from core.images import check_upload_size, encode_png
 from core.drift import Thresholds
 from core.lifecycle import (bootstrap, cancel_job, compare_versions, create_reference_profile,
                             decide_version, drift_for_version, explain_image, find_comparison,
@@ -258,11 +258,8 @@ def _fmt(value) -> str:
 def _read_upload(path: Path, config: Config) -> bytes:
     if not path.is_file():
         raise InvalidInput(f"{path} is not a file. To fix this, give the path of an image file.")
-    if path.stat().st_size > config.max_upload_bytes:
-        # Refuse before reading a huge file into memory.
-        raise InvalidInput(f"{path} is {path.stat().st_size / 1e6:.1f} MB, over the "
-                           f"{config.max_upload_bytes / 1e6:.0f} MB limit. To fix this, "
-                           "resize the image (or raise MAX_UPLOAD_BYTES).")
+    # Refuse before reading a huge file into memory.
+    check_upload_size(path.stat().st_size, config.max_upload_bytes)
     return path.read_bytes()
 
 

@@ -102,31 +102,44 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return (colour * 255).astype(np.uint8)
 
 
-def enlarge(pixels: np.ndarray, min_side: int = 224) -> np.ndarray:
-    """uint8 [H, W, 1|3] -> RGB uint8, enlarged by a whole factor (nearest-neighbour)
-    until its shorter side reaches ``min_side``, so 28x28 images stay crisp."""
+def fit_for_display(pixels: np.ndarray, min_side: int = 224, max_side: int = 1024
+                    ) -> np.ndarray:
+    """uint8 [H, W, 1|3] -> RGB uint8 sized for the screen.
+
+    Small images are enlarged by a whole factor (nearest-neighbour, so 28x28 stays
+    crisp) until the shorter side reaches ``min_side``; no side grows past
+    ``max_side``. Larger images (a 12-megapixel phone photo, a 4000-pixel strip)
+    shrink until the longer side is ``max_side``: the browser gets a picture,
+    not megabytes, and the overlay's arithmetic stays small.
+    """
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels).convert("RGB")
-    scale = max(1, int(np.ceil(min_side / min(image.size))))
-    if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale),
+    longer, shorter = max(image.size), min(image.size)
+    if longer > max_side:
+        scale = max_side / longer
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        return np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+    factor = max(1, min(int(np.ceil(min_side / shorter)), max_side // longer))
+    if factor > 1:
+        image = image.resize((image.width * factor, image.height * factor),
                              Image.Resampling.NEAREST)
     return np.asarray(image)
 
 
 def overlay(pixels: np.ndarray, heatmap: np.ndarray, *, alpha: float = 0.6,
-            min_side: int = 224) -> np.ndarray:
-    """Blends a heatmap onto an image; small images are enlarged for display.
+            min_side: int = 224, max_side: int = 1024) -> np.ndarray:
+    """Blends a heatmap onto an image, sized for display by :func:`fit_for_display`.
 
     Args:
         pixels: uint8 [H, W, 1|3], the image as uploaded.
         heatmap: float [h, w] in [0, 1], any size (resized to the image).
         alpha: opacity of the heat at its peak; cold regions keep the image.
         min_side: enlarge images whose shorter side is below this (nearest-neighbour).
+        max_side: the longest side of the result.
 
     Returns:
         uint8 [H', W', 3].
     """
-    image = Image.fromarray(enlarge(pixels, min_side))
+    image = Image.fromarray(fit_for_display(pixels, min_side, max_side))
     heat = np.asarray(Image.fromarray(heatmap.astype(np.float32), mode="F")
                       .resize(image.size, Image.Resampling.BILINEAR))
     heat = np.clip(heat, 0.0, 1.0)[..., None]

@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import ImageError
 
+# JPEGs are decoded at the smallest built-in scale keeping both sides at least this.
+DECODE_MIN_SIDE = 1024
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 _FIX = "To fix this, upload a JPEG, PNG, WebP, BMP, GIF or TIFF photo."
 
@@ -42,7 +44,8 @@ class DecodedImage:
 
     Attributes:
         pixels: uint8 array [H, W, 1] (grayscale sources) or [H, W, 3] (colour).
-        original_size: (width, height) as stored in the file, before EXIF rotation.
+        original_size: (width, height) as stored in the file, before EXIF rotation and
+            before any reduced-scale decoding.
         format: The container format Pillow detected, e.g. "PNG".
     """
 
@@ -56,18 +59,15 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
 
     Applies EXIF orientation, takes the first frame of animations, flattens
     transparency onto white, and reduces 16-bit, palette and CMYK images to
-    8-bit grayscale or RGB.
+    8-bit grayscale or RGB. Large JPEGs are decoded at a reduced scale (shorter
+    side still at least ``DECODE_MIN_SIDE``).
 
     Raises:
         ImageError: empty, oversized, not an image, too many pixels, or truncated.
     """
     if len(data) == 0:
         raise ImageError(f"the file is empty. {_FIX}")
-    if len(data) > max_bytes:
-        raise ImageError(
-            f"the file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit. "
-            "To fix this, upload a smaller photo (or raise MAX_UPLOAD_BYTES)."
-        )
+    check_upload_size(len(data), max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -83,6 +83,11 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
                     f"{max_pixels:,} pixels. To fix this, resize the photo before uploading "
                     "(or raise MAX_IMAGE_PIXELS)."
                 )
+            if file_format == "JPEG":
+                # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the work: a
+                # 12-megapixel phone photo takes ~20 ms instead of ~130 ms, and nothing
+                # downstream (a 28x28 model, a 1024-pixel display) needs more.
+                image.draft(image.mode, (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
             image.seek(0)  # first frame of GIF/WebP animations and multi-page TIFF
             image.load()
             image = ImageOps.exif_transpose(image)
@@ -90,7 +95,8 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"the file is not an image Pillow can read. {_FIX}") from None
+        raise ImageError(f"the file is not an image Pillow can read{_looks_like(data)}. "
+                         f"{_FIX}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(
             "the image claims more pixels than is safe to decode. "
@@ -102,6 +108,27 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             "To fix this, export the photo again and re-upload it."
         ) from None
     return DecodedImage(pixels=pixels, original_size=(width, height), format=file_format)
+
+
+def check_upload_size(size: int, max_bytes: int) -> None:
+    """Refuses an upload of ``size`` bytes over the limit (in MiB, as Streamlit counts)."""
+    if size > max_bytes:
+        raise ImageError(
+            f"the file is {size / 2**20:.1f} MB, over the {max_bytes / 2**20:.0f} MB limit. "
+            "To fix this, upload a smaller photo (or raise MAX_UPLOAD_BYTES)."
+        )
+
+
+def _looks_like(data: bytes) -> str:
+    """What a file Pillow cannot read seems to be, so the message can say so."""
+    head = data[:512].lstrip().lower()
+    if b"<svg" in head:
+        return " (it is an SVG drawing: vector files are not supported)"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return " (it is an HTML page)"
+    if head.isascii() and all(c >= 32 or c in b"\t\r\n" for c in head):
+        return " (it is text)"
+    return ""
 
 
 def _to_8bit_array(image: Image.Image) -> np.ndarray:

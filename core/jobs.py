@@ -5,7 +5,9 @@ worker process (``python -m core worker``) that runs one job at a time and then
 claims the next queued one; finishing a job and claiming the next happen in
 one transaction, so a job submitted at any moment is never left waiting with
 no worker. A job marked running whose process is gone (killed, machine
-restarted) is marked failed the next time anyone looks.
+restarted) is marked failed the next time anyone looks, linked to the
+candidate it registered if it got that far; a job left queued by a worker that
+died before claiming it gets a new worker.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from core import audit, sqlite
 from core.audit import Actor, AuditEntry
@@ -26,6 +29,9 @@ from core.errors import InvalidInput
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_TAIL_LINES = 30
+# A worker claims its job within a second or two of starting; a job queued this long
+# with nothing running has lost its worker (killed before claiming it).
+WORKER_START_GRACE_SECONDS = 30
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -172,19 +178,37 @@ class JobStore:
                 details={"status_before": status, "submitted_by": job.submitted_by}))
         return self.get(job_id)
 
-    def recover(self, now: datetime, is_alive) -> list[int]:
-        """Marks running jobs whose worker process is gone as failed; returns their ids."""
-        dead = [job.id for job in self.list()
+    def recover(self, now: datetime, is_alive,
+                registered_version: Callable[[int], int | None] = lambda job_id: None
+                ) -> list[int]:
+        """Marks running jobs whose worker process is gone as failed; returns their ids.
+
+        ``registered_version(job_id)`` finds the candidate a job registered before its
+        worker died, so the record still points to it.
+        """
+        dead = [job for job in self.list()
                 if job.status == "running" and not is_alive(job.pid, job.id)]
         if dead:
             with sqlite.write_transaction(self.path, _SCHEMA) as db:
-                for job_id in dead:
-                    db.execute("UPDATE jobs SET status = 'failed', finished_at = ?, error = ? "
-                               "WHERE id = ? AND status = 'running'",
-                               (now.isoformat(timespec="seconds"),
-                                "the worker process died (killed or machine restarted); "
-                                "submit the job again", job_id))
-        return dead
+                for job in dead:
+                    version = registered_version(job.id)
+                    error = ("the worker process died (killed or machine restarted); submit "
+                             "the job again" if version is None else
+                             f"the worker process died after registering candidate version "
+                             f"{version}, before recording the job's end; its comparison with "
+                             "the champion may be missing: run 'python -m core compare' on it")
+                    db.execute("UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, "
+                               "result_version = ? WHERE id = ? AND status = 'running'",
+                               (now.isoformat(timespec="seconds"), error, version, job.id))
+        return [job.id for job in dead]
+
+    def stalled(self, now: datetime, grace_seconds: float = WORKER_START_GRACE_SECONDS) -> bool:
+        """Whether a job has waited longer than ``grace_seconds`` with no job running."""
+        jobs = self.list()
+        if any(job.status == "running" for job in jobs):
+            return False
+        return any(job.status == "queued" and (now - datetime.fromisoformat(
+            job.submitted_at)).total_seconds() > grace_seconds for job in jobs)
 
 
 class JobRunner(ABC):
@@ -229,10 +253,26 @@ class LocalProcessRunner(JobRunner):
         self.store = JobStore(config.database, config.model_name)
 
     def submit(self, kind, params, *, actor, now):
-        self.store.recover(now, worker_alive)
+        self._recover(now)
         job = self.store.submit(kind, params, actor=actor, now=now)
         self._start_worker()
         return job
+
+    def _recover(self, now: datetime) -> None:
+        """Whoever looks at the jobs repairs what killed workers left behind."""
+        if self.store.recover(now, worker_alive, self._registered_version):
+            self._registry().repair()  # a half-written candidate's temporary folder
+        if self.store.stalled(now):
+            self._start_worker()
+
+    def _registry(self):
+        from core.registry import Registry
+
+        return Registry(self.config.registry_dir, self.config.model_name)
+
+    def _registered_version(self, job_id: int) -> int | None:
+        return next((v.version for v in self._registry().list_versions()
+                     if v.metadata.get("recipe", {}).get("job") == job_id), None)
 
     def _start_worker(self) -> None:
         log_dir = self.config.registry_dir / "jobs"
@@ -246,11 +286,11 @@ class LocalProcessRunner(JobRunner):
                 start_new_session=True)
 
     def status(self, job_id, now):
-        self.store.recover(now, worker_alive)
+        self._recover(now)
         return self.store.get(job_id)
 
     def list(self, now):
-        self.store.recover(now, worker_alive)
+        self._recover(now)
         return self.store.list()
 
     def cancel(self, job_id, *, actor, now):

@@ -24,7 +24,7 @@ from core.drift import Thresholds
 from core.audit import Actor, AuditEntry
 from core.errors import CoreError, InvalidInput, RegistryError
 from core.evaluation import classification_metrics
-from core.explain import enlarge, overlay
+from core.explain import fit_for_display, overlay
 from core.comparison import PIXEL_SCENARIOS, build_holdouts, compare
 from core.gate import GatePolicy, recommend
 from core.governance import authorize, decide, user_store
@@ -171,7 +171,7 @@ class Explanation:
     prediction: Prediction
     explained_class: str
     heatmap: np.ndarray  # float32 [h, w] in [0, 1] at the model's input size
-    image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, enlarged like the overlay
+    image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, sized like the overlay
     overlay: np.ndarray  # uint8 [H, W, 3]
 
 
@@ -250,7 +250,7 @@ def explain_image(config: Config, cache: ModelCache, data: bytes, *, actor: str,
     heatmap, explained = gradcam.heatmap(preprocess(decoded.pixels, predictor.input_spec),
                                          class_index)
     return Explanation(prediction, class_names[explained], heatmap,
-                       enlarge(decoded.pixels), overlay(decoded.pixels, heatmap))
+                       fit_for_display(decoded.pixels), overlay(decoded.pixels, heatmap))
 
 
 @dataclass(frozen=True)
@@ -258,7 +258,7 @@ class SideBySide:
     """One image explained by several versions (the Governance page's heatmaps)."""
 
     true_class: str
-    image: np.ndarray  # uint8 [H, W, 3], enlarged like the overlays
+    image: np.ndarray  # uint8 [H, W, 3], sized like the overlays
     predicted: dict[int, str]  # version -> predicted class
     overlays: dict[int, np.ndarray]  # version -> uint8 [H, W, 3] Grad-CAM overlay
 
@@ -282,7 +282,7 @@ def explain_side_by_side(config: Config, cache: ModelCache, versions: list[int],
         images = np.stack([transform.transform(image, transform.default_severity, rng)
                            for image in images])
     class_names = chosen[0].metadata["class_names"]
-    results = [SideBySide(class_names[holdout.labels[i]], enlarge(image), {}, {})
+    results = [SideBySide(class_names[holdout.labels[i]], fit_for_display(image), {}, {})
                for i, image in zip(picks, images)]
     for version in chosen:
         gradcam = cache.gradcam(registry, version)
@@ -459,13 +459,16 @@ def _feedback_split(config: Config, spec: InputSpec) -> tuple[Split, Split]:
 def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
             include: list[str] | None = None, use_feedback: bool = True,
             params: "RetrainParams | None" = None,
-            on_progress: ProgressCallback | None = None) -> tuple[ModelVersion, dict]:
+            on_progress: ProgressCallback | None = None,
+            job: int | None = None) -> tuple[ModelVersion, dict]:
     """Fine-tunes the champion on original + drifted + logged data; registers a candidate.
 
     Args:
         include: drift scenarios whose logged samples (and matching augmentation) to
             use; None uses every scenario seen in the champion's traffic.
         use_feedback: also learn from user-labelled uploads.
+        job: the job running this, recorded in the recipe (a killed worker's job
+            record is linked to its candidate through it).
 
     Returns:
         (the candidate version, its comparison with the champion incl. the gate's advice).
@@ -503,7 +506,7 @@ def retrain(config: Config, cache: ModelCache, *, actor: str, now: datetime,
         "recipe": {"kind": "reinitialized (the seed notebook's clone_model)"
                    if params.reinitialize else "fine-tune from the champion's weights",
                    "parent": champion.version, "params": params.as_dict(),
-                   "include": list(include), "use_feedback": use_feedback},
+                   "include": list(include), "use_feedback": use_feedback, "job": job},
     }
 
     def write_artifacts(folder: Path) -> None:
@@ -673,12 +676,15 @@ def drift_snapshot(config: Config) -> dict:
 def run_worker(config: Config, clock: Callable[[], datetime]) -> int:
     """Runs queued jobs one after another until none is left; returns how many ran."""
     from core.jobs import JobCancelled, JobStore, progress_tracker
-    from core.retraining import RetrainParams
 
     store = JobStore(config.database, config.model_name)
     cache = ModelCache()
     finished, ran = None, 0
     while (job := store.finish_and_claim_next(os.getpid(), clock(), finished)) is not None:
+        # Keras is imported after the claim: a worker started when nothing is queued
+        # (see LocalProcessRunner's recovery) then exits in a second, not five.
+        from core.retraining import RetrainParams
+
         ran += 1
         params = dict(job.params)
         recipe = {k: params.pop(k) for k in ("epochs", "learning_rate", "original_images",
@@ -690,7 +696,8 @@ def run_worker(config: Config, clock: Callable[[], datetime]) -> int:
                                  include=params.get("include"),
                                  use_feedback=params.get("use_feedback", True),
                                  params=RetrainParams(**recipe),
-                                 on_progress=progress_tracker(store, job.id, clock))
+                                 on_progress=progress_tracker(store, job.id, clock),
+                                 job=job.id)
             finished = (job.id, "succeeded", {"version": version.version})
         except JobCancelled:
             finished = (job.id, "cancelled", {})

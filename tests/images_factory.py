@@ -23,10 +23,10 @@ def gradient_rgb(width: int = 40, height: int = 30) -> Image.Image:
     return Image.fromarray(np.stack([x, y, np.full_like(x, 128)], axis=-1))
 
 
-def jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:
+def jpeg_with_orientation(image: Image.Image, orientation: int, quality: int = 95) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation  # Orientation tag
-    return save(image, "JPEG", exif=exif.tobytes(), quality=95)
+    return save(image, "JPEG", exif=exif.tobytes(), quality=quality)
 
 
 def animated_gif(first: int, second: int, size: int = 16) -> bytes:

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from core.explain import GradCam, colorize, overlay
+from core.explain import GradCam, colorize, fit_for_display, overlay
 from core.images import InputSpec
 from core.models import build_model
 
@@ -94,3 +94,15 @@ def test_overlay_enlarges_small_images_and_colours_the_heat():
     assert blended[96, 96, 0] > 100  # hot: red
     assert blended[5, 5].tolist() == [0, 0, 0]  # cold: the image unchanged
     assert colorize(np.array([[0.0, 1.0]])).tolist() == [[[0, 0, 255], [255, 0, 0]]]
+
+
+@pytest.mark.parametrize("height, width, expected", [
+    (28, 28, (224, 224)),  # enlarged by a whole factor: crisp
+    (12, 4000, (3, 1024)),  # a strip: shrunk to the longest side, never enlarged past it
+    (4032, 3024, (1024, 768)),  # a phone photo: shrunk
+    (1, 1, (224, 224)),
+    (600, 700, (600, 700)),  # already fine
+])
+def test_images_are_sized_for_the_screen(height, width, expected):
+    shown = fit_for_display(np.zeros((height, width, 1), np.uint8))
+    assert shown.shape == (*expected, 3) and shown.dtype == np.uint8

@@ -1,7 +1,6 @@
 """Roles, decisions and the audit chain, through the core API (no UI involved)."""
 
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,8 +19,10 @@ from core.lifecycle import (decide_version, open_registry, predict_image, simula
                             submit_retrain)
 from core.serving import ModelCache
 from tests.conftest import FIXED_NOW, PASSWORD, PROJECT_ROOT, fashion_test_images
+from tests.consistency import assert_consistent, kill_after, kill_moments
 
 pytestmark = pytest.mark.slow
+DECISION_KILLS = 10
 
 
 def entries(config):
@@ -300,20 +301,17 @@ def test_two_reviewers_promoting_at_once_leave_one_champion(candidate_copy, tmp_
 
 def test_a_decider_killed_at_any_moment_leaves_a_consistent_registry(candidate_copy):
     decide(candidate_copy, "promote", 2, actor="rita", reason="start", now=FIXED_NOW)
-    rng = random.Random(5)
-    for _ in range(6):
+    for moment in kill_moments(random.Random(5), DECISION_KILLS, 0.0, 1.0):
         process = subprocess.Popen([sys.executable, "-c", DECIDER,
                                     str(candidate_copy.registry_dir), "-", "0", "rex", "loop"],
                                    cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.2, 1.5))
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        assert list(statuses(candidate_copy).values()).count("champion") == 1
-        verification = verify_audit(candidate_copy)
+        kill_after(process, moment)
+        assert_consistent(candidate_copy)  # one champion, the chain verifies, ...
+        verification = verify_audit(candidate_copy)  # ... and no status changed outside it
         assert verification.ok, verification.problem
     flips = [e for e in entries(candidate_copy) if e.action == "rollback" and e.outcome == "done"]
-    assert len(flips) > 6  # the loops really were deciding when killed
+    assert len(flips) > DECISION_KILLS  # the loops really were deciding when killed
 
 
 # --- the audit chain --------------------------------------------------------------------

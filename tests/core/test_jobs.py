@@ -1,21 +1,27 @@
 """Job records and a real worker process: run, queue, cancel, and a killed worker."""
 
 import os
-import signal
+import random
+import subprocess
+import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from core.audit import Actor, read_entries
 from core.errors import InvalidInput
-from core.jobs import JobCancelled, JobStore, LocalProcessRunner, progress_tracker, worker_alive
+from core.config import load_config
+from core.jobs import (FINISHED, WORKER_START_GRACE_SECONDS, JobCancelled, JobStore,
+                       LocalProcessRunner, progress_tracker, worker_alive)
 from core.lifecycle import cancel_job, open_registry, submit_retrain
 from core.training_types import Progress
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, PROJECT_ROOT
+from tests.consistency import assert_consistent, kill_after, kill_moments
 
 QUICK = dict(epochs=1, original_images=1000, augmented_per_scenario=200)
 LONG = dict(epochs=50, original_images=20000)
+WORKER_KILLS = 5
 ANN, BOB = Actor("ann", "operator"), Actor("bob", "admin")
 
 
@@ -86,22 +92,6 @@ def test_recover_marks_dead_workers_failed(tmp_path):
 
 
 @pytest.mark.slow
-def test_worker_process_runs_a_job_to_a_candidate(registry_copy):
-    job = submit_retrain(registry_copy, actor="olga", now=now(), include=["brightness"],
-                         **QUICK)
-    runner = LocalProcessRunner(registry_copy)
-    done = wait_for(runner, job.id, lambda j: j.status in ("succeeded", "failed"))
-    assert done.status == "succeeded", done.error
-    assert done.progress["epoch"] == 1 and done.progress["history"]
-    candidate = open_registry(registry_copy).get_version(done.result_version)
-    assert (candidate.status, candidate.parent, candidate.created_by) == ("candidate", 1,
-                                                                         "olga")
-    assert candidate.metadata["recipe"]["include"] == ["brightness"]
-    assert candidate.metadata["dataset"]["retraining_data"]["augmented"] == {"brightness": 200}
-    assert open_registry(registry_copy).get_champion().version == 1  # never auto-promoted
-
-
-@pytest.mark.slow
 def test_running_job_can_be_cancelled(registry_copy):
     runner = LocalProcessRunner(registry_copy)
     job = submit_retrain(registry_copy, actor="olga", now=now(), **LONG)
@@ -112,14 +102,87 @@ def test_running_job_can_be_cancelled(registry_copy):
     assert len(open_registry(registry_copy).list_versions()) == 1
 
 
+def start_worker(config) -> subprocess.Popen:
+    """A worker as the runner starts one, but with its process in our hands."""
+    return subprocess.Popen([sys.executable, "-m", "core", "--registry", str(config.registry_dir),
+                             "worker"], cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 @pytest.mark.slow
-def test_killed_worker_is_shown_as_failed_and_the_queue_moves_on(registry_copy):
-    runner = LocalProcessRunner(registry_copy)
-    job = submit_retrain(registry_copy, actor="olga", now=now(), **LONG)
-    running = wait_for(runner, job.id, lambda j: j.progress.get("step", 0) > 0)
-    os.kill(running.pid, signal.SIGKILL)
-    failed = wait_for(runner, job.id, lambda j: j.status == "failed", timeout=60)
-    assert "worker process died" in failed.error
+def test_worker_killed_at_random_moments_leaves_consistent_records(registry_copy):
+    """SIGKILL a worker anywhere between starting and recording its job's end: no job says
+    running without a process, only complete candidates exist, the queue moves on."""
+    runner, store = LocalProcessRunner(registry_copy), JobStore(registry_copy.database,
+                                                                "classifier")
+    # An undisturbed job first: what it produces, and how long the window to kill in is.
+    started = time.monotonic()
+    job = submit_retrain(registry_copy, actor="olga", now=now(), include=["brightness"],
+                         **QUICK)
+    done = wait_for(runner, job.id, lambda j: j.status in FINISHED)
+    duration = time.monotonic() - started
+    assert done.status == "succeeded", done.error
+    assert done.progress["epoch"] == 1 and done.progress["history"]
+    candidate = open_registry(registry_copy).get_version(done.result_version)
+    assert (candidate.status, candidate.parent, candidate.created_by) == ("candidate", 1,
+                                                                         "olga")
+    assert candidate.metadata["recipe"]["include"] == ["brightness"]
+    assert candidate.metadata["recipe"]["job"] == job.id
+    assert candidate.metadata["dataset"]["retraining_data"]["augmented"] == {"brightness": 200}
+    assert open_registry(registry_copy).get_champion().version == 1  # never auto-promoted
+    assert_consistent(registry_copy)
+
+    outcomes = []
+    for moment in kill_moments(random.Random(3), WORKER_KILLS, 0.0, duration):
+        # A job a kill left queued is the one the next worker claims.
+        queued = [j for j in store.list() if j.status == "queued"]
+        job = queued[-1] if queued else store.submit("retrain", QUICK, now=now(),
+                                                     actor=Actor("olga", "operator"))
+        kill_after(start_worker(registry_copy), moment)
+        assert_consistent(registry_copy)  # looking at the jobs recovers them
+        killed = runner.status(job.id, now())
+        outcomes.append(killed.status)
+        if killed.status == "failed":
+            assert "worker process died" in killed.error
+        if killed.result_version is not None:  # it got as far as registering its candidate
+            version = open_registry(registry_copy).get_version(killed.result_version)
+            assert version.metadata["recipe"]["job"] == job.id
+    assert "failed" in outcomes  # the kills did land mid-job
+    # The queue moves on: a new job (and anything a kill left queued) runs to the end.
     follow_up = submit_retrain(registry_copy, actor="olga", now=now(), **QUICK)
     assert wait_for(runner, follow_up.id,
-                    lambda j: j.status in ("succeeded", "failed")).status == "succeeded"
+                    lambda j: j.status in FINISHED).status == "succeeded"
+    assert all(j.status in FINISHED for j in runner.list(now()))
+    assert_consistent(registry_copy)
+
+
+def test_a_worker_killed_after_registering_links_its_candidate(tmp_path):
+    config = load_config({}).with_overrides(registry_dir=tmp_path)
+    runner = LocalProcessRunner(config)
+    job = runner.store.submit("retrain", {}, actor=ANN, now=FIXED_NOW)
+    runner.store.finish_and_claim_next(999_999, FIXED_NOW)  # running; that pid is no worker
+    registry = open_registry(config)
+    for recipe_job in (None, job.id):  # another version, then the job's own candidate
+        registry.register_version(lambda folder: (folder / "model.tflite").write_bytes(b"t"),
+                                  {"recipe": {"job": recipe_job}}, actor=ANN, now=FIXED_NOW)
+    failed = runner.status(job.id, FIXED_NOW)
+    assert (failed.status, failed.result_version) == ("failed", 2)
+    assert "died after registering candidate version 2" in failed.error
+
+
+def test_a_job_left_queued_by_a_dead_worker_gets_a_new_one(tmp_path, monkeypatch):
+    config = load_config({}).with_overrides(registry_dir=tmp_path)
+    runner = LocalProcessRunner(config)
+    started = []
+    monkeypatch.setattr(runner, "_start_worker", lambda: started.append(True))
+    runner.store.submit("retrain", {}, actor=ANN, now=FIXED_NOW)
+    runner.list(FIXED_NOW + timedelta(seconds=5))
+    assert started == []  # a worker just started is still on its way to claim it
+    runner.list(FIXED_NOW + timedelta(seconds=WORKER_START_GRACE_SECONDS + 1))
+    assert started == [True]
+    runner.store.finish_and_claim_next(999_999, FIXED_NOW)  # running, its worker dead
+    runner.store.submit("retrain", {}, actor=ANN, now=FIXED_NOW)
+    runner.list(FIXED_NOW + timedelta(seconds=WORKER_START_GRACE_SECONDS + 1))
+    # The dead one is marked failed and the waiting one gets a worker.
+    assert [j.status for j in runner.list(FIXED_NOW)] == ["queued", "failed"]
+    assert len(started) >= 2

@@ -1,3 +1,4 @@
+import random
 import subprocess
 import sys
 import textwrap
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidInput
+from core.images import encode_png
 from core.prediction_log import PredictionRecord, SQLitePredictionLog
 from tests.conftest import PROJECT_ROOT
 
@@ -99,3 +101,58 @@ def test_feedback_labels_and_labelled_images(tmp_path):
                                                             "simulation:noise"]
     with pytest.raises(InvalidInput, match="no prediction 99"):
         log.set_true_label("m", 99, 1)
+
+
+# --- writers killed in the middle of a burst ------------------------------------------------
+
+BURST = textwrap.dedent("""
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+    from core.config import load_config
+    from core.lifecycle import open_prediction_log, predict_image
+    from core.serving import ModelCache
+    from tests.core.test_prediction_log import record
+    root, mode, image = sys.argv[1], sys.argv[2], Path(sys.argv[3]).read_bytes()
+    config = load_config({}).with_overrides(registry_dir=Path(root))
+    cache, log = ModelCache(), open_prediction_log(config)
+    while True:
+        if mode == "uploads":  # one row per prediction, as the dashboard and CLI log
+            prediction, _ = predict_image(config, cache, image, actor="anonymous",
+                                          source="cli", now=datetime.now(timezone.utc))
+            ids = [prediction.log_id]
+        else:  # batches of 50 rows in one transaction, as a simulation logs
+            ids = log.append([record(i, source="simulation:noise") for i in range(50)])
+        # Printed only once committed: a line read here is an acknowledged write.
+        print(ids[0], ids[-1], flush=True)
+""")
+BURST_KILLS = 6
+
+
+def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_path):
+    from tests.conftest import fashion_test_images
+    from tests.consistency import assert_consistent, kill_after, kill_moments
+
+    image = tmp_path / "boot.png"
+    image.write_bytes(encode_png(fashion_test_images(1)[0][0]))
+    acknowledged = set()
+    for moment in kill_moments(random.Random(11), BURST_KILLS, 0.0, 1.0):
+        writers = [subprocess.Popen([sys.executable, "-c", BURST, str(registry_copy.registry_dir),
+                                     mode, str(image)], cwd=PROJECT_ROOT,
+                                    stdout=subprocess.PIPE, text=True)
+                   for mode in ("uploads", "batches")]
+        # Both are writing (each acknowledged a first write) before the clock starts.
+        lines = [[writer.stdout.readline()] for writer in writers]
+        kill_after(writers[0], moment)
+        kill_after(writers[1], 0.0)
+        for writer, read in zip(writers, lines):
+            read += writer.stdout.readlines()
+            for line in read:
+                if line.endswith("\n"):  # a line cut by the kill acknowledged nothing
+                    first, last = map(int, line.split())
+                    acknowledged.update(range(first, last + 1))
+        assert_consistent(registry_copy, acknowledged)
+    assert len(acknowledged) > BURST_KILLS * 100  # the kills landed in real bursts
+    log = SQLitePredictionLog(registry_copy.database)
+    window = log.window("m", 1)  # the batch writer's rows decode whole: none is torn
+    np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)

@@ -2,21 +2,22 @@
 
 import json
 import os
-import signal
+import random
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
-from core import audit
 from core.audit import Actor, AuditEntry
+from core.config import load_config
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
 from core.registry import INITIAL_BASELINE_NOTE, Registry, SQLiteCatalog, parse_version
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
+from tests.consistency import assert_consistent, kill_after, kill_moments
 
 ALICE = Actor("alice", "operator")
+REGISTRATION_KILLS = 12
 
 CATALOGS = {"sqlite": lambda root: SQLiteCatalog(root / "registry.db")}
 
@@ -199,33 +200,19 @@ def start_writer(root, pause_at):
     return process
 
 
-def kill(process):
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-
-
 def assert_only_complete_versions(root):
+    """The crash-safety invariants, and every version's files whole (the writer's sizes)."""
+    assert_consistent(load_config({}).with_overrides(registry_dir=root, model_name="fashion"))
     registry = Registry(root, "fashion")
-    registry.repair()
-    listed = {v.version for v in registry.list_versions()}
-    on_disk = {p.name for p in registry.model_dir.iterdir()} if registry.model_dir.exists() else set()
-    assert on_disk == {str(v) for v in listed}, "leftover folders after repair"
-    for version in listed:
-        folder = registry.version_dir(version)
-        assert (folder / "model.tflite").stat().st_size == 100_000
-        assert json.loads((folder / "metadata.json").read_text())["version"] == version
-    champions = [v for v in registry.list_versions() if v.status == "champion"]
-    assert len(champions) == (1 if listed else 0)
-    # Every committed version has its registration entry, and the chain holds.
-    assert audit.verify(root / "registry.db").ok
-    assert {h["version"] for h in registry.status_history()} == listed
+    for version in registry.list_versions():
+        assert (registry.version_dir(version.version) / "model.tflite").stat().st_size == 100_000
     return registry
 
 
 @pytest.mark.parametrize("pause_at", ["artifacts", "publish"])
 def test_killed_writer_never_leaves_a_half_version(tmp_path, pause_at):
     root = tmp_path / "registry"
-    kill(start_writer(root, pause_at))
+    kill_after(start_writer(root, pause_at), 0)
     registry = Registry(root, "fashion")
     assert registry.list_versions() == []  # nothing half-written is visible
     assert_only_complete_versions(root)
@@ -235,13 +222,10 @@ def test_killed_writer_never_leaves_a_half_version(tmp_path, pause_at):
 
 def test_writer_killed_at_random_moments(tmp_path):
     root = tmp_path / "registry"
-    rng = __import__("random").Random(7)
-    for _ in range(8):
-        process = start_writer(root, "loop")
-        time.sleep(rng.uniform(0.05, 0.6))
-        kill(process)
+    for moment in kill_moments(random.Random(7), REGISTRATION_KILLS, 0.0, 0.6):
+        kill_after(start_writer(root, "loop"), moment)
         assert_only_complete_versions(root)
-    assert len(Registry(root, "fashion").list_versions()) > 0
+    assert len(Registry(root, "fashion").list_versions()) > REGISTRATION_KILLS
 
 
 def test_registration_survives_a_concurrent_writer(tmp_path):

@@ -18,21 +18,24 @@ from tests.conftest import PASSWORD, fashion_test_images
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def e2e_config(candidate_registry, tmp_path_factory):
-    """A private copy of the registry with a candidate (v2) and the users of every role."""
+    """A private copy of the registry with a candidate (v2) and the users of every role.
+
+    One server for every e2e module: ``test_browser.py`` runs first (file order) and
+    changes the registry in its documented order; later modules only predict."""
     root = tmp_path_factory.mktemp("e2e") / "registry"
     shutil.copytree(candidate_registry, root)
     return load_config({}).with_overrides(registry_dir=root)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dashboard_url(e2e_config):
     with browser_tools.running_dashboard(e2e_config) as (url, _):
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chromium():
     from playwright.sync_api import sync_playwright
 
