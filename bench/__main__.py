@@ -31,6 +31,7 @@ ROWS = {
     "training": suite.training_rows,
     "retraining": suite.retraining_rows,
     "dashboard": None,  # needs a browser; see below
+    "load": None,  # needs a running dashboard; see below
 }
 SLOW = ("training", "retraining")  # minutes each: left out of --quick
 
@@ -76,6 +77,8 @@ def main() -> int:
         try:
             if name == "dashboard":
                 rows += _dashboard(context)
+            elif name == "load":
+                rows += _load(context)
             else:
                 rows += ROWS[name](context)
         except Exception:  # report and go on: one broken baseline must not hide the rest
@@ -89,12 +92,23 @@ def main() -> int:
         if row.detail:
             print(f"- {row.name}: {row.detail}")
     results = Path(__file__).resolve().parent / "results.json"
-    results.write_text(json.dumps({"machine": machine(), "quick": args.quick,
-                                   "rows": [row.as_dict() for row in rows]}, indent=2))
+    results.write_text(json.dumps({"machine": machine(), "rows": merged_rows(
+        results, [row.as_dict() | {"quick": args.quick} for row in rows])}, indent=2))
     print(f"wrote {results}")
     if failures:
         print(f"rows that could not run: {', '.join(failures)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def merged_rows(results: Path, fresh: list[dict]) -> list[dict]:
+    """The rows of ``results`` with the freshly measured ones replacing (or joining) them,
+    so that ``--only ROW`` updates its rows without dropping the others."""
+    kept = json.loads(results.read_text())["rows"] if results.is_file() else []
+    names = {row["name"] for row in fresh}
+    replaced = [next(f for f in fresh if f["name"] == row["name"]) if row["name"] in names
+                else row for row in kept]
+    known = {row["name"] for row in kept}
+    return replaced + [row for row in fresh if row["name"] not in known]
 
 
 def _dashboard(context: suite.Context):
@@ -108,6 +122,14 @@ def _dashboard(context: suite.Context):
             path.write_bytes(encode_png(image))
             paths.append(path)
         return dashboard.dashboard_rows(context.config, paths, context.quick)
+
+
+def _load(context: suite.Context):
+    from bench.load import load_rows
+
+    images, _ = suite._test_images(context, 2000)
+    with dashboard.running_dashboard(context.config) as (url, _):
+        return load_rows(url, context.config, images, context.quick)
 
 
 if __name__ == "__main__":

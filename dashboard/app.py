@@ -21,6 +21,7 @@ VIEWS = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="Vision model operations", page_icon=":material/visibility:",
                    layout="wide")
+state.keep_keras_state_between_runs()
 navigation = st.navigation([
     st.Page(VIEWS / "predict.py", title="Predict", icon=":material/photo_camera:",
             default=True),

@@ -26,6 +26,24 @@ def registry() -> Registry:
     return open_registry(config())
 
 
+def keep_keras_state_between_runs() -> None:
+    """Stops Streamlit from calling ``keras.backend.clear_session()`` after every run.
+
+    Streamlit does that for apps that build Keras models inside the script. This app
+    builds none: its models are loaded once and shared by every session (``model_cache``).
+    Clearing cost ~0.12 s per page run (a full garbage collection, and TensorFlow's
+    kernel cache, so the next Grad-CAM recompiled) -- two thirds of the server's time
+    under load -- and it ran while other sessions' threads were computing heatmaps.
+    """
+    import keras  # TensorFlow: paid once per server process, as the first Grad-CAM would
+
+    keras.backend.clear_session = _keep_session
+
+
+def _keep_session(free_memory: bool = True) -> None:
+    """Replaces ``keras.backend.clear_session`` in the dashboard's process (see above)."""
+
+
 @st.cache_resource(show_spinner=False)
 def model_cache() -> ModelCache:
     """One cache per server process: each version's model is loaded once."""
