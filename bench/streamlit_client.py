@@ -14,6 +14,7 @@ import http.cookiejar
 import time
 import urllib.request
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from websockets.sync.client import connect
@@ -52,17 +53,18 @@ class DashboardSession:
         self._http.open(f"{self.base_url}/_stcore/health", timeout=TIMEOUT_SECONDS).read()
         self.xsrf = next(c.value for c in cookies if c.name == XSRF_COOKIE)
         self._cookie_header = "; ".join(f"{c.name}={c.value}" for c in cookies)
-        self._socket = connect(
+        self._connection = ExitStack()
+        self._socket = self._connection.enter_context(connect(
             self.base_url.replace("http", "ws", 1) + "/_stcore/stream",
             subprotocols=["streamlit", self.xsrf],
             additional_headers={"Cookie": self._cookie_header, "Origin": self.base_url},
-            max_size=None, open_timeout=TIMEOUT_SECONDS)
+            max_size=None, open_timeout=TIMEOUT_SECONDS))
         self.session_id: str | None = None
         self.page_script_hash = ""
         self.page = self._run(ClientState())
 
     def close(self) -> None:
-        self._socket.close()
+        self._connection.close()
 
     def _send(self, message: BackMsg) -> None:
         self._socket.send(message.SerializeToString())

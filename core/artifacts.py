@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.errors import ModelError
+
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 TFLITE_FILE = "model.tflite"
@@ -37,7 +39,20 @@ def save_artifacts(model, folder: Path) -> None:
 
 
 def load_keras_model(folder: Path):
-    """Loads model.keras with Keras' safe mode (no arbitrary code, never pickle)."""
+    """Loads model.keras with Keras' safe mode (no arbitrary code, never pickle).
+
+    Raises:
+        ModelError: the file is missing, damaged, or holds code (a Lambda layer's
+            Python function) that safe mode refuses to load.
+    """
     import keras
 
-    return keras.saving.load_model(Path(folder) / KERAS_FILE, compile=False, safe_mode=True)
+    path = Path(folder) / KERAS_FILE
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises ValueError, OSError, zip errors, ...
+        raise ModelError(
+            f"{path} could not be loaded in Keras' safe mode ({type(error).__name__}: "
+            f"{str(error).split('. ')[0] or 'no detail'}). To fix this, "
+            "register the version again from a model without Lambda layers or custom "
+            "code; models are never loaded with arbitrary code enabled.") from None

@@ -25,8 +25,8 @@ from core.lifecycle import (bootstrap, cancel_job, compare_versions, create_refe
                             decide_version, drift_for_version, explain_image, find_comparison,
                             open_registry, predict_image, run_worker, simulate, submit_retrain)
 from core.training_types import ARCHITECTURES
-from core.registry import parse_version
-from core.users import ANONYMOUS, ROLES
+from core.names import parse_version
+from core.users import ANONYMOUS, ROLES, validate_user_name
 from core.scenarios import SCENARIOS, get_scenario
 from core.serving import ModelCache
 
@@ -161,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, config: Config | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = (config or load_config()).with_overrides(registry_dir=args.registry,
-                                                      model_name=args.model_name)
     try:
+        config = (config or load_config()).with_overrides(registry_dir=args.registry,
+                                                          model_name=args.model_name)
         return COMMANDS[args.command](args, config)
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -495,6 +495,7 @@ def _read_password() -> str:
 
 def cmd_users(args, config: Config) -> int:
     if args.users_command == "add":
+        validate_user_name(args.name)  # before asking for a password it would not use
         user = add_user(config, actor=_setup_actor(args), name=args.name, role=args.role,
                         password=None if args.oidc else _read_password(), now=_now())
         print(f"added {user.name} as {user.role}")

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from core.errors import InvalidInput
+from core.names import validate_model_name
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,6 +47,10 @@ class Config:
     anonymous_role: str = "viewer"
     separation_of_duties: bool = True
 
+    def __post_init__(self):
+        # Every path and job record is keyed by the model name: refuse a bad one at once.
+        validate_model_name(self.model_name)
+
     @property
     def database(self) -> Path:
         """The SQLite file holding the catalog, jobs, users, audit and prediction logs."""
@@ -77,13 +84,18 @@ def load_config(environ: dict[str, str] | None = None) -> Config:
         if raw is None or raw == "":
             continue
         default = field.default
+        name = _ENV_NAMES[field.name]
         if isinstance(default, bool):
             if raw.lower() not in _TRUE + _FALSE:
-                raise ValueError(f"{_ENV_NAMES[field.name]} must be 1 or 0, got {raw!r}")
+                raise InvalidInput(f"{name} must be 1 or 0, got {raw!r}. To fix this, set "
+                                   f"{name}=1 or {name}=0.")
             values[field.name] = raw.lower() in _TRUE
         elif isinstance(default, Path):
             values[field.name] = Path(raw).expanduser()
         elif isinstance(default, int):
+            if not raw.strip().isdigit():
+                raise InvalidInput(f"{name} must be a whole number, got {raw!r}. To fix "
+                                   f"this, set e.g. {name}={default}.")
             values[field.name] = int(raw)
         else:
             values[field.name] = raw

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ FASHION_MNIST_VALIDATION_SIZE = 5000
 FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Folder datasets: fraction of each class held out for validation and for test.
 FOLDER_HOLDOUT_FRACTION = 0.15
+# TFDS catalog names, optionally with a builder config: tf_flowers, mnist_corrupted/fog.
+_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}(/[A-Za-z0-9_.+-]{1,64})?$")
 # TFDS datasets: fraction of the training split carved out for validation.
 TFDS_VALIDATION_FRACTION = 0.1
 # Sources without a fixed image size are resized to this for small_cnn.
@@ -109,6 +112,7 @@ def _kind(spec: str) -> str:
     if spec == "fashion_mnist":
         return "fashion_mnist"
     if spec.startswith("tfds:") and len(spec) > len("tfds:"):
+        parse_tfds_spec(spec)  # refuses a bad name before TFDS builds any path from it
         return "tfds"
     if spec.startswith("folder:") and len(spec) > len("folder:"):
         return "folder"
@@ -239,6 +243,11 @@ def parse_tfds_spec(spec: str) -> tuple[str, str | None, str | None]:
     """``tfds:name[:train|test]`` -> (name, train split or None, test split or None)."""
     body = spec[len("tfds:"):]
     name, _, splits = body.partition(":")
+    if not _TFDS_NAME.match(name) or ".." in name:
+        raise DatasetError(f"invalid TFDS dataset name {name!r}. To fix this, use a catalog "
+                           "name such as 'tf_flowers' or 'name/config' (lowercase letters, "
+                           "digits and '_'; no path separators beyond the config's '/', "
+                           "no '..').")
     if not splits:
         return name, None, None
     train, sep, test = splits.partition("|")

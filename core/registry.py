@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import uuid
 from abc import ABC, abstractmethod
@@ -29,33 +28,11 @@ from typing import Callable
 from core import audit, sqlite
 from core.audit import Actor, AuditEntry
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
+from core.names import parse_version, validate_model_name
 
 STATUSES = ("candidate", "champion", "rejected", "archived")
 INITIAL_BASELINE_NOTE = "initial baseline: the first version becomes champion without review"
-_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _INCOMING_PREFIX = ".incoming-"
-
-
-def validate_model_name(name: str) -> str:
-    """Returns ``name`` if it is safe to use as a folder name, else raises InvalidInput."""
-    if not isinstance(name, str) or not _NAME_PATTERN.match(name) or ".." in name:
-        raise InvalidInput(
-            f"invalid model name {name!r}. To fix this, use 1-64 letters, digits, '_', '-' "
-            "or '.', starting with a letter or digit (no path separators, no '..')."
-        )
-    return name
-
-
-def parse_version(value) -> int:
-    """Parses a user-given version number, raising InvalidInput if it is not one."""
-    try:
-        version = int(str(value).strip().lstrip("v"))
-    except ValueError:
-        version = 0
-    if version < 1:
-        raise InvalidInput(f"invalid version {value!r}. To fix this, give a positive number "
-                           "such as 1 (see 'python -m core versions').")
-    return version
 
 
 @dataclass(frozen=True)

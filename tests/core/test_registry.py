@@ -12,7 +12,7 @@ import pytest
 from core.audit import Actor, AuditEntry
 from core.config import load_config
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
-from core.registry import INITIAL_BASELINE_NOTE, Registry, SQLiteCatalog, parse_version
+from core.registry import INITIAL_BASELINE_NOTE, Registry, SQLiteCatalog
 from tests.conftest import FIXED_NOW, PROJECT_ROOT
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
@@ -134,17 +134,6 @@ def test_empty_registry_reads_create_nothing(tmp_path):
 def test_unsafe_model_names_are_refused(tmp_path, name):
     with pytest.raises(InvalidInput, match="invalid model name"):
         Registry(tmp_path, name)
-
-
-@pytest.mark.parametrize("text, expected", [("3", 3), ("v2", 2), (" 10 ", 10)])
-def test_parse_version(text, expected):
-    assert parse_version(text) == expected
-
-
-@pytest.mark.parametrize("text", ["0", "-1", "abc", "1.5", "../1"])
-def test_parse_version_refuses(text):
-    with pytest.raises(InvalidInput, match="invalid version"):
-        parse_version(text)
 
 
 def test_failed_artifact_writer_leaves_nothing(registry):
