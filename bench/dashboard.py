@@ -122,7 +122,7 @@ def upload_and_wait(page, image: Path) -> float:
     previous = answers.first.inner_text() if answers.count() else None
     started = time.perf_counter()
     page.set_input_files("input[type=file]", str(image))
-    # A new answer replaces the old one: its caption (with its own latency) differs.
+    # A new answer replaces the old one: its caption names its own prediction-log number.
     page.wait_for_function(
         """previous => [...document.querySelectorAll('p')].some(
                p => p.innerText.startsWith('Answered by version') && p.innerText !== previous)""",

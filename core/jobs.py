@@ -195,8 +195,9 @@ class JobStore:
                     error = ("the worker process died (killed or machine restarted); submit "
                              "the job again" if version is None else
                              f"the worker process died after registering candidate version "
-                             f"{version}, before recording the job's end; its comparison with "
-                             "the champion may be missing: run 'python -m core compare' on it")
+                             f"{version}, before recording the job's end; if its comparison "
+                             "with the champion is missing, run it from the Governance page "
+                             "or with 'python -m core compare'")
                     db.execute("UPDATE jobs SET status = 'failed', finished_at = ?, error = ?, "
                                "result_version = ? WHERE id = ? AND status = 'running'",
                                (now.isoformat(timespec="seconds"), error, version, job.id))

@@ -29,8 +29,12 @@ if use_camera:
     shot = st.camera_input("Take a photo")
     image_bytes, source = (shot.getvalue(), "camera") if shot else (None, None)
 else:
-    upload = st.file_uploader("Upload an image",
-                              type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"])
+    limits = state.config()
+    upload = st.file_uploader(
+        "Upload an image", type=["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"],
+        help=f"JPEG, PNG, WebP, BMP, GIF or TIFF; up to {limits.max_upload_bytes / 2**20:.0f} MB "
+             f"and {limits.max_image_pixels / 1e6:.0f} megapixels. Phone photos are turned "
+             "upright as their camera recorded.")
     image_bytes, source = (upload.getvalue(), "upload") if upload else (None, None)
 
 if image_bytes is None:
@@ -53,8 +57,10 @@ explanation = st.session_state.explanation
 
 prediction = explanation.prediction
 st.subheader(f"{prediction.label} · {prediction.confidence:.1%}")
+# The log number lets an operator find this prediction later (and tells two answers apart).
 st.caption(f"Answered by version {prediction.version} in {prediction.latency_ms:.1f} ms "
-           f"(decode, preprocess and inference; source: {source}).")
+           f"(decode, preprocess and inference; source: {source}; logged as prediction "
+           f"#{prediction.log_id}).")
 # Three columns on a laptop; Streamlit stacks them on a phone.
 image_column, heat_column, chart_column = st.columns(3)
 with image_column:

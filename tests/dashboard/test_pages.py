@@ -57,6 +57,10 @@ def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, registr
     app.run()
     assert log.count("classifier") == logged
     assert log.window("classifier", 1).sources.count("upload") == 1
+    # The caption names the logged row, so an operator can find this prediction again.
+    window = log.window("classifier", 1)
+    upload_id = window.ids[window.sources.index("upload")]
+    assert f"logged as prediction #{upload_id})" in app.caption[1].value
 
 
 def test_predict_page_explains_bad_uploads(monkeypatch, trained_registry):
