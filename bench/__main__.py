@@ -92,8 +92,9 @@ def main() -> int:
         if row.detail:
             print(f"- {row.name}: {row.detail}")
     results = Path(__file__).resolve().parent / "results.json"
-    results.write_text(json.dumps({"machine": machine(), "rows": merged_rows(
-        results, [row.as_dict() | {"quick": args.quick} for row in rows])}, indent=2))
+    # Each row keeps the machine and mode it was measured on: --only updates some rows.
+    fresh = [row.as_dict() | {"quick": args.quick, "machine": machine()} for row in rows]
+    results.write_text(json.dumps({"rows": merged_rows(results, fresh)}, indent=2))
     print(f"wrote {results}")
     if failures:
         print(f"rows that could not run: {', '.join(failures)}", file=sys.stderr)

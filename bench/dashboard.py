@@ -187,7 +187,7 @@ def dashboard_rows(config: Config, images: list[Path], quick: bool) -> list[Row]
         Row("dashboard cold start to first prediction visible (headless Chromium)",
             cold_start, "s", "—", None, None, "≤ 15 s", cold_start <= 15,
             "from launching `streamlit run` to the answer on screen"),
-        Row(f"dashboard server memory (RSS) after {predictions} predictions",
+        Row("dashboard server memory (RSS) after an upload run",
             memory / 1e9, "GB", "—", None, None, "≤ 1.5 GB", memory <= 1.5e9,
             f"{predictions} predictions logged for {count + 5} uploads"),
         Row("upload to prediction visible (warm server, median of 5)",

@@ -5,7 +5,6 @@ The live server's side (XSRF, origins, upload file names) is in tests/e2e/test_s
 
 import json
 import shutil
-import subprocess
 import tomllib
 
 import keras
@@ -131,9 +130,8 @@ def test_streamlit_settings_keep_protections_on_and_secrets_out_of_git():
     assert settings["server"]["enableCORS"] is True
     assert settings["client"]["showErrorDetails"] == "none"  # no traceback to a visitor
     assert settings["browser"]["gatherUsageStats"] is False
-    ignored = subprocess.run(["git", "check-ignore", "-q", ".streamlit/secrets.toml"],
-                             cwd=PROJECT_ROOT)
-    assert ignored.returncode == 0
+    ignored = (PROJECT_ROOT / ".gitignore").read_text().splitlines()
+    assert ".streamlit/secrets.toml" in ignored  # OIDC client and cookie secrets stay local
 
 
 def test_no_default_password_is_shipped(tmp_path, capsys):
@@ -145,6 +143,8 @@ def test_no_default_password_is_shipped(tmp_path, capsys):
     for name, password in (("admin", "admin"), ("admin", "password"), ("root", "changeme")):
         with pytest.raises(ActionRefused):
             sign_in(config, name, password, FIXED_NOW)
-    tracked = subprocess.run(["git", "grep", "-l", "$argon2"], cwd=PROJECT_ROOT,
-                             capture_output=True, text=True).stdout.split()
-    assert [path for path in tracked if not path.startswith("tests/")] == []
+    shipped = [p for folder in ("core", "dashboard", "bench", ".streamlit", "model_registry")
+               for p in (PROJECT_ROOT / folder).rglob("*")
+               if p.is_file() and p.suffix in (".py", ".toml", ".md", ".json", ".txt")]
+    assert len(shipped) > 20
+    assert [p for p in shipped if "$argon2" in p.read_text(errors="replace")] == []
