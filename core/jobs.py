@@ -25,6 +25,7 @@ from core import audit, sqlite
 from core.audit import Actor, AuditEntry
 from core.config import PROJECT_ROOT, Config
 from core.errors import InvalidInput
+from core.registry import Registry
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -266,9 +267,7 @@ class LocalProcessRunner(JobRunner):
         if self.store.stalled(now):
             self._start_worker()
 
-    def _registry(self):
-        from core.registry import Registry
-
+    def _registry(self) -> Registry:
         return Registry(self.config.registry_dir, self.config.model_name)
 
     def _registered_version(self, job_id: int) -> int | None:
