@@ -105,11 +105,10 @@ def merged_rows(results: Path, fresh: list[dict]) -> list[dict]:
     """The rows of ``results`` with the freshly measured ones replacing (or joining) them,
     so that ``--only ROW`` updates its rows without dropping the others."""
     kept = json.loads(results.read_text())["rows"] if results.is_file() else []
-    names = {row["name"] for row in fresh}
-    replaced = [next(f for f in fresh if f["name"] == row["name"]) if row["name"] in names
-                else row for row in kept]
+    by_name = {row["name"]: row for row in fresh}
     known = {row["name"] for row in kept}
-    return replaced + [row for row in fresh if row["name"] not in known]
+    return ([by_name.get(row["name"], row) for row in kept]
+            + [row for row in fresh if row["name"] not in known])
 
 
 def _dashboard(context: suite.Context):

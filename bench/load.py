@@ -37,6 +37,10 @@ class LoadResult:
     def answers(self) -> int:
         return len(self.latencies)
 
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -45,7 +49,7 @@ class LoadResult:
         return {"sessions": self.sessions, "seconds": round(self.seconds, 1),
                 "answers": self.answers, "logged": self.logged,
                 "problems": len(self.problems),
-                "median_s": round(statistics.median(self.latencies), 3),
+                "median_s": round(self.median, 3),
                 "p95_s": round(self.percentile(0.95), 3),
                 "max_s": round(max(self.latencies), 3),
                 "job": None if self.job is None else self.job.status}
@@ -117,18 +121,15 @@ def load_rows(url: str, config: Config, images, quick: bool) -> list[Row]:
     alone = run_load(url, config, images, sessions=1, seconds=10 if quick else 20)
     loaded = run_load(url, config, images, sessions=20, seconds=20 if quick else 60,
                       retrain_as=BENCH_ACTOR)
-    ratio = statistics.median(loaded.latencies) / statistics.median(alone.latencies)
     clean = (not loaded.problems and loaded.logged == loaded.answers
              and loaded.job.status == "succeeded")
     return [Row(
         "upload to answer drawn, 20 sessions + a retraining job (median)",
-        statistics.median(loaded.latencies), "s", "one session alone",
-        statistics.median(alone.latencies), 1 / ratio,
+        loaded.median, "s", "one session alone", alone.median, alone.median / loaded.median,
         "no errors, one log row per answer, p95 ≤ 5 s",
         clean and loaded.percentile(0.95) <= 5,
         f"{loaded.answers} answers in {loaded.seconds:.0f} s "
         f"({loaded.answers / loaded.seconds:.1f}/s); p95 {loaded.percentile(0.95):.2f} s, "
         f"max {max(loaded.latencies):.2f} s; {len(loaded.problems)} errors; "
         f"{loaded.logged} log rows; retraining job {loaded.job.status}; "
-        f"one session alone: {alone.answers} answers, median "
-        f"{statistics.median(alone.latencies):.3f} s")]
+        f"one session alone: {alone.answers} answers, median {alone.median:.3f} s")]

@@ -204,13 +204,14 @@ class JobStore:
                                (now.isoformat(timespec="seconds"), error, version, job.id))
         return [job.id for job in dead]
 
-    def stalled(self, now: datetime, grace_seconds: float = WORKER_START_GRACE_SECONDS) -> bool:
-        """Whether a job has waited longer than ``grace_seconds`` with no job running."""
-        jobs = self.list()
-        if any(job.status == "running" for job in jobs):
-            return False
-        return any(job.status == "queued" and (now - datetime.fromisoformat(
-            job.submitted_at)).total_seconds() > grace_seconds for job in jobs)
+
+def queue_stalled(jobs: list[Job], now: datetime,
+                  grace_seconds: float = WORKER_START_GRACE_SECONDS) -> bool:
+    """Whether a job has waited longer than ``grace_seconds`` with no job running."""
+    if any(job.status == "running" for job in jobs):
+        return False
+    return any(job.status == "queued" and (now - datetime.fromisoformat(
+        job.submitted_at)).total_seconds() > grace_seconds for job in jobs)
 
 
 class JobRunner(ABC):
@@ -260,12 +261,15 @@ class LocalProcessRunner(JobRunner):
         self._start_worker()
         return job
 
-    def _recover(self, now: datetime) -> None:
-        """Whoever looks at the jobs repairs what killed workers left behind."""
+    def _recover(self, now: datetime) -> list[Job]:
+        """Whoever looks at the jobs repairs what killed workers left behind; returns the
+        jobs as they are afterwards."""
         if self.store.recover(now, worker_alive, self._registered_version):
             self._registry().repair()  # a half-written candidate's temporary folder
-        if self.store.stalled(now):
+        jobs = self.store.list()
+        if queue_stalled(jobs, now):
             self._start_worker()
+        return jobs
 
     def _registry(self) -> Registry:
         return Registry(self.config.registry_dir, self.config.model_name)
@@ -290,8 +294,7 @@ class LocalProcessRunner(JobRunner):
         return self.store.get(job_id)
 
     def list(self, now):
-        self._recover(now)
-        return self.store.list()
+        return self._recover(now)
 
     def cancel(self, job_id, *, actor, now):
         # The worker reads the flag with every progress update and stops training at

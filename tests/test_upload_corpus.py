@@ -3,7 +3,6 @@
 The same corpus goes through a real dashboard in ``tests/e2e/test_upload_corpus.py``.
 """
 
-import hashlib
 import json
 import shutil
 
@@ -16,16 +15,11 @@ from core.lifecycle import explain_image, open_prediction_log
 from core.serving import ModelCache
 from tests import upload_corpus
 from tests.conftest import FIXED_NOW
+from tests.test_cli import run_cli, snapshot
 
 pytestmark = pytest.mark.slow
 CASES = upload_corpus.build(upload_corpus.fashion_base())
 ANSWERED = [case for case in CASES if case.expect != "error"]
-
-
-def files_on_disk(folder) -> dict[str, str]:
-    """Every file with a hash of its content; SQLite's shared-memory index is not data."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith("-shm")}
 
 
 @pytest.fixture(scope="module")
@@ -58,14 +52,14 @@ def test_core_answers_or_refuses_with_one_clear_message(corpus_config, cache,
                                                         reference_labels, case):
     log = open_prediction_log(corpus_config)
     logged = log.count("classifier")
-    before = files_on_disk(corpus_config.registry_dir)
+    before = snapshot(corpus_config.registry_dir)
     if case.expect == "error":
         with pytest.raises(CoreError) as error:
             explain(corpus_config, cache, case)
         message = str(error.value)
         assert case.message in message and "To fix this" in message
         assert "\n" not in message and "Traceback" not in message
-        assert files_on_disk(corpus_config.registry_dir) == before  # nothing changed
+        assert snapshot(corpus_config.registry_dir) == before  # nothing changed
         return
     explanation = explain(corpus_config, cache, case)
     prediction = explanation.prediction
@@ -97,8 +91,6 @@ def test_exif_rotation_is_what_makes_the_phone_photo_upright():
 
 
 def test_cli_predicts_every_file_answering_or_naming_the_problem(corpus_config, tmp_path):
-    from tests.test_cli import run_cli
-
     paths = []
     for case in CASES:
         path = tmp_path / case.filename
