@@ -1,6 +1,6 @@
 # The two commands (see README.md):
 #   make run    install what is needed, train the baseline if there is none, start the dashboard
-#   make test   install what is needed, run the test suite
+#   make test   install what is needed, lint (ruff), type-check (mypy), run the test suite
 #   make bench  also install the baselines, then run python -m bench
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 PYTHON ?= python3
@@ -31,6 +31,8 @@ https: install
 		--server.sslCertFile $(CERTS)/cert.pem --server.sslKeyFile $(CERTS)/key.pem
 
 test: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest
 
 bench: install

@@ -19,8 +19,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from datetime import UTC
+
 from bench import dashboard, suite  # noqa: E402
 from bench.timing import markdown  # noqa: E402
+from core.app import build_backends  # noqa: E402
 from core.config import load_config  # noqa: E402
 
 ROWS = {
@@ -59,12 +62,12 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config().with_overrides(registry_dir=args.registry)
 
-    from core.lifecycle import bootstrap, open_registry
+    from core.app import bootstrap
 
-    if open_registry(config).find_champion() is None:
+    if build_backends(config).registry.find_champion() is None:
         print(f"{args.registry} has no champion: training one first (python -m core bootstrap)")
-        from datetime import datetime, timezone
-        bootstrap(config, actor="bench", now=datetime.now(timezone.utc))
+        from datetime import datetime
+        bootstrap(build_backends(config), actor="bench", now=datetime.now(UTC))
 
     print(f"machine: {machine()}")
     names = args.only or [n for n in ROWS if not (args.quick and n in SLOW)]
@@ -112,7 +115,7 @@ def merged_rows(results: Path, fresh: list[dict]) -> list[dict]:
 
 
 def _dashboard(context: suite.Context):
-    from core.images import encode_png
+    from core.ml.images import encode_png
 
     images, _ = suite._test_images(context, 50)
     with tempfile.TemporaryDirectory() as folder:

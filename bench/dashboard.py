@@ -11,11 +11,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from bench.timing import Row
+from core.app import build_backends  # noqa: E402
 from core.config import PROJECT_ROOT, Config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -70,7 +71,7 @@ def running_dashboard(config: Config) -> Iterator[tuple[str, subprocess.Popen]]:
                         break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the dashboard did not start")
+                    raise RuntimeError("the dashboard did not start") from None
                 time.sleep(0.2)
         yield url, server
     finally:
@@ -155,9 +156,8 @@ def rss_bytes(process: subprocess.Popen) -> int:
 def dashboard_rows(config: Config, images: list[Path], quick: bool) -> list[Row]:
     from playwright.sync_api import sync_playwright
 
-    from core.lifecycle import open_prediction_log
 
-    log = open_prediction_log(config)
+    log = build_backends(config).prediction_log
     logged_before = log.count(config.model_name)
     started = time.perf_counter()
     with running_dashboard(config) as (url, server), sync_playwright() as playwright:

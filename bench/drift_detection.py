@@ -15,17 +15,13 @@ import argparse
 import os
 import shutil
 import tempfile
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from core.app import SCENARIOS, STATISTICS, add_user, build_backends, drift_for_version, simulate  # noqa: E402
 from core.config import load_config  # noqa: E402
-from core.drift import STATISTICS  # noqa: E402
-from core.governance import add_user  # noqa: E402
-from core.lifecycle import drift_for_version, open_registry, simulate  # noqa: E402
-from core.scenarios import SCENARIOS  # noqa: E402
-from core.serving import ModelCache  # noqa: E402
 
 # Scenarios the quality bar requires to alert in every run (issue 3).
 MUST_ALERT = ("brightness", "blur", "noise", "invert", "class_shift")
@@ -45,10 +41,10 @@ def private_copy(registry: Path, model: str) -> Path:
     shutil.copy(registry / "registry.db", target / "registry.db")
     import sqlite3
     with sqlite3.connect(target / "registry.db") as db:
-        db.execute("DROP TABLE IF EXISTS predictions")
-        db.execute("DROP TABLE IF EXISTS users")
-    add_user(load_config().with_overrides(registry_dir=target), actor=BENCH_ACTOR,
-             name=BENCH_ACTOR, role="admin", password=None, now=datetime.now(timezone.utc))
+        db.execute("DELETE FROM predictions")
+        db.execute("DELETE FROM users")
+    add_user(build_backends(load_config().with_overrides(registry_dir=target)), actor=BENCH_ACTOR,
+             name=BENCH_ACTOR, role="admin", password=None, now=datetime.now(UTC))
     return target
 
 
@@ -56,9 +52,8 @@ def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS),
         actor: str = BENCH_ACTOR) -> dict:
     """Returns {scenario: {"fired": {stat: count}, "alerts": count, "runs": runs,
     "max_cbpe_gap": float, "mean_accuracy": float}}."""
-    config = load_config().with_overrides(registry_dir=registry)
-    cache = ModelCache()
-    clock_start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    backends = build_backends(load_config().with_overrides(registry_dir=registry))
+    clock_start = datetime(2026, 1, 1, tzinfo=UTC)
     ticks = iter(range(10**9))
 
     def clock():
@@ -69,9 +64,9 @@ def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS),
         fired = {name: 0 for name in STATISTICS}
         alerts, gaps, accuracies = 0, [], []
         for seed in range(runs):
-            simulated = simulate(config, cache, actor=actor, scenario=scenario, n=n,
-                                 seed=seed, clock=clock)
-            report = drift_for_version(config, window=n)
+            simulated = simulate(backends, actor=actor, scenario=scenario, n=n, seed=seed,
+                                 clock=clock)
+            report = drift_for_version(backends, actor=actor, now=clock(), window=n)
             alerts += report.alert
             for statistic in report.statistics:
                 fired[statistic.name] += statistic.status == "alert"
@@ -104,7 +99,7 @@ def main() -> None:
     parser.add_argument("--scenario", action="append", help="limit to these scenarios")
     args = parser.parse_args()
     config = load_config().with_overrides(registry_dir=args.registry)
-    copy = private_copy(args.registry, open_registry(config).model)
+    copy = private_copy(args.registry, build_backends(config).registry.model)
     try:
         results = run(copy, args.runs, args.n, tuple(args.scenario or SCENARIOS))
     finally:

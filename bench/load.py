@@ -13,13 +13,14 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.drift_detection import BENCH_ACTOR
 from bench.streamlit_client import DashboardSession, timed_upload
 from bench.timing import Row
+from core.app import build_backends  # noqa: E402
 from core.config import Config
-from core.images import encode_png
+from core.ml.images import encode_png
 
 ANSWER = "Answered by version"
 
@@ -60,27 +61,27 @@ def run_load(url: str, config: Config, images, *, sessions: int, seconds: float,
     """``sessions`` visitors upload for ``seconds`` (and until the retraining job, if
     ``retrain_as`` names an operator, has ended), after one untimed warm-up answer.
     ``images``: uint8 [N, 28, 28, 1]."""
-    from core.jobs import FINISHED, LocalProcessRunner
-    from core.lifecycle import open_prediction_log, submit_retrain
+    from core.app import JOB_FINISHED, RetrainRequest, submit_retrain
 
-    log = open_prediction_log(config)
+    backends = build_backends(config)
+    log = backends.prediction_log
     result, lock = LoadResult(sessions, 0.0), threading.Lock()
     connected = [DashboardSession(url) for _ in range(sessions)]
     # One answer first, untimed: loading the model is the cold start (its own bench
     # row), not what twenty visitors of a running server wait for.
     connected[0].upload("warm-up.png", encode_png(images[-1]))
     logged_before = log.count(config.model_name)
-    runner, job = LocalProcessRunner(config), None
+    job = None
     if retrain_as is not None:
-        job = submit_retrain(config, actor=retrain_as, now=datetime.now(timezone.utc),
-                             **(retrain_params or {}))
+        job = submit_retrain(backends, RetrainRequest(**(retrain_params or {})),
+                             actor=retrain_as, now=datetime.now(UTC))
     started = time.monotonic()
 
     def busy() -> bool:
         if time.monotonic() - started < seconds:
             return True
-        return job is not None and runner.status(job.id, datetime.now(timezone.utc)
-                                                 ).status not in FINISHED
+        return job is not None and backends.jobs.status(
+            job.id, datetime.now(UTC)).status not in JOB_FINISHED
 
     def visitor(number: int, session: DashboardSession) -> None:
         index = number
@@ -112,7 +113,7 @@ def run_load(url: str, config: Config, images, *, sessions: int, seconds: float,
         session.close()
     result.logged = log.count(config.model_name) - logged_before
     if job is not None:
-        result.job = runner.status(job.id, datetime.now(timezone.utc))
+        result.job = backends.jobs.status(job.id, datetime.now(UTC))
     return result
 
 

@@ -17,13 +17,12 @@ import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from websockets.sync.client import connect
-
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ClientState_pb2 import ClientState, ContextInfo
-from streamlit.proto.Common_pb2 import FileURLsRequest, FileUploaderState, UploadedFileInfo
+from streamlit.proto.Common_pb2 import FileUploaderState, FileURLsRequest, UploadedFileInfo
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
+from websockets.sync.client import connect
 
 XSRF_COOKIE = "_streamlit_xsrf"
 TIMEOUT_SECONDS = 120

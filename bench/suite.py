@@ -10,15 +10,16 @@ import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from bench.drift_detection import BENCH_ACTOR
 from bench.timing import Row, measure
+from core.app import build_backends  # noqa: E402
 from core.config import PROJECT_ROOT, Config
-from core.images import decode_image, encode_png, preprocess, preprocess_batch
+from core.ml.images import decode_image, encode_png, preprocess, preprocess_batch
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -34,22 +35,18 @@ class Context:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _champion(context: Context):
-    from core.lifecycle import open_registry
-    from core.serving import ModelCache
-
-    registry = open_registry(context.config)
-    champion = registry.get_champion()
-    cache = ModelCache()
-    return registry, champion, cache.predictor(registry, champion), cache.keras_model(
-        registry, champion)
+    backends = build_backends(context.config)
+    champion = backends.registry.get_champion()
+    return (backends.registry, champion, backends.models.predictor(champion),
+            backends.models.keras_model(champion))
 
 
 def _test_images(context: Context, n: int):
-    from core.data import read_idx
+    from core.ml.data import read_idx
 
     directory = context.config.fashion_mnist_dir
     images = read_idx(directory / "t10k-images-idx3-ubyte.gz")[:n, :, :, None]
@@ -82,9 +79,10 @@ def serving_rows(context: Context) -> list[Row]:
 
     for batch_size in (1, 32, 256):
         batch = preprocess_batch(np.repeat(images, batch_size, axis=0), spec)
-        ours_batch = measure(lambda: predictor.predict_batch(batch), repeats=context.repeats // 2)
-        theirs = measure(lambda: model.predict(batch, verbose=0, batch_size=batch_size),
-                         repeats=context.repeats // 4)
+        ours_batch = measure(lambda batch=batch: predictor.predict_batch(batch),
+                             repeats=context.repeats // 2)
+        theirs = measure(lambda batch=batch, size=batch_size: model.predict(
+            batch, verbose=0, batch_size=size), repeats=context.repeats // 4)
         ours_rate, their_rate = batch_size / ours_batch.median, batch_size / theirs.median
         rows.append(Row(f"throughput at batch {batch_size}", ours_rate, "images/s",
                         "Keras model.predict", their_rate, ours_rate / their_rate,
@@ -140,7 +138,7 @@ def _legacy_config(model) -> str:
 
 def gradcam_rows(context: Context) -> list[Row]:
     """Our compiled Grad-CAM against tf-keras-vis's Gradcam on the same model and image."""
-    from core.explain import GradCam
+    from core.ml.gradcam import GradCam
 
     _, champion, predictor, model = _champion(context)
     images, _ = _test_images(context, 1)
@@ -199,22 +197,22 @@ def drift_rows(context: Context) -> list[Row]:
     """A full drift report over 10,000 logged predictions, against a naive computation."""
     from scipy import stats as scipy_stats
 
-    from core.lifecycle import (drift_for_version, load_reference, open_prediction_log,
-                                simulate)
-    from core.monitoring import EMBEDDING_SAMPLE, MMD_PERMUTATIONS
-    from core.serving import ModelCache
+    from core.app import drift_for_version, simulate
+    from core.app.monitor import load_reference
+    from core.monitoring.report import EMBEDDING_SAMPLE, MMD_PERMUTATIONS
 
-    registry, champion, _, _ = _champion(context)
+    backends = build_backends(context.config)
+    champion = backends.registry.get_champion()
     window = 10_000
-    simulate(context.config, ModelCache(), actor=BENCH_ACTOR, scenario="brightness", n=window,
-             clock=now)
-    ours = measure(lambda: drift_for_version(context.config, window=window),
+    simulate(backends, actor=BENCH_ACTOR, scenario="brightness", n=window, clock=now)
+    ours = measure(lambda: drift_for_version(backends, actor=BENCH_ACTOR, now=now(),
+                                             window=window),
                    repeats=3 if context.quick else 5, warmup=1)
 
     def naive():
-        reference = load_reference(context.config, champion)
-        logged = open_prediction_log(context.config).window(context.config.model_name,
-                                                            champion.version, last=window)
+        reference = load_reference(backends, champion)
+        logged = backends.prediction_log.window(context.config.model_name, champion.version,
+                                                last=window)
         rng = np.random.default_rng(0)
         for name in ("brightness", "contrast", "sharpness"):
             scipy_stats.ks_2samp(logged.statistics[name], reference.statistics[name])
@@ -237,8 +235,9 @@ def drift_rows(context: Context) -> list[Row]:
 LOG_WRITER = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from core.prediction_log import PredictionRecord, SQLitePredictionLog
-    log = SQLitePredictionLog(sys.argv[1])
+    from core.monitoring.prediction_log import PredictionRecord, SQLPredictionLog
+    from core.storage.database import Database
+    log = SQLPredictionLog(Database(f"sqlite:///{sys.argv[1]}"))
     worker, rows = int(sys.argv[2]), int(sys.argv[3])
     png = bytes(600)
     started = time.perf_counter()
@@ -255,14 +254,16 @@ LOG_WRITER = textwrap.dedent("""
 
 def log_rows(context: Context) -> list[Row]:
     """Prediction-log writes (one transaction per prediction), 4 processes against 1."""
-    from core.prediction_log import SQLitePredictionLog
+    from core.monitoring.prediction_log import SQLPredictionLog
+    from core.storage.database import Database
 
     rows_each = 300 if context.quick else 1000
 
     def run(processes: int) -> tuple[float, int]:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "registry.db"
-            SQLitePredictionLog(path).count("bench")
+            log = SQLPredictionLog(Database(f"sqlite:///{path}"))
+            log.count("bench")
             started = time.perf_counter()
             workers = [subprocess.Popen([sys.executable, "-c", LOG_WRITER, str(path), str(w),
                                          str(rows_each)], cwd=PROJECT_ROOT,
@@ -271,7 +272,7 @@ def log_rows(context: Context) -> list[Row]:
             for worker in workers:
                 worker.wait(timeout=600)
             elapsed = time.perf_counter() - started
-            return processes * rows_each / elapsed, SQLitePredictionLog(path).count("bench")
+            return processes * rows_each / elapsed, log.count("bench")
 
     single_rate, single_count = run(1)
     rate, count = run(4)
@@ -311,9 +312,9 @@ def training_rows(context: Context) -> list[Row]:
     """Time to ≥ 0.90 test accuracy from scratch: our recipe against Keras fit defaults."""
     import keras
 
-    from core.data import load_dataset, natural_input_spec
-    from core.models import build_model
-    from core.training import fit_model
+    from core.ml.data import load_dataset, natural_input_spec
+    from core.ml.models import build_model
+    from core.ml.training import fit_model
 
     spec = natural_input_spec("fashion_mnist")
     dataset = load_dataset("fashion_mnist", spec, fashion_mnist_dir=context.config.fashion_mnist_dir,
@@ -349,31 +350,30 @@ def retraining_rows(context: Context) -> list[Row]:
     scratch on the same data, timed to the same drifted-holdout accuracy."""
     import keras
 
-    from core.artifacts import load_keras_model
-    from core.comparison import build_holdouts
-    from core.lifecycle import (comparison_holdout, open_registry, retraining_data, simulate,
-                                version_test_split)
-    from core.models import build_model
-    from core.retraining import RetrainParams, fine_tune
-    from core.serving import ModelCache
-    from core.training import fit_model
+    from core.app import simulate
+    from core.app.train import retraining_data
+    from core.ml.comparison import build_holdouts, comparison_holdout
+    from core.ml.exports import load_keras_model
+    from core.ml.models import build_model
+    from core.ml.params import RetrainParams
+    from core.ml.retraining import fine_tune
+    from core.ml.training import fit_model
 
-    registry = open_registry(context.config)
+    backends = build_backends(context.config)
+    registry = backends.registry
     champion = registry.get_champion()
-    simulate(context.config, ModelCache(), actor=BENCH_ACTOR, scenario="brightness", n=500,
-             clock=now)
+    simulate(backends, actor=BENCH_ACTOR, scenario="brightness", n=500, clock=now)
     params = RetrainParams()
-    data = retraining_data(context.config, champion, ["brightness"], False, params)
+    data = retraining_data(backends, champion, ["brightness"], False, params)
     spec = data.dataset.input_spec
-    (_, drifted) = build_holdouts(comparison_holdout(version_test_split(context.config, champion)),
-                                  ["brightness"], seed=0)
+    (_, drifted) = build_holdouts(comparison_holdout(data.dataset.test), ["brightness"], seed=0)
     x_drifted = preprocess_batch(drifted.images, spec)
 
     def drifted_accuracy(model) -> float:
         predicted = np.asarray(model(x_drifted, training=False)).argmax(axis=1)
         return float(np.mean(predicted == drifted.labels))
 
-    base = load_keras_model(registry.version_dir(champion.version))
+    base = load_keras_model(registry.files(champion.version))
     tuned = fine_tune(base, data.images, data.labels, data.dataset.validation.images,
                       data.dataset.validation.labels, spec, params)
     goal = drifted_accuracy(tuned.model)

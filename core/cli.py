@@ -12,23 +12,48 @@ import json
 import os
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from core import audit
+from core.app import (
+    ANONYMOUS,
+    ARCHITECTURES,
+    DECISIONS,
+    JOB_FINISHED,
+    ROLES,
+    SCENARIOS,
+    Backends,
+    RetrainRequest,
+    Thresholds,
+    add_user,
+    bootstrap,
+    build_backends,
+    cancel_job,
+    check_audit_log,
+    check_upload_size,
+    compare_versions,
+    create_reference_profile,
+    decide_version,
+    drift_for_version,
+    encode_png,
+    explain_image,
+    export_audit_log,
+    find_comparison,
+    get_job,
+    get_version,
+    has_users,
+    list_jobs,
+    list_users,
+    list_versions,
+    parse_version,
+    predict_image,
+    set_role,
+    simulate,
+    submit_retrain,
+    validate_user_name,
+)
 from core.config import Config, load_config
 from core.errors import CoreError, InvalidInput
-from core.governance import DECISIONS, add_user, authorize, set_role, user_store, verify_audit
-from core.images import check_upload_size, encode_png
-from core.drift import Thresholds
-from core.lifecycle import (bootstrap, cancel_job, compare_versions, create_reference_profile,
-                            decide_version, drift_for_version, explain_image, find_comparison,
-                            open_registry, predict_image, run_worker, simulate, submit_retrain)
-from core.training_types import ARCHITECTURES
-from core.names import parse_version
-from core.users import ANONYMOUS, ROLES, validate_user_name
-from core.scenarios import SCENARIOS, get_scenario
-from core.serving import ModelCache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="drift scenarios to learn from (default: those seen in traffic)")
     retrain.add_argument("--no-feedback", action="store_true",
                          help="leave out user-labelled uploads")
-    retrain.add_argument("--epochs", type=int, default=2, help="default: 2")
-    retrain.add_argument("--learning-rate", type=float, default=3e-4, help="default: 0.0003")
+    retrain.add_argument("--epochs", type=int, default=RetrainRequest.epochs,
+                         help=f"default: {RetrainRequest.epochs}")
+    retrain.add_argument("--learning-rate", type=float, default=RetrainRequest.learning_rate,
+                         help=f"default: {RetrainRequest.learning_rate:g}")
     retrain.add_argument("--wait", action="store_true", help="follow the job until it ends")
     retrain.add_argument("--json", action="store_true")
 
@@ -155,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     dump = log_commands.add_parser("export", parents=[acting], help="print every entry")
     dump.add_argument("--format", choices=("csv", "json"), default="json")
 
-    commands.add_parser("worker")  # started by the job runner; no help: not listed
     return parser
 
 
@@ -164,7 +190,7 @@ def main(argv: list[str] | None = None, config: Config | None = None) -> int:
     try:
         config = (config or load_config()).with_overrides(registry_dir=args.registry,
                                                           model_name=args.model_name)
-        return COMMANDS[args.command](args, config)
+        return COMMANDS[args.command](args, build_backends(config))
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -174,14 +200,14 @@ def main(argv: list[str] | None = None, config: Config | None = None) -> int:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _version_arg(value: str | None) -> int | None:
     return None if value is None else parse_version(value)
 
 
-def cmd_bootstrap(args, config: Config) -> int:
+def cmd_bootstrap(args, backends: Backends) -> int:
     from tqdm import tqdm
 
     bar = None
@@ -201,7 +227,7 @@ def cmd_bootstrap(args, config: Config) -> int:
                             acc=f"{progress.logs.get('accuracy', 0):.3f}")
 
     try:
-        result = bootstrap(config, actor=_setup_actor(args), now=_now(),
+        result = bootstrap(backends, actor=_setup_actor(args), now=_now(),
                            dataset_spec=args.dataset, architecture=args.model,
                            epochs=args.epochs, train_limit=args.limit,
                            eval_limit=args.eval_limit, on_progress=on_progress)
@@ -232,9 +258,8 @@ def _setup_actor(args) -> str:
     return args.actor or getpass.getuser()
 
 
-def cmd_versions(args, config: Config) -> int:
-    authorize(config, _actor(args), "view", _now())
-    summaries = [v.summary() for v in open_registry(config).list_versions()]
+def cmd_versions(args, backends: Backends) -> int:
+    summaries = [v.summary() for v in list_versions(backends, actor=_actor(args), now=_now())]
     if args.json:
         print(json.dumps(summaries, indent=2))
         return 0
@@ -263,14 +288,14 @@ def _read_upload(path: Path, config: Config) -> bytes:
     return path.read_bytes()
 
 
-def cmd_predict(args, config: Config) -> int:
+def cmd_predict(args, backends: Backends) -> int:
     version = _version_arg(args.version)
-    open_registry(config).resolve(version)  # an unknown version fails once, before any file
-    cache = ModelCache()
+    # An unknown version fails once, before any file.
+    get_version(backends, version, actor=_actor(args), now=_now())
     results, failed = [], False
     for path in args.files:
         try:
-            prediction, _ = predict_image(config, cache, _read_upload(path, config),
+            prediction, _ = predict_image(backends, _read_upload(path, backends.config),
                                           actor=_actor(args), source="cli", now=_now(),
                                           version=version)
             results.append({"file": str(path)} | prediction.as_dict())
@@ -289,13 +314,13 @@ def cmd_predict(args, config: Config) -> int:
     return 1 if failed else 0
 
 
-def cmd_explain(args, config: Config) -> int:
+def cmd_explain(args, backends: Backends) -> int:
     if args.out.suffix.lower() != ".png":
         raise InvalidInput(f"--out {args.out} must end in .png. To fix this, e.g. --out heat.png.")
     if not args.out.parent.is_dir():
         raise InvalidInput(f"folder {args.out.parent} does not exist. To fix this, create it "
                            "or choose another --out path.")
-    explanation = explain_image(config, ModelCache(), _read_upload(args.file, config),
+    explanation = explain_image(backends, _read_upload(args.file, backends.config),
                                 actor=_actor(args), source="cli", now=_now(),
                                 version=_version_arg(args.version),
                                 class_name=args.class_name)
@@ -310,7 +335,7 @@ def cmd_explain(args, config: Config) -> int:
     return 0
 
 
-def cmd_simulate(args, config: Config) -> int:
+def cmd_simulate(args, backends: Backends) -> int:
     from tqdm import tqdm
 
     bar = None
@@ -323,7 +348,7 @@ def cmd_simulate(args, config: Config) -> int:
         bar.update(done - bar.n)
 
     try:
-        result = simulate(config, ModelCache(), actor=_actor(args), scenario=args.scenario,
+        result = simulate(backends, actor=_actor(args), scenario=args.scenario,
                           n=args.n, severity=args.severity, seed=args.seed, clock=_now,
                           on_progress=on_progress)
     finally:
@@ -340,9 +365,9 @@ def cmd_simulate(args, config: Config) -> int:
     return 0
 
 
-def cmd_drift(args, config: Config) -> int:
-    authorize(config, _actor(args), "view", _now())
-    report = drift_for_version(config, version=_version_arg(args.version), window=args.window,
+def cmd_drift(args, backends: Backends) -> int:
+    report = drift_for_version(backends, actor=_actor(args), now=_now(),
+                               version=_version_arg(args.version), window=args.window,
                                since=args.since, until=args.until,
                                thresholds=Thresholds.parse(args.threshold))
     if args.json:
@@ -361,32 +386,32 @@ def cmd_drift(args, config: Config) -> int:
     return 0
 
 
-def cmd_profile(args, config: Config) -> int:
+def cmd_profile(args, backends: Backends) -> int:
     version = parse_version(args.version)
-    if create_reference_profile(config, version, actor=_actor(args), now=_now()):
+    if create_reference_profile(backends, version, actor=_actor(args), now=_now()):
         print(f"wrote the reference profile of version {version}")
     else:
         print(f"version {version} already has a reference profile (nothing changed)")
     return 0
 
 
-def cmd_retrain(args, config: Config) -> int:
-    params = {"epochs": args.epochs, "learning_rate": args.learning_rate,
-              "use_feedback": not args.no_feedback}
-    if args.include is not None:
-        params["include"] = args.include
-    job = submit_retrain(config, actor=_actor(args), now=_now(), **params)
+def cmd_retrain(args, backends: Backends) -> int:
+    request = RetrainRequest(include=None if args.include is None else tuple(args.include),
+                             use_feedback=not args.no_feedback, epochs=args.epochs,
+                             learning_rate=args.learning_rate)
+    job = submit_retrain(backends, request, actor=_actor(args), now=_now())
     if not args.wait:
         print(json.dumps({"job": job.id, "status": job.status}) if args.json
               else f"queued job {job.id}; follow it with 'python -m core jobs'")
         return 0
-    job = _follow(config, job.id)
+    job = _follow(backends, job.id, _actor(args))
     summary = {"job": job.id, "status": job.status, "version": job.result_version,
                "error": job.error}
     if job.result_version is not None:
-        comparison = find_comparison(config, open_registry(config).get_version(
-            job.result_version).parent, job.result_version)
-        summary["recommendation"] = comparison and comparison["recommendation"]
+        candidate = get_version(backends, job.result_version, actor=_actor(args), now=_now())
+        comparison = None if candidate.parent is None else find_comparison(
+            backends, candidate.parent, candidate.version, actor=_actor(args), now=_now())
+        summary["recommendation"] = comparison.recommendation if comparison else None
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -396,36 +421,30 @@ def cmd_retrain(args, config: Config) -> int:
     return 0 if job.status == "succeeded" else 1
 
 
-def _follow(config: Config, job_id: int):
+def _follow(backends: Backends, job_id: int, actor: str):
     """Polls a job, drawing its progress, until it ends."""
     import time
 
     from tqdm import tqdm
 
-    from core.jobs import FINISHED, LocalProcessRunner
-
-    runner = LocalProcessRunner(config)
     with tqdm(total=1, unit="step", file=sys.stderr, desc=f"job {job_id}",
               dynamic_ncols=True) as bar:
         while True:
-            job = runner.status(job_id, _now())
+            job = get_job(backends, job_id, actor=actor, now=_now())
             progress = job.progress
             if progress.get("steps"):
                 bar.total = progress["epochs"] * progress["steps"]
                 bar.n = (progress["epoch"] - 1) * progress["steps"] + progress["step"]
                 bar.set_postfix(epoch=progress["epoch"], loss=progress.get("loss"))
                 bar.refresh()
-            if job.status in FINISHED:
+            if job.status in JOB_FINISHED:
                 return job
             bar.set_description(f"job {job_id} {job.status}")
             time.sleep(0.5)
 
 
-def cmd_jobs(args, config: Config) -> int:
-    from core.jobs import LocalProcessRunner
-
-    authorize(config, _actor(args), "view", _now())
-    jobs = LocalProcessRunner(config).list(_now())
+def cmd_jobs(args, backends: Backends) -> int:
+    jobs = list_jobs(backends, actor=_actor(args), now=_now())
     if args.json:
         print(json.dumps([job.summary() for job in jobs], indent=2))
         return 0
@@ -442,34 +461,35 @@ def cmd_jobs(args, config: Config) -> int:
     return 0
 
 
-def cmd_cancel(args, config: Config) -> int:
-    job = cancel_job(config, args.job, actor=_actor(args), now=_now())
+def cmd_cancel(args, backends: Backends) -> int:
+    job = cancel_job(backends, args.job, actor=_actor(args), now=_now())
     print(f"job {job.id} cancelled" if job.status == "cancelled" else
           f"job {job.id} will stop at its next training step")
     return 0
 
 
-def cmd_compare(args, config: Config) -> int:
-    result = compare_versions(config, ModelCache(), parse_version(args.baseline),
+def cmd_compare(args, backends: Backends) -> int:
+    result = compare_versions(backends, parse_version(args.baseline),
                               parse_version(args.candidate), actor=_actor(args), now=_now(),
                               scenarios=args.include)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
         return 0
-    a, b = str(result["baseline"]), str(result["candidate"])
+    a, b = str(result.baseline), str(result.candidate)
     print(f"{'holdout':<22} {'n':>6} {'acc v' + a:>9} {'acc v' + b:>9} {'diff':>7} "
           f"{'95% CI':>17} {'McNemar p':>10}")
-    for name, h in result["holdouts"].items():
-        low, high = h["accuracy_diff_ci"]
-        print(f"{name:<22} {h['n']:>6} {h['accuracy'][a]:>9.4f} {h['accuracy'][b]:>9.4f} "
-              f"{h['accuracy_diff'] * 100:>+6.2f}p [{low * 100:+.2f}, {high * 100:+.2f}] "
-              f"{h['mcnemar_p']:>10.3g}")
-    print(f"gate: {result['recommendation']} ({'; '.join(result['reasons'])})")
+    for name, h in result.holdouts.items():
+        low, high = h.accuracy_diff_ci
+        print(f"{name:<22} {h.n:>6} {h.accuracy[a]:>9.4f} {h.accuracy[b]:>9.4f} "
+              f"{h.accuracy_diff * 100:>+6.2f}p [{low * 100:+.2f}, {high * 100:+.2f}] "
+              f"{h.mcnemar_p:>10.3g}")
+    reasons = "; ".join(result.advice.reasons) if result.advice else ""
+    print(f"gate: {result.recommendation} ({reasons})")
     return 0
 
 
-def cmd_decide(args, config: Config) -> int:
-    entry = decide_version(config, args.command, parse_version(args.version),
+def cmd_decide(args, backends: Backends) -> int:
+    entry = decide_version(backends, args.command, parse_version(args.version),
                            actor=_actor(args), reason=args.reason, now=_now(),
                            override_gate=getattr(args, "override_gate", False))
     if args.json:
@@ -493,37 +513,37 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def cmd_users(args, config: Config) -> int:
+def cmd_users(args, backends: Backends) -> int:
     if args.users_command == "add":
         validate_user_name(args.name)  # before asking for a password it would not use
-        user = add_user(config, actor=_setup_actor(args), name=args.name, role=args.role,
+        user = add_user(backends, actor=_setup_actor(args), name=args.name, role=args.role,
                         password=None if args.oidc else _read_password(), now=_now())
         print(f"added {user.name} as {user.role}")
     elif args.users_command == "setup":
-        return _first_admin(config)
+        return _first_admin(backends)
     elif args.users_command == "set-role":
-        user = set_role(config, actor=_actor(args), name=args.name, role=args.role,
+        user = set_role(backends, actor=_actor(args), name=args.name, role=args.role,
                         reason=args.reason, now=_now())
         print(f"{user.name} is now {user.role}")
     else:
-        authorize(config, _actor(args), "view", _now())
-        users = [user.as_dict() for user in user_store(config).list_users()]
+        listed = [user.as_dict() for user in list_users(backends, actor=_actor(args),
+                                                         now=_now())]
         if args.json:
-            print(json.dumps(users, indent=2))
-        elif not users:
+            print(json.dumps(listed, indent=2))
+        elif not listed:
             print("no users yet. Add the first admin with "
                   "'python -m core users add NAME --role admin'.")
         else:
-            for user in users:
-                print(f"{user['name']:<24} {user['role']:<9} "
-                      f"{'password' if user['password_login'] else 'oidc':<9} "
-                      f"added {user['created_at']} by {user['created_by']}")
+            for row in listed:
+                print(f"{row['name']:<24} {row['role']:<9} "
+                      f"{'password' if row['password_login'] else 'oidc':<9} "
+                      f"added {row['created_at']} by {row['created_by']}")
     return 0
 
 
-def _first_admin(config: Config) -> int:
+def _first_admin(backends: Backends) -> int:
     """``make run`` calls this: no password is shipped, the first start asks for one."""
-    if user_store(config).has_users():
+    if has_users(backends):
         return 0
     if not sys.stdin.isatty():
         print("No users yet: the dashboard serves visitors as viewers only. Add the first "
@@ -532,18 +552,18 @@ def _first_admin(config: Config) -> int:
     print("First start: choose the admin who will manage users (no default password "
           "exists).")
     name = input(f"admin user name [{getpass.getuser()}]: ").strip() or getpass.getuser()
-    user = add_user(config, actor=getpass.getuser(), name=name, role="admin",
+    user = add_user(backends, actor=getpass.getuser(), name=name, role="admin",
                     password=_read_password(), now=_now())
     print(f"added {user.name} as admin; sign in on the dashboard's sidebar")
     return 0
 
 
-def cmd_audit(args, config: Config) -> int:
-    authorize(config, _actor(args), "view", _now())
+def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "export":
-        print(audit.export(audit.read_entries(config.database), args.format), end="")
+        print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
         return 0
-    result = verify_audit(config, _anchor(args.anchor))
+    result = check_audit_log(backends, actor=_actor(args), now=_now(),
+                             anchor=_anchor(args.anchor))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     elif result.ok:
@@ -564,11 +584,6 @@ def _anchor(value: str | None) -> tuple[int, str] | None:
     return int(seq), digest
 
 
-def cmd_worker(args, config: Config) -> int:
-    run_worker(config, _now)
-    return 0
-
-
 COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "versions": cmd_versions,
@@ -581,7 +596,6 @@ COMMANDS = {
     "jobs": cmd_jobs,
     "cancel": cmd_cancel,
     "compare": cmd_compare,
-    "worker": cmd_worker,
     "promote": cmd_decide,
     "reject": cmd_decide,
     "rollback": cmd_decide,

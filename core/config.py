@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from core.errors import InvalidInput
 from core.names import validate_model_name
@@ -35,6 +37,12 @@ class Config:
         separation_of_duties: Whether whoever submitted the retraining job that
             produced a candidate is barred from promoting it (env
             ``SEPARATION_OF_DUTIES``: 1 or 0).
+        database_url: The database of the catalog, audit log, users, prediction log and
+            jobs (env ``DATABASE_URL``; empty: ``sqlite:///<registry_dir>/registry.db``).
+        artifacts_url: Where versions' files live (env ``ARTIFACTS_URL``; empty:
+            ``file://<registry_dir>``).
+        job_executor: Where training jobs run (env ``JOB_EXECUTOR``; ``local``: a worker
+            process on this machine).
     """
 
     registry_dir: Path = PROJECT_ROOT / "model_registry"
@@ -46,15 +54,23 @@ class Config:
     seed: int = 42
     anonymous_role: str = "viewer"
     separation_of_duties: bool = True
+    database_url: str = ""
+    artifacts_url: str = ""
+    job_executor: str = "local"
 
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
         validate_model_name(self.model_name)
 
     @property
-    def database(self) -> Path:
-        """The SQLite file holding the catalog, jobs, users, audit and prediction logs."""
-        return self.registry_dir / "registry.db"
+    def effective_database_url(self) -> str:
+        """``database_url``, or the SQLite file in the registry folder."""
+        return self.database_url or f"sqlite:///{self.registry_dir.resolve() / 'registry.db'}"
+
+    @property
+    def effective_artifacts_url(self) -> str:
+        """``artifacts_url``, or the registry folder itself."""
+        return self.artifacts_url or self.registry_dir.resolve().as_uri()
 
     def with_overrides(self, **changes) -> "Config":
         """Returns a copy with the given non-None fields replaced."""
@@ -71,14 +87,17 @@ _ENV_NAMES = {
     "seed": "SEED",
     "anonymous_role": "ANONYMOUS_ROLE",
     "separation_of_duties": "SEPARATION_OF_DUTIES",
+    "database_url": "DATABASE_URL",
+    "artifacts_url": "ARTIFACTS_URL",
+    "job_executor": "JOB_EXECUTOR",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def load_config(environ: dict[str, str] | None = None) -> Config:
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """Builds the configuration from environment variables (defaults otherwise)."""
     environ = os.environ if environ is None else environ
-    values = {}
+    values: dict[str, Any] = {}
     for field in fields(Config):
         raw = environ.get(_ENV_NAMES[field.name])
         if raw is None or raw == "":

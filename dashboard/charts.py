@@ -5,6 +5,8 @@ from __future__ import annotations
 import plotly.express as px
 import plotly.graph_objects as go
 
+from core.app import Comparison
+
 
 def probability_bars(probabilities: dict[str, float], top: int = 5) -> go.Figure:
     """Horizontal bars of the ``top`` most probable classes, most probable on top."""
@@ -130,30 +132,29 @@ def embedding_scatter(reference_2d, current_2d) -> go.Figure:
 
 
 
-def comparison_table(comparison: dict):
+def comparison_table(comparison: Comparison):
     """One row per holdout: both versions' accuracy and macro-F1, the difference, its
     95 % CI and McNemar's p."""
     import pandas as pd
 
-    a, b = str(comparison["baseline"]), str(comparison["candidate"])
+    a, b = str(comparison.baseline), str(comparison.candidate)
     rows = []
-    for name, h in comparison["holdouts"].items():
-        low, high = h["accuracy_diff_ci"]
-        rows.append({"holdout": name, "images": h["n"],
-                     f"accuracy v{a}": h["accuracy"][a], f"accuracy v{b}": h["accuracy"][b],
-                     "difference (points)": h["accuracy_diff"] * 100,
+    for name, h in comparison.holdouts.items():
+        low, high = h.accuracy_diff_ci
+        rows.append({"holdout": name, "images": h.n,
+                     f"accuracy v{a}": h.accuracy[a], f"accuracy v{b}": h.accuracy[b],
+                     "difference (points)": h.accuracy_diff * 100,
                      "95% CI (points)": f"[{low * 100:+.2f}, {high * 100:+.2f}]",
-                     "McNemar p": h["mcnemar_p"],
-                     f"macro-F1 v{a}": h["macro_f1"][a], f"macro-F1 v{b}": h["macro_f1"][b]})
+                     "McNemar p": h.mcnemar_p,
+                     f"macro-F1 v{a}": h.macro_f1[a], f"macro-F1 v{b}": h.macro_f1[b]})
     return pd.DataFrame(rows)
 
 
-def per_class_deltas(comparison: dict) -> go.Figure:
+def per_class_deltas(comparison: Comparison) -> go.Figure:
     """Per-class F1 change (candidate minus baseline) on each holdout."""
     figure = go.Figure([
-        go.Bar(name=name, x=list(h["per_class_f1_delta"]),
-               y=list(h["per_class_f1_delta"].values()))
-        for name, h in comparison["holdouts"].items()])
+        go.Bar(name=name, x=list(h.per_class_f1_delta), y=list(h.per_class_f1_delta.values()))
+        for name, h in comparison.holdouts.items()])
     figure.update_layout(barmode="group", yaxis_title="F1 change", height=320,
                          margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
     return figure

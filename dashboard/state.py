@@ -1,20 +1,26 @@
-"""What pages share: configuration, the model cache, and error display."""
+"""What pages share: the backends, the signed-in user, and drawing helpers."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import streamlit as st
 
-from core.audit import Actor
+from core.app import (
+    ANONYMOUS,
+    Actor,
+    Backends,
+    Comparison,
+    ModelVersion,
+    build_backends,
+    current_actor,
+    list_versions,
+    may,
+    sign_in,
+)
 from core.config import Config, load_config
 from core.errors import CoreError
-from core.governance import resolve_actor, sign_in
-from core.lifecycle import open_registry
-from core.registry import Registry
-from core.serving import ModelCache
-from core.users import ANONYMOUS, ROLE_PERMISSIONS
 
 
 def config() -> Config:
@@ -22,8 +28,15 @@ def config() -> Config:
     return load_config()
 
 
-def registry() -> Registry:
-    return open_registry(config())
+def backends() -> Backends:
+    """The backends of the current configuration, built once per server process."""
+    return _backends(config())
+
+
+@st.cache_resource(show_spinner=False)
+def _backends(current: Config) -> Backends:
+    # One per configuration: each version's model is loaded once and shared by sessions.
+    return build_backends(current)
 
 
 def keep_keras_state_between_runs() -> None:
@@ -44,31 +57,28 @@ def _keep_session(free_memory: bool = True) -> None:
     """Replaces ``keras.backend.clear_session`` in the dashboard's process (see above)."""
 
 
-@st.cache_resource(show_spinner=False)
-def model_cache() -> ModelCache:
-    """One cache per server process: each version's model is loaded once."""
-    return ModelCache()
-
-
-def registry_with_versions() -> tuple[Registry, list]:
-    """The registry and its versions; with no versions, says how to train one and stops."""
-    if not may("view"):
+def versions_or_stop() -> list[ModelVersion]:
+    """The model's versions; with none (or no right to see them), says what to do and stops."""
+    if not allowed("view"):
         st.info("Sign in to use this dashboard (sidebar).", icon=":material/lock:")
         st.stop()
-    current = registry()
-    versions = current.list_versions()
+    versions = list_versions(backends(), actor=current_user(), now=now())
     if not versions:
-        st.info(f"The registry at `{current.root}` has no model yet. Train the baseline with "
-                "`python -m core bootstrap` (about two minutes), then reload this page.",
-                icon=":material/model_training:")
+        st.info(f"The registry at `{config().registry_dir}` has no model yet. Train the "
+                "baseline with `python -m core bootstrap` (about two minutes), then reload "
+                "this page.", icon=":material/model_training:")
         st.stop()
-    return current, versions
+    return versions
 
 
-def version_selector(registry: Registry, versions: list, container=st, **options) -> int:
+def champion_of(versions: list[ModelVersion]) -> ModelVersion:
+    return next(v for v in versions if v.status == "champion")
+
+
+def version_selector(versions: list[ModelVersion], container=st, **options) -> int:
     """A select box of versions, newest first, defaulting to the champion."""
     labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
-    champion = registry.find_champion()
+    champion = next((v for v in versions if v.status == "champion"), None)
     default = list(labels).index(champion.version) if champion else 0
     return container.selectbox("Model version", list(labels), format_func=labels.get,
                                index=default, **options)
@@ -92,20 +102,20 @@ def current_user() -> str:
     return st.session_state.get(SIGNED_IN, ANONYMOUS)
 
 
-def current_actor() -> Actor:
+def signed_in_actor() -> Actor:
     """The current user with the role they hold now (a changed role applies at once)."""
-    return resolve_actor(config(), current_user())
+    return current_actor(backends(), current_user())
 
 
-def may(permission: str) -> bool:
+def allowed(permission: str) -> bool:
     """Whether to show a control. Only a hint for the page: core checks again anyway."""
-    return permission in ROLE_PERMISSIONS.get(current_actor().role, ())
+    return may(backends(), current_user(), permission)
 
 
 def sign_in_panel() -> None:
     """The sidebar's sign-in form (or OIDC button), or who is signed in with a sign-out."""
     with st.sidebar:
-        actor = current_actor()
+        actor = signed_in_actor()
         if actor.name != ANONYMOUS:
             st.markdown(f"Signed in as **{actor.name}** ({actor.role})")
             if st.button("Sign out", icon=":material/logout:"):
@@ -125,7 +135,7 @@ def sign_in_panel() -> None:
                                      autocomplete="current-password")
             if st.form_submit_button("Sign in", icon=":material/login:"):
                 try:
-                    signed = sign_in(config(), name, password, now())
+                    signed = sign_in(backends(), name, password, now())
                 except CoreError as error:
                     st.error(str(error))
                 else:
@@ -135,23 +145,24 @@ def sign_in_panel() -> None:
 
 def now() -> datetime:
     """The time of an action (UTC). Pages take it from here, so one place could fix it."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def show_comparison(comparison: dict) -> None:
+def show_comparison(comparison: Comparison) -> None:
     """The gate's advice, its checks, and the holdout table of a stored comparison."""
     from dashboard import charts
 
-    advice = comparison["recommendation"]
-    icon = {"promote": ":material/thumb_up:", "reject": ":material/thumb_down:",
-            "review": ":material/help:"}[advice]
-    message = (f"The gate recommends **{advice}** (advice for a human; nothing is "
-               f"promoted automatically): " + "; ".join(comparison["reasons"]))
-    {"promote": st.success, "reject": st.error, "review": st.warning}[advice](message,
-                                                                             icon=icon)
-    for check in comparison["checks"]:
-        st.markdown(f"{':green-badge[pass]' if check['passed'] else ':red-badge[fail]'} "
-                    f"**{check['name']}**: {check['detail']}")
+    if comparison.advice is not None:
+        advice = comparison.advice.recommendation
+        icon = {"promote": ":material/thumb_up:", "reject": ":material/thumb_down:",
+                "review": ":material/help:"}[advice]
+        message = (f"The gate recommends **{advice}** (advice for a human; nothing is "
+                   f"promoted automatically): " + "; ".join(comparison.advice.reasons))
+        {"promote": st.success, "reject": st.error, "review": st.warning}[advice](
+            message, icon=icon)
+        for check in comparison.advice.checks:
+            st.markdown(f"{':green-badge[pass]' if check.passed else ':red-badge[fail]'} "
+                        f"**{check.name}**: {check.detail}")
     st.dataframe(charts.comparison_table(comparison), hide_index=True, width="stretch",
                  column_config={"difference (points)": st.column_config.NumberColumn(
                      format="%+.2f"), "McNemar p": st.column_config.NumberColumn(format="%.3g")})

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from core.app import Backends, add_user, bootstrap, build_backends  # noqa: E402
 from core.config import Config, load_config  # noqa: E402
-from core.governance import add_user  # noqa: E402
-from core.lifecycle import bootstrap  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-FIXED_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+FIXED_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 # The shared model: small enough to train in seconds, good enough to be mostly right.
 TRAIN_LIMIT, EVAL_LIMIT, EPOCHS = 6000, 2000, 2
 # The people of the shared registry, one per role (two reviewers, for separation of duties).
@@ -27,8 +26,14 @@ USERS = {"ada": "admin", "olga": "operator", "rita": "reviewer", "rex": "reviewe
 
 def add_users(config: Config, users: dict[str, str] = USERS) -> None:
     """Adds ``users`` (name -> role) with PASSWORD; the first becomes the setup admin."""
+    backends = build_backends(config)
     for name, role in users.items():
-        add_user(config, actor="ada", name=name, role=role, password=PASSWORD, now=FIXED_NOW)
+        add_user(backends, actor="ada", name=name, role=role, password=PASSWORD, now=FIXED_NOW)
+
+
+def backends_of(config: Config) -> Backends:
+    """Fresh backends (and model cache) for a test's configuration."""
+    return build_backends(config)
 
 
 @pytest.fixture
@@ -51,7 +56,7 @@ def trained_registry(tmp_path_factory) -> Path:
     """
     root = tmp_path_factory.mktemp("trained") / "registry"
     config = load_config({}).with_overrides(registry_dir=root)
-    bootstrap(config, actor="tester", now=FIXED_NOW, epochs=EPOCHS,
+    bootstrap(build_backends(config), actor="tester", now=FIXED_NOW, epochs=EPOCHS,
               train_limit=TRAIN_LIMIT, eval_limit=EVAL_LIMIT)
     add_users(config)
     return root
@@ -72,7 +77,7 @@ def registry_copy(trained_registry, tmp_path) -> Config:
 
 def fashion_test_images(n: int):
     """The first ``n`` real Fashion-MNIST test images (uint8 [n, 28, 28, 1]) and labels."""
-    from core.data import read_idx
+    from core.ml.data import read_idx
 
     directory = load_config({}).fashion_mnist_dir
     images = read_idx(directory / "t10k-images-idx3-ubyte.gz")[:n, :, :, None]
@@ -84,17 +89,16 @@ def fashion_test_images(n: int):
 def candidate_registry(trained_registry, tmp_path_factory) -> Path:
     """The trained registry after brightness traffic and one retraining by olga (operator):
     v1 champion, v2 candidate compared with v1. Read-only, like ``trained_registry``."""
-    from core.lifecycle import retrain, simulate
-    from core.retraining import RetrainParams
-    from core.serving import ModelCache
+    from core.app import RetrainRequest, retrain, simulate
 
     root = tmp_path_factory.mktemp("candidate") / "registry"
     shutil.copytree(trained_registry, root)
     config = load_config({}).with_overrides(registry_dir=root)
-    cache = ModelCache()
-    simulate(config, cache, actor="olga", scenario="brightness", n=300, clock=lambda: FIXED_NOW)
-    retrain(config, cache, actor="olga", now=FIXED_NOW,
-            params=RetrainParams(epochs=1, original_images=3000, augmented_per_scenario=1000))
+    backends = build_backends(config)
+    simulate(backends, actor="olga", scenario="brightness", n=300, clock=lambda: FIXED_NOW)
+    retrain(backends, RetrainRequest(epochs=1, original_images=3000,
+                                     augmented_per_scenario=1000),
+            actor="olga", now=FIXED_NOW)
     return root
 
 

@@ -12,12 +12,11 @@ import random
 import signal
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from core import audit, sqlite
 from core.config import Config
-from core.jobs import LocalProcessRunner, worker_alive
-from core.lifecycle import open_registry
+from core.jobs.executor import worker_alive
+from tests.conftest import backends_of
 
 VERSION_FILES = ("metadata.json", "model.keras", "model.tflite")
 
@@ -25,33 +24,34 @@ VERSION_FILES = ("metadata.json", "model.keras", "model.tflite")
 def assert_consistent(config: Config, acknowledged_log_ids=()) -> None:
     """Only complete versions, one champion, a verifying audit chain, no job running
     without its process, every acknowledged prediction-log row stored, a sound file."""
-    jobs = LocalProcessRunner(config).list(datetime.now(timezone.utc))
-    registry = open_registry(config)
+    backends = backends_of(config)
+    jobs = backends.jobs.list(datetime.now(UTC))
+    registry = backends.registry
     registry.repair()
     versions = registry.list_versions()
-    folders = sorted(p.name for p in registry.model_dir.iterdir()) \
-        if registry.model_dir.is_dir() else []
+    model_dir = config.registry_dir / config.model_name
+    folders = sorted(p.name for p in model_dir.iterdir()) if model_dir.is_dir() else []
     assert folders == sorted(str(v.version) for v in versions), "leftover or missing folders"
     for version in versions:
-        folder = registry.version_dir(version.version)
+        folder = registry.files(version.version)
         for name in VERSION_FILES:
             assert (folder / name).is_file() and (folder / name).stat().st_size > 0, \
                 f"version {version.version} lacks {name}"
         assert json.loads((folder / "metadata.json").read_text())["version"] == version.version
     if versions:
         assert [v.status for v in versions].count("champion") == 1
-    verification = audit.verify(config.database)
+    verification = backends.audit_log.verify()
     assert verification.ok, verification.problem
-    registered = {h["version"] for h in registry.status_history() if h["action"] == "register"}
+    registered = {h.version for h in registry.status_history() if h.action == "register"}
     assert registered == {v.version for v in versions}
     for job in jobs:
-        assert job.status != "running" or worker_alive(job.pid, job.id), \
+        assert job.status != "running" or worker_alive(job.pid), \
             f"job {job.id} says running, but its worker {job.pid} is gone"
-    stored = {row[0] for row in sqlite.read(config.database, "SELECT id FROM predictions")}
+    stored = {row[0] for row in backends.database.read("SELECT id FROM predictions")}
     missing = set(acknowledged_log_ids) - stored
     assert not missing, f"{len(missing)} acknowledged prediction rows are missing"
-    if config.database.exists():
-        assert sqlite.read(config.database, "PRAGMA integrity_check") == [("ok",)]
+    if backends.database.exists():
+        assert backends.database.read("PRAGMA integrity_check") == [("ok",)]
 
 
 def kill_moments(rng: random.Random, count: int, start: float, end: float) -> list[float]:

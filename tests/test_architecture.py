@@ -1,27 +1,64 @@
 """Rules of the code's shape that a reviewer would otherwise have to remember."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
 
+CORE = PROJECT_ROOT / "core"
+# The concrete backends: only the composition root constructs them.
+CONCRETE_BACKENDS = {"Database", "SQLCatalog", "LocalArtifactStore", "SQLPredictionLog",
+                     "LocalProcessExecutor", "JobStore", "JobQueue", "UserStore", "AuditLog",
+                     "AccessControl", "Registry", "ModelCache"}
+COMPOSITION_ROOT = CORE / "app" / "backends.py"
+FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(PROJECT_ROOT / "dashboard").rglob("*.py")]
+# What a front end may import from core: the application layer, its errors and settings.
+FRONT_END_IMPORTS = ("core.app", "core.errors", "core.config")
+DOMAIN_PACKAGES = ("storage", "registry", "governance", "jobs", "ml", "monitoring")
+
+
+def modules(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports (top level or inside functions)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def constructed(path: Path) -> set[str]:
+    """Names of the classes ``path`` calls, e.g. ``Database(...)``."""
+    return {node.func.id for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+
+
+def dotted(path: Path) -> str:
+    return ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+
 
 def test_core_never_imports_streamlit():
-    modules = sorted(p.stem for p in (PROJECT_ROOT / "core").glob("*.py")
-                     if p.stem not in ("__init__", "__main__"))
-    code = ("import sys\n" + "".join(f"import core.{m}\n" for m in modules)
+    names = [dotted(p) for p in modules(CORE) if p.stem != "__main__"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in names)
             + "print('streamlit' in sys.modules or any(n.startswith('streamlit.') "
               "for n in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
-    assert len(modules) >= 10
+    assert len(names) >= 30
 
 
 def test_serving_path_does_not_import_tensorflow():
     """predict must stay fast: TFLite serving without TensorFlow's import time."""
-    code = ("import sys, core.cli, core.serving, core.lifecycle\n"
+    code = ("import sys, core.cli, core.app, core.ml.predictor, core.worker\n"
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
@@ -29,7 +66,43 @@ def test_serving_path_does_not_import_tensorflow():
 
 
 def test_only_config_reads_the_environment():
-    offenders = [p.name for p in (PROJECT_ROOT / "core").glob("*.py")
-                 if p.name not in ("config.py", "__main__.py")
+    # The entry points only set TensorFlow's log level before it is imported.
+    allowed = {CORE / "config.py", CORE / "__main__.py", CORE / "worker.py"}
+    offenders = [dotted(p) for p in modules(CORE) if p not in allowed
                  and ("os.environ" in p.read_text() or "os.getenv" in p.read_text())]
     assert offenders == []
+
+
+def test_only_the_composition_root_builds_backends():
+    offenders = {dotted(p): sorted(constructed(p) & CONCRETE_BACKENDS)
+                 for p in [*modules(CORE), *modules(PROJECT_ROOT / "dashboard")]
+                 if p != COMPOSITION_ROOT and constructed(p) & CONCRETE_BACKENDS}
+    assert offenders == {}
+    assert constructed(COMPOSITION_ROOT) >= {"SQLCatalog", "LocalArtifactStore",
+                                             "SQLPredictionLog", "JobStore", "ModelCache"}
+
+
+def test_front_ends_use_only_the_application_layer():
+    offenders = {dotted(p): sorted(name for name in imported(p) if name.startswith("core")
+                                   and not name.startswith(FRONT_END_IMPORTS))
+                 for p in FRONT_ENDS}
+    assert {name: wrong for name, wrong in offenders.items() if wrong} == {}
+
+
+def test_domain_packages_never_reach_up():
+    """Dependencies point down: front ends -> app -> domain packages -> storage."""
+    offenders = {}
+    for package in DOMAIN_PACKAGES:
+        for path in modules(CORE / package):
+            upward = sorted(name for name in imported(path)
+                            if name.startswith(("core.app", "core.cli", "core.worker")))
+            if upward:
+                offenders[dotted(path)] = upward
+    assert offenders == {}
+
+
+def test_storage_knows_nothing_of_the_domain():
+    imports = set().union(*(imported(p) for p in modules(CORE / "storage")))
+    assert {name for name in imports if name.startswith("core.")} <= {
+        "core.errors", "core.storage", "core.storage.schema", "core.storage.database",
+        "core.storage.migrations"}

@@ -9,9 +9,8 @@ import sys
 import pytest
 from PIL import Image
 
-from core.images import encode_png
-from core.lifecycle import open_registry
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, fashion_test_images
+from core.ml.images import encode_png
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
@@ -66,12 +65,11 @@ def test_predict_json_matches_the_library(registry_copy, image_files):
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
     assert [a["file"] for a in answers] == [str(p) for p in paths]
-    from core.lifecycle import predict_image
-    from core.serving import ModelCache
+    from core.app import predict_image
     for path, answer in zip(paths, answers):
         assert set(answer) == {"file", "label", "confidence", "probabilities", "version",
                                "latency_ms"}
-        expected, _ = predict_image(trained_config, ModelCache(), path.read_bytes(),
+        expected, _ = predict_image(backends_of(trained_config), path.read_bytes(),
                                     actor="anonymous", source="cli", now=FIXED_NOW)
         assert answer["label"] == expected.label
         assert answer["version"] == 1
@@ -79,13 +77,12 @@ def test_predict_json_matches_the_library(registry_copy, image_files):
 
 
 def test_predict_reports_bad_files_and_keeps_going(registry_copy, image_files, tmp_path):
-    from core.lifecycle import open_prediction_log
 
     paths, _ = image_files
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
     trained_registry = registry_copy.registry_dir
-    log = open_prediction_log(registry_copy)
+    log = backends_of(registry_copy).prediction_log
     logged = log.count("classifier")
     result = run_cli(trained_registry, "predict", str(paths[0]), str(text),
                      str(tmp_path / "missing.jpg"), "--json")
@@ -158,7 +155,7 @@ def test_bootstrap_with_progress_then_idempotent(tmp_path):
     assert "training" in result.stderr and "epoch 1/1" in result.stderr  # the progress bar
     again = run_cli(registry, "bootstrap", "--epochs", "1")
     assert again.returncode == 0 and "nothing trained" in again.stdout
-    assert len(open_registry(_config(registry)).list_versions()) == 1
+    assert len(backends_of(_config(registry)).registry.list_versions()) == 1
 
 
 def test_bootstrap_refuses_bad_options(tmp_path):

@@ -10,16 +10,13 @@ import tomllib
 import keras
 import pytest
 
-from core import audit, sqlite
-from core.audit import Actor
+from core.app import explain_image, sign_in
 from core.cli import main
 from core.config import load_config
 from core.errors import ActionRefused, ModelError
-from core.governance import sign_in, user_store
-from core.images import encode_png
-from core.lifecycle import explain_image, open_registry
-from core.serving import ModelCache
-from tests.conftest import FIXED_NOW, PASSWORD, PROJECT_ROOT, fashion_test_images
+from core.governance.audit import Actor
+from core.ml.images import encode_png
+from tests.conftest import FIXED_NOW, PASSWORD, PROJECT_ROOT, backends_of, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +52,8 @@ def code_carrying_version(registry_copy, tmp_path):
     marker = tmp_path / "the-model-ran-code"
     # A lambda with the path inside its own code, as an attacker would write it.
     payload = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")
-    registry = open_registry(registry_copy)
-    champion = registry.version_dir(1)
+    registry = backends_of(registry_copy).registry
+    champion = registry.files(1)
     original = keras.saving.load_model(champion / "model.keras", compile=False)
     tampered = keras.Model(original.inputs, keras.layers.Lambda(payload)(original.outputs[0]))
 
@@ -78,7 +75,7 @@ def test_a_model_carrying_code_is_refused_and_its_code_never_runs(registry_copy,
     version, marker = code_carrying_version
     image = encode_png(fashion_test_images(1)[0][0])
     with pytest.raises(ModelError, match="safe mode .*Lambda.* To fix this"):
-        explain_image(registry_copy, ModelCache(), image, actor="anonymous", source="upload",
+        explain_image(backends_of(registry_copy), image, actor="anonymous", source="upload",
                       now=FIXED_NOW, version=version)
     path = tmp_path / "boot.png"
     path.write_bytes(image)
@@ -87,27 +84,28 @@ def test_a_model_carrying_code_is_refused_and_its_code_never_runs(registry_copy,
     assert "safe mode" in capsys.readouterr().err
     assert not marker.exists()  # refused before any of its code could run
     # The control: Keras with safe mode off would have run it while loading.
-    keras.saving.load_model(open_registry(registry_copy).version_dir(version) / "model.keras",
+    keras.saving.load_model(backends_of(registry_copy).registry.files(version) / "model.keras",
                             safe_mode=False)
     assert marker.exists()
 
 
 def test_no_code_path_unpickles_or_turns_safe_mode_off():
-    sources = {p.name: p.read_text() for p in (PROJECT_ROOT / "core").glob("*.py")}
+    core = PROJECT_ROOT / "core"
+    sources = {str(p.relative_to(core)): p.read_text() for p in core.rglob("*.py")}
     for forbidden in ("import pickle", "import dill", "import joblib", "allow_pickle=True",
                       "safe_mode=False", "enable_unsafe_deserialization"):
         assert [name for name, text in sources.items() if forbidden in text] == [], forbidden
-    assert "allow_pickle=False" in sources["monitoring.py"]  # reference profiles
-    assert "safe_mode=True" in sources["artifacts.py"]
+    assert "allow_pickle=False" in sources["monitoring/report.py"]  # reference profiles
+    assert "safe_mode=True" in sources["ml/exports.py"]
 
 
 def test_passwords_and_hashes_never_leave_the_user_table(registry_copy, capsys):
+    backends = backends_of(registry_copy)
     wrong = "not-the-password-9"
     with pytest.raises(ActionRefused):
-        sign_in(registry_copy, "rita", wrong, FIXED_NOW)
-    sign_in(registry_copy, "rita", PASSWORD, FIXED_NOW)
-    hashes = [row[0] for row in sqlite.read(registry_copy.database,
-                                            "SELECT password_hash FROM users")]
+        sign_in(backends, "rita", wrong, FIXED_NOW)
+    sign_in(backends, "rita", PASSWORD, FIXED_NOW)
+    hashes = [row[0] for row in backends.database.read("SELECT password_hash FROM users")]
     assert hashes and all(h.startswith("$argon2id$") for h in hashes)
     secrets = [PASSWORD, wrong, *hashes, "$argon2"]
     registry = str(registry_copy.registry_dir)
@@ -117,7 +115,7 @@ def test_passwords_and_hashes_never_leave_the_user_table(registry_copy, capsys):
                  ["audit", "verify", "--json"]):
         assert main(["--registry", registry, *args, "--actor", "ada"]) == 0
         outputs.append(capsys.readouterr().out)
-    entries = json.dumps([e.as_dict() for e in audit.read_entries(registry_copy.database)])
+    entries = json.dumps([e.as_dict() for e in backends.audit_log.read_entries()])
     assert '"action": "login", "outcome": "refused"' in entries  # attempts are logged ...
     for text in (*outputs, entries):
         for secret in secrets:  # ... without what was typed or stored
@@ -136,13 +134,14 @@ def test_streamlit_settings_keep_protections_on_and_secrets_out_of_git():
 
 def test_no_default_password_is_shipped(tmp_path, capsys):
     config = load_config({}).with_overrides(registry_dir=tmp_path / "registry")
+    backends = backends_of(config)
     # First start without a terminal (CI, a service): nobody is created, it says how.
     assert main(["--registry", str(config.registry_dir), "users", "setup"]) == 0
     assert "Add the first admin" in capsys.readouterr().out
-    assert not user_store(config).has_users()
+    assert not backends.users.has_users()
     for name, password in (("admin", "admin"), ("admin", "password"), ("root", "changeme")):
         with pytest.raises(ActionRefused):
-            sign_in(config, name, password, FIXED_NOW)
+            sign_in(backends, name, password, FIXED_NOW)
     shipped = [p for folder in ("core", "dashboard", "bench", ".streamlit", "model_registry")
                for p in (PROJECT_ROOT / folder).rglob("*")
                if p.is_file() and p.suffix in (".py", ".toml", ".md", ".json", ".txt")]

@@ -9,12 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
+from core.app import explain_image
 from core.config import load_config
 from core.errors import CoreError
-from core.lifecycle import explain_image, open_prediction_log
-from core.serving import ModelCache
 from tests import upload_corpus
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, backends_of
 from tests.test_cli import run_cli, snapshot
 
 pytestmark = pytest.mark.slow
@@ -30,38 +29,39 @@ def corpus_config(trained_registry, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cache():
-    return ModelCache()
+def backends(corpus_config):
+    """One set of backends for the module: each model is loaded once."""
+    return backends_of(corpus_config)
 
 
-def explain(config, cache, case):
-    return explain_image(config, cache, case.data, actor="anonymous", source="upload",
+def explain(backends, case):
+    return explain_image(backends, case.data, actor="anonymous", source="upload",
                          now=FIXED_NOW)
 
 
 @pytest.fixture(scope="module")
-def reference_labels(corpus_config, cache):
+def reference_labels(backends):
     """The label of every case that others must agree with, predicted as it is."""
     cases = upload_corpus.by_name(CASES)
-    return {name: explain(corpus_config, cache, cases[name]).prediction.label
+    return {name: explain(backends, cases[name]).prediction.label
             for name in {case.same_as for case in CASES if case.same_as}}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_core_answers_or_refuses_with_one_clear_message(corpus_config, cache,
+def test_core_answers_or_refuses_with_one_clear_message(corpus_config, backends,
                                                         reference_labels, case):
-    log = open_prediction_log(corpus_config)
+    log = backends.prediction_log
     logged = log.count("classifier")
     before = snapshot(corpus_config.registry_dir)
     if case.expect == "error":
         with pytest.raises(CoreError) as error:
-            explain(corpus_config, cache, case)
+            explain(backends, case)
         message = str(error.value)
         assert case.message in message and "To fix this" in message
         assert "\n" not in message and "Traceback" not in message
         assert snapshot(corpus_config.registry_dir) == before  # nothing changed
         return
-    explanation = explain(corpus_config, cache, case)
+    explanation = explain(backends, case)
     prediction = explanation.prediction
     class_names = list(prediction.probabilities)
     assert prediction.label in class_names
@@ -78,7 +78,7 @@ def test_core_answers_or_refuses_with_one_clear_message(corpus_config, cache,
 
 def test_exif_rotation_is_what_makes_the_phone_photo_upright():
     """Without its orientation tag the stored picture is sideways: the tag is what counts."""
-    from core.images import decode_image
+    from core.ml.images import decode_image
 
     cases = upload_corpus.by_name(CASES)
     limits = dict(max_bytes=upload_corpus.UPLOAD_LIMIT_BYTES, max_pixels=40_000_000)
@@ -96,7 +96,7 @@ def test_cli_predicts_every_file_answering_or_naming_the_problem(corpus_config, 
         path = tmp_path / case.filename
         path.write_bytes(case.data)
         paths.append(path)
-    log = open_prediction_log(corpus_config)
+    log = backends_of(corpus_config).prediction_log
     logged = log.count("classifier")
     result = run_cli(corpus_config.registry_dir, "predict", *map(str, paths), "--json")
     assert result.returncode == 1  # some files were refused

@@ -114,7 +114,7 @@ def by_name(cases: list[Case]) -> dict[str, Case]:
 def fashion_base() -> np.ndarray:
     """The first Fashion-MNIST test image (an ankle boot), from Debian's package."""
     from core.config import load_config
-    from core.data import read_idx
+    from core.ml.data import read_idx
 
     return read_idx(load_config({}).fashion_mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
 

@@ -1,22 +1,17 @@
 """Drift: does production traffic still look like what the model was trained on?"""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from core.drift import STATISTICS
+from core.app import SCENARIOS, STATISTICS, drift_view, prediction_count, simulate
 from core.errors import CoreError
-from core.lifecycle import load_reference, open_prediction_log, simulate
-from core.monitoring import drift_report, drift_series, pca_2d
-from core.scenarios import SCENARIOS
 from dashboard import charts, state
 
 st.title("Drift")
-registry, versions = state.registry_with_versions()
-config = state.config()
+versions = state.versions_or_stop()
+backends = state.backends()
 settings = st.columns([2, 1, 1])
-chosen = state.version_selector(registry, versions, settings[0])
+chosen = state.version_selector(versions, settings[0])
 window_size = settings[1].number_input("Window (last N predictions)", min_value=30,
                                        max_value=10_000, value=500, step=50)
 chunk_size = settings[2].number_input("Points over time: N per point", min_value=30,
@@ -34,7 +29,7 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
                                     value=spec.default_severity, key=f"severity_{scenario}")
     count = form[2].number_input("Images", min_value=30, max_value=5_000, value=500, step=50)
     seed = form[3].number_input("Seed", min_value=0, value=0, step=1)
-    allowed = state.may("simulate")
+    allowed = state.allowed("simulate")
     if not allowed:
         st.caption("Operators simulate traffic: sign in as one (sidebar).")
     if st.button("Run simulation", type="primary", icon=":material/play_arrow:",
@@ -42,7 +37,7 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
         bar = st.progress(0.0, text="Starting…")
         try:
             result = simulate(
-                config, state.model_cache(), actor=state.current_user(), scenario=scenario,
+                backends, actor=state.current_user(), scenario=scenario,
                 n=int(count), severity=float(severity), seed=int(seed), clock=state.now,
                 on_progress=lambda done, total: bar.progress(
                     done / total, text=f"{done} / {total} images"))
@@ -54,30 +49,23 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
 
 
 @st.cache_data(show_spinner="Computing drift statistics…", max_entries=16)
-def compute(registry_dir: str, version: int, logged: int, window: int, chunk: int):
-    """Everything the page draws. ``logged`` is only a cache key: the log only grows,
-    so a new count means new traffic and a fresh computation."""
-    current_config = config.with_overrides(registry_dir=Path(registry_dir))
-    reference = load_reference(current_config, registry.get_version(version))
-    # One read of the log serves the report (last ``window``) and the series (last 20 chunks).
-    history = open_prediction_log(current_config).window(config.model_name, version,
-                                                         last=max(window, chunk * 20))
-    current = history.slice(max(len(history) - window, 0), len(history))
-    report = drift_report(reference, current, version)
-    series = drift_series(reference, history.slice(max(len(history) - chunk * 20, 0),
-                                                   len(history)), version, chunk)
-    reference_2d, current_2d = pca_2d(reference.embeddings, current.embeddings)
-    return report, series, reference, current, reference_2d, current_2d
+def compute(database: str, version: int, logged: int, window: int, chunk: int, actor: str):
+    """Everything the page draws. ``database`` and ``logged`` are only cache keys: the log
+    only grows, so a new count means new traffic and a fresh computation."""
+    return drift_view(backends, version, actor=actor, now=state.now(), window=window,
+                      chunk=chunk)
 
 
 def show_report() -> None:
-    logged = open_prediction_log(config).count(config.model_name, chosen)
     try:
-        report, series, reference, current, reference_2d, current_2d = compute(
-            str(config.registry_dir), chosen, logged, int(window_size), int(chunk_size))
+        logged = prediction_count(backends, actor=state.current_user(), now=state.now(),
+                                  version=chosen)
+        view = compute(backends.config.effective_database_url, chosen, logged,
+                       int(window_size), int(chunk_size), state.current_user())
     except CoreError as error:
         st.info(str(error), icon=":material/info:")
         return
+    report, series, reference, current = view.report, view.series, view.reference, view.current
     if report.alert:
         st.error("**Drift alert** on the last {} predictions of v{}:\n\n{}".format(
             report.n, report.version, "\n".join(f"- {r}" for r in report.reasons)),
@@ -119,7 +107,7 @@ def show_report() -> None:
                                                  current.statistics["brightness"],
                                                  "image brightness"), width="stretch")
     left, right = st.columns(2)
-    class_names = registry.get_version(chosen).metadata["class_names"]
+    class_names = next(v for v in versions if v.version == chosen).class_names
     with left:
         st.markdown("**Predicted-class mix**")
         st.plotly_chart(charts.class_mix(class_names, report.details["reference_class_mix"],
@@ -127,7 +115,8 @@ def show_report() -> None:
                         width="stretch")
     with right:
         st.markdown("**Embeddings (PCA of the penultimate layer)**")
-        st.plotly_chart(charts.embedding_scatter(reference_2d, current_2d), width="stretch")
+        st.plotly_chart(charts.embedding_scatter(view.reference_2d, view.current_2d),
+                        width="stretch")
 
 
 auto = st.toggle("Refresh every 10 s", help="Re-reads the log without blocking other pages.")

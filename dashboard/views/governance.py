@@ -1,22 +1,27 @@
 """Governance: a person decides, on the evidence, whether a candidate replaces the champion."""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from core import audit
+from core.app import (
+    Comparison,
+    audit_entries,
+    check_audit_log,
+    compare_versions,
+    decide_version,
+    explain_side_by_side,
+    export_audit_log,
+    find_comparison,
+)
 from core.errors import CoreError
-from core.governance import verify_audit
-from core.lifecycle import compare_versions, decide_version, explain_side_by_side
 from dashboard import charts, state
 
 st.title("Governance")
-registry, versions = state.registry_with_versions()
-config = state.config()
-actor = state.current_actor()
-champion = registry.get_champion()
-can_decide = state.may("promote")
+versions = state.versions_or_stop()
+backends = state.backends()
+actor = state.signed_in_actor()
+champion = state.champion_of(versions)
+can_decide = state.allowed("promote")
 
 if "decision_message" in st.session_state:
     st.success(st.session_state.pop("decision_message"), icon=":material/gavel:")
@@ -29,18 +34,21 @@ if not can_decide:
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM of both versions…", max_entries=8)
-def side_by_side(registry_dir: str, baseline: int, candidate: int, scenario: str | None):
-    return explain_side_by_side(config.with_overrides(registry_dir=Path(registry_dir)),
-                                state.model_cache(), [baseline, candidate], scenario=scenario)
+def side_by_side(artifacts: str, baseline: int, candidate: int, scenario: str | None,
+                 actor: str):
+    # ``artifacts`` is only a cache key: another registry's versions are other images.
+    return explain_side_by_side(backends, [baseline, candidate], actor=actor, now=state.now(),
+                                scenario=scenario)
 
 
-def show_heatmaps(candidate: int, comparison: dict) -> None:
+def show_heatmaps(candidate: int, comparison: Comparison) -> None:
     """The same holdout images through both versions' Grad-CAM."""
-    holdouts = [name for name in comparison["holdouts"] if name != "feedback"]
+    holdouts = [name for name in comparison.holdouts if name != "feedback"]
     chosen = st.selectbox("Images from the holdout", holdouts, key=f"heat_{candidate}",
                           index=len(holdouts) - 1)
     scenario = chosen.split(":", 1)[1] if chosen.startswith("drifted:") else None
-    samples = side_by_side(str(config.registry_dir), champion.version, candidate, scenario)
+    samples = side_by_side(backends.artifacts.url, champion.version, candidate, scenario,
+                           state.current_user())
     st.image([s.image for s in samples], width=150,
              caption=[f"true: {s.true_class}" for s in samples])
     for number in (champion.version, candidate):
@@ -51,7 +59,7 @@ def show_heatmaps(candidate: int, comparison: dict) -> None:
 
 def decide(action: str, version: int, reason: str, override: bool) -> None:
     try:
-        entry = decide_version(config, action, version, actor=state.current_user(),
+        entry = decide_version(backends, action, version, actor=state.current_user(),
                                reason=reason, now=state.now(), override_gate=override,
                                expected_champion=champion.version)
     except CoreError as error:
@@ -63,8 +71,8 @@ def decide(action: str, version: int, reason: str, override: bool) -> None:
     st.rerun()
 
 
-def decision_form(candidate: int, comparison: dict | None) -> None:
-    advice = comparison["recommendation"] if comparison else None
+def decision_form(candidate: int, comparison: Comparison | None) -> None:
+    advice = comparison.recommendation if comparison else None
     with st.form(f"decide_{candidate}"):
         reason = st.text_area("Reason (required; kept in the audit log)",
                               key=f"reason_{candidate}")
@@ -92,17 +100,17 @@ for candidate in candidates:
         st.subheader(f"Candidate v{candidate.version}")
         st.caption(f"Registered {candidate.created_at} by {candidate.created_by}{job_note}; "
                    f"test accuracy {candidate.metadata['metrics']['test']['accuracy']:.4f}.")
-        comparison = registry.catalog.find_comparison(registry.model, champion.version,
-                                                      candidate.version)
+        comparison = find_comparison(backends, champion.version, candidate.version,
+                                     actor=state.current_user(), now=state.now())
         if comparison is None:
             st.warning(f"v{candidate.version} has not been compared with the champion "
                        f"v{champion.version} on the same holdouts, so it cannot be promoted yet.",
                        icon=":material/compare_arrows:")
-            if state.may("compare") and st.button("Compare with the champion",
+            if state.allowed("compare") and st.button("Compare with the champion",
                                                   key=f"compare_{candidate.version}"):
                 try:
                     with st.spinner("Comparing on the clean and drifted holdouts…"):
-                        compare_versions(config, state.model_cache(), champion.version,
+                        compare_versions(backends, champion.version,
                                          candidate.version, actor=state.current_user(),
                                          now=state.now())
                 except CoreError as error:
@@ -137,16 +145,16 @@ else:
                                  icon=":material/undo:"):
             decide("rollback", target, reason, False)
 
-all_entries = audit.read_entries(config.database)
-entries = [entry.as_dict() for entry in all_entries]
+entries = [entry.as_dict() for entry in audit_entries(backends, actor=state.current_user(),
+                                                      now=state.now())]
 st.header("Decision timeline")
-timeline = [e for e in entries if e["model"] == registry.model and e["version"] is not None
+timeline = [e for e in entries if e["model"] == backends.model and e["version"] is not None
             and e["action"] in charts.DECISION_SYMBOLS]
 if timeline:
     st.plotly_chart(charts.decision_timeline(timeline), width="stretch")
 
 st.header("Audit log")
-verification = verify_audit(config)
+verification = check_audit_log(backends, actor=state.current_user(), now=state.now())
 if verification.ok:
     st.success(f"Chain verified: {verification.entries} entries, none edited, deleted, "
                f"inserted or reordered. Head {verification.entries}:"
@@ -173,9 +181,13 @@ if search:
 # A fixed height: a long log scrolls inside its own box, not the page.
 st.dataframe(table[keep], hide_index=True, width="stretch", height=400)
 downloads = st.columns(2)
-downloads[0].download_button("Export CSV", audit.export(all_entries, "csv"),
+downloads[0].download_button("Export CSV", export_audit_log(backends, "csv",
+                                                              actor=state.current_user(),
+                                                              now=state.now()),
                              file_name="audit.csv", mime="text/csv",
                              icon=":material/download:")
-downloads[1].download_button("Export JSON", audit.export(all_entries, "json"),
+downloads[1].download_button("Export JSON", export_audit_log(backends, "json",
+                                                               actor=state.current_user(),
+                                                               now=state.now()),
                              file_name="audit.json", mime="application/json",
                              icon=":material/download:")

@@ -4,17 +4,16 @@ import hashlib
 
 import streamlit as st
 
+from core.app import explain_image, record_feedback
 from core.errors import CoreError
-from core.lifecycle import explain_image, record_feedback
 from dashboard import charts, state
 
 st.title("Predict")
-registry, versions = state.registry_with_versions()
+versions = state.versions_or_stop()
 
 chosen = state.version_selector(
-    registry, versions,
-    help="The champion answers production traffic; pick another to compare.")
-class_names = registry.get_version(chosen).metadata["class_names"]
+    versions, help="The champion answers production traffic; pick another to compare.")
+class_names = next(v for v in versions if v.version == chosen).class_names
 st.caption("Classes: " + ", ".join(class_names))
 
 blocked = state.camera_blocked_reason(st.context.url)
@@ -47,7 +46,7 @@ key = (hashlib.sha256(image_bytes).hexdigest(), chosen, source)
 if st.session_state.get("explained_key") != key:
     try:
         st.session_state.explanation = explain_image(
-            state.config(), state.model_cache(), image_bytes, actor=state.current_user(),
+            state.backends(), image_bytes, actor=state.current_user(),
             source=source, now=state.now(), version=chosen)
     except CoreError as error:
         st.error(f"Cannot use this image: {error}", icon=":material/broken_image:")
@@ -81,7 +80,7 @@ with st.expander("Is this answer wrong? Tell the model.", icon=":material/rate_r
                                   index=class_names.index(prediction.label))
         if st.form_submit_button("Save the correct class"):
             try:
-                record_feedback(state.config(), prediction, true_class,
+                record_feedback(state.backends(), prediction, true_class,
                                 actor=state.current_user(), now=state.now())
                 st.success(f"Saved: the right class is {true_class}.", icon=":material/check:")
             except CoreError as error:

@@ -3,42 +3,53 @@
 import pandas as pd
 import streamlit as st
 
-from core.comparison import PIXEL_SCENARIOS
+from core.app import (
+    JOB_FINISHED,
+    PIXEL_SCENARIOS,
+    RetrainRequest,
+    cancel_job,
+    find_comparison,
+    get_version,
+    list_jobs,
+    observed_scenarios,
+    submit_retrain,
+)
 from core.errors import CoreError
-from core.jobs import FINISHED, LocalProcessRunner
-from core.lifecycle import cancel_job, find_comparison, observed_scenarios, submit_retrain
 from dashboard import charts, state
 
 st.title("Retrain")
-registry, versions = state.registry_with_versions()
-config = state.config()
-runner = LocalProcessRunner(config)
-champion = registry.get_champion()
+versions = state.versions_or_stop()
+backends = state.backends()
+champion = state.champion_of(versions)
 
 
 st.caption(f"Fine-tunes the champion (v{champion.version}) from its own weights on original "
            "training images, copies augmented with the drift seen in traffic, logged drift "
            "samples and user corrections. The result is a candidate; a person decides "
            "whether it replaces the champion.")
-seen = observed_scenarios(config, champion.version)
+seen = observed_scenarios(backends, champion.version, actor=state.current_user(),
+                          now=state.now())
 with st.form("retrain"):
     include = st.multiselect("Drift to learn from", list(PIXEL_SCENARIOS) + ["class_shift"],
                              default=seen, help="Preselected: the scenarios seen in the "
                              "champion's traffic.")
     use_feedback = st.checkbox("Include user corrections from the Predict page", value=True)
     columns = st.columns(2)
-    epochs = columns[0].number_input("Epochs", min_value=1, max_value=50, value=2)
-    learning_rate = columns[1].number_input("Learning rate", min_value=1e-6, max_value=1.0,
-                                            value=3e-4, format="%.5f")
-    allowed = state.may("retrain")
+    epochs = columns[0].number_input("Epochs", min_value=1, max_value=RetrainRequest.MAX_EPOCHS,
+                                     value=RetrainRequest.epochs)
+    learning_rate = columns[1].number_input("Learning rate", min_value=1e-6,
+                                            max_value=RetrainRequest.MAX_LEARNING_RATE,
+                                            value=RetrainRequest.learning_rate, format="%.5f")
+    allowed = state.allowed("retrain")
     if not allowed:
         st.caption("Operators start retraining: sign in as one (sidebar).")
     if st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:",
                              disabled=not allowed):
         try:
-            job = submit_retrain(config, actor=state.current_user(), now=state.now(),
-                                 include=include, use_feedback=use_feedback,
-                                 epochs=int(epochs), learning_rate=float(learning_rate))
+            request = RetrainRequest(include=tuple(include), use_feedback=use_feedback,
+                                     epochs=int(epochs), learning_rate=float(learning_rate))
+            job = submit_retrain(backends, request, actor=state.current_user(),
+                                 now=state.now())
             st.success(f"Queued job {job.id}. Its progress appears below; other pages stay "
                        "usable meanwhile.", icon=":material/schedule:")
         except CoreError as error:
@@ -46,11 +57,11 @@ with st.form("retrain"):
 
 
 def show_jobs() -> None:
-    jobs = runner.list(state.now())
+    jobs = list_jobs(backends, actor=state.current_user(), now=state.now())
     if not jobs:
         st.info("No retraining jobs yet.", icon=":material/info:")
         return
-    active = [job for job in jobs if job.status not in FINISHED]
+    active = [job for job in jobs if job.status not in JOB_FINISHED]
     followed = active[0] if active else jobs[0]
     st.subheader(f"Job {followed.id}: {followed.status}")
     progress = followed.progress
@@ -66,8 +77,10 @@ def show_jobs() -> None:
     if followed.error:
         st.error(followed.error)
     if followed.status == "succeeded" and followed.result_version:
-        candidate = registry.get_version(followed.result_version)
-        comparison = find_comparison(config, candidate.parent, candidate.version)
+        candidate = get_version(backends, followed.result_version, actor=state.current_user(),
+                                now=state.now())
+        comparison = find_comparison(backends, candidate.parent, candidate.version,
+                                     actor=state.current_user(), now=state.now())
         st.markdown(f"Candidate **v{candidate.version}** registered. Champion "
                     f"v{candidate.parent} versus candidate on the same holdouts:")
         if comparison:
@@ -83,10 +96,10 @@ def show_jobs() -> None:
         "result": f"v{job.result_version}" if job.result_version else (job.error or ""),
     } for job in jobs])
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 * (len(jobs) + 1), 300))
-    for job in active if state.may("cancel") else []:
+    for job in active if state.allowed("cancel") else []:
         if st.button(f"Cancel job {job.id}", key=f"cancel_{job.id}", icon=":material/cancel:"):
             try:
-                cancel_job(config, job.id, actor=state.current_user(), now=state.now())
+                cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
             except CoreError as error:
                 st.error(str(error))
             else:
@@ -95,5 +108,6 @@ def show_jobs() -> None:
 
 # Rerun only this part every 2 s while a job is queued or running, so the chart moves
 # without blocking anything else on this page or others.
-busy = any(job.status not in FINISHED for job in runner.list(state.now()))
+busy = any(job.status not in JOB_FINISHED
+           for job in list_jobs(backends, actor=state.current_user(), now=state.now()))
 st.fragment(show_jobs, run_every="2s" if busy else None)()

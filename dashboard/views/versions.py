@@ -5,10 +5,11 @@ import json
 import pandas as pd
 import streamlit as st
 
+from core.app import find_comparison, status_history
 from dashboard import charts, state
 
 st.title("Versions")
-registry, versions = state.registry_with_versions()
+versions = state.versions_or_stop()
 
 rows = []
 for version in reversed(versions):
@@ -37,7 +38,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
 st.header("Details")
 chosen = st.selectbox("Version", [v.version for v in reversed(versions)],
                       format_func=lambda n: f"v{n}")
-version = registry.get_version(chosen)
+version = next(v for v in versions if v.version == chosen)
 meta = version.metadata
 test = meta["metrics"]["test"]
 columns = st.columns(4)
@@ -65,7 +66,8 @@ with class_column:
     st.dataframe(pd.DataFrame(metrics["per_class"]).T, width="stretch")
 
 if version.parent is not None:
-    comparison = registry.catalog.find_comparison(registry.model, version.parent, chosen)
+    comparison = find_comparison(state.backends(), version.parent, chosen,
+                                 actor=state.current_user(), now=state.now())
     if comparison:
         st.subheader(f"Compared with its parent v{version.parent}")
         state.show_comparison(comparison)
@@ -79,7 +81,8 @@ st.subheader("Training history")
 st.plotly_chart(charts.training_history(meta["history"]), width="stretch")
 
 st.subheader("Status history")
-history = [h for h in registry.status_history() if h["version"] == chosen]
+history = [h.as_dict() for h in status_history(state.backends(), actor=state.current_user(),
+                                                now=state.now()) if h.version == chosen]
 st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
 with st.expander("All metadata (metadata.json)"):

@@ -5,9 +5,9 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.images import encode_png
+from core.ml.images import encode_png
 from dashboard.state import SIGNED_IN
-from tests.conftest import PASSWORD, PROJECT_ROOT, fashion_test_images
+from tests.conftest import PASSWORD, PROJECT_ROOT, backends_of, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +50,7 @@ def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, registr
     assert len(app.get("plotly_chart")) == 1
     assert len(app.get("image")) == 2  # the upload and the Grad-CAM overlay
     # Reruns (any widget change) show the same answer without predicting again.
-    from core.lifecycle import open_prediction_log
-    log = open_prediction_log(registry_copy)
+    log = backends_of(registry_copy).prediction_log
     logged = log.count("classifier")
     app.toggle[0].set_value(False).run()
     app.run()
@@ -115,8 +114,7 @@ def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
 
 
 def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_copy):
-    from core.jobs import LocalProcessRunner
-    from tests.core.test_jobs import now, wait_for
+    from tests.jobs.test_jobs import wait_for
 
     app = start(monkeypatch, registry_copy.registry_dir, user="olga")
     app.switch_page("views/retrain.py").run()
@@ -128,7 +126,7 @@ def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_c
     assert "Queued job 1" in app.success[0].value
     cancel = next(b for b in app.button if b.label == "Cancel job 1")
     cancel.click().run()
-    runner = LocalProcessRunner(registry_copy)
+    runner = backends_of(registry_copy).jobs
     job = wait_for(runner, 1, lambda j: j.status in ("cancelled", "failed", "succeeded"),
                    timeout=90)
     assert job.status == "cancelled"
@@ -136,7 +134,6 @@ def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_c
 
 
 def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
-    from core.lifecycle import open_prediction_log
 
     app = start(monkeypatch, registry_copy.registry_dir)
     upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
@@ -145,7 +142,7 @@ def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
     button(app, "Save the correct class").click().run()
     assert not app.exception
     assert any("the right class is Sandal" in s.value for s in app.success)
-    _, labels, sources = open_prediction_log(registry_copy).labelled_images("classifier",
+    _, labels, sources = backends_of(registry_copy).prediction_log.labelled_images("classifier",
                                                                           ("upload",))
     assert labels.tolist() == [5] and sources == ["upload"]
 
@@ -174,8 +171,6 @@ def test_viewers_see_the_controls_of_their_role_only(monkeypatch, registry_copy)
 
 
 def test_sign_in_with_a_wrong_then_the_right_password(monkeypatch, registry_copy):
-    from core import audit
-
     app = start(monkeypatch, registry_copy.registry_dir)
     app.sidebar.text_input[0].set_value("rita")
     app.sidebar.text_input[1].set_value("not her password")
@@ -185,7 +180,7 @@ def test_sign_in_with_a_wrong_then_the_right_password(monkeypatch, registry_copy
     button(app, "Sign in").click().run()
     assert not app.exception
     assert "Signed in as **rita** (reviewer)" in app.sidebar.markdown[0].value
-    logins = [(e.actor, e.outcome) for e in audit.read_entries(registry_copy.database)
+    logins = [(e.actor, e.outcome) for e in backends_of(registry_copy).audit_log.read_entries()
               if e.action == "login"]
     assert logins == [("rita", "refused"), ("rita", "done")]
     button(app, "Sign out").click().run()

@@ -12,7 +12,7 @@ import pytest
 
 from bench import dashboard as browser_tools
 from core.config import load_config
-from core.images import encode_png
+from core.ml.images import encode_png
 from tests.conftest import PASSWORD, fashion_test_images
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

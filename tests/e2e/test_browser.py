@@ -8,13 +8,20 @@ champion.
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from bench.dashboard import (PAGES, TIMEOUT_MS, open_page, screenshot, switch_page,
-                             upload_and_wait, wait_until_idle)
-from core.lifecycle import open_prediction_log
+from bench.dashboard import (
+    PAGES,
+    TIMEOUT_MS,
+    open_page,
+    screenshot,
+    switch_page,
+    upload_and_wait,
+    wait_until_idle,
+)
+from tests.conftest import backends_of
 from tests.e2e.conftest import SCREENSHOTS, sign_in
 from tests.test_cli import run_cli
 
@@ -57,7 +64,7 @@ def test_predict_shows_label_chart_and_heatmap_like_the_cli(desktop, dashboard_u
 
 
 def test_phone_camera_photo_gets_a_prediction(phone, dashboard_url, e2e_config):
-    log = open_prediction_log(e2e_config)
+    log = backends_of(e2e_config).prediction_log
     before = log.count("classifier")
     open_page(phone, dashboard_url, "predict")
     # On a phone the camera comes first: no toggling needed. Shoot once frames arrive.
@@ -111,8 +118,7 @@ def test_governance_viewer_cannot_and_reviewer_does_promote(desktop, dashboard_u
     desktop.get_by_text("Version 2: candidate → champion by rita").wait_for(timeout=TIMEOUT_MS)
     wait_until_idle(desktop)
     # The audit table is drawn on a canvas: check its rows through core, its banner here.
-    from core import audit
-    promote = [e for e in audit.read_entries(e2e_config.database) if e.action == "promote"]
+    promote = [e for e in backends_of(e2e_config).audit_log.read_entries() if e.action == "promote"]
     assert [(e.actor, e.outcome, e.reason) for e in promote] == [
         ("rita", "done", "fixes the brightness drift; clean accuracy held")]
     assert desktop.get_by_text("Chain verified").count() == 1
@@ -141,11 +147,9 @@ def test_retrain_progress_is_live_while_another_page_works(desktop, chromium, da
     open_page(other, dashboard_url, "predict")
     upload_and_wait(other, test_pngs[2])
     other.close()
-    from core.jobs import LocalProcessRunner
-    from core.lifecycle import open_registry
-    job = LocalProcessRunner(e2e_config).list(datetime.now(timezone.utc))[0]
+    job = backends_of(e2e_config).jobs.list(datetime.now(UTC))[0]
     assert job.status == "running" and job.submitted_by == "olga"
     screenshot(desktop, SCREENSHOTS / "retrain-progress-desktop.png")
     desktop.get_by_role("button", name=f"Cancel job {job.id}").click()
     desktop.get_by_text(f"Job {job.id}: cancelled").wait_for(timeout=TIMEOUT_MS)
-    assert [v.version for v in open_registry(e2e_config).list_versions()] == [1, 2]
+    assert [v.version for v in backends_of(e2e_config).registry.list_versions()] == [1, 2]

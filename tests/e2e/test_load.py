@@ -12,8 +12,7 @@ import pytest
 from bench.dashboard import running_dashboard
 from bench.load import run_load
 from core.config import load_config
-from core.lifecycle import open_registry
-from tests.conftest import fashion_test_images
+from tests.conftest import backends_of, fashion_test_images
 from tests.e2e.conftest import SCREENSHOTS
 
 pytestmark = pytest.mark.slow
@@ -36,4 +35,4 @@ def test_twenty_sessions_predict_while_an_operator_retrains(trained_registry, tm
     assert result.answers >= SESSIONS * 3  # each session really kept predicting
     assert result.logged == result.answers  # exactly one log row per prediction
     assert result.job.status == "succeeded", result.job.error  # retrained meanwhile
-    assert open_registry(config).get_version(result.job.result_version).status == "candidate"
+    assert backends_of(config).registry.get_version(result.job.result_version).status == "candidate"

@@ -11,7 +11,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from bench.streamlit_client import DashboardSession
-from core.images import encode_png
+from core.ml.images import encode_png
 from tests.conftest import fashion_test_images
 
 pytestmark = pytest.mark.slow

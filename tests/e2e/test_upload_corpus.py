@@ -6,8 +6,8 @@ import urllib.request
 import pytest
 
 from bench.dashboard import TIMEOUT_MS, open_page, upload_and_wait, wait_until_idle
-from core.lifecycle import open_prediction_log
 from tests import upload_corpus
+from tests.conftest import backends_of
 from tests.e2e.test_browser import EXCEPTION
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def outcome(page) -> tuple[str, str]:
 def test_every_corpus_file_gets_an_answer_or_one_clear_message(desktop, dashboard_url,
                                                                 e2e_config, tmp_path,
                                                                 test_pngs):
-    log = open_prediction_log(e2e_config)
+    log = backends_of(e2e_config).prediction_log
     logged = log.count("classifier")
     open_page(desktop, dashboard_url, "predict")
     labels = {}

@@ -1,0 +1,78 @@
+"""The application layer: the use cases every front end (CLI, dashboard, worker) calls.
+
+Each use case takes the backends (built once by ``core.app.backends``), the acting
+user's name and the time, authorizes, fetches, calls the domain and stores. Front
+ends import from here, ``core.errors`` and ``core.config`` only.
+"""
+
+from core.app.access import add_user, current_actor, has_users, list_users, may, set_role, sign_in
+from core.app.backends import Backends, build_backends
+from core.app.monitor import (
+                             DriftView,
+                             SimulationResult,
+                             create_reference_profile,
+                             drift_for_version,
+                             drift_view,
+                             observed_scenarios,
+                             prediction_count,
+                             simulate,
+)
+from core.app.predict import (
+                             Explanation,
+                             SideBySide,
+                             explain_image,
+                             explain_side_by_side,
+                             predict_image,
+                             record_feedback,
+)
+from core.app.review import (
+                             audit_entries,
+                             check_audit_log,
+                             compare_versions,
+                             decide_version,
+                             export_audit_log,
+                             find_comparison,
+                             get_version,
+                             list_versions,
+                             status_history,
+)
+from core.app.train import (
+                             BootstrapResult,
+                             bootstrap,
+                             cancel_job,
+                             get_job,
+                             job_handlers,
+                             list_jobs,
+                             retrain,
+                             run_jobs,
+                             submit_retrain,
+)
+from core.governance.audit import Actor, AuditEntry
+from core.governance.decisions import DECISIONS
+from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS, ROLES, validate_user_name
+from core.jobs.records import FINISHED as JOB_FINISHED
+from core.jobs.records import Job
+from core.ml.comparison import PIXEL_SCENARIOS
+from core.ml.images import check_upload_size, encode_png
+from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
+from core.ml.predictor import Prediction
+from core.ml.scenarios import SCENARIOS
+from core.monitoring.drift import STATISTICS, Thresholds
+from core.names import parse_version
+from core.registry.records import Comparison, ModelVersion, StatusChange
+
+__all__ = [
+    "ANONYMOUS", "ARCHITECTURES", "Actor", "AuditEntry", "Backends", "BootstrapResult",
+    "Comparison",
+    "DECISIONS", "DriftView", "Explanation", "JOB_FINISHED", "Job", "ModelVersion",
+    "PIXEL_SCENARIOS", "Prediction", "Progress", "ROLES", "ROLE_PERMISSIONS", "RetrainRequest",
+    "SCENARIOS", "STATISTICS", "SideBySide", "SimulationResult", "StatusChange", "Thresholds",
+    "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
+    "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
+    "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
+    "explain_image", "explain_side_by_side", "export_audit_log", "find_comparison",
+    "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
+    "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
+    "prediction_count", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",
+    "status_history", "submit_retrain", "validate_user_name",
+]

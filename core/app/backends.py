@@ -1,0 +1,106 @@
+"""The composition root: builds every backend from the configuration, once.
+
+This is the only module that names concrete backends. Each is chosen by one
+setting, in the style of MLflow's store registry: the URL's scheme (or the
+executor's name) picks a builder from a table; an unknown one gives one error
+listing the known ones. A new backend is a new class, passing its seam's
+contract suite, plus one line in a table here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from core.config import PROJECT_ROOT, Config
+from core.errors import InvalidInput
+from core.governance.access import AccessControl
+from core.governance.audit import AuditLog
+from core.governance.users import UserStore
+from core.jobs.executor import JobExecutor, LocalProcessExecutor
+from core.jobs.queue import JobQueue
+from core.jobs.records import JobStore
+from core.ml.predictor import ModelCache
+from core.monitoring.prediction_log import PredictionLog, SQLPredictionLog
+from core.registry.artifacts import ArtifactStore, LocalArtifactStore
+from core.registry.catalog import Catalog, SQLCatalog
+from core.registry.registry import Registry
+from core.storage.database import Database
+
+
+def _file_artifacts(url: str, config: Config) -> ArtifactStore:
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise InvalidInput(f"ARTIFACTS_URL {url!r} names a host. To fix this, use "
+                           "file:///absolute/path (a folder on this machine).")
+    return LocalArtifactStore(Path(unquote(parsed.path)))
+
+
+def _local_executor(config: Config) -> JobExecutor:
+    return LocalProcessExecutor(config.registry_dir, config.model_name, PROJECT_ROOT,
+                                config.registry_dir / "jobs")
+
+
+DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": Database}
+ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts}
+JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor}
+
+
+def _choose(table: dict, key: str, setting: str, value: str):
+    if key not in table:
+        raise InvalidInput(f"{setting} {value!r} is not supported (known: "
+                           f"{', '.join(sorted(table))}). To fix this, set {setting} to one "
+                           "of those, or leave it unset for the embedded default.")
+    return table[key]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Every backend the application uses, built once per process by ``build_backends``.
+
+    Attributes:
+        config: the settings they were built from.
+        database: the one database of the catalog, audit log, users, predictions and jobs.
+        models: loaded models, per process (each version is loaded once).
+    """
+
+    config: Config
+    database: Database
+    audit_log: AuditLog
+    users: UserStore
+    access: AccessControl
+    catalog: Catalog
+    artifacts: ArtifactStore
+    registry: Registry
+    prediction_log: PredictionLog
+    jobs: JobQueue
+    models: ModelCache
+
+    @property
+    def model(self) -> str:
+        return self.config.model_name
+
+
+def build_backends(config: Config) -> Backends:
+    """Builds every backend named by ``config``; connects to nothing until first used."""
+    database_url = config.effective_database_url
+    database = _choose(DATABASES, urlparse(database_url).scheme.split("+")[0], "DATABASE_URL",
+                       database_url)(database_url)
+    artifacts_url = config.effective_artifacts_url
+    artifacts = _choose(ARTIFACT_STORES, urlparse(artifacts_url).scheme, "ARTIFACTS_URL",
+                        artifacts_url)(artifacts_url, config)
+    executor = _choose(JOB_EXECUTORS, config.job_executor, "JOB_EXECUTOR",
+                       config.job_executor)(config)
+    audit_log = AuditLog(database)
+    users = UserStore(database, config.model_name)
+    catalog = SQLCatalog(database, audit_log)
+    registry = Registry(catalog, artifacts, config.model_name)
+    return Backends(
+        config=config, database=database, audit_log=audit_log, users=users,
+        access=AccessControl(users, audit_log, config.model_name, config.anonymous_role),
+        catalog=catalog, artifacts=artifacts, registry=registry,
+        prediction_log=SQLPredictionLog(database),
+        jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
+        models=ModelCache(artifacts))

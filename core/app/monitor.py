@@ -1,0 +1,203 @@
+"""Use cases that watch traffic: simulate it, report drift, keep reference profiles."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.errors import CoreError, InvalidInput, RegistryError
+from core.ml.data import load_version_dataset, traffic_pool
+from core.ml.images import DecodedImage, preprocess_batch
+from core.ml.scenarios import check_severity, get_scenario, sample_indices
+from core.monitoring.drift import Thresholds
+from core.monitoring.prediction_log import PredictionRecord, Window
+from core.monitoring.report import (
+    MIN_WINDOW,
+    REFERENCE_FILE,
+    DriftReport,
+    ReferenceProfile,
+    build_reference_profile,
+    drift_report,
+    drift_series,
+    pca_2d,
+)
+from core.registry.records import ModelVersion
+
+SIMULATION_LOG_BATCH = 100
+MAX_SIMULATION = 100_000
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    scenario: str
+    severity: float
+    n: int
+    version: int
+    accuracy: float  # realized, against the test labels
+
+
+def simulate(backends: Backends, *, actor: str, scenario: str, n: int,
+             severity: float | None = None, seed: int = 0, clock: Callable[[], datetime],
+             on_progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+    """Streams ``n`` transformed test images through the champion as logged traffic.
+
+    Each image is transformed (before the shared preprocessing, as a camera
+    would), predicted one at a time through the serving path, and logged with
+    its true label and source ``simulation:<scenario>``.
+    """
+    backends.access.authorize(actor, "simulate", clock())
+    chosen = get_scenario(scenario)
+    severity = check_severity(chosen, severity)
+    if not 1 <= n <= MAX_SIMULATION:
+        raise InvalidInput(f"--n must be between 1 and {MAX_SIMULATION:,}, got {n}. "
+                           "To fix this, pass e.g. --n 500.")
+    champion = backends.registry.get_champion()
+    test = traffic_pool(load_version_dataset(champion.metadata,
+                                             backends.config.fashion_mnist_dir).test)
+    predictor = backends.models.predictor(champion)
+    rng = np.random.default_rng(seed)
+    indices = sample_indices(chosen, severity, test.labels, n, rng)
+    pending, correct = [], 0
+    for done, index in enumerate(indices, start=1):
+        started = time.perf_counter()
+        pixels = chosen.transform(test.images[index], severity, rng)
+        decoded = DecodedImage(pixels, (pixels.shape[1], pixels.shape[0]), "simulation")
+        prediction = predictor.predict_decoded(decoded, started)
+        correct += prediction.class_index == test.labels[index]
+        pending.append(PredictionRecord.of(
+            prediction, model=backends.model, source=f"simulation:{scenario}", at=clock(),
+            size=decoded.original_size, true_label=int(test.labels[index])))
+        if len(pending) == SIMULATION_LOG_BATCH or done == n:
+            backends.prediction_log.append(pending)
+            pending = []
+            if on_progress:
+                on_progress(done, n)
+    return SimulationResult(scenario, severity, n, champion.version, correct / n)
+
+
+def observed_scenarios(backends: Backends, version: int, *, actor: str,
+                       now: datetime) -> list[str]:
+    """Simulation scenarios seen in a version's logged traffic."""
+    backends.access.authorize(actor, "view", now, target="predictions")
+    return scenarios_seen(backends, version)
+
+
+def scenarios_seen(backends: Backends, version: int) -> list[str]:
+    """``observed_scenarios`` for use cases that have authorized their actor already."""
+    return [source.split(":", 1)[1]
+            for source in backends.prediction_log.sources(backends.model, version)
+            if source.startswith("simulation:") and source != "simulation:none"]
+
+
+def load_reference(backends: Backends, version: ModelVersion) -> ReferenceProfile:
+    if not backends.artifacts.has_file(version.model, version.version, REFERENCE_FILE):
+        raise RegistryError(
+            f"version {version.version} has no reference profile (it was registered before "
+            "monitoring existed). To fix this, run "
+            f"'python -m core profile --version {version.version}'.")
+    return ReferenceProfile.load(backends.registry.files(version.version) / REFERENCE_FILE)
+
+
+def drift_for_version(backends: Backends, *, actor: str, now: datetime,
+                      version: int | None = None, window: int | None = 500,
+                      since: str | None = None, until: str | None = None,
+                      thresholds: Thresholds = Thresholds()) -> DriftReport:
+    """The drift report of a version (default: the champion) over a window of its traffic."""
+    backends.access.authorize(actor, "view", now, target="drift")
+    return _drift_report(backends, version=version, window=window, since=since, until=until,
+                         thresholds=thresholds)
+
+
+def _drift_report(backends: Backends, *, version: int | None, window: int | None,
+                  since: str | None = None, until: str | None = None,
+                  thresholds: Thresholds = Thresholds()) -> DriftReport:
+    if window is not None and window < MIN_WINDOW:
+        raise InvalidInput(f"--window must be at least {MIN_WINDOW}, got {window}. "
+                           "To fix this, pass e.g. --window 500.")
+    model_version = backends.registry.resolve(version)
+    reference = load_reference(backends, model_version)
+    logged = backends.prediction_log.window(backends.model, model_version.version, last=window,
+                                            since=since, until=until)
+    return drift_report(reference, logged, model_version.version, thresholds=thresholds)
+
+
+@dataclass(frozen=True)
+class DriftView:
+    """Everything the Drift page draws for one version."""
+
+    report: DriftReport
+    series: list[DriftReport]  # one report per chunk, oldest first
+    reference: ReferenceProfile
+    current: Window
+    reference_2d: np.ndarray  # float [n, 2]: PCA of reference embeddings
+    current_2d: np.ndarray  # float [m, 2]: the current window's, same axes
+
+
+def drift_view(backends: Backends, version: int, *, actor: str, now: datetime,
+               window: int, chunk: int, chunks: int = 20) -> DriftView:
+    """The report of the last ``window`` predictions and the series of the last ``chunks``
+    chunks of ``chunk`` predictions, from one read of the log."""
+    backends.access.authorize(actor, "view", now, target="drift")
+    model_version = backends.registry.get_version(version)
+    reference = load_reference(backends, model_version)
+    history = backends.prediction_log.window(backends.model, version,
+                                             last=max(window, chunk * chunks))
+    current = history.slice(max(len(history) - window, 0), len(history))
+    report = drift_report(reference, current, version)
+    series = drift_series(reference, history.slice(max(len(history) - chunk * chunks, 0),
+                                                   len(history)), version, chunk)
+    reference_2d, current_2d = pca_2d(reference.embeddings, current.embeddings)
+    return DriftView(report, series, reference, current, reference_2d, current_2d)
+
+
+def prediction_count(backends: Backends, *, actor: str, now: datetime,
+                     version: int | None = None) -> int:
+    """How many predictions are logged (of one version, or all)."""
+    backends.access.authorize(actor, "view", now, target="predictions")
+    return backends.prediction_log.count(backends.model, version)
+
+
+def drift_snapshot(backends: Backends) -> dict:
+    """The champion's drift status now, small enough to keep in an audit entry."""
+    try:
+        report = _drift_report(backends, version=None, window=500)
+    except CoreError as error:
+        return {"available": False, "why": str(error)}
+    return {"available": True, "version": report.version, "n": report.n,
+            "alert": report.alert, "reasons": report.reasons,
+            "estimated_accuracy": float(report.estimated_accuracy),
+            "realized_accuracy": (None if report.realized_accuracy is None
+                                  else float(report.realized_accuracy)),
+            "window": [report.window_start, report.window_end]}
+
+
+def create_reference_profile(backends: Backends, version: int, *, actor: str,
+                             now: datetime) -> bool:
+    """Computes a missing reference profile for an older version; False if it had one."""
+    from core.ml.evaluation import model_outputs
+    from core.ml.exports import load_keras_model
+
+    backends.access.authorize(actor, "profile", now, target=f"version {version}",
+                              version=version)
+    model_version = backends.registry.get_version(version)
+    if backends.artifacts.has_file(backends.model, model_version.version, REFERENCE_FILE):
+        return False
+    meta = model_version.metadata
+    dataset = load_version_dataset(meta, backends.config.fashion_mnist_dir)
+    validation = dataset.validation.take(meta["dataset"]["sizes"]["validation"])
+    probabilities, embeddings = model_outputs(
+        load_keras_model(backends.registry.files(model_version.version)),
+        preprocess_batch(validation.images, dataset.input_spec))
+    reference = build_reference_profile(probabilities, embeddings, validation.images,
+                                        validation.labels, meta["hyperparameters"]["seed"])
+    buffer = io.BytesIO()
+    reference.save(buffer)
+    backends.artifacts.put_file(backends.model, model_version.version, REFERENCE_FILE,
+                                buffer.getvalue())
+    return True

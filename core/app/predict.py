@@ -1,0 +1,131 @@
+"""Use cases on one image: predict (and log), explain with Grad-CAM, take a correction."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.errors import InvalidInput
+from core.ml.comparison import comparison_holdout
+from core.ml.data import load_version_dataset
+from core.ml.gradcam import fit_for_display, overlay
+from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess
+from core.ml.predictor import Prediction
+from core.ml.scenarios import get_scenario
+from core.monitoring.prediction_log import PredictionRecord, check_source
+
+
+@dataclass(frozen=True)
+class Explanation:
+    prediction: Prediction
+    explained_class: str
+    heatmap: np.ndarray  # float32 [h, w] in [0, 1] at the model's input size
+    image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, sized like the overlay
+    overlay: np.ndarray  # uint8 [H, W, 3]
+
+
+def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,
+                  now: datetime, version: int | None = None
+                  ) -> tuple[Prediction, DecodedImage]:
+    """Predicts one uploaded file with ``version`` (default: the champion) and logs it."""
+    started = time.perf_counter()
+    check_source(source)
+    backends.access.authorize(actor, "predict", now)
+    model_version = backends.registry.resolve(version)
+    config = backends.config
+    # Validate the upload before loading any model: a bad file costs nothing.
+    decoded = decode_image(data, max_bytes=config.max_upload_bytes,
+                           max_pixels=config.max_image_pixels)
+    prediction = backends.models.predictor(model_version).predict_decoded(decoded, started)
+    (log_id,) = backends.prediction_log.append([PredictionRecord.of(
+        prediction, model=backends.model, source=source, at=now,
+        size=decoded.original_size)])
+    return replace(prediction, log_id=log_id), decoded
+
+
+def record_feedback(backends: Backends, prediction: Prediction, true_class: str, *,
+                    actor: str, now: datetime) -> None:
+    """Records the true class a user gave for a logged prediction.
+
+    The image then counts in the realized accuracy and joins the feedback pool
+    that the next retraining learns from.
+    """
+    backends.access.authorize(actor, "feedback", now)
+    class_names = backends.registry.get_version(prediction.version).class_names
+    if true_class not in class_names:
+        raise InvalidInput(f"unknown class {true_class!r}. To fix this, choose one of: "
+                           f"{', '.join(class_names)}.")
+    if prediction.log_id is None:
+        raise InvalidInput("this prediction was not logged, so it cannot take feedback. "
+                           "To fix this, predict the image again.")
+    backends.prediction_log.set_true_label(backends.model, prediction.log_id,
+                                           class_names.index(true_class))
+
+
+def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,
+                  now: datetime, version: int | None = None,
+                  class_name: str | None = None) -> Explanation:
+    """Predicts (and logs) one uploaded file and explains a class (default: the predicted)."""
+    prediction, decoded = predict_image(backends, data, actor=actor, source=source,
+                                        now=now, version=version)
+    model_version = backends.registry.get_version(prediction.version)
+    class_names = model_version.class_names
+    class_index = None
+    if class_name is not None:
+        if class_name not in class_names:
+            raise InvalidInput(f"unknown class {class_name!r}. To fix this, choose one of: "
+                               f"{', '.join(class_names)}.")
+        class_index = class_names.index(class_name)
+    gradcam = backends.models.gradcam(model_version)
+    predictor = backends.models.predictor(model_version)
+    heatmap, explained = gradcam.heatmap(preprocess(decoded.pixels, predictor.input_spec),
+                                         class_index)
+    return Explanation(prediction, class_names[explained], heatmap,
+                       fit_for_display(decoded.pixels), overlay(decoded.pixels, heatmap))
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One image explained by several versions (the Governance page's heatmaps)."""
+
+    true_class: str
+    image: np.ndarray  # uint8 [H, W, 3], sized like the overlays
+    predicted: dict[int, str]  # version -> predicted class
+    overlays: dict[int, np.ndarray]  # version -> uint8 [H, W, 3] Grad-CAM overlay
+
+
+def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
+                         now: datetime, n: int = 4, scenario: str | None = None,
+                         seed: int = 0) -> list[SideBySide]:
+    """Grad-CAM of each version on the same ``n`` comparison-holdout images.
+
+    The images come from the holdout comparisons use (never traffic), drifted by
+    ``scenario`` at its default severity if given, so heatmaps show what each version
+    looks at on the data the decision is about.
+    """
+    backends.access.authorize(actor, "view", now, target="heatmaps")
+    chosen = [backends.registry.get_version(v) for v in versions]
+    holdout = comparison_holdout(load_version_dataset(
+        chosen[0].metadata, backends.config.fashion_mnist_dir).test)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(holdout), min(n, len(holdout)), replace=False)
+    images = holdout.images[picks]
+    if scenario is not None:
+        transform = get_scenario(scenario)
+        images = np.stack([transform.transform(image, transform.default_severity, rng)
+                           for image in images])
+    class_names = chosen[0].class_names
+    results = [SideBySide(class_names[holdout.labels[i]], fit_for_display(image), {}, {})
+               for i, image in zip(picks, images)]
+    for version in chosen:
+        gradcam = backends.models.gradcam(version)
+        spec = InputSpec.from_dict(version.metadata["input_spec"])
+        for result, image in zip(results, images):
+            heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
+            result.predicted[version.version] = class_names[predicted]
+            result.overlays[version.version] = overlay(image, heatmap)
+    return results

@@ -1,0 +1,113 @@
+"""Use cases of review: versions, comparisons on the same holdouts, decisions, the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.app.monitor import drift_snapshot, scenarios_seen
+from core.errors import InvalidInput
+from core.governance.audit import AuditEntry, Verification, export
+from core.governance.decisions import decide, verify_audit
+from core.governance.gate import GatePolicy, recommend
+from core.ml.comparison import build_holdouts, compare, comparison_holdout
+from core.ml.data import Split, load_version_dataset
+from core.ml.images import preprocess_batch
+from core.ml.scenarios import get_scenario
+from core.registry.records import Comparison, ModelVersion, StatusChange
+
+COMPARISON_BATCH = 256
+
+
+def list_versions(backends: Backends, *, actor: str, now: datetime) -> list[ModelVersion]:
+    """Every version of the model, oldest first."""
+    backends.access.authorize(actor, "view", now, target="versions")
+    return backends.registry.list_versions()
+
+
+def get_version(backends: Backends, version: int | None, *, actor: str,
+                now: datetime) -> ModelVersion:
+    """A version (None: the champion); VersionNotFound lists the versions that exist."""
+    backends.access.authorize(actor, "view", now, target="versions")
+    return backends.registry.resolve(version)
+
+
+def status_history(backends: Backends, *, actor: str, now: datetime) -> list[StatusChange]:
+    backends.access.authorize(actor, "view", now, target="versions")
+    return backends.registry.status_history()
+
+
+def compare_versions(backends: Backends, baseline: int, candidate: int, *, actor: str,
+                     now: datetime, scenarios: list[str] | None = None,
+                     feedback: Split | None = None,
+                     policy: GatePolicy = GatePolicy()) -> Comparison:
+    """Compares two versions on the same holdouts, adds the gate's advice, stores it.
+
+    Holdouts: the clean comparison half of the test split, a drifted copy of it per
+    scenario (default: those seen in the baseline's traffic), and feedback if given.
+    """
+    backends.access.authorize(actor, "compare", now, target=f"version {candidate}",
+                              version=candidate)
+    registry = backends.registry
+    versions = {v: registry.get_version(v) for v in (baseline, candidate)}
+    if versions[baseline].class_names != versions[candidate].class_names:
+        raise InvalidInput(f"versions {baseline} and {candidate} predict different classes. "
+                           "To fix this, compare versions trained on the same dataset.")
+    scenarios = scenarios_seen(backends, baseline) if scenarios is None else scenarios
+    for name in scenarios:
+        get_scenario(name)
+    test = load_version_dataset(versions[baseline].metadata,
+                                backends.config.fashion_mnist_dir).test
+    holdouts = build_holdouts(comparison_holdout(test), scenarios, seed=0, feedback=feedback)
+    probabilities = {}
+    for number, version in versions.items():
+        predictor = backends.models.predictor(version)
+        probabilities[number] = {
+            h.name: np.concatenate([
+                predictor.predict_batch(preprocess_batch(h.images[i:i + COMPARISON_BATCH],
+                                                         predictor.input_spec))[0]
+                for i in range(0, len(h.images), COMPARISON_BATCH)]) for h in holdouts}
+    measured = compare(baseline, candidate, holdouts, probabilities,
+                       versions[baseline].class_names)
+    result = measured.advised(recommend(measured, policy), now.isoformat(timespec="seconds"))
+    registry.catalog.save_comparison(registry.model, result)
+    return result
+
+
+def find_comparison(backends: Backends, baseline: int, candidate: int, *, actor: str,
+                    now: datetime) -> Comparison | None:
+    """The stored comparison of two versions, or None."""
+    backends.access.authorize(actor, "view", now, target=f"version {candidate}")
+    return backends.registry.find_comparison(baseline, candidate)
+
+
+def decide_version(backends: Backends, action: str, version: int, *, actor: str,
+                   reason: str, now: datetime, override_gate: bool = False,
+                   expected_champion: int | None = None) -> AuditEntry:
+    """Promote, reject or roll back (see ``governance.decisions.decide``), with the drift
+    status of the champion at this moment kept as evidence in the audit entry."""
+    return decide(backends.access, backends.registry, action, version, actor=actor,
+                  reason=reason, now=now,
+                  separation_of_duties=backends.config.separation_of_duties,
+                  override_gate=override_gate, expected_champion=expected_champion,
+                  drift=drift_snapshot(backends))
+
+
+def check_audit_log(backends: Backends, *, actor: str, now: datetime,
+                    anchor: tuple[int, str] | None = None) -> Verification:
+    """Verifies the hash chain and the catalog's statuses against it."""
+    backends.access.authorize(actor, "view", now, target="audit log")
+    return verify_audit(backends.audit_log, backends.registry, anchor)
+
+
+def audit_entries(backends: Backends, *, actor: str, now: datetime) -> list[AuditEntry]:
+    """Every audit entry, oldest first."""
+    backends.access.authorize(actor, "view", now, target="audit log")
+    return backends.audit_log.read_entries()
+
+
+def export_audit_log(backends: Backends, fmt: str, *, actor: str, now: datetime) -> str:
+    """The whole log as ``json`` or ``csv``."""
+    return export(audit_entries(backends, actor=actor, now=now), fmt)

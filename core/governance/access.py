@@ -1,0 +1,151 @@
+"""Who may do what: identities, roles, sign-in, and the refusals the audit log keeps.
+
+Every action, reads included, goes through ``AccessControl.authorize``, whoever
+calls it (CLI, dashboard, worker, API): hiding a button is not access control.
+Refusals are written to the audit log before ``ActionRefused`` is raised.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+from core.errors import ActionRefused, InvalidInput
+from core.governance.audit import Actor, AuditEntry, AuditLog
+from core.governance.users import (
+    ANONYMOUS,
+    ROLE_PERMISSIONS,
+    ROLES,
+    User,
+    UserStore,
+    validate_user_name,
+)
+
+MAX_FAILED_SIGN_INS = 5  # in a row, within SIGN_IN_LOCKOUT: further attempts are refused
+SIGN_IN_LOCKOUT = timedelta(minutes=15)
+MAX_REASON_LENGTH = 2000
+
+
+def stamp(now: datetime) -> str:
+    return now.isoformat(timespec="seconds")
+
+
+def roles_allowed(permission: str) -> list[str]:
+    return [role for role in ROLES if permission in ROLE_PERMISSIONS[role]]
+
+
+def check_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a decision needs a written reason. To fix this, say why, e.g. "
+                           "--reason \"fixes the brightness drift; clean accuracy held\".")
+    if len(reason) > MAX_REASON_LENGTH:
+        raise InvalidInput(f"the reason is {len(reason)} characters long. To fix this, keep it "
+                           f"under {MAX_REASON_LENGTH} and link to longer notes.")
+    return reason
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+class AccessControl:
+    """Roles checked on every action, against the user store; refusals audited.
+
+    Args:
+        model: labels the audit entries of refusals and sign-ins.
+        anonymous_role: the role of whoever has not signed in (``none``: no access).
+    """
+
+    def __init__(self, users: UserStore, audit_log: AuditLog, model: str,
+                 anonymous_role: str):
+        self.users, self.audit_log = users, audit_log
+        self.model, self.anonymous_role = model, anonymous_role
+
+    def resolve_actor(self, name: str) -> Actor:
+        """The actor with the role they hold now; role ``unknown`` for a name not in the store."""
+        if name == ANONYMOUS:
+            if self.anonymous_role not in ROLES + ("none",):
+                raise InvalidInput(f"ANONYMOUS_ROLE is {self.anonymous_role!r}. To fix this, "
+                                   f"set it to one of: {', '.join(ROLES)}, none.")
+            return Actor(ANONYMOUS, self.anonymous_role)
+        user = self.users.find_user(name)
+        return Actor(name, user.role if user else "unknown")
+
+    def may(self, name: str, permission: str) -> bool:
+        """Whether ``name`` holds ``permission`` now (for showing controls; no audit entry)."""
+        return permission in ROLE_PERMISSIONS.get(self.resolve_actor(name).role, ())
+
+    def authorize(self, name: str, permission: str, now: datetime, *, target: str = "",
+                  version: int | None = None) -> Actor:
+        """The actor if their role allows ``permission``; otherwise logs the refusal and raises."""
+        actor = self.resolve_actor(name[:128])
+        if permission in ROLE_PERMISSIONS.get(actor.role, ()):
+            return actor
+        needed = " or ".join(roles_allowed(permission))
+        if actor.role == "unknown":
+            message = (f"there is no user {actor.name!r}. To fix this, an admin adds them with "
+                       f"'python -m core users add {actor.name} --role "
+                       f"{roles_allowed(permission)[0]}', or act as an existing user "
+                       "(--actor NAME).")
+        elif actor.name == ANONYMOUS:
+            message = (f"signing in is required to {permission}. To fix this, sign in "
+                       f"(dashboard sidebar) or pass --actor NAME as a user with the role "
+                       f"{needed}.")
+        else:
+            message = (f"{actor.name} is {_article(actor.role)} {actor.role}; {permission} "
+                       f"needs the role {needed}. To fix this, ask an admin to change your "
+                       "role or ask someone who has it.")
+        self.refuse(actor, permission, message, now, target=target or permission,
+                    version=version)
+
+    def refuse(self, actor: Actor, action: str, message: str, now: datetime, *, target: str,
+               version: int | None = None, details: dict | None = None) -> NoReturn:
+        """Writes a refused entry to the audit log, then raises ActionRefused(message)."""
+        self.audit_log.append_alone(AuditEntry(
+            at=stamp(now), actor=actor.name, role=actor.role, action=action,
+            outcome="refused", model=self.model, target=target, version=version,
+            reason=message, details=details or {}))
+        raise ActionRefused(message)
+
+    def sign_in(self, name: str, password: str, now: datetime) -> Actor:
+        """Checks a password; every attempt is logged, failures without saying which part
+        was wrong. After MAX_FAILED_SIGN_INS failures in a row within SIGN_IN_LOCKOUT,
+        attempts for that name are refused without checking the password."""
+        name = name.strip()[:128]
+        user = self.users.find_user(name)
+        actor = Actor(name, user.role if user else "unknown")
+        target = f"user {name}"
+        if self._locked_out(name, now):
+            self.refuse(actor, "login", f"too many failed sign-ins for {name!r}. To fix this, "
+                        f"wait {SIGN_IN_LOCKOUT.seconds // 60} minutes, then try again.", now,
+                        target=target)
+        if self.users.check_password(name, password) is None:
+            self.refuse(actor, "login", "wrong user name or password. To fix this, check both "
+                        "and try again (an admin can reset a password).", now, target=target)
+        self.audit_log.append_alone(AuditEntry(
+            at=stamp(now), actor=name, role=actor.role, action="login", outcome="done",
+            model=self.model, target=target))
+        return actor
+
+    def _locked_out(self, name: str, now: datetime) -> bool:
+        recent = self.audit_log.recent("login", name, MAX_FAILED_SIGN_INS)
+        return (len(recent) == MAX_FAILED_SIGN_INS
+                and all(outcome == "refused" for outcome, _ in recent)
+                and now - datetime.fromisoformat(recent[-1][1]) < SIGN_IN_LOCKOUT)
+
+    def add_user(self, *, actor: str, name: str, role: str, password: str | None,
+                 now: datetime) -> User:
+        """Adds a user. Until any user exists, anyone may add the first one, an admin (setup)."""
+        if self.users.has_users():
+            acting = self.authorize(actor, "manage_users", now, target=f"user {name}")
+        else:
+            acting = Actor(actor, "setup")
+        return self.users.add_user(validate_user_name(name), role, password, actor=acting,
+                                   at=stamp(now))
+
+    def set_role(self, *, actor: str, name: str, role: str, reason: str,
+                 now: datetime) -> User:
+        acting = self.authorize(actor, "manage_users", now, target=f"user {name}")
+        return self.users.set_role(name, role, actor=acting, at=stamp(now),
+                                   reason=check_reason(reason))

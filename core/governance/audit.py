@@ -1,0 +1,225 @@
+"""The append-only, hash-chained audit log: a table in the registry's database.
+
+Every state change writes its entry inside the same transaction as the change
+itself (see ``append``), so the log and the state can never disagree: both
+commit or neither does. Each entry stores the hash of the one before it and a
+hash of its own content, so ``verify`` detects an edited, deleted, inserted or
+reordered entry and names the first bad one. A head row records the last
+entry, so deleting entries from the end is detected too.
+
+What a hash chain cannot stop is someone who rewrites the whole chain from the
+first bad entry on. Against that, record the head hash somewhere else (a ticket,
+a CI log) and pass it back to ``verify`` as an anchor.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from sqlalchemy import Connection, text
+
+from core.storage.database import Database
+
+GENESIS_HASH = "0" * 64
+OUTCOMES = ("done", "refused")
+
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, with the role they held at that moment."""
+
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit record. ``seq``, ``prev_hash`` and ``hash`` are set when appended.
+
+    Attributes:
+        at: UTC time, ISO 8601.
+        actor, role: who acted and the role they held.
+        action: e.g. register, promote, reject, rollback, archive, submit_job,
+            cancel_job, add_user, set_role, login.
+        outcome: ``done`` or ``refused``.
+        target: what was acted on, e.g. ``version 3``, ``job 5``, ``user alice``.
+        version: the model version concerned, if any.
+        reason: the written reason (decisions), or why it was refused.
+        details: the evidence at that moment (comparison, gate, drift status) and
+            the status change (``from_status``, ``to_status``).
+    """
+
+    at: str
+    actor: str
+    role: str
+    action: str
+    outcome: str
+    model: str
+    target: str
+    version: int | None = None
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+    seq: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+_COLUMNS = tuple(f.name for f in fields(AuditEntry))
+
+
+def entry_hash(row: dict) -> str:
+    """SHA-256 of an entry's content (every column but ``hash``), canonical JSON.
+
+    ``details`` is hashed as the exact text stored, so reading it back can never
+    change the hash (no float round-trips).
+    """
+    content = {name: row[name] for name in _COLUMNS if name != "hash"}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+_INSERT = text(f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
+               f"VALUES ({', '.join(':' + c for c in _COLUMNS)})")
+
+
+def append(conn: Connection, entry: AuditEntry) -> AuditEntry:
+    """Appends ``entry`` inside the caller's open write transaction; returns it chained.
+
+    The caller's connection comes from ``Database.write()``, which holds the write
+    lock, so no other writer can append between reading the last entry and this insert.
+    """
+    if entry.outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {entry.outcome!r}")
+    last = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                        ).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    row = entry.as_dict() | {"seq": seq, "prev_hash": prev_hash,
+                             "details": json.dumps(entry.details, sort_keys=True)}
+    row["hash"] = entry_hash(row)
+    conn.execute(_INSERT, row)
+    conn.execute(text("DELETE FROM audit_head WHERE id = 1"))
+    conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, :seq, :hash)"),
+                 {"seq": seq, "hash": row["hash"]})
+    return replace(entry, seq=seq, prev_hash=prev_hash, hash=row["hash"])
+
+
+class AuditLog:
+    """Reading the log, and appending entries that change no other state."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def append_alone(self, entry: AuditEntry) -> AuditEntry:
+        """Appends ``entry`` in a transaction of its own (refusals, logins: no state changes)."""
+        with self.database.write() as conn:
+            return append(conn, entry)
+
+    def _raw_rows(self) -> list[dict]:
+        rows = self.database.read(f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
+        return [dict(zip(_COLUMNS, row)) for row in rows]
+
+    def read_entries(self, model: str | None = None) -> list[AuditEntry]:
+        """Every entry (of ``model``, if given), oldest first."""
+        return [AuditEntry(**(row | {"details": json.loads(row["details"])}))
+                for row in self._raw_rows() if model is None or row["model"] == model]
+
+    def recent(self, action: str, actor: str, limit: int) -> list[tuple[str, str]]:
+        """(outcome, at) of ``actor``'s last ``limit`` entries of ``action``, newest first."""
+        return [(outcome, at) for outcome, at in self.database.read(
+            "SELECT outcome, at FROM audit_log WHERE action = :action AND actor = :actor "
+            "ORDER BY seq DESC LIMIT :limit", {"action": action, "actor": actor,
+                                               "limit": limit})]
+
+    def last_done(self, conn: Connection, model: str, version: int) -> tuple | None:
+        """(actor, action, at) of the last change of a version, inside a transaction."""
+        return conn.execute(text(
+            "SELECT actor, action, at FROM audit_log WHERE model = :model AND version = "
+            ":version AND outcome = 'done' ORDER BY seq DESC LIMIT 1"),
+            {"model": model, "version": version}).first()
+
+    def verify(self, anchor: tuple[int, str] | None = None) -> "Verification":
+        """Checks every entry's hash and link, and the head; names the first problem.
+
+        Args:
+            anchor: (seq, hash) recorded earlier elsewhere; the entry ``seq`` must still
+                carry that hash, which catches a chain rewritten from before it on.
+        """
+        rows = self._raw_rows()
+        head = self.database.read("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return verify_rows(rows, head[0] if head else None, anchor)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of checking the chain."""
+
+    ok: bool
+    entries: int
+    head_hash: str
+    first_bad: int | None = None  # seq of the first bad entry
+    problem: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify_rows(rows: list[dict], head: tuple | None,
+                anchor: tuple[int, str] | None = None) -> Verification:
+    """Checks the chain of ``rows`` (oldest first) against the recorded ``head``."""
+
+    def bad(seq: int, problem: str) -> Verification:
+        return Verification(False, len(rows), rows[-1]["hash"] if rows else GENESIS_HASH,
+                            seq, problem)
+
+    expected_prev = GENESIS_HASH
+    for position, row in enumerate(rows, start=1):
+        seq = row["seq"]
+        if seq != position:
+            missing = position if seq > position else seq
+            return bad(missing, f"entry {missing} is missing or out of place: the log jumps "
+                                f"from entry {position - 1} to entry {seq} (deleted or "
+                                "inserted entries)")
+        if entry_hash(row) != row["hash"]:
+            return bad(seq, f"entry {seq} was edited: its content no longer matches its hash")
+        if row["prev_hash"] != expected_prev:
+            return bad(seq, f"entry {seq} does not follow entry {seq - 1}: its link to the "
+                            "previous entry is broken (an entry before it was deleted, "
+                            "inserted, replaced or moved)")
+        expected_prev = row["hash"]
+    last_seq, last_hash = (rows[-1]["seq"], rows[-1]["hash"]) if rows else (0, GENESIS_HASH)
+    head_seq, head_hash = tuple(head) if head else (0, GENESIS_HASH)
+    if (head_seq, head_hash) != (last_seq, last_hash):
+        first = min(head_seq, last_seq) + 1 if head_seq != last_seq else last_seq
+        return bad(first, f"the log ends at entry {last_seq} but its head records entry "
+                          f"{head_seq}: entries were deleted from or added to the end")
+    if anchor is not None:
+        seq, expected = anchor
+        if seq > len(rows) or rows[seq - 1]["hash"] != expected:
+            return bad(seq, f"entry {seq} no longer has the anchored hash {expected[:12]}…: "
+                            "the chain was rewritten from there on")
+    return Verification(True, len(rows), last_hash)
+
+
+def export(entries: list[AuditEntry], fmt: str) -> str:
+    """The entries as ``json`` (a list of objects) or ``csv`` (details as JSON text)."""
+    rows = [entry.as_dict() for entry in entries]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        # The sequence number first: it is what people sort and cite by.
+        columns = ("seq",) + tuple(c for c in _COLUMNS if c != "seq")
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row | {"details": json.dumps(row["details"], sort_keys=True)})
+        return out.getvalue()
+    raise ValueError(f"unknown format {fmt!r}")

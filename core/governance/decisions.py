@@ -1,0 +1,131 @@
+"""Human decisions on versions (promote, reject, roll back) and the check of the log itself.
+
+Decisions check the version's state inside the catalog's write transaction, so
+two reviewers deciding at once cannot both win, and the loser is told why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import NoReturn
+
+from core.errors import ActionRefused, InvalidInput
+from core.governance.access import AccessControl, check_reason, stamp
+from core.governance.audit import AuditEntry, AuditLog, Verification
+from core.registry.registry import Registry
+
+# Decision -> (the status it starts from, the status it sets).
+DECISIONS = {
+    "promote": ("candidate", "champion"),
+    "reject": ("candidate", "rejected"),
+    "rollback": ("archived", "champion"),
+}
+
+
+def decide(access: AccessControl, registry: Registry, action: str, version: int, *,
+           actor: str, reason: str, now: datetime, separation_of_duties: bool,
+           override_gate: bool = False, expected_champion: int | None = None,
+           drift: dict | None = None) -> AuditEntry:
+    """Promotes, rejects or rolls back a version on behalf of a person; returns the entry.
+
+    Args:
+        action: ``promote`` (candidate -> champion), ``reject`` (candidate -> rejected)
+            or ``rollback`` (archived -> champion). The previous champion is archived.
+        reason: why, in the decider's words (required).
+        separation_of_duties: whether whoever produced a candidate is barred from
+            promoting it.
+        override_gate: acknowledges deciding against the gate's recommendation.
+        expected_champion: the champion the decider looked at; if another version is
+            champion by the time the decision commits, it is refused (default: the
+            champion when this is called).
+        drift: the champion's drift status at this moment, kept as evidence.
+
+    Raises:
+        ActionRefused: the role, the version's state, separation of duties or a
+            missing gate acknowledgement forbids it (the refusal is logged first).
+    """
+    if action not in DECISIONS:
+        raise InvalidInput(f"unknown decision {action!r}. To fix this, use one of: "
+                           f"{', '.join(DECISIONS)}.")
+    target = f"version {version}"
+    acting = access.authorize(actor, action, now, target=target, version=version)
+    reason = check_reason(reason)
+    chosen = registry.get_version(version)
+    champion = registry.get_champion()
+    from_status, to_status = DECISIONS[action]
+    comparison = (registry.find_comparison(champion.version, version)
+                  if action != "rollback" else None)
+    advice = comparison.advice if comparison else None
+    evidence = {"champion_before": champion.version,
+                "comparison": comparison.as_dict() if comparison else None,
+                "gate": advice and {k: v for k, v in advice.as_dict().items() if k != "policy"},
+                "gate_overridden": False, "drift": drift}
+
+    def refuse_decision(message: str) -> NoReturn:
+        access.refuse(acting, action, message, now, target=target, version=version,
+                      details={"reason_given": reason} | evidence)
+
+    if chosen.status != from_status:
+        refuse_decision(f"version {version} is {chosen.status}; only a {from_status} version "
+                        f"can be {_past(action)}. To fix this, pick a {from_status} version "
+                        "(see 'python -m core versions').")
+    if expected_champion is not None and expected_champion != champion.version:
+        refuse_decision(f"the champion is now version {champion.version}, not version "
+                        f"{expected_champion} as when you looked. To fix this, look at the "
+                        "current state and decide again.")
+    if action == "promote" and comparison is None:
+        refuse_decision(f"version {version} has not been compared with the champion (version "
+                        f"{champion.version}), so there is no evidence to decide on. To fix "
+                        f"this, run 'python -m core compare {champion.version} {version}'.")
+    recommended = advice.recommendation if advice else None
+    against_gate = ((action == "promote" and recommended != "promote")
+                    or (action == "reject" and recommended == "promote"))
+    if against_gate and not override_gate:
+        reasons = "; ".join(advice.reasons) if advice else "no comparison"
+        refuse_decision(f"the gate recommends {recommended} for version {version} ({reasons}), "
+                        f"and you chose to {action}. "
+                        "To fix this, if you decide against the gate, acknowledge it "
+                        "explicitly (--override-gate, or the checkbox on the Governance page).")
+    evidence["gate_overridden"] = bool(against_gate)
+    if action == "promote" and separation_of_duties and chosen.created_by == acting.name:
+        refuse_decision(f"{acting.name} submitted the retraining that produced version "
+                        f"{version}, so cannot approve it (separation of duties). To fix "
+                        "this, ask another reviewer to decide.")
+    entry = AuditEntry(at=stamp(now), actor=acting.name, role=acting.role, action=action,
+                       outcome="done", model=registry.model, target=target,
+                       version=version, reason=reason,
+                       details={"from_status": from_status, "to_status": to_status}
+                       | evidence)
+    expected = {version: from_status, champion.version: "champion"}
+    try:
+        return registry.catalog.change_status(registry.model, version, to_status,
+                                              expected=expected, entry=entry)
+    except ActionRefused as error:  # lost a race to another decision: logged, then raised
+        refuse_decision(str(error))
+
+
+def _past(action: str) -> str:
+    return {"promote": "promoted", "reject": "rejected", "rollback": "rolled back to"}[action]
+
+
+def verify_audit(audit_log: AuditLog, registry: Registry,
+                 anchor: tuple[int, str] | None = None) -> Verification:
+    """Checks the hash chain, then that the catalog's statuses are the ones the log recorded.
+
+    A status changed in the database without going through a decision has no
+    matching entry, so it is reported like an edited entry.
+    """
+    result = audit_log.verify(anchor)
+    if not result.ok:
+        return result
+    recorded = {}
+    for change in registry.status_history():
+        recorded[change.version] = change.to_status
+    for version in registry.list_versions():
+        if recorded.get(version.version) != version.status:
+            return replace(result, ok=False, problem=(
+                f"version {version.version} is {version.status} in the catalog, but the audit "
+                f"log records it as {recorded.get(version.version) or 'never registered'}: "
+                "its status was changed outside a decision"))
+    return result

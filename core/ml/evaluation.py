@@ -1,0 +1,78 @@
+"""Classification metrics computed with NumPy from labels and probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+ECE_BINS = 15
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts [true class, predicted class] -> int64 [K, K]."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    # Bin i holds confidences in (i/bins, (i+1)/bins]; confidence 0 joins bin 0.
+    bin_index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = bin_index == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
+                           class_names: list[str] | tuple[str, ...]) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and ECE.
+
+    Args:
+        labels: int [N] true classes.
+        probabilities: float [N, K] predicted probabilities.
+        class_names: K names, in label order.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(labels, predicted, len(class_names))
+    true_positive = np.diag(matrix).astype(np.float64)
+    predicted_count = matrix.sum(axis=0)
+    actual_count = matrix.sum(axis=1)
+    # A class never predicted (or never present) gets precision (recall) 0, not NaN.
+    precision = np.divide(true_positive, predicted_count,
+                          out=np.zeros_like(true_positive), where=predicted_count > 0)
+    recall = np.divide(true_positive, actual_count,
+                       out=np.zeros_like(true_positive), where=actual_count > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator,
+                   out=np.zeros_like(true_positive), where=denominator > 0)
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()) if len(labels) else 0.0,
+        "macro_f1": float(f1.mean()),
+        "ece": expected_calibration_error(labels, probabilities),
+        "per_class": {
+            name: {"precision": float(precision[i]), "recall": float(recall[i]),
+                   "f1": float(f1[i]), "support": int(actual_count[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def model_outputs(model, images: np.ndarray, batch_size: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [N, h, w, c] -> (probabilities [N, K], embeddings [N, E]), batched."""
+    from core.ml.exports import serving_outputs
+
+    both = serving_outputs(model)
+    chunks = [both(images[i:i + batch_size], training=False)
+              for i in range(0, len(images), batch_size)]
+    return (np.concatenate([np.asarray(c["probabilities"]) for c in chunks]),
+            np.concatenate([np.asarray(c["embedding"]) for c in chunks]))

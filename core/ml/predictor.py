@@ -1,0 +1,132 @@
+"""The serving predictor: preprocess and infer one image with TFLite, no TensorFlow import.
+
+Models are loaded once per (model, version) and cached; a version's files never
+change after registration, so the cache never goes stale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ModelError
+from core.ml.exports import TFLITE_FILE, load_keras_model
+from core.ml.gradcam import GradCam
+from core.ml.images import DecodedImage, InputSpec, image_statistics, preprocess, resize_to_spec
+from core.registry.artifacts import ArtifactStore
+from core.registry.records import ModelVersion
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer. ``embedding`` is kept for monitoring, not shown."""
+
+    label: str
+    class_index: int
+    confidence: float
+    probabilities: dict[str, float]
+    version: int
+    latency_ms: float
+    embedding: np.ndarray = field(repr=False, compare=False)
+    image_statistics: dict[str, float] = field(default_factory=dict, compare=False)
+    pixels: np.ndarray | None = field(default=None, repr=False, compare=False)  # model input, uint8
+    log_id: int | None = None  # its row in the prediction log, once logged
+
+    def as_dict(self) -> dict:
+        """The JSON shape of ``python -m core predict --json`` (without ``file``)."""
+        return {
+            "label": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+            "version": self.version,
+            "latency_ms": round(self.latency_ms, 3),
+        }
+
+
+class Predictor:
+    """A version's TFLite model behind a lock (interpreters are not thread-safe)."""
+
+    def __init__(self, version: ModelVersion, folder: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = Path(folder) / TFLITE_FILE
+        if not path.is_file():
+            raise ModelError(f"version {version.version} has no {TFLITE_FILE} in {folder}. "
+                             "To fix this, register the version again.")
+        self.version = version
+        self.class_names: tuple[str, ...] = tuple(version.metadata["class_names"])
+        self.input_spec = InputSpec.from_dict(version.metadata["input_spec"])
+        # One thread: for single images thread start-up costs more than it saves.
+        self._interpreter = Interpreter(model_path=str(path), num_threads=1)
+        self._runner = self._interpreter.get_signature_runner("serving_default")
+        self._lock = threading.Lock()
+        # The first invoke sets up XNNPACK (~15 ms); pay it at load, not on a user's photo.
+        spec = self.input_spec
+        self.predict_batch(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))
+
+    def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [N, h, w, c] preprocessed images -> (probabilities [N, K], embeddings [N, E])."""
+        with self._lock:
+            outputs = self._runner(image=np.ascontiguousarray(images, dtype=np.float32))
+            return outputs["probabilities"].copy(), outputs["embedding"].copy()
+
+    def predict_decoded(self, decoded: DecodedImage, started: float) -> Prediction:
+        """Predicts one decoded image; ``started`` is when its bytes arrived (perf_counter)."""
+        resized = resize_to_spec(decoded.pixels, self.input_spec)
+        probabilities, embeddings = self.predict_batch(preprocess(resized, self.input_spec)[None])
+        latency_ms = (time.perf_counter() - started) * 1000
+        statistics = {name: float(values[0])
+                      for name, values in image_statistics(resized[None]).items()}
+        row = probabilities[0]
+        best = int(row.argmax())
+        return Prediction(
+            label=self.class_names[best],
+            class_index=best,
+            confidence=float(row[best]),
+            probabilities={name: float(p) for name, p in zip(self.class_names, row)},
+            version=self.version.version,
+            latency_ms=latency_ms,
+            embedding=embeddings[0],
+            image_statistics=statistics,
+            pixels=resized,
+        )
+
+
+class ModelCache:
+    """Loads predictors, Keras models and compiled Grad-CAMs once per version."""
+
+    def __init__(self, artifacts: ArtifactStore):
+        self.artifacts = artifacts
+        self._predictors: dict[tuple, Predictor] = {}
+        self._keras_models: dict[tuple, object] = {}
+        self._gradcams: dict[tuple, GradCam] = {}
+        self._lock = threading.Lock()
+
+    def _files(self, version: ModelVersion) -> Path:
+        return self.artifacts.local_path(version.model, version.version)
+
+    def predictor(self, version: ModelVersion) -> Predictor:
+        key = (version.model, version.version)
+        with self._lock:
+            if key not in self._predictors:
+                self._predictors[key] = Predictor(version, self._files(version))
+            return self._predictors[key]
+
+    def keras_model(self, version: ModelVersion):
+        key = (version.model, version.version)
+        with self._lock:
+            if key not in self._keras_models:
+                self._keras_models[key] = load_keras_model(self._files(version))
+            return self._keras_models[key]
+
+    def gradcam(self, version: ModelVersion) -> GradCam:
+        model = self.keras_model(version)
+        key = (version.model, version.version)
+        with self._lock:
+            if key not in self._gradcams:
+                self._gradcams[key] = GradCam(model)
+            return self._gradcams[key]

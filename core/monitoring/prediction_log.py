@@ -1,0 +1,241 @@
+"""The prediction log: every prediction served, with what monitoring needs.
+
+A table in the registry's database (``core.storage``). Each ``append`` is one
+transaction, so rows are never torn; concurrent writers wait for the lock
+(busy timeout) instead of failing or losing rows.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import text
+
+from core.errors import InvalidInput
+from core.storage.database import Database
+
+if TYPE_CHECKING:
+    from core.ml.predictor import Prediction
+
+SOURCES = ("upload", "camera", "cli")  # plus "simulation:<scenario>"
+
+
+def check_source(source: str) -> str:
+    if source in SOURCES or (source.startswith("simulation:") and len(source) > 11):
+        return source
+    raise InvalidInput(f"unknown prediction source {source!r}. To fix this, use one of "
+                       f"{', '.join(SOURCES)} or simulation:<scenario>.")
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One logged prediction. Arrays: probabilities float32 [K], embedding [E]."""
+
+    at: str
+    model: str
+    version: int
+    source: str
+    predicted: int
+    label: str
+    confidence: float
+    probabilities: np.ndarray
+    latency_ms: float
+    brightness: float
+    contrast: float
+    sharpness: float
+    width: int
+    height: int
+    embedding: np.ndarray
+    pixels: bytes  # PNG of the image at the model's input size (what retraining learns from)
+    true_label: int | None = None
+
+    @classmethod
+    def of(cls, prediction: "Prediction", *, model: str, source: str, at: datetime,
+           size: tuple[int, int], true_label: int | None = None) -> "PredictionRecord":
+        """The log row of one served prediction (``size``: the upload's width, height)."""
+        from core.ml.images import encode_png
+
+        if prediction.pixels is None:
+            raise ValueError("a prediction without its input pixels cannot be logged")
+        stats = prediction.image_statistics
+        return cls(
+            at=at.isoformat(timespec="milliseconds"), model=model, version=prediction.version,
+            source=source, predicted=prediction.class_index, label=prediction.label,
+            confidence=prediction.confidence,
+            probabilities=np.asarray(list(prediction.probabilities.values()), np.float32),
+            latency_ms=prediction.latency_ms, brightness=stats["brightness"],
+            contrast=stats["contrast"], sharpness=stats["sharpness"], width=size[0],
+            height=size[1], embedding=prediction.embedding,
+            pixels=encode_png(prediction.pixels), true_label=true_label)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A slice of the log, oldest first, as arrays: what drift statistics consume."""
+
+    ids: np.ndarray  # int64 [n]
+    at: list[str]
+    sources: list[str]
+    predicted: np.ndarray  # int64 [n]
+    confidence: np.ndarray  # float32 [n]
+    probabilities: np.ndarray  # float32 [n, K]
+    statistics: dict[str, np.ndarray]  # brightness, contrast, sharpness: float32 [n]
+    embeddings: np.ndarray  # float32 [n, E]
+    true_labels: np.ndarray  # int64 [n], -1 where unknown
+    latency_ms: np.ndarray  # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slice(self, start: int, stop: int) -> "Window":
+        return Window(self.ids[start:stop], self.at[start:stop], self.sources[start:stop],
+                      self.predicted[start:stop], self.confidence[start:stop],
+                      self.probabilities[start:stop],
+                      {k: v[start:stop] for k, v in self.statistics.items()},
+                      self.embeddings[start:stop], self.true_labels[start:stop],
+                      self.latency_ms[start:stop])
+
+
+class PredictionLog(ABC):
+    """Where predictions are recorded; replaceable by another database."""
+
+    @abstractmethod
+    def append(self, records: list[PredictionRecord]) -> list[int]:
+        """Stores records atomically (all or none); returns their ids."""
+
+    @abstractmethod
+    def window(self, model: str, version: int, *, last: int | None = None,
+               since: str | None = None, until: str | None = None) -> Window:
+        """The version's predictions: the ``last`` N, and/or those in [since, until)."""
+
+    @abstractmethod
+    def count(self, model: str, version: int | None = None) -> int:
+        """How many predictions are logged (for one version, or all)."""
+
+    @abstractmethod
+    def sources(self, model: str, version: int) -> list[str]:
+        """The distinct sources of a version's logged predictions, sorted."""
+
+    @abstractmethod
+    def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
+        """Records the true class a user gave for a prediction (feedback)."""
+
+    @abstractmethod
+    def labelled_images(self, model: str, sources: tuple[str, ...]
+                        ) -> tuple[list[bytes], np.ndarray, list[str]]:
+        """PNG images, true labels and sources of labelled predictions whose source
+        starts with one of ``sources`` (e.g. ``("simulation:brightness", "upload")``)."""
+
+
+_COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
+            "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
+            "height", "embedding", "true_label", "pixels")
+
+
+_INSERT = text(f"INSERT INTO predictions ({', '.join(_COLUMNS)}) "
+               f"VALUES ({', '.join(':' + c for c in _COLUMNS)}) RETURNING id")
+
+
+class SQLPredictionLog(PredictionLog):
+    """The log in the registry's database (any database ``core.storage`` supports)."""
+
+    def __init__(self, database: Database):
+        self.database = database
+
+    def append(self, records):
+        rows = [dict(zip(_COLUMNS, (
+            r.at, r.model, r.version, check_source(r.source), r.predicted, r.label,
+            float(r.confidence), np.asarray(r.probabilities, np.float32).tobytes(),
+            float(r.latency_ms), float(r.brightness), float(r.contrast), float(r.sharpness),
+            int(r.width), int(r.height),
+            # float16 halves the row size; drift tests lose nothing measurable.
+            np.asarray(r.embedding, np.float16).tobytes(),
+            None if r.true_label is None else int(r.true_label), r.pixels))) for r in records]
+        # NORMAL: a killed process loses nothing committed; the registry's own
+        # decisions keep FULL. Predictions are frequent, decisions rare.
+        with self.database.write(synchronous="NORMAL") as conn:
+            return [conn.execute(_INSERT, row).scalar_one() for row in rows]
+
+    def window(self, model, version, *, last=None, since=None, until=None):
+        conditions = ["model = :model", "version = :version"]
+        args = {"model": model, "version": version, "since": since, "until": until,
+                "last": last}
+        if since is not None:
+            conditions.append("at >= :since")
+        if until is not None:
+            conditions.append("at < :until")
+        sql = (f"SELECT id, at, source, predicted, confidence, probabilities, brightness, "
+               f"contrast, sharpness, embedding, true_label, latency_ms FROM predictions "
+               f"WHERE {' AND '.join(conditions)} ORDER BY id DESC")
+        if last is not None:
+            sql += " LIMIT :last"
+            args["last"] = int(last)
+        rows = self.database.read(sql, args)[::-1]
+        return _rows_to_window(rows)
+
+    def count(self, model, version=None):
+        if version is None:
+            rows = self.database.read("SELECT COUNT(*) FROM predictions WHERE model = :model",
+                                      {"model": model})
+        else:
+            rows = self.database.read("SELECT COUNT(*) FROM predictions WHERE model = :model "
+                                      "AND version = :version",
+                                      {"model": model, "version": version})
+        return rows[0][0] if rows else 0
+
+    def sources(self, model, version):
+        rows = self.database.read("SELECT DISTINCT source FROM predictions WHERE model = "
+                                  ":model AND version = :version ORDER BY source",
+                                  {"model": model, "version": version})
+        return [row[0] for row in rows]
+
+    def set_true_label(self, model, prediction_id, true_label):
+        with self.database.write() as conn:
+            updated = conn.execute(text(
+                "UPDATE predictions SET true_label = :label WHERE model = :model AND id = :id"),
+                {"label": int(true_label), "model": model, "id": int(prediction_id)}).rowcount
+        if updated != 1:
+            raise InvalidInput(f"there is no prediction {prediction_id} of model {model!r}. "
+                               "To fix this, give the id of a logged prediction.")
+
+    def labelled_images(self, model, sources):
+        if not sources:
+            return [], np.zeros(0, np.int64), []
+        matches = " OR ".join(f"source = :s{i} OR source LIKE :p{i}"
+                              for i in range(len(sources)))
+        args = {"model": model}
+        for i, source in enumerate(sources):
+            args |= {f"s{i}": source, f"p{i}": source + ":%"}
+        rows = self.database.read(f"SELECT pixels, true_label, source FROM predictions "
+                                  f"WHERE model = :model AND true_label IS NOT NULL AND "
+                                  f"({matches}) ORDER BY id", args)
+        return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
+                [r[2] for r in rows])
+
+
+def _rows_to_window(rows) -> Window:
+    if not rows:
+        empty = np.zeros(0, np.float32)
+        return Window(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), empty,
+                      np.zeros((0, 0), np.float32), {k: empty for k in
+                                                     ("brightness", "contrast", "sharpness")},
+                      np.zeros((0, 0), np.float32), np.zeros(0, np.int64), empty)
+    columns = list(zip(*rows))
+    return Window(
+        ids=np.asarray(columns[0], np.int64),
+        at=list(columns[1]),
+        sources=list(columns[2]),
+        predicted=np.asarray(columns[3], np.int64),
+        confidence=np.asarray(columns[4], np.float32),
+        probabilities=np.stack([np.frombuffer(b, np.float32) for b in columns[5]]),
+        statistics={"brightness": np.asarray(columns[6], np.float32),
+                    "contrast": np.asarray(columns[7], np.float32),
+                    "sharpness": np.asarray(columns[8], np.float32)},
+        embeddings=np.stack([np.frombuffer(b, np.float16) for b in columns[9]]).astype(np.float32),
+        true_labels=np.asarray([-1 if t is None else t for t in columns[10]], np.int64),
+        latency_ms=np.asarray(columns[11], np.float32),
+    )

@@ -1,0 +1,263 @@
+"""Reference profiles and drift reports: is production traffic still like training data?
+
+A version's reference profile is computed at registration on the validation
+split and stored as ``reference.npz`` beside the model. A drift report compares
+a window of the prediction log against it with every statistic in ``core.monitoring.drift``
+and estimates accuracy without labels (CBPE: calibrated confidences).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from core.errors import InvalidInput
+from core.ml.images import IMAGE_STATISTICS, image_statistics
+from core.monitoring import drift
+from core.monitoring.prediction_log import Window
+
+REFERENCE_FILE = "reference.npz"
+EMBEDDING_SAMPLE = 1000  # reference and window embeddings used by the MMD test
+CALIBRATION_BINS = 15
+MIN_WINDOW = 30
+MMD_PERMUTATIONS = 199
+
+
+@dataclass(frozen=True)
+class ReferenceProfile:
+    """What the model saw on its validation split.
+
+    Attributes:
+        probabilities: float32 [N, K] predicted probabilities.
+        labels: int64 [N] true classes.
+        statistics: brightness/contrast/sharpness, float32 [N] each.
+        embeddings: float32 [<= EMBEDDING_SAMPLE, E], a seeded sample.
+        calibration_edges: float64 [B + 1] confidence bin edges (equal mass).
+        calibration_accuracy: float64 [B] validation accuracy within each bin.
+    """
+
+    probabilities: np.ndarray
+    labels: np.ndarray
+    statistics: dict[str, np.ndarray]
+    embeddings: np.ndarray
+    calibration_edges: np.ndarray
+    calibration_accuracy: np.ndarray
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probabilities.max(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.probabilities.argmax(axis=1) == self.labels))
+
+    def estimate_accuracy(self, confidence: np.ndarray) -> float:
+        """CBPE: the mean of calibrated confidences is the expected accuracy."""
+        return float(np.mean(calibrated(confidence, self.calibration_edges,
+                                         self.calibration_accuracy)))
+
+    def save(self, target: Path | BinaryIO) -> None:
+        """Writes the profile as ``.npz`` to a path or an open binary file."""
+        if isinstance(target, Path):
+            with open(target, "wb") as handle:
+                self.save(handle)
+            return
+        arrays: dict[str, np.ndarray] = {
+            "probabilities": self.probabilities, "labels": self.labels,
+            "embeddings": self.embeddings.astype(np.float16),
+            "calibration_edges": self.calibration_edges,
+            "calibration_accuracy": self.calibration_accuracy,
+            **{f"statistic_{k}": v for k, v in self.statistics.items()}}
+        # numpy's stub types **kwds like its allow_pickle flag; these are arrays.
+        np.savez_compressed(target, **arrays)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, path: Path) -> "ReferenceProfile":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                probabilities=data["probabilities"], labels=data["labels"],
+                statistics={k: data[f"statistic_{k}"] for k in IMAGE_STATISTICS},
+                embeddings=data["embeddings"].astype(np.float32),
+                calibration_edges=data["calibration_edges"],
+                calibration_accuracy=data["calibration_accuracy"])
+
+
+def build_reference_profile(probabilities: np.ndarray, embeddings: np.ndarray,
+                            images: np.ndarray, labels: np.ndarray,
+                            seed: int) -> ReferenceProfile:
+    """Builds a profile from validation outputs.
+
+    Args:
+        probabilities: float32 [N, K]; embeddings: float32 [N, E];
+        images: uint8 [N, H, W, C] at the model's input size; labels: int [N].
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges, accuracy = fit_calibration(confidence, correct)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(embeddings), size=min(EMBEDDING_SAMPLE, len(embeddings)),
+                                replace=False))
+    return ReferenceProfile(probabilities.astype(np.float32), labels.astype(np.int64),
+                            image_statistics(images), embeddings[sample].astype(np.float32),
+                            edges, accuracy)
+
+
+def fit_calibration(confidence: np.ndarray, correct: np.ndarray,
+                    bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """Histogram binning: equal-mass confidence bins and the accuracy inside each."""
+    edges = np.unique(np.quantile(confidence, np.linspace(0, 1, bins + 1)))
+    edges[0], edges[-1] = 0.0, 1.0
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, len(edges) - 2)
+    accuracy = np.array([correct[index == b].mean() if np.any(index == b) else
+                         (edges[b] + edges[b + 1]) / 2 for b in range(len(edges) - 1)])
+    return edges, accuracy
+
+
+def calibrated(confidence: np.ndarray, edges: np.ndarray, accuracy: np.ndarray) -> np.ndarray:
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, len(edges) - 2)
+    return accuracy[index]
+
+
+# --- drift report ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StatisticResult:
+    name: str
+    value: float
+    threshold: float  # the alert level
+    warn: float
+    status: str  # ok / warn / alert
+    kind: str  # distance / p_value
+    meaning: str
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "value": self.value, "threshold": self.threshold,
+                "warn": self.warn, "status": self.status, "kind": self.kind,
+                "meaning": self.meaning}
+
+    def reason(self) -> str:
+        comparison = ">=" if self.kind == "distance" else "<"
+        return f"{self.meaning}: {self.name} = {self.value:.4g} {comparison} {self.threshold:g}"
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    version: int
+    n: int
+    window_start: str
+    window_end: str
+    statistics: list[StatisticResult]
+    reference_accuracy: float
+    estimated_accuracy: float
+    realized_accuracy: float | None  # over the window's rows that have true labels
+    labelled: int
+    last_id: int  # log id of the window's newest prediction: orders reports in time
+    details: dict = field(default_factory=dict)
+
+    @property
+    def alert(self) -> bool:
+        return any(s.status == "alert" for s in self.statistics)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [s.reason() for s in self.statistics if s.status == "alert"]
+
+    def as_dict(self) -> dict:
+        """The JSON shape of ``python -m core drift --json``."""
+        return {
+            "version": self.version, "alert": self.alert, "n": self.n,
+            "window": {"start": self.window_start, "end": self.window_end,
+                       "last_id": self.last_id},
+            "statistics": [s.as_dict() for s in self.statistics],
+            "reference_accuracy": self.reference_accuracy,
+            "estimated_accuracy": self.estimated_accuracy,
+            "realized_accuracy": self.realized_accuracy,
+            "labelled": self.labelled,
+            "reasons": self.reasons,
+            "details": self.details,
+        }
+
+
+def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
+                 thresholds: drift.Thresholds = drift.Thresholds(), seed: int = 0,
+                 permutations: int = MMD_PERMUTATIONS) -> DriftReport:
+    """Compares a window of logged predictions with the version's reference profile.
+
+    Raises:
+        InvalidInput: the window has fewer than ``MIN_WINDOW`` predictions.
+    """
+    n = len(window)
+    if n < MIN_WINDOW:
+        raise InvalidInput(
+            f"the window holds {n} prediction(s) of version {version}; drift statistics need "
+            f"at least {MIN_WINDOW}. To fix this, widen the window or log more traffic "
+            "(e.g. python -m core simulate --scenario none --n 500).")
+    num_classes = reference.probabilities.shape[1]
+    reference_mean = reference.probabilities.mean(axis=0)
+    current_mean = window.probabilities.mean(axis=0)
+    reference_mix = np.bincount(reference.probabilities.argmax(axis=1), minlength=num_classes)
+    reference_mix = reference_mix / reference_mix.sum()
+    current_counts = np.bincount(window.predicted, minlength=num_classes)
+    rng = np.random.default_rng(seed)
+    current_embeddings = window.embeddings
+    if len(current_embeddings) > EMBEDDING_SAMPLE:
+        current_embeddings = current_embeddings[rng.choice(len(current_embeddings),
+                                                           EMBEDDING_SAMPLE, replace=False)]
+    mmd, mmd_p = drift.mmd_permutation_test(current_embeddings, reference.embeddings,
+                                            permutations, rng)
+    estimated = reference.estimate_accuracy(window.confidence)
+    bonferroni = len(IMAGE_STATISTICS)
+    values = {
+        "prediction_kl": drift.kl_divergence(current_mean, reference_mean),
+        "prediction_psi": drift.population_stability_index(current_counts / n, reference_mix),
+        "prediction_chi2": drift.chi_square_p(current_counts, reference_mix),
+        "prediction_js": drift.js_distance(current_mean, reference_mean),
+        "confidence_ks": drift.ks_p(window.confidence, reference.confidence),
+        "confidence_drop": float(reference.confidence.mean() - window.confidence.mean()),
+        **{f"input_ks_{name}": min(1.0, bonferroni * drift.ks_p(window.statistics[name],
+                                                                 reference.statistics[name]))
+           for name in IMAGE_STATISTICS},
+        "embedding_mmd": mmd_p,
+        "estimated_accuracy_drop": reference.accuracy - estimated,
+    }
+    results = []
+    for name, value in values.items():
+        spec = drift.STATISTICS[name]
+        warn, alert = thresholds.levels(name)
+        results.append(StatisticResult(name, float(value), alert, warn,
+                                       drift.status(name, float(value), thresholds),
+                                       spec.kind, spec.meaning))
+    labelled = window.true_labels >= 0
+    realized = (float(np.mean(window.predicted[labelled] == window.true_labels[labelled]))
+                if labelled.any() else None)
+    return DriftReport(
+        version=version, n=n, window_start=window.at[0], window_end=window.at[-1],
+        statistics=results, reference_accuracy=reference.accuracy,
+        estimated_accuracy=estimated, realized_accuracy=realized,
+        labelled=int(labelled.sum()), last_id=int(window.ids[-1]),
+        details={"mmd2": mmd, "current_class_counts": current_counts.tolist(),
+                 "reference_class_mix": reference_mix.tolist(),
+                 "mean_confidence": {"reference": float(reference.confidence.mean()),
+                                     "current": float(window.confidence.mean())}},
+    )
+
+
+def drift_series(reference: ReferenceProfile, window: Window, version: int, size: int, *,
+                 thresholds: drift.Thresholds = drift.Thresholds(),
+                 permutations: int = 99) -> list[DriftReport]:
+    """Reports on consecutive, non-overlapping chunks of ``size`` predictions (oldest first)."""
+    size = max(size, MIN_WINDOW)
+    return [drift_report(reference, window.slice(start, start + size), version,
+                         thresholds=thresholds, permutations=permutations)
+            for start in range(len(window) % size, len(window) - size + 1, size)]
+
+
+def pca_2d(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Projects both embedding sets onto the reference's first two principal components."""
+    mean = reference.mean(axis=0)
+    _, _, components = np.linalg.svd(reference - mean, full_matrices=False)
+    basis = components[:2].T  # [E, 2]
+    return (reference - mean) @ basis, (current - mean) @ basis

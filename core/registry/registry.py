@@ -1,0 +1,95 @@
+"""A model's versions: files in an artifact store, records in a catalog.
+
+A version becomes visible only when complete: its files are written to a
+staging folder, and inside one catalog write transaction the artifact store
+publishes them under the version's number and the row is inserted. A writer
+killed at any moment leaves either nothing visible or a complete version;
+leftovers are removed by :meth:`Registry.repair`, which every registration runs
+first. Every artifact store and catalog keeps this property.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from core.errors import VersionNotFound
+from core.governance.audit import Actor
+from core.names import parse_version, validate_model_name
+from core.registry.artifacts import ArtifactStore
+from core.registry.catalog import Catalog
+from core.registry.records import Comparison, ModelVersion, StatusChange
+
+ArtifactWriter = Callable[[Path], None]
+
+
+class Registry:
+    """One model's versions."""
+
+    def __init__(self, catalog: Catalog, artifacts: ArtifactStore, model: str):
+        self.catalog = catalog
+        self.artifacts = artifacts
+        self.model = validate_model_name(model)
+
+    def files(self, version: int) -> Path:
+        """A local folder holding the version's files."""
+        return self.artifacts.local_path(self.model, parse_version(version))
+
+    def register_version(self, write_artifacts: ArtifactWriter, metadata: dict, *,
+                         actor: Actor, now: datetime, parent: int | None = None
+                         ) -> ModelVersion:
+        """Writes a version's artifacts and records it; visible only once complete.
+
+        Args:
+            write_artifacts: writes every artifact into the folder it is given.
+            metadata: lineage, data, parameters and metrics (``version`` is added).
+            actor: who registers it (recorded as ``created_by`` and in the audit log).
+            now: the registration time (UTC).
+            parent: the version this one was derived from, if any.
+        """
+        staged = self.artifacts.stage(self.model)
+        try:
+            write_artifacts(staged)
+            return self.catalog.create_model_version(
+                self.model, created_at=now.isoformat(timespec="seconds"), actor=actor,
+                parent=parent, metadata=metadata,
+                publish=lambda version, final: self.artifacts.publish(self.model, staged,
+                                                                      version, final),
+                cleanup=self._remove_uncommitted)
+        finally:
+            self.artifacts.discard(staged)
+
+    def _remove_uncommitted(self, known_versions: set[int]) -> None:
+        self.artifacts.remove_unpublished(self.model, known_versions)
+
+    def repair(self) -> None:
+        """Removes leftovers of writers killed mid-registration."""
+        self.catalog.clean_uncommitted(self.model, self._remove_uncommitted)
+
+    def list_versions(self) -> list[ModelVersion]:
+        return self.catalog.search_model_versions(self.model)
+
+    def get_version(self, version: int) -> ModelVersion:
+        return self.catalog.get_model_version(self.model, parse_version(version))
+
+    def find_champion(self) -> ModelVersion | None:
+        return self.catalog.find_champion(self.model)
+
+    def get_champion(self) -> ModelVersion:
+        champion = self.find_champion()
+        if champion is None:
+            raise VersionNotFound(
+                f"model {self.model!r} has no champion yet (no versions in "
+                f"{self.artifacts.url}). To fix this, run 'python -m core bootstrap'.")
+        return champion
+
+    def resolve(self, version: int | None) -> ModelVersion:
+        """The given version, or the champion when ``version`` is None."""
+        return self.get_champion() if version is None else self.get_version(version)
+
+    def status_history(self) -> list[StatusChange]:
+        return self.catalog.get_status_history(self.model)
+
+    def find_comparison(self, baseline: int, candidate: int) -> Comparison | None:
+        return self.catalog.find_comparison(self.model, baseline, candidate)

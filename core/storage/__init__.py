@@ -1,0 +1,1 @@
+"""Database access: one engine per database URL, transactions, the schema and its migrations."""

@@ -1,0 +1,87 @@
+"""The schema's history: numbered steps, each applied once, recorded in ``schema_version``.
+
+A database made by any earlier release is brought to the newest schema by
+``upgrade``, inside the caller's write transaction (DDL is transactional on
+SQLite and PostgreSQL), so a process killed mid-upgrade leaves the old schema
+intact. Release 1 (before this module) created its tables with ``CREATE TABLE IF
+NOT EXISTS`` on every write; step 1 is that schema, so such a database is adopted
+as it is. To change the schema, append a step; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, inspect, select
+
+from core.storage import schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _landed_schema(conn: Connection) -> None:
+    """Step 1: the tables of the first release (created only where missing)."""
+    tables = [schema.versions, schema.comparisons, schema.audit_log, schema.audit_head,
+              schema.users, schema.jobs, schema.predictions]
+    schema.metadata.create_all(conn, tables=tables, checkfirst=True)
+    _append_only_audit_log(conn)
+
+
+def _append_only_audit_log(conn: Connection) -> None:
+    """The database itself refuses to update or delete audit entries."""
+    for event in ("update", "delete"):
+        conn.exec_driver_sql(
+            f"CREATE TRIGGER IF NOT EXISTS audit_log_is_append_only_{event} BEFORE "
+            f"{event.upper()} ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is "
+            "append-only'); END;")
+
+
+def _predictions_by_time(conn: Connection) -> None:
+    """Step 2: windows by time (``drift --since/--until``) read an index, not the table."""
+    # Plain DDL: an Index object would attach itself to the shared table metadata,
+    # and step 1 would then create it too.
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS predictions_by_time "
+                         "ON predictions (model, version, at)")
+
+
+MIGRATIONS = (
+    Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
+              _landed_schema),
+    Migration(2, "index predictions by model, version and time", _predictions_by_time),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: Connection) -> int:
+    """The schema version recorded in the database (0: none recorded yet)."""
+    if not inspect(conn).has_table("schema_version"):
+        return 0
+    recorded = conn.execute(select(schema.schema_version.c.version)).scalars().all()
+    return max(recorded, default=0)
+
+
+def upgrade(conn: Connection) -> list[int]:
+    """Applies every step newer than the recorded version; returns the steps applied.
+
+    The caller holds a write transaction, so two processes upgrading at once
+    apply each step once: the second finds it recorded.
+    """
+    schema.schema_version.create(conn, checkfirst=True)
+    done = current_version(conn)
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version <= done:
+            continue
+        migration.apply(conn)
+        conn.execute(schema.schema_version.insert().values(
+            version=migration.version, description=migration.description,
+            applied_at=datetime.now(UTC).isoformat(timespec="seconds")))
+        applied.append(migration.version)
+    return applied

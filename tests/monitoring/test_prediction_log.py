@@ -1,0 +1,163 @@
+import random
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidInput
+from core.ml.images import encode_png
+from core.monitoring.prediction_log import PredictionLog, PredictionRecord, SQLPredictionLog
+from core.storage.database import Database
+from tests.conftest import PROJECT_ROOT
+
+
+def open_log(folder) -> PredictionLog:
+    """The log implementation under test, in ``folder`` (the contract suite's one seam)."""
+    return SQLPredictionLog(Database(f"sqlite:///{folder}/registry.db"))
+
+
+def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
+           true_label=None) -> PredictionRecord:
+    probabilities = np.full(10, 0.05, np.float32)
+    probabilities[i % 10] = 0.55
+    return PredictionRecord(
+        at=at or f"2026-01-01T00:00:{i % 60:02d}.000+00:00", model="m", version=version,
+        source=source, predicted=i % 10, label=f"c{i % 10}", confidence=0.55,
+        probabilities=probabilities, latency_ms=1.5, brightness=0.1 * (i % 10),
+        contrast=0.2, sharpness=0.01, width=28, height=28,
+        embedding=np.arange(16, dtype=np.float32) + i, pixels=b"png-%d" % i,
+        true_label=true_label)
+
+
+def test_round_trip(tmp_path):
+    log = open_log(tmp_path)
+    ids = log.append([record(1), record(2, true_label=3), record(3, version=2)])
+    assert ids == [1, 2, 3]
+    window = log.window("m", 1)
+    assert len(window) == 2 and list(window.ids) == [1, 2]
+    assert list(window.predicted) == [1, 2] and list(window.true_labels) == [-1, 3]
+    assert window.probabilities.shape == (2, 10)
+    np.testing.assert_allclose(window.probabilities[0], record(1).probabilities)
+    np.testing.assert_allclose(window.embeddings[1], record(2).embedding)
+    assert window.statistics["brightness"][1] == pytest.approx(0.2)
+    assert log.count("m") == 3 and log.count("m", 2) == 1
+
+
+def test_windows_by_count_and_time(tmp_path):
+    log = open_log(tmp_path)
+    log.append([record(i) for i in range(50)])
+    assert list(log.window("m", 1, last=5).ids) == [46, 47, 48, 49, 50]  # oldest first
+    timed = log.window("m", 1, since="2026-01-01T00:00:10", until="2026-01-01T00:00:20")
+    assert len(timed) == 10
+    assert len(log.window("m", 7)) == 0
+
+
+def test_empty_log_creates_nothing(tmp_path):
+    log = open_log(tmp_path)
+    assert len(log.window("m", 1)) == 0 and log.count("m") == 0
+    assert not (tmp_path / "registry.db").exists()
+
+
+def test_unknown_source_is_refused_and_nothing_written(tmp_path):
+    log = open_log(tmp_path)
+    with pytest.raises(InvalidInput, match="unknown prediction source"):
+        log.append([record(1), record(2, source="email")])
+    assert log.count("m") == 0
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from tests.monitoring.test_prediction_log import record
+    from pathlib import Path
+    from tests.monitoring.test_prediction_log import open_log
+    log = open_log(Path(sys.argv[1]))
+    worker = int(sys.argv[2])
+    for i in range(150):
+        log.append([record(i, version=worker, source="simulation:none")])
+""")
+
+
+def test_concurrent_writer_processes_lose_and_tear_nothing(tmp_path):
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(worker)],
+                                  cwd=PROJECT_ROOT) for worker in range(1, 5)]
+    assert [p.wait(timeout=240) for p in processes] == [0, 0, 0, 0]
+    log = open_log(tmp_path)
+    assert log.count("m") == 600
+    for worker in range(1, 5):
+        window = log.window("m", worker)
+        assert len(window) == 150
+        assert sorted(window.predicted) == sorted(i % 10 for i in range(150))
+        # No torn rows: every blob decodes to the values written.
+        np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)
+        assert window.embeddings.shape == (150, 16)
+        np.testing.assert_allclose(window.embeddings[:, 1] - window.embeddings[:, 0], 1.0)
+
+
+def test_feedback_labels_and_labelled_images(tmp_path):
+    log = open_log(tmp_path)
+    log.append([record(1, source="upload"), record(2, source="simulation:blur", true_label=4),
+                record(3, source="simulation:noise", true_label=5), record(4, source="cli")])
+    log.set_true_label("m", 1, 7)
+    images, labels, sources = log.labelled_images("m", ("upload", "simulation:blur"))
+    assert images == [b"png-1", b"png-2"] and labels.tolist() == [7, 4]
+    assert sources == ["upload", "simulation:blur"]
+    assert log.labelled_images("m", ("simulation",))[2] == ["simulation:blur",
+                                                            "simulation:noise"]
+    with pytest.raises(InvalidInput, match="no prediction 99"):
+        log.set_true_label("m", 99, 1)
+
+
+# --- writers killed in the middle of a burst ------------------------------------------------
+
+BURST = textwrap.dedent("""
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+    from core.app import build_backends, predict_image
+    from core.config import load_config
+    from tests.monitoring.test_prediction_log import record
+    root, mode, image = sys.argv[1], sys.argv[2], Path(sys.argv[3]).read_bytes()
+    backends = build_backends(load_config({}).with_overrides(registry_dir=Path(root)))
+    log = backends.prediction_log
+    while True:
+        if mode == "uploads":  # one row per prediction, as the dashboard and CLI log
+            prediction, _ = predict_image(backends, image, actor="anonymous",
+                                          source="cli", now=datetime.now(timezone.utc))
+            ids = [prediction.log_id]
+        else:  # batches of 50 rows in one transaction, as a simulation logs
+            ids = log.append([record(i, source="simulation:noise") for i in range(50)])
+        # Printed only once committed: a line read here is an acknowledged write.
+        print(ids[0], ids[-1], flush=True)
+""")
+BURST_KILLS = 6
+
+
+def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_path):
+    from tests.conftest import fashion_test_images
+    from tests.consistency import assert_consistent, kill_after, kill_moments
+
+    image = tmp_path / "boot.png"
+    image.write_bytes(encode_png(fashion_test_images(1)[0][0]))
+    acknowledged = set()
+    for moment in kill_moments(random.Random(11), BURST_KILLS, 0.0, 1.0):
+        writers = [subprocess.Popen([sys.executable, "-c", BURST, str(registry_copy.registry_dir),
+                                     mode, str(image)], cwd=PROJECT_ROOT,
+                                    stdout=subprocess.PIPE, text=True)
+                   for mode in ("uploads", "batches")]
+        # Both are writing (each acknowledged a first write) before the clock starts.
+        lines = [[writer.stdout.readline()] for writer in writers]
+        kill_after(writers[0], moment)
+        kill_after(writers[1], 0.0)
+        for writer, read in zip(writers, lines):
+            read += writer.stdout.readlines()
+            for line in read:
+                if line.endswith("\n"):  # a line cut by the kill acknowledged nothing
+                    first, last = map(int, line.split())
+                    acknowledged.update(range(first, last + 1))
+        assert_consistent(registry_copy, acknowledged)
+    assert len(acknowledged) > BURST_KILLS * 100  # the kills landed in real bursts
+    log = open_log(registry_copy.registry_dir)
+    window = log.window("m", 1)  # the batch writer's rows decode whole: none is torn
+    np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,142 @@
+"""The schema's path: a database made by release 1 is upgraded in place and nothing is lost."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidInput
+from core.governance.audit import GENESIS_HASH, AuditEntry, AuditLog, entry_hash
+from core.governance.users import UserStore
+from core.jobs.records import JobStore
+from core.monitoring.prediction_log import SQLPredictionLog
+from core.registry.catalog import SQLCatalog
+from core.storage import migrations
+from core.storage.database import Database
+from tests.conftest import PROJECT_ROOT
+
+RELEASE_1 = (Path(__file__).parent / "release1_schema.sql").read_text()
+# A comparison as release 1 stored it (JSON text in comparisons.result).
+RELEASE_1_COMPARISON = {
+    "baseline": 1, "candidate": 2, "at": "2026-01-01T00:00:00+00:00",
+    "holdouts": {"clean": {
+        "n": 4, "accuracy": {"1": 0.5, "2": 0.75}, "macro_f1": {"1": 0.4, "2": 0.7},
+        "ece": {"1": 0.1, "2": 0.05}, "confusion_matrix": {"1": [[1, 1], [1, 1]],
+                                                           "2": [[2, 0], [1, 1]]},
+        "accuracy_diff": 0.25, "accuracy_diff_ci": [-0.25, 0.75], "mcnemar_p": 0.5,
+        "per_class_f1_delta": {"a": 0.3, "b": 0.2}}},
+    "recommendation": "review", "reasons": ["no drifted holdout"],
+    "checks": [{"name": "clean accuracy held", "passed": True, "detail": "+25.00 points"}],
+    "policy": {"max_clean_loss": 0.005, "reject_clean_loss": 0.02, "alpha": 0.05}}
+
+
+def release_1_database(path: Path) -> None:
+    """A registry.db as release 1 left it: its tables, no schema_version, rows in each."""
+    db = sqlite3.connect(path)
+    db.executescript(RELEASE_1)
+    metadata = {"class_names": ["a", "b"], "version": 1, "metrics": {"test": {"accuracy": 0.9}}}
+    db.execute("INSERT INTO versions VALUES ('classifier', 1, 'champion', '2026-01-01T00:00:00', "
+               "'ann', NULL, ?)", (json.dumps(metadata),))
+    db.execute("INSERT INTO comparisons VALUES ('classifier', 1, 2, 't', ?)",
+               (json.dumps(RELEASE_1_COMPARISON),))
+    db.execute("INSERT INTO users VALUES ('ann', 'admin', '', '2026-01-01T00:00:00', 'setup')")
+    db.execute("INSERT INTO jobs (model, kind, submitted_by, submitted_at, params, status) "
+               "VALUES ('classifier', 'retrain', 'ann', '2026-01-01T00:00:00', "
+               "'{\"epochs\": 1}', 'queued')")
+    for i in range(3):
+        db.execute("INSERT INTO predictions (at, model, version, source, predicted, label, "
+                   "confidence, probabilities, latency_ms, brightness, contrast, sharpness, "
+                   "width, height, embedding, true_label, pixels) VALUES (?, 'classifier', 1, "
+                   "'cli', 1, 'b', 0.8, ?, 1.0, 0.5, 0.2, 0.01, 28, 28, ?, NULL, ?)",
+                   (f"2026-01-01T00:00:0{i}.000+00:00", np.array([0.2, 0.8], np.float32).tobytes(),
+                    np.zeros(4, np.float16).tobytes(), b"png"))
+    previous = GENESIS_HASH
+    for seq, action in enumerate(("add_user", "register", "submit_job"), start=1):
+        entry = AuditEntry(at=f"2026-01-01T00:00:0{seq}", actor="ann", role="admin",
+                           action=action, outcome="done", model="classifier",
+                           target="version 1", version=1 if action == "register" else None,
+                           details={"to_status": "champion"} if action == "register" else {})
+        row = entry.as_dict() | {"seq": seq, "prev_hash": previous,
+                                 "details": json.dumps(entry.details, sort_keys=True)}
+        row["hash"] = entry_hash(row)
+        columns = list(row)
+        db.execute(f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
+                   f"({', '.join('?' * len(columns))})", [row[c] for c in columns])
+        previous = row["hash"]
+    db.execute("INSERT INTO audit_head VALUES (1, 3, ?)", (previous,))
+    db.commit()
+    db.close()
+
+
+def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
+    path = tmp_path / "registry.db"
+    release_1_database(path)
+    database = Database(f"sqlite:///{path}")
+    audit_log = AuditLog(database)
+    catalog = SQLCatalog(database, audit_log)
+    # The first use upgrades it (steps 1 and 2), then every store finds its rows.
+    (version,) = catalog.search_model_versions("classifier")
+    assert (version.version, version.status, version.class_names) == (1, "champion", ["a", "b"])
+    comparison = catalog.find_comparison("classifier", 1, 2)
+    assert comparison.as_dict() == RELEASE_1_COMPARISON  # the stored shape reads as it was
+    assert comparison.recommendation == "review" and comparison.holdouts["clean"].n == 4
+    assert [u.name for u in UserStore(database, "classifier").list_users()] == ["ann"]
+    (job,) = JobStore(database, "classifier").list_jobs()
+    assert (job.status, job.params, job.progress) == ("queued", {"epochs": 1}, {})
+    log = SQLPredictionLog(database)
+    assert log.count("classifier") == 3
+    np.testing.assert_allclose(log.window("classifier", 1).probabilities[0], [0.2, 0.8])
+    verification = audit_log.verify()
+    assert verification.ok and verification.entries == 3, verification.problem
+    assert [change.version for change in catalog.get_status_history("classifier")] == [1]
+    recorded = database.read("SELECT version FROM schema_version ORDER BY version")
+    assert [v for (v,) in recorded] == [m.version for m in migrations.MIGRATIONS]
+    indexes = {name for (name,) in database.read(
+        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"predictions_by_version", "predictions_by_time", "one_champion_per_model"} <= indexes
+    # The upgraded database takes new writes; the chain goes on from release 1's head.
+    audit_log.append_alone(AuditEntry(at="2026-01-02T00:00:00", actor="ann", role="admin",
+                                      action="login", outcome="done", model="classifier",
+                                      target="user ann"))
+    assert audit_log.verify().ok and audit_log.verify().entries == 4
+    # Release 1's protections survive the upgrade.
+    with sqlite3.connect(path) as raw, pytest.raises(sqlite3.IntegrityError,
+                                                      match="append-only"):
+        raw.execute("DELETE FROM audit_log")
+
+
+def test_a_new_database_gets_every_step_once(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
+    assert database.read("SELECT 1") == [] and not database.exists()  # reads create nothing
+    database.ensure_schema()
+    with database.write() as conn:
+        assert migrations.current_version(conn) == migrations.LATEST
+        assert migrations.upgrade(conn) == []  # nothing left to apply
+
+
+UPGRADER = textwrap.dedent("""
+    import sys
+    from core.storage.database import Database
+    Database(f"sqlite:///{sys.argv[1]}").ensure_schema()
+""")
+
+
+def test_processes_upgrading_at_once_apply_each_step_once(tmp_path):
+    path = tmp_path / "registry.db"
+    release_1_database(path)
+    processes = [subprocess.Popen([sys.executable, "-c", UPGRADER, str(path)], cwd=PROJECT_ROOT)
+                 for _ in range(3)]
+    assert [p.wait(timeout=60) for p in processes] == [0, 0, 0]
+    rows = Database(f"sqlite:///{path}").read("SELECT version FROM schema_version")
+    assert sorted(v for (v,) in rows) == [m.version for m in migrations.MIGRATIONS]
+
+
+@pytest.mark.parametrize("url", ["postgresql://db/registry", "mysql://x", "sqlite://"])
+def test_unsupported_database_urls_are_refused_clearly(url):
+    with pytest.raises(InvalidInput, match="To fix this"):
+        Database(url)
