@@ -381,7 +381,7 @@ def retraining_rows(context: Context) -> list[Row]:
     milestone, clock = accuracy_milestone(drifted_accuracy, goal)
     keras.utils.set_random_seed(params.seed)
     max_epochs = 4 if context.quick else 12
-    fit_model(build_model(champion.metadata["architecture"], spec, 10), data.images,
+    fit_model(build_model(champion.metadata.architecture, spec, 10), data.images,
               data.labels, data.dataset.validation.images, data.dataset.validation.labels,
               spec, epochs=max_epochs, batch_size=params.batch_size,
               learning_rate=1e-3, callbacks=(milestone,))

@@ -242,7 +242,7 @@ def cmd_bootstrap(args, backends: Backends) -> int:
         print(f"registered version {summary['version']} as {summary['status']}: "
               f"test accuracy {m['test_accuracy']:.4f}, validation accuracy "
               f"{m['val_accuracy']:.4f}, trained in "
-              f"{result.version.metadata['training_seconds']:.0f} s")
+              f"{result.version.metadata.training_seconds:.0f} s")
     else:
         print(f"registry already has versions; champion is version {summary['version']} "
               "(nothing trained)")

@@ -13,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.app import Backends, add_user, bootstrap, build_backends  # noqa: E402
 from core.config import Config, load_config  # noqa: E402
+from core.registry.records import DatasetRecord, VersionMetadata  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -29,6 +30,18 @@ def add_users(config: Config, users: dict[str, str] = USERS) -> None:
     backends = build_backends(config)
     for name, role in users.items():
         add_user(backends, actor="ada", name=name, role=role, password=PASSWORD, now=FIXED_NOW)
+
+
+def sample_metadata(**changes) -> VersionMetadata:
+    """Metadata of a made-up version, for registry tests that register files by hand."""
+    values = dict(
+        class_names=["a", "b"], input_spec={"height": 28, "width": 28, "channels": 1},
+        architecture="small_cnn",
+        dataset=DatasetRecord(name="fashion_mnist", fingerprint="sha256:0", split_spec="test",
+                              sizes={"train": 2, "validation": 2, "test": 2}),
+        hyperparameters={"seed": 42}, epochs=1, training_seconds=1.0, history=[],
+        metrics={"test": {"accuracy": 0.5}}, environment={}, created_by="tester")
+    return VersionMetadata(**(values | changes))
 
 
 def backends_of(config: Config) -> Backends:

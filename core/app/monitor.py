@@ -190,12 +190,12 @@ def create_reference_profile(backends: Backends, version: int, *, actor: str,
         return False
     meta = model_version.metadata
     dataset = load_version_dataset(meta, backends.config.fashion_mnist_dir)
-    validation = dataset.validation.take(meta["dataset"]["sizes"]["validation"])
+    validation = dataset.validation.take(meta.dataset.sizes["validation"])
     probabilities, embeddings = model_outputs(
         load_keras_model(backends.registry.files(model_version.version)),
         preprocess_batch(validation.images, dataset.input_spec))
     reference = build_reference_profile(probabilities, embeddings, validation.images,
-                                        validation.labels, meta["hyperparameters"]["seed"])
+                                        validation.labels, meta.seed)
     buffer = io.BytesIO()
     reference.save(buffer)
     backends.artifacts.put_file(backends.model, model_version.version, REFERENCE_FILE,

@@ -123,7 +123,7 @@ def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
                for i, image in zip(picks, images)]
     for version in chosen:
         gradcam = backends.models.gradcam(version)
-        spec = InputSpec.from_dict(version.metadata["input_spec"])
+        spec = InputSpec.from_dict(version.metadata.input_spec)
         for result, image in zip(results, images):
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]

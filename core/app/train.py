@@ -34,7 +34,7 @@ from core.ml.retraining_data import (
 from core.ml.scenarios import get_scenario
 from core.monitoring.report import REFERENCE_FILE, ReferenceProfile, build_reference_profile
 from core.registry.provenance import environment_info
-from core.registry.records import Comparison, ModelVersion
+from core.registry.records import Comparison, DatasetRecord, ModelVersion, Recipe, VersionMetadata
 
 RETRAIN_JOB = "retrain"
 
@@ -75,20 +75,12 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
                                          seed=config.seed), train_limit, eval_limit)
     result = train_model(dataset, params, on_progress)
     metrics, reference = evaluate_model(result.model, dataset, config.seed)
-    metadata = {
-        "created_by": acting.name,
-        "parent": None,
-        "dataset": dataset.describe(),
-        "class_names": list(dataset.class_names),
-        "input_spec": dataset.input_spec.as_dict(),
-        "architecture": architecture,
-        "hyperparameters": params.as_dict(),
-        "epochs": params.epochs,
-        "training_seconds": round(result.seconds, 2),
-        "history": result.history,
-        "metrics": metrics,
-        "environment": environment_info(),
-    }
+    metadata = VersionMetadata(
+        created_by=acting.name, dataset=DatasetRecord(**dataset.describe()),
+        class_names=list(dataset.class_names), input_spec=dataset.input_spec.as_dict(),
+        architecture=architecture, hyperparameters=params.as_dict(), epochs=params.epochs,
+        training_seconds=round(result.seconds, 2), history=result.history, metrics=metrics,
+        environment=environment_info())
 
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
@@ -171,27 +163,20 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     result = fine_tune(base, data.images, data.labels, dataset.validation.images,
                        dataset.validation.labels, dataset.input_spec, params, on_progress)
     metrics, reference = evaluate_model(result.model, dataset, params.seed)
-    metadata = {
-        "created_by": acting.name,
-        "parent": champion.version,
-        "dataset": dataset.describe() | {"retraining_data": data.composition},
-        "class_names": meta["class_names"],
-        "input_spec": meta["input_spec"],
-        "architecture": meta["architecture"],
-        "hyperparameters": meta["hyperparameters"] | {"epochs": params.epochs,
-                                                       "learning_rate": params.learning_rate,
-                                                       "batch_size": params.batch_size},
-        "epochs": params.epochs,
-        "training_seconds": round(result.seconds, 2),
-        "history": result.history,
-        "metrics": metrics,
-        "environment": environment_info(),
-        "recipe": {"kind": "reinitialized (the seed notebook's clone_model)"
-                   if params.reinitialize else "fine-tune from the champion's weights",
-                   "parent": champion.version, "params": params.as_dict(),
-                   "include": list(include), "use_feedback": request.use_feedback,
-                   "job": job},
-    }
+    metadata = VersionMetadata(
+        created_by=acting.name, parent=champion.version,
+        dataset=DatasetRecord(**dataset.describe(), retraining_data=data.composition),
+        class_names=meta.class_names, input_spec=meta.input_spec,
+        architecture=meta.architecture,
+        hyperparameters=meta.hyperparameters | {"epochs": params.epochs,
+                                                "learning_rate": params.learning_rate,
+                                                "batch_size": params.batch_size},
+        epochs=params.epochs, training_seconds=round(result.seconds, 2),
+        history=result.history, metrics=metrics, environment=environment_info(),
+        recipe=Recipe(kind="reinitialized (the seed notebook's clone_model)"
+                      if params.reinitialize else "fine-tune from the champion's weights",
+                      parent=champion.version, params=params.as_dict(), include=list(include),
+                      use_feedback=request.use_feedback, job=job))
 
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
@@ -227,7 +212,7 @@ def retraining_data(backends: Backends, champion: ModelVersion, include: list[st
         get_scenario(name)
     dataset = limit_dataset(load_version_dataset(champion.metadata,
                                                  backends.config.fashion_mnist_dir),
-                            None, champion.metadata["dataset"]["sizes"]["test"])
+                            None, champion.metadata.dataset.sizes["test"])
     spec = dataset.input_spec
     pngs, labels, sources = backends.prediction_log.labelled_images(
         backends.model, tuple(f"simulation:{name}" for name in include))

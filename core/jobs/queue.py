@@ -41,7 +41,7 @@ class JobQueue:
 
     def _registered_version(self, job_id: int) -> int | None:
         return next((v.version for v in self.registry.list_versions()
-                     if v.metadata.get("recipe", {}).get("job") == job_id), None)
+                     if v.metadata.recipe and v.metadata.recipe.job == job_id), None)
 
     def status(self, job_id: int, now: datetime) -> Job:
         self.recover(now)

@@ -22,6 +22,7 @@ import numpy as np
 
 from core.errors import DatasetError, ImageError
 from core.ml.images import InputSpec, decode_image, resize_to_spec
+from core.registry.records import VersionMetadata
 
 # From the Fashion-MNIST README (labels 0..9).
 FASHION_MNIST_CLASSES = (
@@ -322,12 +323,11 @@ def limit_dataset(dataset: Dataset, train: int | None = None,
                          train_split, validation, test, split_spec)
 
 
-def load_version_dataset(metadata: dict, fashion_mnist_dir: Path) -> Dataset:
+def load_version_dataset(metadata: VersionMetadata, fashion_mnist_dir: Path) -> Dataset:
     """The dataset a version was trained on: its spec, input size and split seed, reloaded
     (without any size limits; callers that need the recorded sizes apply them)."""
-    return load_dataset(metadata["dataset"]["name"], InputSpec.from_dict(metadata["input_spec"]),
-                        fashion_mnist_dir=fashion_mnist_dir,
-                        seed=metadata["hyperparameters"]["seed"])
+    return load_dataset(metadata.dataset.name, InputSpec.from_dict(metadata.input_spec),
+                        fashion_mnist_dir=fashion_mnist_dir, seed=metadata.seed)
 
 
 def traffic_pool(test: Split) -> Split:

@@ -58,8 +58,8 @@ class Predictor:
             raise ModelError(f"version {version.version} has no {TFLITE_FILE} in {folder}. "
                              "To fix this, register the version again.")
         self.version = version
-        self.class_names: tuple[str, ...] = tuple(version.metadata["class_names"])
-        self.input_spec = InputSpec.from_dict(version.metadata["input_spec"])
+        self.class_names: tuple[str, ...] = tuple(version.class_names)
+        self.input_spec = InputSpec.from_dict(version.metadata.input_spec)
         # One thread: for single images thread start-up costs more than it saves.
         self._interpreter = Interpreter(model_path=str(path), num_threads=1)
         self._runner = self._interpreter.get_signature_runner("serving_default")

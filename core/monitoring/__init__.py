@@ -1,1 +1,1 @@
-"""monitoring"""
+"""Watching traffic: the prediction log, drift statistics, reference profiles and reports."""

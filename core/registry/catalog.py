@@ -15,7 +15,7 @@ from sqlalchemy import Connection, text
 
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
 from core.governance.audit import Actor, AuditEntry, AuditLog, append
-from core.registry.records import STATUSES, Comparison, ModelVersion, StatusChange
+from core.registry.records import STATUSES, Comparison, ModelVersion, StatusChange, VersionMetadata
 from core.storage.database import Database
 
 INITIAL_BASELINE_NOTE = "initial baseline: the first version becomes champion without review"
@@ -30,8 +30,8 @@ class Catalog(ABC):
 
     @abstractmethod
     def create_model_version(self, model: str, *, created_at: str, actor: Actor,
-                             parent: int | None, metadata: dict,
-                             publish: Callable[[int, dict], None],
+                             parent: int | None, metadata: VersionMetadata,
+                             publish: Callable[[int, VersionMetadata], None],
                              cleanup: Callable[[set[int]], None]) -> ModelVersion:
         """Allocates the next number N and records the version.
 
@@ -102,7 +102,7 @@ class SQLCatalog(Catalog):
     def _row_to_version(row) -> ModelVersion:
         model, version, status, created_at, created_by, parent, metadata = row
         return ModelVersion(model, version, status, created_at, created_by, parent,
-                            json.loads(metadata))
+                            VersionMetadata.from_dict(json.loads(metadata)))
 
     @staticmethod
     def _known(conn: Connection, model: str) -> set[int]:
@@ -118,21 +118,21 @@ class SQLCatalog(Catalog):
             first = not known
             status = "champion" if first else "candidate"
             note = INITIAL_BASELINE_NOTE if first else "registered"
-            metadata = metadata | {"version": version, "created_at": created_at,
-                                   "created_by": actor.name, "parent": parent,
-                                   "registered_as": status, "registration_note": note}
+            metadata = metadata.registered(version=version, created_at=created_at,
+                                           created_by=actor.name, parent=parent,
+                                           status=status, note=note)
             publish(version, metadata)
             conn.execute(text(f"INSERT INTO versions ({_COLUMNS}) VALUES (:model, :version, "
                               ":status, :created_at, :created_by, :parent, :metadata)"),
                          {"model": model, "version": version, "status": status,
                           "created_at": created_at, "created_by": actor.name,
-                          "parent": parent, "metadata": json.dumps(metadata)})
+                          "parent": parent, "metadata": json.dumps(metadata.as_dict())})
             append(conn, AuditEntry(
                 at=created_at, actor=actor.name, role=actor.role, action="register",
                 outcome="done", model=model, target=f"version {version}", version=version,
                 reason=note, details={"from_status": None, "to_status": status,
-                                      "parent": parent, "test_accuracy": metadata.get(
-                                          "metrics", {}).get("test", {}).get("accuracy")}))
+                                      "parent": parent,
+                                      "test_accuracy": metadata.metric("test", "accuracy")}))
         return ModelVersion(model, version, status, created_at, actor.name, parent, metadata)
 
     def clean_uncommitted(self, model, cleanup):

@@ -8,6 +8,93 @@ STATUSES = ("candidate", "champion", "rejected", "archived")
 
 
 @dataclass(frozen=True)
+class DatasetRecord:
+    """The data a version learned from, as its metadata records it."""
+
+    name: str  # the dataset spec: fashion_mnist, tfds:NAME..., folder:PATH
+    fingerprint: str
+    split_spec: str
+    sizes: dict[str, int]  # train, validation, test
+    retraining_data: dict | None = None  # a retrained version's mix (counts per part)
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        if self.retraining_data is None:
+            del values["retraining_data"]
+        return values
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a retrained version was made from its parent."""
+
+    kind: str  # fine-tune from the champion's weights, or the seed's reinitialized bug
+    parent: int
+    params: dict  # core.ml.params.RetrainParams as recorded
+    include: list[str]  # the drift scenarios learned from
+    use_feedback: bool
+    job: int | None  # the job that ran it (recovery links a dead worker's job through it)
+
+
+@dataclass(frozen=True)
+class VersionMetadata:
+    """A version's ``metadata.json``: lineage, data, parameters, metrics, provenance.
+
+    ``version``, ``created_at``, ``registered_as`` and ``registration_note`` are filled
+    in when the version is registered.
+
+    Attributes:
+        input_spec: ``height``, ``width``, ``channels`` (``core.ml.images.InputSpec``).
+        metrics: per split (``validation``, ``test``): accuracy, macro_f1, ece,
+            per_class, confusion_matrix, n.
+        environment: git commit, Python, platform and library versions.
+    """
+
+    class_names: list[str]
+    input_spec: dict
+    architecture: str
+    dataset: DatasetRecord
+    hyperparameters: dict
+    epochs: int
+    training_seconds: float
+    history: list[dict]
+    metrics: dict
+    environment: dict
+    created_by: str
+    parent: int | None = None
+    recipe: Recipe | None = None
+    version: int | None = None
+    created_at: str | None = None
+    registered_as: str | None = None
+    registration_note: str | None = None
+
+    @property
+    def seed(self) -> int:
+        return int(self.hyperparameters["seed"])
+
+    def metric(self, split: str, name: str):
+        """One metric of a split (None when not recorded)."""
+        return self.metrics.get(split, {}).get(name)
+
+    def registered(self, *, version: int, created_at: str, created_by: str,
+                   parent: int | None, status: str, note: str) -> "VersionMetadata":
+        return replace(self, version=version, created_at=created_at, created_by=created_by,
+                       parent=parent, registered_as=status, registration_note=note)
+
+    def as_dict(self) -> dict:
+        values = asdict(self) | {"dataset": self.dataset.as_dict()}
+        if self.recipe is None:
+            del values["recipe"]
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "VersionMetadata":
+        recipe = values.get("recipe")
+        return cls(**(values | {"dataset": DatasetRecord(**values["dataset"]),
+                                "recipe": Recipe(**recipe) if recipe else None}))
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """One registered version."""
 
@@ -17,15 +104,15 @@ class ModelVersion:
     created_at: str
     created_by: str
     parent: int | None
-    metadata: dict  # the version's metadata.json
+    metadata: VersionMetadata
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.metadata["class_names"])
+        return list(self.metadata.class_names)
 
     def summary(self) -> dict:
         """The JSON shape of ``python -m core versions --json``."""
-        metrics = self.metadata.get("metrics", {})
+        meta = self.metadata
         return {
             "model": self.model,
             "version": self.version,
@@ -33,14 +120,14 @@ class ModelVersion:
             "created_at": self.created_at,
             "created_by": self.created_by,
             "parent": self.parent,
-            "architecture": self.metadata.get("architecture"),
-            "dataset": self.metadata.get("dataset", {}).get("name"),
+            "architecture": meta.architecture,
+            "dataset": meta.dataset.name,
             "metrics": {
-                "val_accuracy": metrics.get("validation", {}).get("accuracy"),
-                "test_accuracy": metrics.get("test", {}).get("accuracy"),
-                "val_macro_f1": metrics.get("validation", {}).get("macro_f1"),
-                "test_macro_f1": metrics.get("test", {}).get("macro_f1"),
-                "test_ece": metrics.get("test", {}).get("ece"),
+                "val_accuracy": meta.metric("validation", "accuracy"),
+                "test_accuracy": meta.metric("test", "accuracy"),
+                "val_macro_f1": meta.metric("validation", "macro_f1"),
+                "test_macro_f1": meta.metric("test", "macro_f1"),
+                "test_ece": meta.metric("test", "ece"),
             },
         }
 

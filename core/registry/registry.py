@@ -19,7 +19,7 @@ from core.governance.audit import Actor
 from core.names import parse_version, validate_model_name
 from core.registry.artifacts import ArtifactStore
 from core.registry.catalog import Catalog
-from core.registry.records import Comparison, ModelVersion, StatusChange
+from core.registry.records import Comparison, ModelVersion, StatusChange, VersionMetadata
 
 ArtifactWriter = Callable[[Path], None]
 
@@ -36,14 +36,15 @@ class Registry:
         """A local folder holding the version's files."""
         return self.artifacts.local_path(self.model, parse_version(version))
 
-    def register_version(self, write_artifacts: ArtifactWriter, metadata: dict, *,
+    def register_version(self, write_artifacts: ArtifactWriter, metadata: VersionMetadata, *,
                          actor: Actor, now: datetime, parent: int | None = None
                          ) -> ModelVersion:
         """Writes a version's artifacts and records it; visible only once complete.
 
         Args:
             write_artifacts: writes every artifact into the folder it is given.
-            metadata: lineage, data, parameters and metrics (``version`` is added).
+            metadata: lineage, data, parameters and metrics (the registration fills in
+                ``version``, ``created_at``, ``created_by``, ``parent`` and the status).
             actor: who registers it (recorded as ``created_by`` and in the audit log).
             now: the registration time (UTC).
             parent: the version this one was derived from, if any.
@@ -54,8 +55,8 @@ class Registry:
             return self.catalog.create_model_version(
                 self.model, created_at=now.isoformat(timespec="seconds"), actor=actor,
                 parent=parent, metadata=metadata,
-                publish=lambda version, final: self.artifacts.publish(self.model, staged,
-                                                                      version, final),
+                publish=lambda version, final: self.artifacts.publish(
+                    self.model, staged, version, final.as_dict()),
                 cleanup=self._remove_uncommitted)
         finally:
             self.artifacts.discard(staged)

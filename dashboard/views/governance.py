@@ -99,7 +99,7 @@ for candidate in candidates:
         job_note = f", fine-tuned from v{candidate.parent}" if candidate.parent else ""
         st.subheader(f"Candidate v{candidate.version}")
         st.caption(f"Registered {candidate.created_at} by {candidate.created_by}{job_note}; "
-                   f"test accuracy {candidate.metadata['metrics']['test']['accuracy']:.4f}.")
+                   f"test accuracy {candidate.metadata.metric('test', 'accuracy'):.4f}.")
         comparison = find_comparison(backends, champion.version, candidate.version,
                                      actor=state.current_user(), now=state.now())
         if comparison is None:

@@ -40,7 +40,7 @@ chosen = st.selectbox("Version", [v.version for v in reversed(versions)],
                       format_func=lambda n: f"v{n}")
 version = next(v for v in versions if v.version == chosen)
 meta = version.metadata
-test = meta["metrics"]["test"]
+test = meta.metrics["test"]
 columns = st.columns(4)
 columns[0].metric("Status", version.status)
 columns[1].metric("Test accuracy", f"{test['accuracy']:.4f}")
@@ -48,17 +48,17 @@ columns[2].metric("Test macro-F1", f"{test['macro_f1']:.4f}")
 columns[3].metric("Test ECE", f"{test['ece']:.4f}")
 st.markdown(
     f"**Lineage:** parent {f'v{version.parent}' if version.parent else '— (trained from scratch)'}"
-    f" · **architecture** `{meta['architecture']}` · **dataset** `{meta['dataset']['name']}` "
-    f"(fingerprint `{meta['dataset']['fingerprint'][:19]}…`) · trained "
-    f"{meta['epochs']} epochs in {meta['training_seconds']:.0f} s by {version.created_by}"
+    f" · **architecture** `{meta.architecture}` · **dataset** `{meta.dataset.name}` "
+    f"(fingerprint `{meta.dataset.fingerprint[:19]}…`) · trained "
+    f"{meta.epochs} epochs in {meta.training_seconds:.0f} s by {version.created_by}"
 )
 
 split = st.radio("Split", ["test", "validation"], horizontal=True)
-metrics = meta["metrics"][split]
+metrics = meta.metrics[split]
 matrix_column, class_column = st.columns(2)
 with matrix_column:
     st.subheader("Confusion matrix")
-    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], meta["class_names"]),
+    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], meta.class_names),
                     width="stretch")
 with class_column:
     st.subheader("Per-class metrics")
@@ -71,14 +71,14 @@ if version.parent is not None:
     if comparison:
         st.subheader(f"Compared with its parent v{version.parent}")
         state.show_comparison(comparison)
-    recipe = meta.get("recipe")
+    recipe = meta.recipe
     if recipe:
-        st.markdown(f"**Recipe:** {recipe['kind']}; learned from drift "
-                    f"{', '.join(recipe['include']) or 'none'}; data "
-                    f"`{json.dumps(meta['dataset'].get('retraining_data', {}))}`")
+        st.markdown(f"**Recipe:** {recipe.kind}; learned from drift "
+                    f"{', '.join(recipe.include) or 'none'}; data "
+                    f"`{json.dumps(meta.dataset.retraining_data or {})}`")
 
 st.subheader("Training history")
-st.plotly_chart(charts.training_history(meta["history"]), width="stretch")
+st.plotly_chart(charts.training_history(meta.history), width="stretch")
 
 st.subheader("Status history")
 history = [h.as_dict() for h in status_history(state.backends(), actor=state.current_user(),
@@ -86,4 +86,4 @@ history = [h.as_dict() for h in status_history(state.backends(), actor=state.cur
 st.dataframe(pd.DataFrame(history), hide_index=True, width="stretch")
 
 with st.expander("All metadata (metadata.json)"):
-    st.code(json.dumps(meta, indent=2), language="json")
+    st.code(json.dumps(meta.as_dict(), indent=2), language="json")

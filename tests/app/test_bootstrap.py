@@ -19,23 +19,24 @@ def test_bootstrap_registers_a_complete_champion(trained_config):
     assert version.created_by == "tester"
     assert version.created_at == FIXED_NOW.isoformat()
     meta = version.metadata
-    assert meta["dataset"]["name"] == "fashion_mnist"
-    assert meta["dataset"]["fingerprint"].startswith("sha256:")
-    assert "validation=5000 of train (seed 42)" in meta["dataset"]["split_spec"]
-    assert meta["dataset"]["sizes"] == {"train": TRAIN_LIMIT, "validation": EVAL_LIMIT,
+    assert meta.dataset.name == "fashion_mnist"
+    assert meta.dataset.fingerprint.startswith("sha256:")
+    assert "validation=5000 of train (seed 42)" in meta.dataset.split_spec
+    assert meta.dataset.sizes == {"train": TRAIN_LIMIT, "validation": EVAL_LIMIT,
                                         "test": EVAL_LIMIT}
-    assert meta["class_names"][0] == "T-shirt/top" and len(meta["class_names"]) == 10
-    assert meta["architecture"] == "small_cnn"
-    assert meta["hyperparameters"]["epochs"] == EPOCHS == meta["epochs"]
-    assert meta["training_seconds"] > 0
-    assert len(meta["history"]) == EPOCHS
+    assert meta.class_names[0] == "T-shirt/top" and len(meta.class_names) == 10
+    assert meta.architecture == "small_cnn"
+    assert meta.hyperparameters["epochs"] == EPOCHS == meta.epochs
+    assert meta.training_seconds > 0
+    assert len(meta.history) == EPOCHS
+    assert meta.recipe is None and meta.dataset.retraining_data is None
     for split in ("validation", "test"):
-        metrics = meta["metrics"][split]
+        metrics = meta.metrics[split]
         assert metrics["n"] == EVAL_LIMIT
         assert 0.6 < metrics["accuracy"] <= 1
         assert set(metrics) >= {"accuracy", "macro_f1", "ece", "per_class", "confusion_matrix"}
         assert sum(map(sum, metrics["confusion_matrix"])) == EVAL_LIMIT
-    environment = meta["environment"]
+    environment = meta.environment
     assert environment["libraries"]["tensorflow"] and environment["libraries"]["ai_edge_litert"]
     assert environment["python"]
     assert "git_commit" in environment

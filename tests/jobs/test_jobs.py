@@ -17,8 +17,9 @@ from core.jobs.executor import worker_alive
 from core.jobs.records import FINISHED, WORKER_START_GRACE_SECONDS, JobStore
 from core.jobs.worker import JobCancelled, progress_tracker
 from core.ml.params import Progress
+from core.registry.records import Recipe
 from core.storage.database import Database
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, sample_metadata
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
 QUICK = dict(epochs=1, original_images=1000, augmented_per_scenario=200)
@@ -139,9 +140,9 @@ def test_worker_killed_at_random_moments_leaves_consistent_records(registry_copy
     candidate = backends_of(registry_copy).registry.get_version(done.result_version)
     assert (candidate.status, candidate.parent, candidate.created_by) == ("candidate", 1,
                                                                          "olga")
-    assert candidate.metadata["recipe"]["include"] == ["brightness"]
-    assert candidate.metadata["recipe"]["job"] == job.id
-    assert candidate.metadata["dataset"]["retraining_data"]["augmented"] == {"brightness": 200}
+    assert candidate.metadata.recipe.include == ["brightness"]
+    assert candidate.metadata.recipe.job == job.id
+    assert candidate.metadata.dataset.retraining_data["augmented"] == {"brightness": 200}
     assert backends_of(registry_copy).registry.get_champion().version == 1  # never auto-promoted
     assert_consistent(registry_copy)
 
@@ -159,7 +160,7 @@ def test_worker_killed_at_random_moments_leaves_consistent_records(registry_copy
             assert "worker process died" in killed.error
         if killed.result_version is not None:  # it got as far as registering its candidate
             version = backends_of(registry_copy).registry.get_version(killed.result_version)
-            assert version.metadata["recipe"]["job"] == job.id
+            assert version.metadata.recipe.job == job.id
     assert "failed" in outcomes  # the kills did land mid-job
     # The queue moves on: a new job (and anything a kill left queued) runs to the end.
     follow_up = submit_retrain(backends_of(registry_copy), RetrainRequest(**QUICK),
@@ -178,7 +179,10 @@ def test_a_worker_killed_after_registering_links_its_candidate(tmp_path):
     registry = backends_of(config).registry
     for recipe_job in (None, job.id):  # another version, then the job's own candidate
         registry.register_version(lambda folder: (folder / "model.tflite").write_bytes(b"t"),
-                                  {"recipe": {"job": recipe_job}}, actor=ANN, now=FIXED_NOW)
+                                  sample_metadata(recipe=Recipe(
+                                      kind="fine-tune", parent=1, params={}, include=[],
+                                      use_feedback=False, job=recipe_job)),
+                                  actor=ANN, now=FIXED_NOW)
     failed = runner.status(job.id, FIXED_NOW)
     assert (failed.status, failed.result_version) == ("failed", 2)
     assert "died after registering candidate version 2" in failed.error

@@ -18,7 +18,7 @@ def test_predictor_on_real_test_images_matches_the_evaluated_accuracy(registry_c
     predicted = [predict_image(backends, encode_png(image), **CLI)[0].class_index
                  for image in images]
     accuracy = float(np.mean(np.array(predicted) == labels))
-    recorded = backends.registry.get_champion().metadata["metrics"]["test"]
+    recorded = backends.registry.get_champion().metadata.metrics["test"]
     assert accuracy == pytest.approx(recorded["accuracy"], abs=0.002)
 
 

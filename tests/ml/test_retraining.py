@@ -30,9 +30,9 @@ def test_retrain_after_brightness_drift_beats_the_champion(registry_copy):
     simulate(backends, actor="olga", scenario="brightness", severity=0.3, n=500, clock=clock)
     candidate, comparison = retrain(backends, RetrainRequest(), actor="olga", now=FIXED_NOW)
     assert candidate.status == "candidate" and candidate.parent == 1
-    assert candidate.metadata["recipe"]["kind"] == "fine-tune from the champion's weights"
-    assert candidate.metadata["recipe"]["include"] == ["brightness"]  # seen in traffic
-    composition = candidate.metadata["dataset"]["retraining_data"]
+    assert candidate.metadata.recipe.kind == "fine-tune from the champion's weights"
+    assert candidate.metadata.recipe.include == ["brightness"]  # seen in traffic
+    composition = candidate.metadata.dataset.retraining_data
     assert composition["logged"] == {"simulation:brightness": 500}
     drifted = comparison.holdouts["drifted:brightness"]
     assert drifted.accuracy_diff > 0 and drifted.mcnemar_p < 0.05
@@ -50,7 +50,7 @@ def test_the_seed_notebooks_reinitialised_retrain_is_rejected(registry_copy):
     broken = RetrainRequest(reinitialize=True, epochs=1, original_images=500,
                             augmented_per_scenario=100)
     candidate, comparison = retrain(backends, broken, actor="olga", now=FIXED_NOW)
-    assert candidate.metadata["recipe"]["kind"].startswith("reinitialized")
+    assert candidate.metadata.recipe.kind.startswith("reinitialized")
     assert comparison.holdouts["clean"].accuracy_diff < -0.02
     assert comparison.recommendation == "reject"
 
@@ -71,7 +71,7 @@ def test_feedback_joins_the_pool_and_the_realized_accuracy(registry_copy):
     request = RetrainRequest(include=(), epochs=1, original_images=500,
                              augmented_per_scenario=100)
     candidate, _ = retrain(backends, request, actor="olga", now=FIXED_NOW)
-    assert candidate.metadata["dataset"]["retraining_data"]["feedback"] == {"train": 3,
+    assert candidate.metadata.dataset.retraining_data["feedback"] == {"train": 3,
                                                                             "holdout": 0}
     with pytest.raises(Exception, match="unknown class 'Hat'"):
         record_feedback(backends, prediction, "Hat", **VISITOR_FEEDBACK)

@@ -14,8 +14,9 @@ from core.config import load_config
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
 from core.governance.audit import Actor, AuditEntry
 from core.registry.catalog import INITIAL_BASELINE_NOTE
+from core.registry.records import VersionMetadata
 from core.registry.registry import Registry
-from tests.conftest import FIXED_NOW, PROJECT_ROOT
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, sample_metadata
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
 ALICE = Actor("alice", "operator")
@@ -41,7 +42,7 @@ def write_files(folder):
 
 
 def register(registry, parent=None, **metadata):
-    return registry.register_version(write_files, {"note": "x", **metadata},
+    return registry.register_version(write_files, sample_metadata(**metadata),
                                      actor=ALICE, now=FIXED_NOW, parent=parent)
 
 
@@ -64,11 +65,13 @@ def test_later_versions_are_candidates_with_lineage(registry):
 
 
 def test_metadata_file_matches_catalog(registry):
-    version = register(registry, accuracy=0.9)
+    version = register(registry, metrics={"test": {"accuracy": 0.9}})
     folder = registry.files(version.version)
     on_disk = json.loads((folder / "metadata.json").read_text())
-    assert on_disk == version.metadata == registry.get_version(1).metadata
-    assert on_disk["version"] == 1 and on_disk["accuracy"] == 0.9
+    assert on_disk == version.metadata.as_dict() == registry.get_version(1).metadata.as_dict()
+    assert VersionMetadata.from_dict(on_disk) == version.metadata
+    assert on_disk["version"] == 1 and on_disk["metrics"]["test"]["accuracy"] == 0.9
+    assert "recipe" not in on_disk  # trained from scratch: no retraining recipe
     assert on_disk["created_at"] == "2026-01-02T03:04:05+00:00"
     assert on_disk["created_by"] == "alice" and on_disk["parent"] is None
     assert on_disk["registered_as"] == "champion"
@@ -150,7 +153,7 @@ def test_failed_artifact_writer_leaves_nothing(registry):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        registry.register_version(broken, {}, actor=ALICE, now=FIXED_NOW)
+        registry.register_version(broken, sample_metadata(), actor=ALICE, now=FIXED_NOW)
     assert registry.list_versions() == []
     assert list((registry.artifacts.root / "fashion").iterdir()) == []
 
@@ -164,6 +167,7 @@ WRITER = textwrap.dedent("""
     from core.app import build_backends
     from core.config import load_config
     from core.governance.audit import Actor
+    from tests.conftest import sample_metadata
     ALICE = Actor("alice", "operator")
     root, pause_at = sys.argv[1], sys.argv[2]
     registry = build_backends(load_config({}).with_overrides(
@@ -188,8 +192,10 @@ WRITER = textwrap.dedent("""
     if pause_at == "loop":
         print("paused", flush=True)
         while True:
-            registry.register_version(write, {}, actor=ALICE, now=datetime.now(timezone.utc))
-    registry.register_version(write, {}, actor=ALICE, now=datetime.now(timezone.utc))
+            registry.register_version(write, sample_metadata(), actor=ALICE,
+                                      now=datetime.now(timezone.utc))
+    registry.register_version(write, sample_metadata(), actor=ALICE,
+                              now=datetime.now(timezone.utc))
 """)
 
 
@@ -234,10 +240,11 @@ def test_registration_survives_a_concurrent_writer(tmp_path):
     code = ("import sys; from pathlib import Path; from datetime import datetime, timezone\n"
             "from core.app import build_backends; from core.config import load_config\n"
             "from core.governance.audit import Actor\n"
+            "from tests.conftest import sample_metadata\n"
             "r = build_backends(load_config({}).with_overrides(registry_dir=Path(sys.argv[1]), "
             "model_name='fashion')).registry\n"
             "for _ in range(5): r.register_version(lambda f: (f / 'model.tflite')"
-            ".write_bytes(b't' * 100_000), {}, actor=Actor('p', 'operator'), "
+            ".write_bytes(b't' * 100_000), sample_metadata(), actor=Actor('p', 'operator'), "
             "now=datetime.now(timezone.utc))")
     processes = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=PROJECT_ROOT)
                  for _ in range(2)]

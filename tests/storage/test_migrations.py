@@ -21,6 +21,17 @@ from core.storage.database import Database
 from tests.conftest import PROJECT_ROOT
 
 RELEASE_1 = (Path(__file__).parent / "release1_schema.sql").read_text()
+# A version's metadata as release 1 stored it (versions.metadata and metadata.json).
+RELEASE_1_METADATA = {
+    "architecture": "small_cnn", "class_names": ["a", "b"], "created_at": "2026-01-01T00:00:00",
+    "created_by": "ann", "dataset": {"name": "fashion_mnist", "fingerprint": "sha256:1",
+                                     "split_spec": "test", "sizes": {"train": 4, "test": 2,
+                                                                     "validation": 2}},
+    "environment": {"python": "3.11"}, "epochs": 1, "history": [{"epoch": 1, "loss": 0.5}],
+    "hyperparameters": {"seed": 42, "epochs": 1}, "input_spec": {"height": 28, "width": 28,
+                                                                 "channels": 1},
+    "metrics": {"test": {"accuracy": 0.9}}, "parent": None, "registered_as": "champion",
+    "registration_note": "initial baseline", "training_seconds": 3.5, "version": 1}
 # A comparison as release 1 stored it (JSON text in comparisons.result).
 RELEASE_1_COMPARISON = {
     "baseline": 1, "candidate": 2, "at": "2026-01-01T00:00:00+00:00",
@@ -39,9 +50,8 @@ def release_1_database(path: Path) -> None:
     """A registry.db as release 1 left it: its tables, no schema_version, rows in each."""
     db = sqlite3.connect(path)
     db.executescript(RELEASE_1)
-    metadata = {"class_names": ["a", "b"], "version": 1, "metrics": {"test": {"accuracy": 0.9}}}
     db.execute("INSERT INTO versions VALUES ('classifier', 1, 'champion', '2026-01-01T00:00:00', "
-               "'ann', NULL, ?)", (json.dumps(metadata),))
+               "'ann', NULL, ?)", (json.dumps(RELEASE_1_METADATA),))
     db.execute("INSERT INTO comparisons VALUES ('classifier', 1, 2, 't', ?)",
                (json.dumps(RELEASE_1_COMPARISON),))
     db.execute("INSERT INTO users VALUES ('ann', 'admin', '', '2026-01-01T00:00:00', 'setup')")
@@ -82,6 +92,7 @@ def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
     # The first use upgrades it (steps 1 and 2), then every store finds its rows.
     (version,) = catalog.search_model_versions("classifier")
     assert (version.version, version.status, version.class_names) == (1, "champion", ["a", "b"])
+    assert version.metadata.as_dict() == RELEASE_1_METADATA  # read back exactly as stored
     comparison = catalog.find_comparison("classifier", 1, 2)
     assert comparison.as_dict() == RELEASE_1_COMPARISON  # the stored shape reads as it was
     assert comparison.recommendation == "review" and comparison.holdouts["clean"].n == 4
