@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy.exc import DatabaseError
 
 from core.storage import schema
 
@@ -57,6 +58,15 @@ MIGRATIONS = (
     Migration(2, "index predictions by model, version and time", _predictions_by_time),
 )
 LATEST = MIGRATIONS[-1].version
+
+
+def is_current(conn: Connection) -> bool:
+    """Whether the database records the newest schema (one cheap query, no lock)."""
+    try:
+        recorded = conn.execute(select(func.max(schema.schema_version.c.version))).scalar()
+    except DatabaseError:  # no schema_version table yet: release 1, or being created
+        return False
+    return recorded == LATEST
 
 
 def current_version(conn: Connection) -> int:
