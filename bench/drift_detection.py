@@ -15,6 +15,7 @@ import argparse
 import os
 import shutil
 import tempfile
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,8 +39,12 @@ def private_copy(registry: Path, model: str) -> Path:
     """
     target = Path(tempfile.mkdtemp(prefix="drift-detection-")) / "registry"
     shutil.copytree(registry / model, target / model)
-    shutil.copy(registry / "registry.db", target / "registry.db")
     import sqlite3
+    # SQLite's backup API: a database in use keeps recent pages in its -wal file,
+    # which a plain file copy of registry.db would miss.
+    with closing(sqlite3.connect(registry / "registry.db")) as source, \
+            closing(sqlite3.connect(target / "registry.db")) as copy:
+        source.backup(copy)
     with sqlite3.connect(target / "registry.db") as db:
         db.execute("DELETE FROM predictions")
         db.execute("DELETE FROM users")

@@ -8,6 +8,7 @@ Connect provider (``st.login``), never with a password.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -35,9 +36,15 @@ ANONYMOUS = "anonymous"
 MIN_PASSWORD_LENGTH = 10
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 _HASHER = PasswordHasher()
-# Verified against when the user is unknown, so that a wrong name takes as long
-# as a wrong password and response times do not reveal which names exist.
-_DUMMY_HASH = _HASHER.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user is unknown, so that a wrong name takes as long as
+    a wrong password and response times do not reveal which names exist. Made on the
+    first sign-in, not at import: hashing takes ~0.15 s that every command would pay."""
+    return _HASHER.hash("not a password of anyone")
+
 
 def validate_user_name(name: str) -> str:
     if (not isinstance(name, str) or not _NAME_PATTERN.match(name) or ".." in name
@@ -168,9 +175,9 @@ class UserStore:
         """The user if ``password`` is theirs; None otherwise (in constant-ish time)."""
         rows = self.database.read("SELECT password_hash FROM users WHERE name = :name",
                                   {"name": name})
-        stored = rows[0][0] if rows and rows[0][0] else _DUMMY_HASH
+        stored = rows[0][0] if rows and rows[0][0] else _dummy_hash()
         try:
             _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        return self.find_user(name) if stored is not _DUMMY_HASH else None
+        return self.find_user(name) if stored is not _dummy_hash() else None

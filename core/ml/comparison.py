@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from core.ml.data import Split
 from core.ml.evaluation import classification_metrics
@@ -49,6 +48,8 @@ def mcnemar_exact_p(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
     only_b = int(np.sum(~correct_a & correct_b))
     if only_a + only_b == 0:
         return 1.0
+    from scipy import stats as scipy_stats  # ~0.7 s to import: only when compared
+
     return float(scipy_stats.binomtest(only_b, only_a + only_b, 0.5).pvalue)
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as scipy_stats
-from scipy.spatial.distance import jensenshannon
 
 from core.errors import InvalidInput
 
@@ -43,17 +41,23 @@ def chi_square_p(current_counts: np.ndarray, reference_proportions: np.ndarray) 
     counts = np.asarray(current_counts, np.float64)
     expected = np.clip(np.asarray(reference_proportions, np.float64), EPSILON, None)
     expected = expected / expected.sum() * counts.sum()
+    from scipy import stats as scipy_stats  # ~0.7 s to import: only when computed
+
     return float(scipy_stats.chisquare(counts, expected).pvalue)
 
 
 def js_distance(current: np.ndarray, reference: np.ndarray) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) of two discrete distributions."""
+    from scipy.spatial.distance import jensenshannon
+
     return float(jensenshannon(np.asarray(current, np.float64),
                                np.asarray(reference, np.float64), base=2))
 
 
 def ks_p(current: np.ndarray, reference: np.ndarray) -> float:
     """p-value of the two-sample Kolmogorov-Smirnov test."""
+    from scipy import stats as scipy_stats
+
     return float(scipy_stats.ks_2samp(current, reference).pvalue)
 
 

@@ -54,7 +54,10 @@ def test_predict_shows_label_chart_and_heatmap_like_the_cli(desktop, dashboard_u
     cli = json.loads(run_cli(e2e_config.registry_dir, "predict", str(boot_png),
                              "--json").stdout)[0]
     assert answer.startswith(cli["label"] + " · ")
-    assert desktop.locator("[data-testid='stPlotlyChart']").count() == 1
+    # The chart's element comes once the browser has loaded Plotly, after the run ends.
+    charts = desktop.locator("[data-testid='stPlotlyChart']")
+    charts.first.wait_for(timeout=TIMEOUT_MS)
+    assert charts.count() == 1
     images = desktop.locator("[data-testid='stImage'] img")
     assert images.count() == 2  # the upload and its Grad-CAM overlay
     assert all(images.nth(i).evaluate("img => img.naturalWidth") >= 224 for i in range(2))
