@@ -116,7 +116,6 @@ class Database:
             return [tuple(row) for row in conn.execute(text(sql), params or {})]
 
 
-
 def _sqlite_engine(path: Path) -> Engine:
     # Connections are pooled. Opening one per operation cost more than the write:
     # closing the last connection to a WAL database checkpoints the log into the file
@@ -125,8 +124,6 @@ def _sqlite_engine(path: Path) -> Engine:
     # the last process closes; a registry in use has its -wal and -shm files beside it.
     engine = create_engine(f"sqlite:///{path}", poolclass=QueuePool, pool_size=5,
                            max_overflow=20,
-                           # Every transaction ends in an explicit commit or rollback.
-                           pool_reset_on_return=None,
                            connect_args={"timeout": BUSY_TIMEOUT_SECONDS,
                                          "check_same_thread": False})
 
