@@ -268,6 +268,9 @@ DECIDER = textwrap.dedent("""
     import os, sys, time
     from datetime import datetime, timezone
     from pathlib import Path
+    # A decision's drift evidence imports scipy on first use; import it before "ready",
+    # so that the kill window covers deciding, not importing.
+    import scipy.stats
     from core.app import build_backends, decide_version
     from core.config import load_config
     from core.errors import ActionRefused
