@@ -17,6 +17,7 @@ from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
 from core.monitoring.prediction_log import PredictionRecord, check_source
+from core.registry.records import ModelVersion
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None
                   ) -> tuple[Prediction, DecodedImage]:
     """Predicts one uploaded file with ``version`` (default: the champion) and logs it."""
+    prediction, decoded, _ = _predict(backends, data, actor=actor, source=source, now=now,
+                                      version=version)
+    return prediction, decoded
+
+
+def _predict(backends: Backends, data: bytes, *, actor: str, source: str, now: datetime,
+             version: int | None) -> tuple[Prediction, DecodedImage, ModelVersion]:
+    """``predict_image``, also returning the version that answered."""
     started = time.perf_counter()
     check_source(source)
     backends.access.authorize(actor, "predict", now)
@@ -44,7 +53,7 @@ def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,
     (log_id,) = backends.prediction_log.append([PredictionRecord.of(
         prediction, model=backends.model, source=source, at=now,
         size=decoded.original_size)])
-    return replace(prediction, log_id=log_id), decoded
+    return replace(prediction, log_id=log_id), decoded, model_version
 
 
 def record_feedback(backends: Backends, prediction: Prediction, true_class: str, *,
@@ -70,9 +79,8 @@ def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None,
                   class_name: str | None = None) -> Explanation:
     """Predicts (and logs) one uploaded file and explains a class (default: the predicted)."""
-    prediction, decoded = predict_image(backends, data, actor=actor, source=source,
-                                        now=now, version=version)
-    model_version = backends.registry.get_version(prediction.version)
+    prediction, decoded, model_version = _predict(backends, data, actor=actor, source=source,
+                                                  now=now, version=version)
     class_names = model_version.class_names
     class_index = None
     if class_name is not None:

@@ -105,7 +105,8 @@ class LocalArtifactStore(ArtifactStore):
         target = self._version_dir(model, version)
         if target.exists():
             raise FileExistsError(f"{target} is already published")
-        _write_json_atomically(staged / METADATA_FILE, metadata)
+        _write_atomically(staged / METADATA_FILE,
+                          json.dumps(metadata, indent=2, sort_keys=True).encode())
         _fsync_tree(staged)
         os.rename(staged, target)
         _fsync_dir(target.parent)
@@ -148,13 +149,7 @@ class LocalArtifactStore(ArtifactStore):
         return (self._version_dir(model, version) / name).is_file()
 
     def put_file(self, model, version, name, data):
-        folder = self.local_path(model, version)
-        temporary = folder / f"{name}.{uuid.uuid4().hex}.tmp"
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, folder / name)  # appears whole or not at all
+        _write_atomically(self.local_path(model, version) / name, data)
 
 
 def _writer_alive(folder_name: str) -> bool:
@@ -168,10 +163,11 @@ def _writer_alive(folder_name: str) -> bool:
     return True
 
 
-def _write_json_atomically(path: Path, data: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes beside ``path``, flushes, then renames: the file appears whole or not at all."""
+    temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
