@@ -32,6 +32,7 @@ from core.app import (
     check_audit_log,
     check_upload_size,
     compare_versions,
+    create_key,
     create_reference_profile,
     decide_version,
     drift_for_version,
@@ -43,13 +44,17 @@ from core.app import (
     get_version,
     has_users,
     list_jobs,
+    list_keys,
     list_users,
     list_versions,
     parse_version,
     predict_image,
+    revoke_key,
     set_role,
+    set_traffic,
     simulate,
     submit_retrain,
+    traffic_status,
     validate_user_name,
 )
 from core.config import Config, load_config
@@ -171,6 +176,46 @@ def build_parser() -> argparse.ArgumentParser:
                              "terminal)")
     listing = user_commands.add_parser("list", parents=[acting], help="list users and roles")
     listing.add_argument("--json", action="store_true")
+
+    keys = commands.add_parser("keys", help="API keys for programs calling the serving API "
+                               "(admins)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = key_commands.add_parser("create", parents=[acting],
+                                     help="create a key; its secret is printed once")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--rate-limit", type=float, metavar="RPS",
+                        help="requests per second per server process (default: unlimited)")
+    create.add_argument("--json", action="store_true")
+    key_list = key_commands.add_parser("list", parents=[acting], help="list keys (no secrets)")
+    key_list.add_argument("--json", action="store_true")
+    revoke = key_commands.add_parser("revoke", parents=[acting], help="revoke a key")
+    revoke.add_argument("name", metavar="NAME")
+    revoke.add_argument("--reason", help="why (kept in the audit log)")
+
+    traffic = commands.add_parser("traffic", help="which version answers API traffic: "
+                                  "shadow or canary a candidate (reviewers)")
+    traffic_commands = traffic.add_subparsers(dest="traffic_command", required=True,
+                                              metavar="ACTION")
+    policy = traffic_commands.add_parser("set", parents=[acting], help="set the policy")
+    mode = policy.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--shadow", metavar="N", help="every request also runs on version N "
+                      "(logged, never answered)")
+    mode.add_argument("--canary", metavar="N:PERCENT",
+                      help="PERCENT %% of requests are answered by version N")
+    mode.add_argument("--off", action="store_true", help="the champion answers everything")
+    policy.add_argument("--reason", required=True, help="why, in your words")
+    policy.add_argument("--json", action="store_true")
+    show = traffic_commands.add_parser("show", parents=[acting], help="show the policy")
+    show.add_argument("--json", action="store_true")
+
+    serve = commands.add_parser("serve", help="serve the model over HTTP (TF Serving's REST "
+                                "protocol and /v1/predict)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=8500, help="default: 8500")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (default: 1; about one per CPU core)")
 
     log = commands.add_parser("audit", help="verify or export the hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -558,6 +603,74 @@ def _first_admin(backends: Backends) -> int:
     return 0
 
 
+def cmd_keys(args, backends: Backends) -> int:
+    if args.keys_command == "create":
+        key, secret = create_key(backends, actor=_actor(args), name=args.name, role=args.role,
+                                 rate_limit=args.rate_limit, now=_now())
+        if args.json:
+            print(json.dumps(key.as_dict() | {"key": secret}, indent=2))
+        else:
+            print(f"created key {key.name} ({key.role}). Its secret, shown only now:\n{secret}\n"
+                  "Send it as 'Authorization: Bearer <key>'.")
+    elif args.keys_command == "revoke":
+        key = revoke_key(backends, actor=_actor(args), name=args.name, reason=args.reason,
+                         now=_now())
+        print(f"revoked key {key.name}; servers refuse it within a few seconds")
+    else:
+        listed = [key.as_dict() for key in list_keys(backends, actor=_actor(args), now=_now())]
+        if args.json:
+            print(json.dumps(listed, indent=2))
+        elif not listed:
+            print("no keys yet. Create one with 'python -m core keys create NAME --role viewer'.")
+        else:
+            for row in listed:
+                limit = f"{row['rate_limit']:g}/s" if row["rate_limit"] else "unlimited"
+                state = "active" if row["active"] else f"revoked {row['revoked_at']}"
+                print(f"{row['name']:<24} {row['role']:<9} {limit:<10} {state}")
+    return 0
+
+
+def _traffic_args(args) -> tuple[str, int | None, int | None]:
+    if args.off:
+        return "off", None, None
+    if args.shadow is not None:
+        return "shadow", parse_version(args.shadow), None
+    version, colon, percent = args.canary.partition(":")
+    if not colon or not percent.strip().isdigit():
+        raise InvalidInput(f"--canary {args.canary!r} is not N:PERCENT. To fix this, give the "
+                           "version and a whole percentage, e.g. --canary 4:10.")
+    return "canary", parse_version(version), int(percent)
+
+
+def cmd_traffic(args, backends: Backends) -> int:
+    if args.traffic_command == "set":
+        mode, candidate, percent = _traffic_args(args)
+        status = set_traffic(backends, actor=_actor(args), mode=mode, candidate=candidate,
+                             percent=percent, reason=args.reason, now=_now())
+    else:
+        status = traffic_status(backends, actor=_actor(args), now=_now())
+    if args.json:
+        print(json.dumps(status.as_dict(), indent=2))
+        return 0
+    policy = status.policy
+    what = {"off": "the champion answers every request",
+            "shadow": f"the champion answers; version {policy.candidate} shadows every request",
+            "canary": f"version {policy.candidate} answers {policy.percent}% of requests"}
+    print(f"traffic: {policy.mode} — {what[policy.mode]}"
+          + ("" if status.active or policy.mode == "off" else
+             f" (inactive: version {policy.candidate} is no longer a candidate)")
+          + (f"\nset {policy.set_at} by {policy.set_by}: {policy.reason}" if policy.set_by
+             else ""))
+    return 0
+
+
+def cmd_serve(args, backends: Backends) -> int:
+    from core.serving.server import serve
+
+    serve(backends.config, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
 def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "export":
         print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
@@ -601,4 +714,7 @@ COMMANDS = {
     "rollback": cmd_decide,
     "users": cmd_users,
     "audit": cmd_audit,
+    "keys": cmd_keys,
+    "traffic": cmd_traffic,
+    "serve": cmd_serve,
 }

@@ -43,6 +43,15 @@ class Config:
             ``file://<registry_dir>``).
         job_executor: Where training jobs run (env ``JOB_EXECUTOR``; ``local``: a worker
             process on this machine).
+        log_batch_rows: The most prediction-log rows the serving API commits in one
+            transaction (env ``LOG_BATCH_ROWS``).
+        log_batch_ms: How long the API's log writer waits for more rows once it has one,
+            in milliseconds (env ``LOG_BATCH_MS``); a request waits for its row's commit.
+        refresh_seconds: How often each API process re-reads the champion, the traffic
+            policy and the API keys (env ``REFRESH_SECONDS``; changes reach every server
+            within this time plus a model load).
+        metrics_dir: prometheus_client's multiprocess folder (env
+            ``PROMETHEUS_MULTIPROC_DIR``); set, ``/metrics`` adds up every server process.
     """
 
     registry_dir: Path = PROJECT_ROOT / "model_registry"
@@ -57,6 +66,10 @@ class Config:
     database_url: str = ""
     artifacts_url: str = ""
     job_executor: str = "local"
+    log_batch_rows: int = 256
+    log_batch_ms: int = 2
+    refresh_seconds: int = 1
+    metrics_dir: Path | None = None
 
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
@@ -90,6 +103,10 @@ _ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "artifacts_url": "ARTIFACTS_URL",
     "job_executor": "JOB_EXECUTOR",
+    "log_batch_rows": "LOG_BATCH_ROWS",
+    "log_batch_ms": "LOG_BATCH_MS",
+    "refresh_seconds": "REFRESH_SECONDS",
+    "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -109,7 +126,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 raise InvalidInput(f"{name} must be 1 or 0, got {raw!r}. To fix this, set "
                                    f"{name}=1 or {name}=0.")
             values[field.name] = raw.lower() in _TRUE
-        elif isinstance(default, Path):
+        elif isinstance(default, Path) or field.name == "metrics_dir":
             values[field.name] = Path(raw).expanduser()
         elif isinstance(default, int):
             if not raw.strip().isdigit():

@@ -38,3 +38,15 @@ class ActionRefused(CoreError):
 
     Refusals are written to the audit log before this is raised.
     """
+
+
+class Unauthenticated(CoreError):
+    """A request without valid credentials where they are needed (HTTP 401)."""
+
+
+class RateLimited(CoreError):
+    """A caller over its rate limit (HTTP 429); ``retry_after`` is in seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -13,9 +13,11 @@ CONCRETE_BACKENDS = {"Database", "SQLCatalog", "LocalArtifactStore", "SQLPredict
                      "LocalProcessExecutor", "JobStore", "JobQueue", "UserStore", "AuditLog",
                      "AccessControl", "Registry", "ModelCache"}
 COMPOSITION_ROOT = CORE / "app" / "backends.py"
-FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(PROJECT_ROOT / "dashboard").rglob("*.py")]
-# What a front end may import from core: the application layer, its errors and settings.
-FRONT_END_IMPORTS = ("core.app", "core.errors", "core.config")
+FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(CORE / "serving").rglob("*.py"),
+              *(PROJECT_ROOT / "dashboard").rglob("*.py")]
+# What a front end may import from core: the application layer, its errors and settings
+# (and the serving API, which ``python -m core serve`` starts).
+FRONT_END_IMPORTS = ("core.app", "core.errors", "core.config", "core.serving")
 DOMAIN_PACKAGES = ("storage", "registry", "governance", "jobs", "ml", "monitoring")
 
 
@@ -58,7 +60,7 @@ def test_core_never_imports_streamlit():
 
 def test_serving_path_does_not_import_tensorflow():
     """predict must stay fast: TFLite serving without TensorFlow's import time."""
-    code = ("import sys, core.cli, core.app, core.ml.predictor, core.worker\n"
+    code = ("import sys, core.cli, core.app, core.ml.predictor, core.worker, core.serving.api\n"
             "print('tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT,
                             capture_output=True, text=True, timeout=120)
@@ -67,7 +69,9 @@ def test_serving_path_does_not_import_tensorflow():
 
 def test_only_config_reads_the_environment():
     # The entry points only set TensorFlow's log level before it is imported.
-    allowed = {CORE / "config.py", CORE / "__main__.py", CORE / "worker.py"}
+    # The server sets (never reads) what its worker processes and prometheus_client read.
+    allowed = {CORE / "config.py", CORE / "__main__.py", CORE / "worker.py",
+               CORE / "serving" / "server.py"}
     offenders = [dotted(p) for p in modules(CORE) if p not in allowed
                  and ("os.environ" in p.read_text() or "os.getenv" in p.read_text())]
     assert offenders == []

@@ -5,7 +5,18 @@ user's name and the time, authorizes, fetches, calls the domain and stores. Fron
 ends import from here, ``core.errors`` and ``core.config`` only.
 """
 
-from core.app.access import add_user, current_actor, has_users, list_users, may, set_role, sign_in
+from core.app.access import (
+                            add_user,
+                            create_key,
+                            current_actor,
+                            has_users,
+                            list_keys,
+                            list_users,
+                            may,
+                            revoke_key,
+                            set_role,
+                            sign_in,
+)
 from core.app.backends import Backends, build_backends
 from core.app.monitor import (
                              DriftView,
@@ -36,6 +47,14 @@ from core.app.review import (
                              list_versions,
                              status_history,
 )
+from core.app.serving import Instance, ServingSession
+from core.app.traffic import (
+                             TrafficBucket,
+                             TrafficStatus,
+                             set_traffic,
+                             traffic_over_time,
+                             traffic_status,
+)
 from core.app.train import (
                              BootstrapResult,
                              bootstrap,
@@ -49,6 +68,9 @@ from core.app.train import (
 )
 from core.governance.audit import Actor, AuditEntry
 from core.governance.decisions import DECISIONS
+from core.governance.keys import ApiKey
+from core.governance.traffic import MODES as TRAFFIC_MODES
+from core.governance.traffic import Assignment
 from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS, ROLES, validate_user_name
 from core.jobs.records import FINISHED as JOB_FINISHED
 from core.jobs.records import Job
@@ -58,12 +80,15 @@ from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
 from core.ml.predictor import Prediction
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.drift import STATISTICS, Thresholds
+from core.monitoring.prediction_log import SOURCES, VARIANTS
 from core.names import parse_version
 from core.registry.records import Comparison, ModelVersion, StatusChange
 
 __all__ = [
-    "ANONYMOUS", "ARCHITECTURES", "Actor", "AuditEntry", "Backends", "BootstrapResult",
-    "Comparison",
+    "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
+    "BootstrapResult", "Comparison", "Instance", "SOURCES", "ServingSession", "TRAFFIC_MODES",
+    "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",
+    "set_traffic", "traffic_over_time", "traffic_status",
     "DECISIONS", "DriftView", "Explanation", "JOB_FINISHED", "Job", "ModelVersion",
     "PIXEL_SCENARIOS", "Prediction", "Progress", "ROLES", "ROLE_PERMISSIONS", "RetrainRequest",
     "SCENARIOS", "STATISTICS", "SideBySide", "SimulationResult", "StatusChange", "Thresholds",

@@ -1,11 +1,14 @@
-"""Use cases about people: signing in, users and roles, what someone may do."""
+"""Use cases about people and programs: signing in, users and roles, API keys, what
+someone may do."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from core.app.backends import Backends
+from core.governance.access import MAX_REASON_LENGTH, stamp
 from core.governance.audit import Actor
+from core.governance.keys import ApiKey
 from core.governance.users import User
 
 
@@ -43,3 +46,23 @@ def set_role(backends: Backends, *, actor: str, name: str, role: str, reason: st
 def list_users(backends: Backends, *, actor: str, now: datetime) -> list[User]:
     backends.access.authorize(actor, "view", now, target="users")
     return backends.users.list_users()
+
+
+def create_key(backends: Backends, *, actor: str, name: str, role: str,
+               rate_limit: float | None, now: datetime) -> tuple[ApiKey, str]:
+    """Creates an API key (admins); returns it and its secret, shown this once only."""
+    acting = backends.access.authorize(actor, "manage_users", now, target=f"key {name}")
+    return backends.keys.create(name, role, rate_limit, actor=acting, at=stamp(now))
+
+
+def list_keys(backends: Backends, *, actor: str, now: datetime) -> list[ApiKey]:
+    backends.access.authorize(actor, "manage_users", now, target="keys")
+    return backends.keys.list_keys()
+
+
+def revoke_key(backends: Backends, *, actor: str, name: str, reason: str | None,
+               now: datetime) -> ApiKey:
+    """Revokes a key (admins); every server refuses it within REFRESH_SECONDS."""
+    acting = backends.access.authorize(actor, "manage_users", now, target=f"key {name}")
+    return backends.keys.revoke(name, actor=acting, at=stamp(now),
+                                reason=(reason or "").strip()[:MAX_REASON_LENGTH])

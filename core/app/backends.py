@@ -18,6 +18,8 @@ from core.config import PROJECT_ROOT, Config
 from core.errors import InvalidInput
 from core.governance.access import AccessControl
 from core.governance.audit import AuditLog
+from core.governance.keys import KeyStore
+from core.governance.traffic import TrafficStore
 from core.governance.users import UserStore
 from core.jobs.executor import JobExecutor, LocalProcessExecutor
 from core.jobs.queue import JobQueue
@@ -70,7 +72,9 @@ class Backends:
     database: Database
     audit_log: AuditLog
     users: UserStore
+    keys: KeyStore
     access: AccessControl
+    traffic: TrafficStore
     catalog: Catalog
     artifacts: ArtifactStore
     registry: Registry
@@ -95,11 +99,13 @@ def build_backends(config: Config) -> Backends:
                        config.job_executor)(config)
     audit_log = AuditLog(database)
     users = UserStore(database, config.model_name)
+    keys = KeyStore(database, config.model_name)
     catalog = SQLCatalog(database, audit_log)
     registry = Registry(catalog, artifacts, config.model_name)
     return Backends(
-        config=config, database=database, audit_log=audit_log, users=users,
-        access=AccessControl(users, audit_log, config.model_name, config.anonymous_role),
+        config=config, database=database, audit_log=audit_log, users=users, keys=keys,
+        access=AccessControl(users, keys, audit_log, config.model_name, config.anonymous_role),
+        traffic=TrafficStore(database, config.model_name),
         catalog=catalog, artifacts=artifacts, registry=registry,
         prediction_log=SQLPredictionLog(database),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),

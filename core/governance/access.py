@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from core.errors import ActionRefused, InvalidInput
 from core.governance.audit import Actor, AuditEntry, AuditLog
+from core.governance.keys import KEY_ACTOR_PREFIX, KeyStore
 from core.governance.users import (
     ANONYMOUS,
     ROLE_PERMISSIONS,
@@ -57,18 +58,25 @@ class AccessControl:
         anonymous_role: the role of whoever has not signed in (``none``: no access).
     """
 
-    def __init__(self, users: UserStore, audit_log: AuditLog, model: str,
+    def __init__(self, users: UserStore, keys: KeyStore, audit_log: AuditLog, model: str,
                  anonymous_role: str):
-        self.users, self.audit_log = users, audit_log
+        self.users, self.keys, self.audit_log = users, keys, audit_log
         self.model, self.anonymous_role = model, anonymous_role
 
+    def anonymous(self) -> Actor:
+        if self.anonymous_role not in ROLES + ("none",):
+            raise InvalidInput(f"ANONYMOUS_ROLE is {self.anonymous_role!r}. To fix this, "
+                               f"set it to one of: {', '.join(ROLES)}, none.")
+        return Actor(ANONYMOUS, self.anonymous_role)
+
     def resolve_actor(self, name: str) -> Actor:
-        """The actor with the role they hold now; role ``unknown`` for a name not in the store."""
+        """The actor with the role they hold now; role ``unknown`` for a name not in the
+        store (or a revoked key: ``key:<name>``)."""
         if name == ANONYMOUS:
-            if self.anonymous_role not in ROLES + ("none",):
-                raise InvalidInput(f"ANONYMOUS_ROLE is {self.anonymous_role!r}. To fix this, "
-                                   f"set it to one of: {', '.join(ROLES)}, none.")
-            return Actor(ANONYMOUS, self.anonymous_role)
+            return self.anonymous()
+        if name.startswith(KEY_ACTOR_PREFIX):
+            key = self.keys.find_active(name.removeprefix(KEY_ACTOR_PREFIX))
+            return Actor(name, key.role if key else "unknown")
         user = self.users.find_user(name)
         return Actor(name, user.role if user else "unknown")
 
@@ -79,11 +87,20 @@ class AccessControl:
     def authorize(self, name: str, permission: str, now: datetime, *, target: str = "",
                   version: int | None = None) -> Actor:
         """The actor if their role allows ``permission``; otherwise logs the refusal and raises."""
-        actor = self.resolve_actor(name[:128])
+        return self.authorize_actor(self.resolve_actor(name[:128]), permission, now,
+                                    target=target, version=version)
+
+    def authorize_actor(self, actor: Actor, permission: str, now: datetime, *,
+                        target: str = "", version: int | None = None) -> Actor:
+        """``authorize`` for an actor already resolved (the API resolves keys from a
+        per-process cache instead of a database read per request)."""
         if permission in ROLE_PERMISSIONS.get(actor.role, ()):
             return actor
         needed = " or ".join(roles_allowed(permission))
-        if actor.role == "unknown":
+        if actor.role == "unknown" and actor.name.startswith(KEY_ACTOR_PREFIX):
+            message = (f"the API key {actor.name.removeprefix(KEY_ACTOR_PREFIX)!r} is revoked. "
+                       "To fix this, ask an admin for a new key ('python -m core keys create').")
+        elif actor.role == "unknown":
             message = (f"there is no user {actor.name!r}. To fix this, an admin adds them with "
                        f"'python -m core users add {actor.name} --role "
                        f"{roles_allowed(permission)[0]}', or act as an existing user "

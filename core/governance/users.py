@@ -23,7 +23,9 @@ from core.storage.database import Database
 ROLES = ("viewer", "operator", "reviewer", "admin")
 _VIEWER = frozenset({"view", "predict", "feedback"})
 _OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile"}
-_REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback"}
+# traffic: choosing which version serves which requests (shadow, canary) is a
+# decision about production, like promoting: reviewers make it.
+_REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback", "traffic"}
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": _VIEWER,
     "operator": _OPERATOR,

@@ -66,7 +66,9 @@ class Predictor:
         self._lock = threading.Lock()
         # The first invoke sets up XNNPACK (~15 ms); pay it at load, not on a user's photo.
         spec = self.input_spec
-        self.predict_batch(np.zeros((1, spec.height, spec.width, spec.channels), np.float32))
+        _, embedding = self.predict_batch(np.zeros((1, spec.height, spec.width, spec.channels),
+                                                   np.float32))
+        self.embedding_size = int(embedding.shape[1])
 
     def predict_batch(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 [N, h, w, c] preprocessed images -> (probabilities [N, K], embeddings [N, E])."""
@@ -77,23 +79,31 @@ class Predictor:
     def predict_decoded(self, decoded: DecodedImage, started: float) -> Prediction:
         """Predicts one decoded image; ``started`` is when its bytes arrived (perf_counter)."""
         resized = resize_to_spec(decoded.pixels, self.input_spec)
-        probabilities, embeddings = self.predict_batch(preprocess(resized, self.input_spec)[None])
+        return self.predict_inputs(preprocess(resized, self.input_spec)[None], resized[None],
+                                   started)[0]
+
+    def predict_inputs(self, inputs: np.ndarray, pixels: np.ndarray,
+                       started: float) -> list[Prediction]:
+        """Predicts a batch: ``inputs`` float32 [N, h, w, c] as the model takes them,
+        ``pixels`` the same images as uint8 (what monitoring and retraining keep)."""
+        probabilities, embeddings = self.predict_batch(inputs)
         latency_ms = (time.perf_counter() - started) * 1000
-        statistics = {name: float(values[0])
-                      for name, values in image_statistics(resized[None]).items()}
-        row = probabilities[0]
-        best = int(row.argmax())
-        return Prediction(
-            label=self.class_names[best],
-            class_index=best,
-            confidence=float(row[best]),
-            probabilities={name: float(p) for name, p in zip(self.class_names, row)},
-            version=self.version.version,
-            latency_ms=latency_ms,
-            embedding=embeddings[0],
-            image_statistics=statistics,
-            pixels=resized,
-        )
+        statistics = image_statistics(pixels)
+        predictions = []
+        for i, row in enumerate(probabilities):
+            best = int(row.argmax())
+            predictions.append(Prediction(
+                label=self.class_names[best],
+                class_index=best,
+                confidence=float(row[best]),
+                probabilities={name: float(p) for name, p in zip(self.class_names, row)},
+                version=self.version.version,
+                latency_ms=latency_ms,
+                embedding=embeddings[i],
+                image_statistics={name: float(values[i]) for name, values in statistics.items()},
+                pixels=pixels[i],
+            ))
+        return predictions
 
 
 class ModelCache:
@@ -108,6 +118,9 @@ class ModelCache:
 
     def _files(self, version: ModelVersion) -> Path:
         return self.artifacts.local_path(version.model, version.version)
+
+    def has_predictor(self, version: ModelVersion) -> bool:
+        return (version.model, version.version) in self._predictors
 
     def predictor(self, version: ModelVersion) -> Predictor:
         key = (version.model, version.version)

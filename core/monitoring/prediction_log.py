@@ -2,12 +2,16 @@
 
 A table in the registry's database (``core.storage``). Each ``append`` is one
 transaction, so rows are never torn; concurrent writers wait for the lock
-(busy timeout) instead of failing or losing rows.
+(busy timeout) instead of failing or losing rows. The serving API appends
+through ``GroupCommitWriter`` (``core.monitoring.group_commit``): many requests'
+rows in one transaction. Requests that got no prediction are kept too, as
+``FailedRequest`` rows without any image, so the error rate can be watched.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -21,7 +25,10 @@ from core.storage.database import Database
 if TYPE_CHECKING:
     from core.ml.predictor import Prediction
 
-SOURCES = ("upload", "camera", "cli")  # plus "simulation:<scenario>"
+SOURCES = ("api", "upload", "camera", "cli")  # plus "simulation:<scenario>"
+# How an API request reached the version that answered it (``direct``: the client
+# named a version or label; the others follow the traffic policy).
+VARIANTS = ("champion", "canary", "shadow", "direct")
 
 
 def check_source(source: str) -> str:
@@ -52,10 +59,15 @@ class PredictionRecord:
     embedding: np.ndarray
     pixels: bytes  # PNG of the image at the model's input size (what retraining learns from)
     true_label: int | None = None
+    request_id: str | None = None  # API traffic only, like client and variant
+    client: str | None = None
+    variant: str | None = None
 
     @classmethod
     def of(cls, prediction: "Prediction", *, model: str, source: str, at: datetime,
-           size: tuple[int, int], true_label: int | None = None) -> "PredictionRecord":
+           size: tuple[int, int], true_label: int | None = None,
+           request_id: str | None = None, client: str | None = None,
+           variant: str | None = None) -> "PredictionRecord":
         """The log row of one served prediction (``size``: the upload's width, height)."""
         from core.ml.images import encode_png
 
@@ -70,7 +82,43 @@ class PredictionRecord:
             latency_ms=prediction.latency_ms, brightness=stats["brightness"],
             contrast=stats["contrast"], sharpness=stats["sharpness"], width=size[0],
             height=size[1], embedding=prediction.embedding,
-            pixels=encode_png(prediction.pixels), true_label=true_label)
+            pixels=encode_png(prediction.pixels), true_label=true_label,
+            request_id=request_id, client=client, variant=variant)
+
+
+@dataclass(frozen=True)
+class FailedRequest:
+    """An API request answered with an error: what monitoring needs, never the image.
+
+    ``error_kind`` is one of ``ERROR_KINDS``; ``version``/``variant`` are None when the
+    request failed before a version was chosen.
+    """
+
+    at: str
+    model: str
+    status: int
+    error_kind: str
+    latency_ms: float
+    client: str
+    request_id: str
+    version: int | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """One API request as traffic monitoring sees it (status 200: answered)."""
+
+    at: str
+    version: int | None
+    variant: str | None
+    status: int
+    latency_ms: float
+    error_kind: str | None
+
+
+ERROR_KINDS = ("invalid_input", "not_found", "unauthenticated", "refused", "too_large",
+               "rate_limited", "internal")
 
 
 @dataclass(frozen=True)
@@ -104,8 +152,10 @@ class PredictionLog(ABC):
     """Where predictions are recorded; replaceable by another database."""
 
     @abstractmethod
-    def append(self, records: list[PredictionRecord]) -> list[int]:
-        """Stores records atomically (all or none); returns their ids."""
+    def append(self, records: list[PredictionRecord],
+               failures: Sequence[FailedRequest] = ()) -> list[int]:
+        """Stores records and failed requests atomically (all or none); returns the
+        records' ids."""
 
     @abstractmethod
     def window(self, model: str, version: int, *, last: int | None = None,
@@ -121,6 +171,11 @@ class PredictionLog(ABC):
         """The distinct sources of a version's logged predictions, sorted."""
 
     @abstractmethod
+    def api_requests(self, model: str, since: str) -> list[RequestRow]:
+        """API requests at or after ``since``, answered and failed, oldest first: one row
+        per request and variant (a shadowed request gives a champion and a shadow row)."""
+
+    @abstractmethod
     def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
         """Records the true class a user gave for a prediction (feedback)."""
 
@@ -133,11 +188,21 @@ class PredictionLog(ABC):
 
 _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
             "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
-            "height", "embedding", "true_label", "pixels")
+            "height", "embedding", "true_label", "pixels", "request_id", "client", "variant")
+_FAILURE_COLUMNS = ("at", "model", "version", "variant", "status", "error_kind",
+                    "latency_ms", "client", "request_id")
 
 
 _INSERT = text(f"INSERT INTO predictions ({', '.join(_COLUMNS)}) "
                f"VALUES ({', '.join(':' + c for c in _COLUMNS)}) RETURNING id")
+_INSERT_FAILURE = text(f"INSERT INTO request_failures ({', '.join(_FAILURE_COLUMNS)}) "
+                       f"VALUES ({', '.join(':' + c for c in _FAILURE_COLUMNS)})")
+
+
+def _check_failure(failure: FailedRequest) -> dict:
+    if failure.error_kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {failure.error_kind!r}")
+    return {c: getattr(failure, c) for c in _FAILURE_COLUMNS}
 
 
 class SQLPredictionLog(PredictionLog):
@@ -146,7 +211,8 @@ class SQLPredictionLog(PredictionLog):
     def __init__(self, database: Database):
         self.database = database
 
-    def append(self, records):
+    def append(self, records, failures=()):
+        failure_rows = [_check_failure(f) for f in failures]
         rows = [dict(zip(_COLUMNS, (
             r.at, r.model, r.version, check_source(r.source), r.predicted, r.label,
             float(r.confidence), np.asarray(r.probabilities, np.float32).tobytes(),
@@ -154,10 +220,13 @@ class SQLPredictionLog(PredictionLog):
             int(r.width), int(r.height),
             # float16 halves the row size; drift tests lose nothing measurable.
             np.asarray(r.embedding, np.float16).tobytes(),
-            None if r.true_label is None else int(r.true_label), r.pixels))) for r in records]
+            None if r.true_label is None else int(r.true_label), r.pixels, r.request_id,
+            r.client, _check_variant(r.variant)))) for r in records]
         # NORMAL: a killed process loses nothing committed; the registry's own
         # decisions keep FULL. Predictions are frequent, decisions rare.
         with self.database.write(synchronous="NORMAL") as conn:
+            if failure_rows:
+                conn.execute(_INSERT_FAILURE, failure_rows)
             return [conn.execute(_INSERT, row).scalar_one() for row in rows]
 
     def window(self, model, version, *, last=None, since=None, until=None):
@@ -193,6 +262,20 @@ class SQLPredictionLog(PredictionLog):
                                   {"model": model, "version": version})
         return [row[0] for row in rows]
 
+    def api_requests(self, model, since):
+        args = {"model": model, "since": since}
+        answered = self.database.read(
+            "SELECT MIN(at), version, variant, MAX(latency_ms) FROM predictions WHERE "
+            "model = :model AND source = 'api' AND at >= :since "
+            "GROUP BY request_id, version, variant", args)
+        failed = self.database.read(
+            "SELECT at, version, variant, status, latency_ms, error_kind FROM "
+            "request_failures WHERE model = :model AND at >= :since", args)
+        rows = ([RequestRow(at, version, variant, 200, latency, None)
+                 for at, version, variant, latency in answered]
+                + [RequestRow(*row) for row in failed])
+        return sorted(rows, key=lambda row: row.at)
+
     def set_true_label(self, model, prediction_id, true_label):
         with self.database.write() as conn:
             updated = conn.execute(text(
@@ -215,6 +298,12 @@ class SQLPredictionLog(PredictionLog):
                                   f"({matches}) ORDER BY id", args)
         return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
                 [r[2] for r in rows])
+
+
+def _check_variant(variant: str | None) -> str | None:
+    if variant is not None and variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    return variant
 
 
 def _rows_to_window(rows) -> Window:

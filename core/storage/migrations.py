@@ -52,10 +52,27 @@ def _predictions_by_time(conn: Connection) -> None:
                          "ON predictions (model, version, at)")
 
 
+def _api_traffic(conn: Connection) -> None:
+    """Step 3: the serving API's traffic (request ids, clients, variants, failures),
+    API keys and traffic policies."""
+    present = {column["name"] for column in inspect(conn).get_columns("predictions")}
+    for column in ("request_id", "client", "variant"):
+        if column not in present:
+            conn.exec_driver_sql(f"ALTER TABLE predictions ADD COLUMN {column} TEXT")
+    schema.metadata.create_all(conn, tables=[schema.request_failures, schema.api_keys,
+                                             schema.traffic_policies], checkfirst=True)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS request_failures_by_time "
+                         "ON request_failures (model, at)")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS predictions_by_model_time "
+                         "ON predictions (model, at)")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
     Migration(2, "index predictions by model, version and time", _predictions_by_time),
+    Migration(3, "API traffic: request ids, clients, variants, failed requests, API keys, "
+                 "traffic policies", _api_traffic),
 )
 LATEST = MIGRATIONS[-1].version
 

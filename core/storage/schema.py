@@ -122,9 +122,55 @@ predictions = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("true_label", Integer),
     Column("pixels", LargeBinary, nullable=False),
+    # Step 3: API traffic. request_id pairs a shadow prediction with the answer;
+    # variant: champion, canary, shadow or direct (a version or label asked for by name).
+    Column("request_id", Text),
+    Column("client", Text),
+    Column("variant", Text),
     sqlite_autoincrement=True,
 )
 Index("predictions_by_version", predictions.c.model, predictions.c.version, predictions.c.id)
+
+# Step 3: API requests that got no prediction (no image kept), for the error rate.
+request_failures = Table(
+    "request_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("version", Integer),
+    Column("variant", Text),
+    Column("status", Integer, nullable=False),
+    Column("error_kind", Text, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("client", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("name", Text, primary_key=True),
+    Column("role", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    Column("rate_limit", Float),  # requests per second; NULL: unlimited
+    Column("created_at", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("revoked_at", Text),
+    Column("revoked_by", Text),
+    CheckConstraint("role IN ('viewer', 'operator', 'reviewer', 'admin')", name="api_keys_role"),
+)
+
+traffic_policies = Table(
+    "traffic_policies", metadata,
+    Column("model", Text, primary_key=True),
+    Column("mode", Text, nullable=False),
+    Column("candidate", Integer),
+    Column("percent", Integer),
+    Column("set_at", Text, nullable=False),
+    Column("set_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    CheckConstraint("mode IN ('off', 'shadow', 'canary')", name="traffic_mode"),
+)
 
 schema_version = Table(
     "schema_version", metadata,

@@ -1,0 +1,413 @@
+"""Serving use cases: one API process's view of what to serve, and its predictions.
+
+A ``ServingSession`` lives as long as a server process. It holds a snapshot
+(``ServingState``) of the champion, the versions, the traffic policy and the active
+API keys, re-read every ``REFRESH_SECONDS`` by a background thread. The models a
+new snapshot needs are loaded *before* it replaces the old one, so a promotion,
+rollback or policy change reaches the process without a restart and without a
+request waiting on a model load or failing. Requests in flight finish on the
+snapshot they started with.
+
+Predictions are appended through a ``GroupCommitWriter``: the caller gets a
+future that resolves once the rows are committed, and answers only then.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.errors import (
+    CoreError,
+    ImageError,
+    InvalidInput,
+    RateLimited,
+    Unauthenticated,
+    VersionNotFound,
+)
+from core.governance.audit import Actor
+from core.governance.keys import ApiKey, hash_secret, key_actor
+from core.governance.traffic import Assignment, TrafficPolicy, active_candidate, assign
+from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS
+from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess, resize_to_spec
+from core.ml.predictor import Prediction, Predictor
+from core.monitoring.group_commit import GroupCommitWriter
+from core.monitoring.prediction_log import FailedRequest, PredictionRecord
+from core.names import parse_version
+from core.registry.records import ModelVersion
+
+LOGGER = logging.getLogger("core.serving")
+LABELS = ("champion", "candidate")
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What one process serves, as of ``loaded_at`` (a snapshot; replaced, never changed)."""
+
+    champion: ModelVersion
+    versions: dict[int, ModelVersion]
+    policy: TrafficPolicy
+    keys: dict[str, ApiKey]  # active keys by the SHA-256 of their secret
+    loaded_at: float
+
+    @property
+    def statuses(self) -> dict[int, str]:
+        return {n: v.status for n, v in self.versions.items()}
+
+    @property
+    def active_candidate(self) -> int | None:
+        return active_candidate(self.policy, self.champion.version, self.statuses)
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One input of a request: an uploaded image or an array as the model takes it."""
+
+    image: DecodedImage | None = None
+    array: np.ndarray | None = None  # float32 [h, w, c]
+
+    def size(self) -> tuple[int, int]:
+        if self.image is not None:
+            return self.image.original_size
+        assert self.array is not None
+        return int(self.array.shape[1]), int(self.array.shape[0])
+
+
+@dataclass
+class Served:
+    """A request's answer, and the future that resolves once its rows are committed."""
+
+    version: ModelVersion
+    variant: str
+    predictions: list[Prediction]
+    logged: Future
+    shadow: int | None = None
+    shadow_error: str | None = None
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests per second, bursts up to one second's worth.
+
+    Per server process: N processes admit up to N x rate in total (documented).
+    """
+
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, name: str, rate: float, now: float) -> float:
+        """0 if admitted, else the seconds until a request would be."""
+        capacity = max(1.0, rate)
+        with self.lock:
+            bucket = self.buckets.setdefault(name, _Bucket(capacity, now))
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return 0.0
+            return (1 - bucket.tokens) / rate
+
+
+def _done(value) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
+class ServingSession:
+    """Serving for one process. ``start()`` before use, ``close()`` at shutdown.
+
+    Args:
+        log_predictions: False only for benchmarks measuring what logging costs.
+        on_load: called with (version, seconds) after each model load (metrics).
+        on_commit: called with (rows, seconds) after each log commit (metrics).
+    """
+
+    def __init__(self, backends: Backends, *, log_predictions: bool = True,
+                 on_load: Callable[[int, float], None] | None = None,
+                 on_commit: Callable[[int, float], None] | None = None):
+        self.backends = backends
+        self.model = backends.model
+        self.log_predictions = log_predictions
+        self.on_load = on_load
+        self._on_commit = on_commit
+        self._state: ServingState | None = None
+        self._writer: GroupCommitWriter | None = None
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._limiter = RateLimiter()
+        self._refresh_lock = threading.Lock()
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Loads the champion (and the policy's candidate), then refreshes in the background.
+
+        Raises VersionNotFound if the model has no champion yet.
+        """
+        config = self.backends.config
+        self.refresh()
+        self._writer = GroupCommitWriter(
+            self.backends.prediction_log, max_rows=config.log_batch_rows,
+            max_wait=config.log_batch_ms / 1000, on_commit=self._on_commit)
+        self._refresher = threading.Thread(target=self._refresh_loop, name="serving-refresh",
+                                           daemon=True)
+        self._refresher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.close()
+
+    @property
+    def state(self) -> ServingState:
+        if self._state is None:
+            raise RuntimeError("the serving session is not started")
+        return self._state
+
+    def refresh(self) -> ServingState:
+        """Re-reads champion, versions, policy and keys; loads models before swapping."""
+        with self._refresh_lock:
+            versions = {v.version: v for v in self.backends.registry.list_versions()}
+            champions = [v for v in versions.values() if v.status == "champion"]
+            if not champions:
+                raise VersionNotFound(f"model {self.model!r} has no champion yet. To fix "
+                                      "this, run 'python -m core bootstrap'.")
+            state = ServingState(champions[0], versions, self.backends.traffic.get(),
+                                 self.backends.keys.active_keys(), time.monotonic())
+            self.predictor(state.champion)
+            candidate = state.active_candidate
+            if candidate is not None:
+                self.predictor(versions[candidate])
+            self._state = state
+            return state
+
+    def _refresh_loop(self) -> None:
+        interval = self.backends.config.refresh_seconds
+        while not self._stop.wait(interval):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving the last good snapshot
+                LOGGER.exception("refresh failed; serving the previous snapshot")
+
+    def predictor(self, version: ModelVersion) -> Predictor:
+        """The version's loaded predictor (loaded once per process)."""
+        models = self.backends.models
+        if not models.has_predictor(version):
+            started = time.perf_counter()
+            predictor = models.predictor(version)
+            if self.on_load is not None:
+                self.on_load(version.version, time.perf_counter() - started)
+            return predictor
+        return models.predictor(version)
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether this process can answer: a model loaded and the database reachable."""
+        if self._state is None:
+            return False, "no model loaded yet"
+        try:
+            self.backends.database.read("SELECT 1")
+        except Exception as error:  # noqa: BLE001 - readiness reports, never raises
+            return False, f"database unreachable: {type(error).__name__}"
+        return True, f"serving version {self._state.champion.version}"
+
+    # --- who is calling ---------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> tuple[Actor, ApiKey | None]:
+        """The caller of a request from its ``Authorization`` header (none: anonymous)."""
+        if not authorization:
+            return self.backends.access.anonymous(), None
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthenticated("the Authorization header is not 'Bearer <key>'. To fix "
+                                  "this, send 'Authorization: Bearer <your API key>'.")
+        key = self.state.keys.get(hash_secret(secret.strip()))
+        if key is None:
+            raise Unauthenticated("the API key is not valid (unknown or revoked). To fix "
+                                  "this, check the key, or ask an admin for a new one "
+                                  "('python -m core keys create').")
+        return Actor(key_actor(key.name), key.role), key
+
+    def authorize(self, actor: Actor, key: ApiKey | None, permission: str,
+                  now: datetime) -> None:
+        """Rate limit, then the same role check as everywhere (refusals audited).
+
+        An anonymous caller without the permission gets 401 and no audit entry: a flood
+        of keyless requests must not flood the audit log.
+        """
+        if actor.name == ANONYMOUS and permission not in ROLE_PERMISSIONS.get(actor.role, ()):
+            raise Unauthenticated(f"this server needs an API key to {permission} "
+                                  f"(ANONYMOUS_ROLE={actor.role}). To fix this, send "
+                                  "'Authorization: Bearer <your API key>'.")
+        if key is not None and key.rate_limit is not None:
+            wait = self._limiter.take(key.name, key.rate_limit, time.monotonic())
+            if wait > 0:
+                raise RateLimited(f"key {key.name!r} is over its rate limit of "
+                                  f"{key.rate_limit:g} requests per second. To fix this, retry "
+                                  f"after {wait:.2f} s, or ask an admin for a higher limit.",
+                                  retry_after=wait)
+        self.backends.access.authorize_actor(actor, permission, now)
+
+    # --- what answers -----------------------------------------------------------------
+
+    def check_model(self, model: str) -> None:
+        if model != self.model:
+            raise VersionNotFound(f"there is no model {model!r} on this server. To fix this, "
+                                  f"use /v1/models/{self.model}.")
+
+    def version(self, number: int | str) -> ModelVersion:
+        """A registered version (the snapshot, else the registry: it may be seconds old)."""
+        try:
+            n = parse_version(number)
+        except InvalidInput as error:
+            raise VersionNotFound(str(error)) from None
+        state = self.state
+        if n in state.versions:
+            return state.versions[n]
+        return self.backends.registry.get_version(n)
+
+    def label(self, label: str) -> ModelVersion:
+        """``champion``; ``candidate``: the traffic policy's, else the newest candidate."""
+        state = self.state
+        if label == "champion":
+            return state.champion
+        if label == "candidate":
+            candidate = state.active_candidate
+            if candidate is None:
+                candidates = [n for n, v in state.versions.items() if v.status == "candidate"]
+                candidate = max(candidates, default=None)
+            if candidate is None:
+                raise VersionNotFound(f"model {self.model!r} has no candidate version. To fix "
+                                      "this, retrain one, or use labels/champion.")
+            return state.versions[candidate]
+        raise VersionNotFound(f"unknown version label {label!r}. To fix this, use one of: "
+                              f"{', '.join(LABELS)}.")
+
+    def assignment(self, request_id: str, *, version: ModelVersion | None = None) -> Assignment:
+        """Who answers: the version asked for (``direct``), else the traffic policy."""
+        if version is not None:
+            return Assignment(version.version, "direct")
+        state = self.state
+        return assign(state.policy, state.champion.version, state.statuses, request_id)
+
+    # --- inputs -----------------------------------------------------------------------
+
+    def image_instance(self, data: bytes) -> Instance:
+        config = self.backends.config
+        return Instance(image=decode_image(data, max_bytes=config.max_upload_bytes,
+                                           max_pixels=config.max_image_pixels))
+
+    @staticmethod
+    def array_instance(value) -> Instance:
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InvalidInput("an instance is not a rectangular array of numbers. To fix "
+                               "this, send [height][width][channels] floats, or "
+                               "{\"b64\": \"<base64 image file>\"}.") from None
+        if array.ndim != 3:
+            raise InvalidInput(f"an instance has {array.ndim} dimensions. To fix this, send "
+                               "[height][width][channels] floats in [0, 1], or "
+                               "{\"b64\": \"<base64 image file>\"}.")
+        if not np.isfinite(array).all():
+            raise InvalidInput("an instance holds NaN or infinity. To fix this, send finite "
+                               "floats in [0, 1].")
+        return Instance(array=array)
+
+    @staticmethod
+    def _prepare(instances: Sequence[Instance], spec: InputSpec
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs float32 [N, h, w, c] and the same images as uint8 pixels."""
+        inputs, pixels = [], []
+        expected = (spec.height, spec.width, spec.channels)
+        for i, instance in enumerate(instances):
+            if instance.image is not None:
+                resized = resize_to_spec(instance.image.pixels, spec)
+                inputs.append(preprocess(resized, spec))
+                pixels.append(resized)
+                continue
+            array = instance.array
+            assert array is not None
+            if array.shape != expected:
+                raise InvalidInput(
+                    f"instance {i} has shape {list(array.shape)}; this version takes "
+                    f"{list(expected)} (height, width, channels) floats in [0, 1]. To fix "
+                    "this, resize it, or send the image file as {\"b64\": ...}.")
+            inputs.append(array)
+            pixels.append(np.clip(np.rint(array * 255), 0, 255).astype(np.uint8))
+        return np.stack(inputs), np.stack(pixels)
+
+    def input_spec(self, version: ModelVersion) -> InputSpec:
+        return InputSpec.from_dict(version.metadata.input_spec)
+
+    # --- predictions ------------------------------------------------------------------
+
+    def predict(self, instances: Sequence[Instance], assignment: Assignment, *, client: str,
+                request_id: str, now: datetime, started: float) -> Served:
+        """Answers with the assigned version, shadows if asked, and queues the log rows."""
+        if not instances:
+            raise InvalidInput("the request has no instances. To fix this, send at least one.")
+        version = self.version(assignment.version)
+        predictions = self._run(version, instances, started)
+        records = self._records(predictions, instances, assignment.variant, client,
+                                request_id, now)
+        served = Served(version, assignment.variant, predictions, _done([]),
+                        shadow=assignment.shadow)
+        if assignment.shadow is not None:
+            try:
+                shadowed = self._run(self.version(assignment.shadow), instances, started)
+                records += self._records(shadowed, instances, "shadow", client, request_id, now)
+            except (CoreError, ValueError) as error:
+                # The shadow never changes the answer; its failure is counted and kept.
+                served.shadow_error = type(error).__name__
+                self.record_failure(now=now, status=400 if isinstance(
+                    error, (InvalidInput, ImageError)) else 500,
+                    error_kind="invalid_input" if isinstance(error, InvalidInput) else "internal",
+                    latency_ms=(time.perf_counter() - started) * 1000, client=client,
+                    request_id=request_id, version=assignment.shadow, variant="shadow")
+        if self.log_predictions:
+            served.logged = self._submit(records, [])
+        return served
+
+    def _run(self, version: ModelVersion, instances: Sequence[Instance],
+             started: float) -> list[Prediction]:
+        predictor = self.predictor(version)
+        inputs, pixels = self._prepare(instances, predictor.input_spec)
+        return predictor.predict_inputs(inputs, pixels, started)
+
+    def _records(self, predictions: list[Prediction], instances: Sequence[Instance],
+                 variant: str, client: str, request_id: str,
+                 now: datetime) -> list[PredictionRecord]:
+        return [PredictionRecord.of(p, model=self.model, source="api", at=now, size=i.size(),
+                                    request_id=request_id, client=client, variant=variant)
+                for p, i in zip(predictions, instances)]
+
+    def record_failure(self, *, now: datetime, status: int, error_kind: str,
+                       latency_ms: float, client: str, request_id: str,
+                       version: int | None = None, variant: str | None = None) -> Future:
+        """Queues a failed request's row (no image); resolves once committed."""
+        if not self.log_predictions:
+            return _done([])
+        return self._submit([], [FailedRequest(
+            at=now.isoformat(timespec="milliseconds"), model=self.model, status=status,
+            error_kind=error_kind, latency_ms=latency_ms, client=client[:128],
+            request_id=request_id, version=version, variant=variant)])
+
+    def _submit(self, records, failures) -> Future:
+        if self._writer is None:
+            raise RuntimeError("the serving session is not started")
+        return self._writer.submit(records, failures)

@@ -1,0 +1,123 @@
+"""Group commit: many requests' log rows in one transaction, each request told when its row is stored.
+
+The serving API answers a prediction only once its row is committed ("an
+answered request is logged"). One transaction per request would cap throughput at
+the database's commit rate; instead a writer thread takes every row queued while
+the previous commit ran (up to ``max_rows``, waiting at most ``max_wait`` for more
+once it has one), appends them in one transaction, and resolves each request's
+future. Under light load a batch is one row and costs no wait beyond ``max_wait``;
+under heavy load batches grow and commits per second stay low.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from core.monitoring.prediction_log import FailedRequest, PredictionLog, PredictionRecord
+
+
+@dataclass
+class _Pending:
+    records: list[PredictionRecord]
+    failures: Sequence[FailedRequest]
+    future: Future = field(default_factory=Future)
+
+
+# Called after each commit with (rows in the batch, seconds the commit took): metrics.
+CommitObserver = Callable[[int, float], None]
+
+
+class GroupCommitWriter:
+    """Appends to ``log`` from one background thread, in batches.
+
+    Args:
+        max_rows: the most rows (predictions and failures) one transaction holds.
+        max_wait: seconds to wait for more rows once a batch has its first.
+    """
+
+    def __init__(self, log: PredictionLog, *, max_rows: int = 256, max_wait: float = 0.002,
+                 on_commit: CommitObserver | None = None):
+        if max_rows < 1 or max_wait < 0:
+            raise ValueError("max_rows must be at least 1 and max_wait not negative")
+        self.log, self.max_rows, self.max_wait = log, max_rows, max_wait
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, records: list[PredictionRecord],
+               failures: Sequence[FailedRequest] = ()) -> Future:
+        """Queues rows; the future resolves to the records' ids once they are committed
+        (or to the database's exception, in which case none of them is stored)."""
+        if self._closed:
+            raise RuntimeError("the log writer is closed")
+        pending = _Pending(records, failures)
+        self._queue.put(pending)
+        return pending.future
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commits what is queued, then stops the thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _next_batch(self) -> tuple[list[_Pending], bool]:
+        """Blocks for the first item, then gathers more; returns (batch, stop)."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        batch, rows = [first], _size(first)
+        deadline = time.monotonic() + self.max_wait
+        while rows < self.max_rows:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            if item is None:
+                self._commit(batch)
+                return [], True
+            batch.append(item)
+            rows += _size(item)
+        return batch, False
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        records = [r for item in batch for r in item.records]
+        failures = [f for item in batch for f in item.failures]
+        started = time.perf_counter()
+        try:
+            ids = self.log.append(records, failures)
+        except Exception as error:  # noqa: BLE001 - every waiting request must hear of it
+            for item in batch:
+                item.future.set_exception(error)
+            return
+        if self.on_commit is not None:
+            self.on_commit(len(records) + len(failures), time.perf_counter() - started)
+        start = 0
+        for item in batch:
+            item.future.set_result(ids[start:start + len(item.records)])
+            start += len(item.records)
+
+
+def _size(item: _Pending) -> int:
+    return len(item.records) + len(item.failures)
