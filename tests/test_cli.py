@@ -343,3 +343,45 @@ def test_audit_verify_and_export(registry_copy):
     assert "entry 4 was edited" in broken.stdout
     bad_anchor = run_cli(registry, "audit", "verify", "--anchor", "6:abc")
     assert bad_anchor.returncode == 1 and "is not SEQ:HASH" in bad_anchor.stderr
+
+
+def test_keys_commands_show_the_secret_once_and_audit(registry_copy):
+    registry = registry_copy.registry_dir
+    created = run_cli(registry, "keys", "create", "scanner", "--role", "viewer",
+                      "--rate-limit", "20", "--actor", "ada", "--json")
+    assert created.returncode == 0, created.stderr
+    secret = json.loads(created.stdout)["key"]
+    listed = run_cli(registry, "keys", "list", "--actor", "ada", "--json")
+    assert json.loads(listed.stdout)[0] | {"key": None} == {
+        "name": "scanner", "role": "viewer", "rate_limit": 20.0, "active": True,
+        "revoked_at": None, "revoked_by": None, "created_by": "ada", "key": None,
+        "created_at": json.loads(listed.stdout)[0]["created_at"]}
+    assert secret not in listed.stdout
+    refused = run_cli(registry, "keys", "list", "--actor", "vic")
+    assert refused.returncode == 1 and "manage_users" in refused.stderr
+    revoked = run_cli(registry, "keys", "revoke", "scanner", "--reason", "rotated",
+                      "--actor", "ada")
+    assert revoked.returncode == 0 and "revoked key scanner" in revoked.stdout
+    again = run_cli(registry, "keys", "revoke", "scanner", "--actor", "ada")
+    assert again.returncode == 1 and "no active key" in again.stderr
+
+
+def test_traffic_commands_set_and_show_the_policy(candidate_copy):
+    registry = candidate_copy.registry_dir
+    shown = run_cli(registry, "traffic", "show", "--json")
+    assert json.loads(shown.stdout)["mode"] == "off"
+    canary = run_cli(registry, "traffic", "set", "--canary", "2:10", "--reason", "try v2",
+                     "--actor", "rita", "--json")
+    assert canary.returncode == 0, canary.stderr
+    assert json.loads(run_cli(registry, "traffic", "show", "--json").stdout) | {
+        "set_at": None} == {"mode": "canary", "candidate": 2, "percent": 10, "set_by": "rita",
+                            "reason": "try v2", "champion": 1, "active": True, "set_at": None}
+    bad = run_cli(registry, "traffic", "set", "--canary", "2", "--reason", "x", "--actor", "rita")
+    assert bad.returncode == 1 and "N:PERCENT" in bad.stderr
+    no_reason = run_cli(registry, "traffic", "set", "--off", "--actor", "rita")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+    shadow = run_cli(registry, "traffic", "set", "--shadow", "2", "--reason", "watch v2",
+                     "--actor", "rex")
+    assert shadow.returncode == 0 and "shadows every request" in shadow.stdout
+    off = run_cli(registry, "traffic", "set", "--off", "--reason", "done", "--actor", "rex")
+    assert off.returncode == 0 and "the champion answers every request" in off.stdout

@@ -51,10 +51,10 @@ def set_traffic(backends: Backends, *, actor: str, mode: str, candidate: int | N
                            check_reason(reason))
     if candidate is not None:
         version = backends.registry.get_version(candidate)
-        if version.status in ("champion", "rejected"):
-            raise InvalidInput(f"version {candidate} is the {version.status}; {mode} needs "
-                               "another version. To fix this, choose a candidate (see "
-                               "'python -m core versions').")
+        if version.status != "candidate":
+            raise InvalidInput(f"version {candidate} is {version.status}, not a candidate; "
+                               f"{mode} tries out candidates. To fix this, choose a candidate "
+                               "(see 'python -m core versions').")
     return _status(backends, backends.traffic.set(policy, actor=acting))
 
 

@@ -7,9 +7,9 @@
   request lands on the same version), are answered by the candidate.
 
 Setting a policy is a decision about production, audited with its reason in the
-same transaction. A policy whose candidate has since become the champion or been
-rejected is inactive: the champion answers alone (``Assignment`` says so), so a
-promotion or rejection never leaves traffic on the wrong version.
+same transaction. A policy whose version is no longer a candidate (promoted,
+rejected, or archived after a promotion and a rollback) is inactive: the champion
+answers alone, so a decision never leaves traffic on the wrong version.
 """
 
 from __future__ import annotations
@@ -72,11 +72,12 @@ def in_canary(request_id: str, percent: int) -> bool:
 
 def active_candidate(policy: TrafficPolicy, champion: int,
                      statuses: dict[int, str]) -> int | None:
-    """The policy's candidate if it still applies (exists, not champion, not rejected)."""
+    """The policy's candidate while it still is one: once promoted, rejected or (after a
+    promotion and a rollback) archived, the champion answers alone."""
     candidate = policy.candidate
     if policy.mode == "off" or candidate is None or candidate == champion:
         return None
-    return candidate if statuses.get(candidate) in ("candidate", "archived") else None
+    return candidate if statuses.get(candidate) == "candidate" else None
 
 
 def assign(policy: TrafficPolicy, champion: int, statuses: dict[int, str],
