@@ -1,21 +1,31 @@
 # The two commands (see README.md):
 #   make run    install what is needed, train the baseline if there is none, start the dashboard
 #   make test   install what is needed, lint (ruff), type-check (mypy), run the test suite
-#   make bench  also install the baselines, then run python -m bench
+#   make bench  also install the baselines and load generators, then run python -m bench
+#   make serve  install, train the baseline if there is none, serve the prediction API
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 PYTHON ?= python3
 PORT ?= 8501
 # chromium: the end-to-end tests' browser (Playwright cannot download one here).
 DEBIAN_PACKAGES = dataset-fashion-mnist chromium
+# wrk and hey: compiled HTTP load generators, so the client does not starve the server.
+BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench https install system-packages python-packages
+.PHONY: run test bench https serve install system-packages python-packages
 CERTS = .streamlit/certs
 
 run: install
 	$(PYTHON) -m core bootstrap
 	$(PYTHON) -m core users setup
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT)
+
+# The prediction API (TF Serving's REST protocol, /v1/predict, /metrics) on port 8500.
+SERVE_PORT ?= 8500
+WORKERS ?= 2
+serve: install
+	$(PYTHON) -m core bootstrap
+	$(PYTHON) -m core serve --host 0.0.0.0 --port $(SERVE_PORT) --workers $(WORKERS)
 
 # Phones allow the camera only over HTTPS. The certificate is made once, for this
 # machine's name and LAN addresses; the phone shows a warning to accept once.
@@ -36,6 +46,8 @@ test: install
 	$(PYTHON) -m pytest
 
 bench: install
+	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(BENCH_PACKAGES))
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench $(BENCH_ARGS)
 

@@ -87,7 +87,9 @@ def serving_rows(context: Context) -> list[Row]:
         rows.append(Row(f"throughput at batch {batch_size}", ours_rate, "images/s",
                         "Keras model.predict", their_rate, ours_rate / their_rate,
                         "not slower", ours_rate >= their_rate))
-    return rows
+    from bench.http_serving import http_rows
+
+    return rows + http_rows(context.config, png, context.quick)
 
 
 TF_KERAS_VIS = textwrap.dedent("""

@@ -22,6 +22,7 @@ from core.app import (
     JOB_FINISHED,
     ROLES,
     SCENARIOS,
+    SOURCE_KINDS,
     Backends,
     RetrainRequest,
     Thresholds,
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="last N predictions (default: 500)")
     drift.add_argument("--since", help="only predictions at or after this UTC ISO time")
     drift.add_argument("--until", help="only predictions before this UTC ISO time")
+    drift.add_argument("--source", action="append", choices=SOURCE_KINDS,
+                       help="only predictions from this source (repeatable; default all)")
     drift.add_argument("--threshold", action="append", metavar="NAME=[WARN:]ALERT",
                        help="override a statistic's thresholds (repeatable)")
     drift.add_argument("--json", action="store_true")
@@ -414,7 +417,8 @@ def cmd_drift(args, backends: Backends) -> int:
     report = drift_for_version(backends, actor=_actor(args), now=_now(),
                                version=_version_arg(args.version), window=args.window,
                                since=args.since, until=args.until,
-                               thresholds=Thresholds.parse(args.threshold))
+                               thresholds=Thresholds.parse(args.threshold),
+                               sources=args.source)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
         return 0

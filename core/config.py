@@ -67,7 +67,7 @@ class Config:
     artifacts_url: str = ""
     job_executor: str = "local"
     log_batch_rows: int = 256
-    log_batch_ms: int = 2
+    log_batch_ms: int = 1
     refresh_seconds: int = 1
     metrics_dir: Path | None = None
 

@@ -80,13 +80,13 @@ from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
 from core.ml.predictor import Prediction
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.drift import STATISTICS, Thresholds
-from core.monitoring.prediction_log import SOURCES, VARIANTS
+from core.monitoring.prediction_log import SOURCE_KINDS, SOURCES, VARIANTS
 from core.names import parse_version
 from core.registry.records import Comparison, ModelVersion, StatusChange
 
 __all__ = [
     "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
-    "BootstrapResult", "Comparison", "Instance", "SOURCES", "ServingSession", "TRAFFIC_MODES",
+    "BootstrapResult", "Comparison", "Instance", "SOURCES", "SOURCE_KINDS", "ServingSession", "TRAFFIC_MODES",
     "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",
     "set_traffic", "traffic_over_time", "traffic_status",
     "DECISIONS", "DriftView", "Explanation", "JOB_FINISHED", "Job", "ModelVersion",

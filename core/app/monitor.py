@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -107,23 +107,26 @@ def load_reference(backends: Backends, version: ModelVersion) -> ReferenceProfil
 def drift_for_version(backends: Backends, *, actor: str, now: datetime,
                       version: int | None = None, window: int | None = 500,
                       since: str | None = None, until: str | None = None,
-                      thresholds: Thresholds = Thresholds()) -> DriftReport:
-    """The drift report of a version (default: the champion) over a window of its traffic."""
+                      thresholds: Thresholds = Thresholds(),
+                      sources: Sequence[str] | None = None) -> DriftReport:
+    """The drift report of a version (default: the champion) over a window of its traffic
+    (of the given source kinds only, e.g. ``["api"]``; default all)."""
     backends.access.authorize(actor, "view", now, target="drift")
     return _drift_report(backends, version=version, window=window, since=since, until=until,
-                         thresholds=thresholds)
+                         thresholds=thresholds, sources=sources)
 
 
 def _drift_report(backends: Backends, *, version: int | None, window: int | None,
                   since: str | None = None, until: str | None = None,
-                  thresholds: Thresholds = Thresholds()) -> DriftReport:
+                  thresholds: Thresholds = Thresholds(),
+                  sources: Sequence[str] | None = None) -> DriftReport:
     if window is not None and window < MIN_WINDOW:
         raise InvalidInput(f"--window must be at least {MIN_WINDOW}, got {window}. "
                            "To fix this, pass e.g. --window 500.")
     model_version = backends.registry.resolve(version)
     reference = load_reference(backends, model_version)
     logged = backends.prediction_log.window(backends.model, model_version.version, last=window,
-                                            since=since, until=until)
+                                            since=since, until=until, sources=sources)
     return drift_report(reference, logged, model_version.version, thresholds=thresholds)
 
 
@@ -140,14 +143,15 @@ class DriftView:
 
 
 def drift_view(backends: Backends, version: int, *, actor: str, now: datetime,
-               window: int, chunk: int, chunks: int = 20) -> DriftView:
+               window: int, chunk: int, chunks: int = 20,
+               sources: Sequence[str] | None = None) -> DriftView:
     """The report of the last ``window`` predictions and the series of the last ``chunks``
-    chunks of ``chunk`` predictions, from one read of the log."""
+    chunks of ``chunk`` predictions, from one read of the log (of ``sources`` only)."""
     backends.access.authorize(actor, "view", now, target="drift")
     model_version = backends.registry.get_version(version)
     reference = load_reference(backends, model_version)
     history = backends.prediction_log.window(backends.model, version,
-                                             last=max(window, chunk * chunks))
+                                             last=max(window, chunk * chunks), sources=sources)
     current = history.slice(max(len(history) - window, 0), len(history))
     report = drift_report(reference, current, version)
     series = drift_series(reference, history.slice(max(len(history) - chunk * chunks, 0),

@@ -40,7 +40,7 @@ class GroupCommitWriter:
         max_wait: seconds to wait for more rows once a batch has its first.
     """
 
-    def __init__(self, log: PredictionLog, *, max_rows: int = 256, max_wait: float = 0.002,
+    def __init__(self, log: PredictionLog, *, max_rows: int = 256, max_wait: float = 0.001,
                  on_commit: CommitObserver | None = None):
         if max_rows < 1 or max_wait < 0:
             raise ValueError("max_rows must be at least 1 and max_wait not negative")

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from core.ml.predictor import Prediction
 
 SOURCES = ("api", "upload", "camera", "cli")  # plus "simulation:<scenario>"
+# What the Drift page filters by: each source, every simulation as one kind.
+SOURCE_KINDS = (*SOURCES, "simulation")
 # How an API request reached the version that answered it (``direct``: the client
 # named a version or label; the others follow the traffic policy).
 VARIANTS = ("champion", "canary", "shadow", "direct")
@@ -160,8 +162,10 @@ class PredictionLog(ABC):
 
     @abstractmethod
     def window(self, model: str, version: int, *, last: int | None = None,
-               since: str | None = None, until: str | None = None) -> Window:
-        """The version's predictions: the ``last`` N, and/or those in [since, until)."""
+               since: str | None = None, until: str | None = None,
+               sources: Sequence[str] | None = None) -> Window:
+        """The version's predictions: the ``last`` N, and/or those in [since, until),
+        of the given source kinds (``SOURCE_KINDS``; None: all)."""
 
     @abstractmethod
     def count(self, model: str, version: int | None = None) -> int:
@@ -236,10 +240,21 @@ class SQLPredictionLog(PredictionLog):
                                      execution_options={"sort_by_parameter_order": True}
                                      ).scalars())
 
-    def window(self, model, version, *, last=None, since=None, until=None):
+    def window(self, model, version, *, last=None, since=None, until=None, sources=None):
         conditions = ["model = :model", "version = :version"]
         args = {"model": model, "version": version, "since": since, "until": until,
                 "last": last}
+        if sources is not None:
+            unknown = sorted(set(sources) - set(SOURCE_KINDS))
+            if unknown or not sources:
+                raise InvalidInput(f"unknown source kind(s) {unknown}. To fix this, choose "
+                                   f"from: {', '.join(SOURCE_KINDS)}.")
+            matches = [f"source = :source{i}" for i, kind in enumerate(sources)
+                       if kind != "simulation"]
+            args |= {f"source{i}": kind for i, kind in enumerate(sources)}
+            if "simulation" in sources:
+                matches.append("source LIKE 'simulation:%'")
+            conditions.append(f"({' OR '.join(matches)})")
         if since is not None:
             conditions.append("at >= :since")
         if until is not None:

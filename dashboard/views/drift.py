@@ -3,18 +3,22 @@
 import pandas as pd
 import streamlit as st
 
-from core.app import SCENARIOS, STATISTICS, drift_view, prediction_count, simulate
+from core.app import SCENARIOS, SOURCE_KINDS, STATISTICS, drift_view, prediction_count, simulate
 from core.errors import CoreError
 from dashboard import charts, state
 
 st.title("Drift")
 versions = state.versions_or_stop()
 backends = state.backends()
-settings = st.columns([2, 1, 1])
+settings = st.columns([2, 2, 1, 1])
 chosen = state.version_selector(versions, settings[0])
-window_size = settings[1].number_input("Window (last N predictions)", min_value=30,
+sources = settings[1].multiselect(
+    "Sources", list(SOURCE_KINDS), default=list(SOURCE_KINDS),
+    help="api: the serving API; upload and camera: this dashboard; cli: python -m core "
+         "predict; simulation: simulated traffic.")
+window_size = settings[2].number_input("Window (last N predictions)", min_value=30,
                                        max_value=10_000, value=500, step=50)
-chunk_size = settings[2].number_input("Points over time: N per point", min_value=30,
+chunk_size = settings[3].number_input("Points over time: N per point", min_value=30,
                                       max_value=5_000, value=100, step=10)
 
 with st.expander("Simulate incoming traffic", icon=":material/science:"):
@@ -49,19 +53,24 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
 
 
 @st.cache_data(show_spinner="Computing drift statistics…", max_entries=16)
-def compute(database: str, version: int, logged: int, window: int, chunk: int, actor: str):
+def compute(database: str, version: int, logged: int, window: int, chunk: int, actor: str,
+            kinds: tuple[str, ...]):
     """Everything the page draws. ``database`` and ``logged`` are only cache keys: the log
     only grows, so a new count means new traffic and a fresh computation."""
     return drift_view(backends, version, actor=actor, now=state.now(), window=window,
-                      chunk=chunk)
+                      chunk=chunk, sources=kinds)
 
 
 def show_report() -> None:
+    if not sources:
+        st.info("Choose at least one source.", icon=":material/info:")
+        return
     try:
         logged = prediction_count(backends, actor=state.current_user(), now=state.now(),
                                   version=chosen)
         view = compute(backends.config.effective_database_url, chosen, logged,
-                       int(window_size), int(chunk_size), state.current_user())
+                       int(window_size), int(chunk_size), state.current_user(),
+                       tuple(sources))
     except CoreError as error:
         st.info(str(error), icon=":material/info:")
         return

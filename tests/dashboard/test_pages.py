@@ -230,3 +230,35 @@ def test_governance_page_as_a_reviewer_promotes_with_a_reason(monkeypatch, candi
     reason.set_value("customers report worse photos")
     button(app, "Roll back (replaces v2)").click().run()
     assert "Version 1: archived → champion by rita" in app.success[0].value
+
+
+def test_traffic_page_shows_api_traffic_and_lets_a_reviewer_set_a_canary(monkeypatch,
+                                                                        candidate_copy):
+    from fastapi.testclient import TestClient
+
+    from core.serving.api import create_app
+    from tests.serving.test_api import b64, png
+
+    image = fashion_test_images(1)[0][0]
+    with TestClient(create_app(candidate_copy)) as client:
+        for _ in range(3):
+            client.post("/v1/models/classifier:predict", json={"instances": [b64(png(image))]})
+        client.post("/v1/models/classifier:predict", content=b"not json")
+    viewer = start(monkeypatch, candidate_copy.registry_dir, user="vic")
+    viewer.switch_page("views/traffic.py").run()
+    assert not viewer.exception and viewer.title[0].value == "Traffic"
+    assert not viewer.get("form")  # viewers see no policy control
+    metrics = {m.label: m.value for m in viewer.metric}
+    assert metrics["Requests"] == "4" and metrics["Error rate"] == "25.0%"
+    assert len(viewer.get("plotly_chart")) == 3
+    reviewer = start(monkeypatch, candidate_copy.registry_dir, user="rita")
+    reviewer.switch_page("views/traffic.py").run()
+    reviewer.selectbox[0].set_value("canary")
+    reviewer.selectbox[1].set_value(2)
+    reviewer.number_input[0].set_value(20)
+    reviewer.text_input[0].set_value("a fifth to v2")
+    reviewer.button[0].click().run()
+    assert not reviewer.exception and not reviewer.error
+    status = json.loads(json.dumps(backends_of(candidate_copy).traffic.get().as_dict()))
+    assert (status["mode"], status["candidate"], status["percent"], status["set_by"]) == (
+        "canary", 2, 20, "rita")
