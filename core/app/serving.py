@@ -351,9 +351,6 @@ class ServingSession:
             pixels.append(np.clip(np.rint(array * 255), 0, 255).astype(np.uint8))
         return np.stack(inputs), np.stack(pixels)
 
-    def input_spec(self, version: ModelVersion) -> InputSpec:
-        return InputSpec.from_dict(version.metadata.input_spec)
-
     # --- predictions ------------------------------------------------------------------
 
     def predict(self, instances: Sequence[Instance], assignment: Assignment, *, client: str,
@@ -363,23 +360,25 @@ class ServingSession:
             raise InvalidInput("the request has no instances. To fix this, send at least one.")
         version = self.version(assignment.version)
         predictions = self._run(version, instances, started)
-        records = self._records(predictions, instances, assignment.variant, client,
-                                request_id, now)
         served = Served(version, assignment.variant, predictions, _done([]),
                         shadow=assignment.shadow)
+        answered = [(predictions, assignment.variant)]
         if assignment.shadow is not None:
             try:
                 shadowed = self._run(self.version(assignment.shadow), instances, started)
-                records += self._records(shadowed, instances, "shadow", client, request_id, now)
+                answered.append((shadowed, "shadow"))
             except (CoreError, ValueError) as error:
                 # The shadow never changes the answer; its failure is counted and kept.
                 served.shadow_error = type(error).__name__
-                self.record_failure(now=now, status=400 if isinstance(
-                    error, (InvalidInput, ImageError)) else 500,
-                    error_kind="invalid_input" if isinstance(error, InvalidInput) else "internal",
+                bad_input = isinstance(error, (InvalidInput, ImageError))
+                self.record_failure(
+                    now=now, status=400 if bad_input else 500,
+                    error_kind="invalid_input" if bad_input else "internal",
                     latency_ms=(time.perf_counter() - started) * 1000, client=client,
                     request_id=request_id, version=assignment.shadow, variant="shadow")
-        if self.log_predictions:
+        if self.log_predictions:  # rows (a PNG each) are built only when they are kept
+            records = [record for results, variant in answered for record in self._records(
+                results, instances, variant, client, request_id, now)]
             served.logged = self._submit(records, [])
         return served
 

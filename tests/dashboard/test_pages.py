@@ -259,6 +259,6 @@ def test_traffic_page_shows_api_traffic_and_lets_a_reviewer_set_a_canary(monkeyp
     reviewer.text_input[0].set_value("a fifth to v2")
     reviewer.button[0].click().run()
     assert not reviewer.exception and not reviewer.error
-    status = json.loads(json.dumps(backends_of(candidate_copy).traffic.get().as_dict()))
+    status = backends_of(candidate_copy).traffic.get().as_dict()
     assert (status["mode"], status["candidate"], status["percent"], status["set_by"]) == (
         "canary", 2, 20, "rita")
