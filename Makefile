@@ -3,6 +3,7 @@
 #   make test   install what is needed, lint (ruff), type-check (mypy), run the test suite
 #   make bench  also install the baselines and load generators, then run python -m bench
 #   make serve  install, train the baseline if there is none, serve the prediction API
+#               with the monitor beside it (snapshots, alert rules, messages)
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 PYTHON ?= python3
 PORT ?= 8501
@@ -20,12 +21,14 @@ run: install
 	$(PYTHON) -m core users setup
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT)
 
-# The prediction API (TF Serving's REST protocol, /v1/predict, /metrics) on port 8500.
+# The prediction API (TF Serving's REST protocol, /v1/predict, /metrics) on port 8500,
+# and the monitor (python -m core monitor run), stopped with the API.
 SERVE_PORT ?= 8500
 WORKERS ?= 2
 serve: install
 	$(PYTHON) -m core bootstrap
-	$(PYTHON) -m core serve --host 0.0.0.0 --port $(SERVE_PORT) --workers $(WORKERS)
+	$(PYTHON) -m core monitor run & MONITOR=$$!; trap "kill $$MONITOR" EXIT INT TERM; \
+		$(PYTHON) -m core serve --host 0.0.0.0 --port $(SERVE_PORT) --workers $(WORKERS)
 
 # Phones allow the camera only over HTTPS. The certificate is made once, for this
 # machine's name and LAN addresses; the phone shows a warning to accept once.

@@ -35,8 +35,10 @@ ROWS = {
     "retraining": suite.retraining_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
+    "monitoring": None,  # fills a registry with millions of rows; see below
 }
 SLOW = ("training", "retraining")  # minutes each: left out of --quick
+MONITORING_ROWS = 10_000_000  # the scale; --quick: a tenth
 
 
 def machine() -> str:
@@ -82,6 +84,11 @@ def main() -> int:
                 rows += _dashboard(context)
             elif name == "load":
                 rows += _load(context)
+            elif name == "monitoring":
+                from bench.monitoring import monitoring_rows
+
+                rows += monitoring_rows(context.config, MONITORING_ROWS // (10 if args.quick
+                                                                            else 1), args.quick)
             else:
                 rows += ROWS[name](context)
         except Exception:  # report and go on: one broken baseline must not hide the rest

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.app import (
+    ALERT_RULES,
     ANONYMOUS,
     ARCHITECTURES,
     DECISIONS,
@@ -26,7 +27,11 @@ from core.app import (
     Backends,
     RetrainRequest,
     Thresholds,
+    acknowledge_alert,
+    add_alert_channel,
     add_user,
+    alert_deliveries,
+    alert_rules,
     bootstrap,
     build_backends,
     cancel_job,
@@ -41,19 +46,29 @@ from core.app import (
     explain_image,
     export_audit_log,
     find_comparison,
+    gate_advice,
     get_job,
     get_version,
     has_users,
+    list_alert_channels,
+    list_alert_episodes,
     list_jobs,
     list_keys,
     list_users,
     list_versions,
+    live_evidence,
+    monitor_pass,
+    parse_duration,
     parse_version,
     predict_image,
+    remove_alert_channel,
     revoke_key,
+    send_test_alert,
+    set_alert_rule,
     set_role,
     set_traffic,
     simulate,
+    start_job,
     submit_retrain,
     traffic_status,
     validate_user_name,
@@ -143,14 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", help="list jobs with status and progress")
     jobs.add_argument("--json", action="store_true")
 
-    cancel = add("cancel", help="cancel a queued or running job")
+    cancel = add("cancel", help="cancel a queued or running job, or discard a suggested one")
     cancel.add_argument("job", type=int, metavar="JOB")
+
+    start_one = add("start", help="start a retraining job the monitor suggested")
+    start_one.add_argument("job", type=int, metavar="JOB")
 
     compare = add("compare", help="compare two versions on the same holdouts")
     compare.add_argument("baseline", metavar="A")
     compare.add_argument("candidate", metavar="B")
     compare.add_argument("--include", nargs="+", metavar="SCENARIO",
                          help="drifted holdouts (default: scenarios seen in A's traffic)")
+    compare.add_argument("--live", action="store_true",
+                         help="live evidence instead: B in shadow or canary beside A")
     compare.add_argument("--json", action="store_true")
 
     for action, (start, end) in DECISIONS.items():
@@ -219,6 +239,66 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8500, help="default: 8500")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (default: 1; about one per CPU core)")
+
+    monitor = commands.add_parser("monitor", help="watch traffic on a schedule: snapshots "
+                                  "of closed periods, alert rules, messages")
+    monitor_commands = monitor.add_subparsers(dest="monitor_command", required=True,
+                                              metavar="ACTION")
+    run = monitor_commands.add_parser("run", help="pass after pass (or one with --once)")
+    run.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    run.add_argument("--interval", type=int, metavar="SECONDS",
+                     help="seconds between passes (default: $MONITOR_INTERVAL_SECONDS or 60)")
+
+    alerts = commands.add_parser("alerts", help="alert channels, rules and episodes")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True,
+                                           metavar="ACTION")
+    channels = alert_commands.add_parser("channels", parents=[acting],
+                                         help="list channels (no secrets)")
+    channels.add_argument("--json", action="store_true")
+    add_channel = alert_commands.add_parser("add-channel", parents=[acting],
+                                            help="add a channel (admins)")
+    add_channel.add_argument("name", metavar="NAME")
+    kind = add_channel.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--webhook", metavar="URL", help="POST JSON signed with --secret")
+    kind.add_argument("--slack", metavar="URL", help="a Slack incoming-webhook URL")
+    kind.add_argument("--email", metavar="ADDRESS", help="send e-mail through --smtp")
+    add_channel.add_argument("--secret", help="the webhook's HMAC-SHA256 key (X-Signature)")
+    add_channel.add_argument("--smtp", metavar="HOST:PORT", help="the e-mail channel's server")
+    add_channel.add_argument("--smtp-user", metavar="USER",
+                             help="SMTP login (password from $SMTP_PASSWORD)")
+    remove_channel = alert_commands.add_parser("remove-channel", parents=[acting],
+                                               help="remove a channel (admins)")
+    remove_channel.add_argument("name", metavar="NAME")
+    test = alert_commands.add_parser("test", parents=[acting],
+                                     help="send a test message to a channel now")
+    test.add_argument("name", metavar="CHANNEL")
+    test.add_argument("--json", action="store_true")
+    rules = alert_commands.add_parser("rules", parents=[acting],
+                                      help="list rules with their settings")
+    rules.add_argument("--json", action="store_true")
+    set_rule = alert_commands.add_parser("set-rule", parents=[acting],
+                                         help="override a rule's settings for this model "
+                                              "(admins)")
+    set_rule.add_argument("rule", choices=list(ALERT_RULES), metavar="RULE")
+    set_rule.add_argument("settings", nargs="+", metavar="KEY=VALUE",
+                          help="e.g. max_rate=0.1 reminder_minutes=60 enabled=false")
+    set_rule.add_argument("--reason", required=True)
+    episodes = alert_commands.add_parser("list", parents=[acting], help="alert episodes")
+    episodes.add_argument("--open", action="store_true", help="open episodes only")
+    episodes.add_argument("--json", action="store_true")
+    ack = alert_commands.add_parser("ack", parents=[acting],
+                                    help="acknowledge an open episode (no more reminders)")
+    ack.add_argument("episode", type=int, metavar="EPISODE")
+    ack.add_argument("--reason", required=True)
+    silence = alert_commands.add_parser("silence", parents=[acting],
+                                        help="send nothing about an episode for a time")
+    silence.add_argument("episode", type=int, metavar="EPISODE")
+    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                         help="e.g. 30m, 2h, 1d")
+    silence.add_argument("--reason", required=True)
+    deliveries = alert_commands.add_parser("deliveries", parents=[acting],
+                                           help="recent messages and their attempts")
+    deliveries.add_argument("--json", action="store_true")
 
     log = commands.add_parser("audit", help="verify or export the hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -517,7 +597,48 @@ def cmd_cancel(args, backends: Backends) -> int:
     return 0
 
 
+def cmd_start(args, backends: Backends) -> int:
+    job = start_job(backends, args.job, actor=_actor(args), now=_now())
+    print(f"job {job.id} queued; follow it with 'python -m core jobs'")
+    return 0
+
+
+def _live(args, backends: Backends) -> int:
+    baseline, candidate = parse_version(args.baseline), parse_version(args.candidate)
+    actor, now = _actor(args), _now()
+    stored = find_comparison(backends, baseline, candidate, actor=actor, now=now)
+    if stored is not None:
+        advice, live = gate_advice(backends, stored, actor=actor, now=now)
+    else:
+        advice, live = None, live_evidence(backends, baseline, candidate, actor=actor, now=now)
+    if args.json:
+        print(json.dumps({"live": live.as_dict(), "gate": advice.as_dict() if advice else None},
+                         indent=2))
+        return 0
+    if not live.paired and not live.arms:
+        print(f"no live evidence yet: version {candidate} has not shadowed or served traffic "
+              f"beside version {baseline}. Start with 'python -m core traffic set --shadow "
+              f"{candidate} --reason ...'.")
+        return 0
+    if live.paired:
+        low, high = live.agreement_ci or (0, 1)
+        print(f"shadowed requests seen by both: {live.paired}; agreement "
+              f"{live.agreement:.1%} (95% CI {low:.1%}-{high:.1%})")
+    if live.labelled:
+        print(f"labelled: {live.labelled}; accuracy v{baseline} {live.champion_accuracy:.1%}, "
+              f"v{candidate} {live.candidate_accuracy:.1%}; McNemar p = {live.mcnemar_p:.3g}")
+    for side in live.arms:
+        accuracy = f"{side.accuracy:.1%}" if side.accuracy is not None else "no labels"
+        print(f"canary arm v{side.version}: {side.requests} requests, labelled accuracy "
+              f"{accuracy}")
+    if advice:
+        print(f"gate with live evidence: {advice.recommendation} ({'; '.join(advice.reasons)})")
+    return 0
+
+
 def cmd_compare(args, backends: Backends) -> int:
+    if args.live:
+        return _live(args, backends)
     result = compare_versions(backends, parse_version(args.baseline),
                               parse_version(args.candidate), actor=_actor(args), now=_now(),
                               scenarios=args.include)
@@ -675,6 +796,96 @@ def cmd_serve(args, backends: Backends) -> int:
     return 0
 
 
+def cmd_monitor(args, backends: Backends) -> int:
+    import time
+
+    interval = args.interval or backends.config.monitor_interval_seconds
+    if interval < 1:
+        raise InvalidInput("--interval must be at least 1 second. To fix this, pass e.g. "
+                           "--interval 60.")
+
+    def period_done(period: str, start: str, count: int) -> None:
+        print(f"{period} {start}: {count} snapshot(s)", file=sys.stderr, flush=True)
+
+    while True:
+        result = monitor_pass(backends, _now(), on_period=period_done)
+        print(f"{_now().isoformat(timespec='seconds')} {result.line()}", flush=True)
+        if args.once:
+            return 0
+        time.sleep(interval)
+
+
+def _print_json(value) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_alerts(args, backends: Backends) -> int:
+    actor, now, command = _actor(args), _now(), args.alerts_command
+    if command == "channels":
+        listed = [c.as_dict() for c in list_alert_channels(backends, actor=actor, now=now)]
+        if args.json:
+            _print_json(listed)
+        elif not listed:
+            print("no channels yet. Add one with 'python -m core alerts add-channel'.")
+        for row in [] if args.json else listed:
+            print(f"{row['name']:<20} {row['kind']:<8} {row['target']}")
+    elif command == "add-channel":
+        channel = add_alert_channel(backends, actor=actor, name=args.name, now=now,
+                                    webhook=args.webhook, secret=args.secret, slack=args.slack,
+                                    email=args.email, smtp=args.smtp, smtp_user=args.smtp_user)
+        print(f"added {channel.kind} channel {channel.name}; try it with "
+              f"'python -m core alerts test {channel.name}'")
+    elif command == "remove-channel":
+        remove_alert_channel(backends, actor=actor, name=args.name, now=now)
+        print(f"removed channel {args.name}")
+    elif command == "test":
+        delivery, attempts = send_test_alert(backends, actor=actor, name=args.name, now=now)
+        last = attempts[-1]
+        if args.json:
+            _print_json({"delivery": delivery.id, "status": delivery.status,
+                         "attempts": [a.__dict__ for a in attempts]})
+        else:
+            print(f"test message to {args.name}: " + ("delivered" if last.ok else
+                  f"failed ({last.error}); the monitor retries it"))
+        return 0 if last.ok else 1
+    elif command == "rules":
+        rules = alert_rules(backends, actor=actor, now=now)
+        if args.json:
+            _print_json(rules)
+        for name, rule in [] if args.json else rules.items():
+            settings = ", ".join(f"{k}={v}" for k, v in rule["settings"].items())
+            print(f"{name:<22} {settings}")
+    elif command == "set-rule":
+        effective = set_alert_rule(backends, actor=actor, rule=args.rule,
+                                   assignments=args.settings, reason=args.reason, now=now)
+        print(f"{args.rule}: " + ", ".join(f"{k}={v}" for k, v in effective.items()))
+    elif command == "list":
+        episodes = list_alert_episodes(backends, actor=actor, now=now, open_only=args.open)
+        if args.json:
+            _print_json([e.as_dict() for e in episodes])
+        elif not episodes:
+            print("no alert episodes" + (" open" if args.open else ""))
+        for e in [] if args.json else episodes:
+            state = "OPEN" if e.open else f"resolved {e.resolved_at}"
+            print(f"{e.id:>5}  {e.rule:<22} {state:<36} {e.summary}")
+    elif command in ("ack", "silence"):
+        duration = parse_duration(args.duration) if command == "silence" else None
+        episode = acknowledge_alert(backends, args.episode, actor=actor, reason=args.reason,
+                                    now=now, silence_for=duration)
+        print(f"episode {episode.id} " + (f"silenced until {episode.silenced_until}"
+                                          if duration else "acknowledged"))
+    else:
+        rows = alert_deliveries(backends, actor=actor, now=now)
+        if args.json:
+            _print_json([{**d.__dict__, "attempts": [a.__dict__ for a in attempts]}
+                         for d, attempts in rows])
+        for d, attempts in [] if args.json else rows:
+            error = attempts[-1].error if attempts and not attempts[-1].ok else ""
+            print(f"{d.id:>5}  {d.created_at}  {d.channel:<16} {d.state:<9} {d.status:<10} "
+                  f"{d.attempts} attempt(s) {error or ''}")
+    return 0
+
+
 def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "export":
         print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
@@ -712,6 +923,9 @@ COMMANDS = {
     "retrain": cmd_retrain,
     "jobs": cmd_jobs,
     "cancel": cmd_cancel,
+    "start": cmd_start,
+    "monitor": cmd_monitor,
+    "alerts": cmd_alerts,
     "compare": cmd_compare,
     "promote": cmd_decide,
     "reject": cmd_decide,

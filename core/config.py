@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ class Config:
             within this time plus a model load).
         metrics_dir: prometheus_client's multiprocess folder (env
             ``PROMETHEUS_MULTIPROC_DIR``); set, ``/metrics`` adds up every server process.
+        monitor_interval_seconds: How often ``monitor run`` makes a pass (env
+            ``MONITOR_INTERVAL_SECONDS``): alert rules, deliveries, closed periods.
+        monitor_grace_seconds: How long after a period ends the monitor waits for rows
+            still in flight before summarizing it (env ``MONITOR_GRACE_SECONDS``).
+        smtp_password: The password of e-mail channels' SMTP user (env ``SMTP_PASSWORD``);
+            never stored in the registry.
     """
 
     registry_dir: Path = PROJECT_ROOT / "model_registry"
@@ -70,6 +76,9 @@ class Config:
     log_batch_ms: int = 1
     refresh_seconds: int = 1
     metrics_dir: Path | None = None
+    monitor_interval_seconds: int = 60
+    monitor_grace_seconds: int = 60
+    smtp_password: str = field(default="", repr=False)
 
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
@@ -107,6 +116,9 @@ _ENV_NAMES = {
     "log_batch_ms": "LOG_BATCH_MS",
     "refresh_seconds": "REFRESH_SECONDS",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
+    "monitor_interval_seconds": "MONITOR_INTERVAL_SECONDS",
+    "monitor_grace_seconds": "MONITOR_GRACE_SECONDS",
+    "smtp_password": "SMTP_PASSWORD",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -115,24 +127,24 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """Builds the configuration from environment variables (defaults otherwise)."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
-    for field in fields(Config):
-        raw = environ.get(_ENV_NAMES[field.name])
+    for setting in fields(Config):
+        raw = environ.get(_ENV_NAMES[setting.name])
         if raw is None or raw == "":
             continue
-        default = field.default
-        name = _ENV_NAMES[field.name]
+        default = setting.default
+        name = _ENV_NAMES[setting.name]
         if isinstance(default, bool):
             if raw.lower() not in _TRUE + _FALSE:
                 raise InvalidInput(f"{name} must be 1 or 0, got {raw!r}. To fix this, set "
                                    f"{name}=1 or {name}=0.")
-            values[field.name] = raw.lower() in _TRUE
-        elif isinstance(default, Path) or field.name == "metrics_dir":
-            values[field.name] = Path(raw).expanduser()
+            values[setting.name] = raw.lower() in _TRUE
+        elif isinstance(default, Path) or setting.name == "metrics_dir":
+            values[setting.name] = Path(raw).expanduser()
         elif isinstance(default, int):
             if not raw.strip().isdigit():
                 raise InvalidInput(f"{name} must be a whole number, got {raw!r}. To fix "
                                    f"this, set e.g. {name}={default}.")
-            values[field.name] = int(raw)
+            values[setting.name] = int(raw)
         else:
-            values[field.name] = raw
+            values[setting.name] = raw
     return Config(**values)

@@ -28,6 +28,7 @@ navigation = st.navigation([
     st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
     st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
     st.Page(VIEWS / "traffic.py", title="Traffic", icon=":material/swap_calls:"),
+    st.Page(VIEWS / "alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page(VIEWS / "retrain.py", title="Retrain", icon=":material/model_training:"),
     st.Page(VIEWS / "governance.py", title="Governance", icon=":material/gavel:"),
 ])

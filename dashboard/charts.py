@@ -58,36 +58,82 @@ def training_history(history: list[dict]) -> go.Figure:
 STATUS_COLOURS = {"ok": "#54a24b", "warn": "#f58518", "alert": "#e45756"}
 
 
-def drift_over_time(series: list, names: list[str]) -> go.Figure:
-    """One small chart per statistic: its value per window, with warn/alert levels.
+def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> go.Figure:
+    """One small chart per statistic over real time: a point per period (hour or day),
+    coloured by status, warn and alert bands shaded, deployments as vertical lines.
 
-    ``series`` is a list of DriftReport, oldest first. p-values use a log axis.
+    ``snapshots``: Snapshot of one version, oldest first; ``deployments``: Deployment.
     """
     from plotly.subplots import make_subplots
+
+    from core.app import STATISTICS
 
     columns = 3
     rows = (len(names) + columns - 1) // columns
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=names,
-                           vertical_spacing=0.12, horizontal_spacing=0.08)
-    # Traffic comes in bursts: order points by log position, show the time on hover.
-    ends = [report.last_id for report in series]
-    times = [report.window_end for report in series]
+                           vertical_spacing=0.12, horizontal_spacing=0.08, shared_xaxes=True)
+    with_drift = [s for s in snapshots if s.drift]
+    times = [utc(s.start) for s in with_drift]
     for index, name in enumerate(names):
         row, col = index // columns + 1, index % columns + 1
-        points = [next(s for s in report.statistics if s.name == name) for report in series]
+        values = [s.drift[name] for s in with_drift]
+        p_value = STATISTICS[name].kind == "p_value"
         figure.add_trace(go.Scatter(
-            x=ends, y=[max(p.value, 1e-6) if p.kind == "p_value" else p.value for p in points],
-            mode="lines+markers", showlegend=False, line_color="#4c78a8", text=times,
-            hovertemplate="prediction #%{x}<br>%{text}<br>value %{y:.4g}<extra></extra>",
-            marker_color=[STATUS_COLOURS[p.status] for p in points]), row=row, col=col)
-        first = points[0]
-        for level, colour in ((first.warn, STATUS_COLOURS["warn"]),
-                              (first.threshold, STATUS_COLOURS["alert"])):
-            figure.add_hline(y=level, line_dash="dot", line_color=colour, row=row, col=col)
-        if first.kind == "p_value":
+            x=times, y=[max(v["value"], 1e-6) if p_value else v["value"] for v in values],
+            mode="lines+markers", showlegend=False, line_color="#4c78a8",
+            text=[f"{s.n} predictions" for s in with_drift],
+            hovertemplate="%{x}<br>value %{y:.4g}<br>%{text}<extra></extra>",
+            marker_color=[STATUS_COLOURS[v["status"]] for v in values]), row=row, col=col)
+        if values:
+            warn, alert = values[-1]["warn"], values[-1]["alert"]
+            # Bands: between warn and alert, and beyond alert (below, for p-values).
+            far = 1e-6 if p_value else max(alert * 2, max(v["value"] for v in values))
+            figure.add_hrect(y0=warn, y1=alert, fillcolor=STATUS_COLOURS["warn"],
+                             opacity=0.12, line_width=0, row=row, col=col)
+            figure.add_hrect(y0=alert, y1=far, fillcolor=STATUS_COLOURS["alert"],
+                             opacity=0.12, line_width=0, row=row, col=col)
+        if p_value:
             figure.update_yaxes(type="log", row=row, col=col)
-    figure.update_xaxes(title_text="prediction #", title_font_size=10)
-    figure.update_layout(height=230 * rows, margin=dict(l=10, r=10, t=30, b=10))
+    add_deployments(figure, deployments, subplots=True)
+    figure.update_layout(height=230 * rows, margin=dict(l=10, r=10, t=50, b=10))
+    return figure
+
+
+def utc(stamp: str):
+    """An ISO time as a naive UTC datetime: plotly's date axes ignore time zones."""
+    from datetime import UTC, datetime
+
+    moment = datetime.fromisoformat(stamp)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def add_deployments(figure: go.Figure, deployments: list, subplots: bool = False) -> None:
+    """Promotions, rollbacks and traffic-policy changes as dashed vertical lines."""
+    colours = {"promote": "#54a24b", "rollback": "#b279a2", "traffic": "#9d755d"}
+    where = {"row": "all", "col": "all"} if subplots else {}
+    for deployment in deployments:
+        at = utc(deployment.at)
+        figure.add_vline(x=at, line_dash="dash", line_width=1,
+                         line_color=colours.get(deployment.action, "#888"), **where)
+        figure.add_annotation(x=at, y=1.0, yref="paper", xref="x", showarrow=False,
+                              text=deployment.summary, font_size=9, yanchor="bottom")
+
+
+def accuracy_timeline(snapshots: list, deployments: list) -> go.Figure:
+    """Estimated (label-free) and realized accuracy per period, against the reference."""
+    figure = go.Figure()
+    times = [utc(s.start) for s in snapshots]
+    figure.add_trace(go.Scatter(x=times, y=[s.estimated_accuracy for s in snapshots],
+                                name="estimated", mode="lines+markers"))
+    figure.add_trace(go.Scatter(x=times, y=[s.realized_accuracy for s in snapshots],
+                                name="realized (labelled)", mode="lines+markers"))
+    reference = next((s.reference_accuracy for s in snapshots if s.reference_accuracy), None)
+    if reference:
+        figure.add_hline(y=reference, line_dash="dot", line_color="#888",
+                         annotation_text="validation accuracy")
+    add_deployments(figure, deployments)
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
+                         yaxis_tickformat=".0%", legend_orientation="h")
     return figure
 
 

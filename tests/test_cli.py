@@ -385,3 +385,35 @@ def test_traffic_commands_set_and_show_the_policy(candidate_copy):
     assert shadow.returncode == 0 and "shadows every request" in shadow.stdout
     off = run_cli(registry, "traffic", "set", "--off", "--reason", "done", "--actor", "rex")
     assert off.returncode == 0 and "the champion answers every request" in off.stdout
+
+
+def test_alert_commands(tmp_path):
+    from core.config import load_config
+    from tests.conftest import add_users
+
+    registry = tmp_path / "registry"
+    add_users(load_config({}).with_overrides(registry_dir=registry))
+    added = run_cli(registry, "alerts", "add-channel", "ops", "--webhook",
+                    "http://127.0.0.1:9/hook", "--secret", "topsecret", "--actor", "ada")
+    assert added.returncode == 0 and "added webhook channel ops" in added.stdout
+    listed = json.loads(run_cli(registry, "alerts", "channels", "--json").stdout)
+    assert [(c["name"], c["kind"], c["signed"]) for c in listed] == [("ops", "webhook", True)]
+    assert "topsecret" not in json.dumps(listed)
+    refused = run_cli(registry, "alerts", "add-channel", "x", "--slack", "http://h/x",
+                      "--actor", "rita")
+    assert refused.returncode == 1 and "needs the role admin" in refused.stderr
+    bad = run_cli(registry, "alerts", "silence", "1", "--for", "soon", "--reason", "r",
+                  "--actor", "olga")
+    assert bad.returncode == 1 and "not a duration" in bad.stderr
+    # Port 9 (discard) refuses: the test message fails, is recorded, and exits 1.
+    tested = run_cli(registry, "alerts", "test", "ops", "--json", "--actor", "ada")
+    assert tested.returncode == 1
+    assert json.loads(tested.stdout)["attempts"][0]["status"] == "unreachable"
+    rule = run_cli(registry, "alerts", "set-rule", "error_rate", "max_rate=0.2",
+                   "--reason", "noisy clients", "--actor", "ada")
+    assert rule.returncode == 0 and "max_rate=0.2" in rule.stdout
+    rules = json.loads(run_cli(registry, "alerts", "rules", "--json").stdout)
+    assert rules["error_rate"]["settings"]["max_rate"] == 0.2
+    once = run_cli(registry, "monitor", "run", "--once")
+    assert once.returncode == 0 and "snapshots +0" in once.stdout
+    assert json.loads(run_cli(registry, "alerts", "list", "--json").stdout) == []

@@ -17,54 +17,73 @@ from core.app.access import (
                             set_role,
                             sign_in,
 )
+from core.app.alerts import (
+                            PassResult,
+                            acknowledge_alert,
+                            add_alert_channel,
+                            alert_deliveries,
+                            alert_rules,
+                            list_alert_channels,
+                            list_alert_episodes,
+                            monitor_pass,
+                            parse_duration,
+                            remove_alert_channel,
+                            send_test_alert,
+                            set_alert_rule,
+)
 from core.app.backends import Backends, build_backends
 from core.app.monitor import (
-                             DriftView,
-                             SimulationResult,
-                             create_reference_profile,
-                             drift_for_version,
-                             drift_view,
-                             observed_scenarios,
-                             prediction_count,
-                             simulate,
+                            DriftView,
+                            SimulationResult,
+                            create_reference_profile,
+                            drift_for_version,
+                            drift_view,
+                            last_prediction_id,
+                            observed_scenarios,
+                            simulate,
 )
 from core.app.predict import (
-                             Explanation,
-                             SideBySide,
-                             explain_image,
-                             explain_side_by_side,
-                             predict_image,
-                             record_feedback,
+                            Explanation,
+                            SideBySide,
+                            explain_disagreements,
+                            explain_image,
+                            explain_side_by_side,
+                            predict_image,
+                            record_feedback,
 )
 from core.app.review import (
-                             audit_entries,
-                             check_audit_log,
-                             compare_versions,
-                             decide_version,
-                             export_audit_log,
-                             find_comparison,
-                             get_version,
-                             list_versions,
-                             status_history,
+                            audit_entries,
+                            check_audit_log,
+                            compare_versions,
+                            decide_version,
+                            export_audit_log,
+                            find_comparison,
+                            gate_advice,
+                            get_version,
+                            list_versions,
+                            live_evidence,
+                            status_history,
 )
 from core.app.serving import Instance, ServingSession
+from core.app.snapshots import RANGES, Deployment, Timeline, timeline
 from core.app.traffic import (
-                             TrafficBucket,
-                             TrafficStatus,
-                             set_traffic,
-                             traffic_over_time,
-                             traffic_status,
+                            TrafficBucket,
+                            TrafficStatus,
+                            set_traffic,
+                            traffic_over_time,
+                            traffic_status,
 )
 from core.app.train import (
-                             BootstrapResult,
-                             bootstrap,
-                             cancel_job,
-                             get_job,
-                             job_handlers,
-                             list_jobs,
-                             retrain,
-                             run_jobs,
-                             submit_retrain,
+                            BootstrapResult,
+                            bootstrap,
+                            cancel_job,
+                            get_job,
+                            job_handlers,
+                            list_jobs,
+                            retrain,
+                            run_jobs,
+                            start_job,
+                            submit_retrain,
 )
 from core.governance.audit import Actor, AuditEntry
 from core.governance.decisions import DECISIONS
@@ -79,12 +98,23 @@ from core.ml.images import check_upload_size, encode_png
 from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
 from core.ml.predictor import Prediction
 from core.ml.scenarios import SCENARIOS
+from core.monitoring.alerts import RULES as ALERT_RULES
+from core.monitoring.alerts import Attempt, Channel, Delivery, Episode
 from core.monitoring.drift import STATISTICS, Thresholds
+from core.monitoring.live import LiveEvidence
 from core.monitoring.prediction_log import SOURCE_KINDS, SOURCES, VARIANTS
+from core.monitoring.snapshots import PERIODS, Snapshot
 from core.names import parse_version
 from core.registry.records import Comparison, ModelVersion, StatusChange
 
 __all__ = [
+    "ALERT_RULES", "Attempt", "Channel", "Delivery", "Deployment", "Episode", "PERIODS",
+    "PassResult", "RANGES", "Snapshot", "Timeline", "acknowledge_alert", "add_alert_channel",
+    "alert_deliveries", "alert_rules", "list_alert_channels", "list_alert_episodes",
+    "monitor_pass", "parse_duration", "remove_alert_channel", "send_test_alert",
+    "set_alert_rule", "start_job", "timeline", "gate_advice", "live_evidence",
+    "explain_disagreements",
+    "LiveEvidence",
     "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
     "BootstrapResult", "Comparison", "Instance", "SOURCES", "SOURCE_KINDS", "ServingSession", "TRAFFIC_MODES",
     "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",
@@ -98,6 +128,6 @@ __all__ = [
     "explain_image", "explain_side_by_side", "export_audit_log", "find_comparison",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
-    "prediction_count", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",
+    "last_prediction_id", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",
     "status_history", "submit_retrain", "validate_user_name",
 ]

@@ -25,7 +25,9 @@ from core.jobs.executor import JobExecutor, LocalProcessExecutor
 from core.jobs.queue import JobQueue
 from core.jobs.records import JobStore
 from core.ml.predictor import ModelCache
+from core.monitoring.alerts import AlertStore
 from core.monitoring.prediction_log import PredictionLog, SQLPredictionLog
+from core.monitoring.snapshots import SnapshotStore
 from core.registry.artifacts import ArtifactStore, LocalArtifactStore
 from core.registry.catalog import Catalog, SQLCatalog
 from core.registry.registry import Registry
@@ -79,6 +81,8 @@ class Backends:
     artifacts: ArtifactStore
     registry: Registry
     prediction_log: PredictionLog
+    snapshots: SnapshotStore
+    alerts: AlertStore
     jobs: JobQueue
     models: ModelCache
 
@@ -108,5 +112,7 @@ def build_backends(config: Config) -> Backends:
         traffic=TrafficStore(database, config.model_name),
         catalog=catalog, artifacts=artifacts, registry=registry,
         prediction_log=SQLPredictionLog(database),
+        snapshots=SnapshotStore(database, config.model_name),
+        alerts=AlertStore(database, config.model_name),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
         models=ModelCache(artifacts))

@@ -13,7 +13,7 @@ from core.errors import InvalidInput
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess
+from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess, resize_to_spec
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
 from core.monitoring.prediction_log import PredictionRecord, check_source
@@ -127,8 +127,36 @@ def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
         images = np.stack([transform.transform(image, transform.default_severity, rng)
                            for image in images])
     class_names = chosen[0].class_names
-    results = [SideBySide(class_names[holdout.labels[i]], fit_for_display(image), {}, {})
-               for i, image in zip(picks, images)]
+    return _side_by_side(backends, chosen, images,
+                         [class_names[holdout.labels[i]] for i in picks])
+
+
+def explain_disagreements(backends: Backends, champion: int, candidate: int,
+                          prediction_ids: list[int], *, actor: str,
+                          now: datetime) -> list[SideBySide]:
+    """Grad-CAM of both versions on logged live images they disagreed on (the ids of the
+    candidate's shadow rows, as ``LiveEvidence.disagreements`` lists them)."""
+    backends.access.authorize(actor, "view", now, target="heatmaps")
+    chosen = [backends.registry.get_version(v) for v in (champion, candidate)]
+    logged = backends.prediction_log.images(backends.model, prediction_ids)
+    if not logged:
+        return []
+    class_names = chosen[0].class_names
+    spec = InputSpec.from_dict(chosen[0].metadata.input_spec)
+    # Logged images are PNGs at the model's input size, written by this product.
+    images = np.stack([resize_to_spec(decode_image(png, max_bytes=1 << 24,
+                                                   max_pixels=1 << 24).pixels, spec)
+                       for png, _ in logged])
+    return _side_by_side(backends, chosen, images,
+                         [class_names[label] if label >= 0 else "unknown"
+                          for _, label in logged])
+
+
+def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.ndarray,
+                  true_classes: list[str]) -> list[SideBySide]:
+    class_names = chosen[0].class_names
+    results = [SideBySide(true_class, fit_for_display(image), {}, {})
+               for true_class, image in zip(true_classes, images)]
     for version in chosen:
         gradcam = backends.models.gradcam(version)
         spec = InputSpec.from_dict(version.metadata.input_spec)

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import numpy as np
 
 from core.app.backends import Backends
 from core.app.monitor import drift_snapshot, scenarios_seen
-from core.errors import InvalidInput
+from core.errors import CoreError, InvalidInput
 from core.governance.audit import AuditEntry, Verification, export
 from core.governance.decisions import decide, verify_audit
-from core.governance.gate import GatePolicy, recommend
+from core.governance.gate import GatePolicy, recommend, with_live
 from core.ml.comparison import build_holdouts, compare, comparison_holdout
 from core.ml.data import Split, load_version_dataset
 from core.ml.images import preprocess_batch
 from core.ml.scenarios import get_scenario
-from core.registry.records import Comparison, ModelVersion, StatusChange
+from core.monitoring.live import LiveEvidence, arm, paired_evidence
+from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
 
 COMPARISON_BATCH = 256
 
@@ -83,16 +85,56 @@ def find_comparison(backends: Backends, baseline: int, candidate: int, *, actor:
     return backends.registry.find_comparison(baseline, candidate)
 
 
+def live_evidence(backends: Backends, baseline: int, candidate: int, *, actor: str,
+                  now: datetime) -> LiveEvidence:
+    """How ``candidate`` behaved on live traffic beside ``baseline`` (shadow pairs; canary
+    arms), see ``core.monitoring.live``."""
+    backends.access.authorize(actor, "view", now, target=f"version {candidate}")
+    return _live(backends, baseline, candidate)
+
+
+def _live(backends: Backends, baseline: int, candidate: int) -> LiveEvidence:
+    log, model = backends.prediction_log, backends.model
+    classes = len(backends.registry.get_version(baseline).class_names)
+    backends.registry.get_version(candidate)
+    policy = backends.traffic.get()
+    mode = policy.mode if policy.candidate == candidate else "off"
+    pairs = log.shadow_pairs(model, baseline, candidate)
+    evidence = paired_evidence(baseline, candidate, mode, pairs[:, 2], pairs[:, 3],
+                               pairs[:, 4], classes, candidate_ids=pairs[:, 1])
+    canary = log.variant_outcomes(model, candidate, "canary")
+    if not len(canary):
+        return evidence
+    champion = log.variant_outcomes(model, baseline, "champion")
+    return replace(evidence, arms=[arm(baseline, champion[:, 0], champion[:, 1]),
+                                   arm(candidate, canary[:, 0], canary[:, 1])])
+
+
+def gate_advice(backends: Backends, comparison: Comparison, *, actor: str,
+                now: datetime) -> tuple[GateAdvice | None, LiveEvidence]:
+    """The gate's advice on a stored comparison, amended by the live evidence so far."""
+    live = live_evidence(backends, comparison.baseline, comparison.candidate, actor=actor,
+                         now=now)
+    return (with_live(comparison.advice, live) if comparison.advice else None), live
+
+
 def decide_version(backends: Backends, action: str, version: int, *, actor: str,
                    reason: str, now: datetime, override_gate: bool = False,
                    expected_champion: int | None = None) -> AuditEntry:
     """Promote, reject or roll back (see ``governance.decisions.decide``), with the drift
-    status of the champion at this moment kept as evidence in the audit entry."""
+    status of the champion and the candidate's live evidence at this moment kept in the
+    audit entry (the gate takes live evidence into account once there is enough)."""
+    live = None
+    if action != "rollback":
+        try:
+            live = _live(backends, backends.registry.get_champion().version, version)
+        except CoreError:
+            live = None  # no champion or no such version: decide() says which
     return decide(backends.access, backends.registry, action, version, actor=actor,
                   reason=reason, now=now,
                   separation_of_duties=backends.config.separation_of_duties,
                   override_gate=override_gate, expected_champion=expected_champion,
-                  drift=drift_snapshot(backends))
+                  drift=drift_snapshot(backends), live=live)
 
 
 def check_audit_log(backends: Backends, *, actor: str, now: datetime,

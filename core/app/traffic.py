@@ -12,6 +12,7 @@ from core.errors import InvalidInput
 from core.governance.access import check_reason, stamp
 from core.governance.traffic import TrafficPolicy, active_candidate
 from core.monitoring.prediction_log import RequestRow
+from core.monitoring.snapshots import NO_VERSION, Snapshot, VariantTraffic, period_start
 
 BUCKETS = {"hour": (13, 3600), "day": (10, 86400)}  # ISO prefix length, seconds
 
@@ -81,8 +82,10 @@ def traffic_over_time(backends: Backends, *, actor: str, now: datetime, bucket: 
                       span: timedelta = timedelta(days=1)) -> list[TrafficBucket]:
     """API traffic in the last ``span``, per ``bucket`` (hour or day), version and variant.
 
-    Requests per second divide by the bucket's length (by the time elapsed so far for
-    the current one). Latency percentiles are of answered requests; a failed request
+    Periods the monitor has summarized come from its snapshots; the rest (the open
+    period, and any the monitor has not reached) from the request records. Requests
+    per second divide by the bucket's length (by the time elapsed so far for the
+    current one). Latency percentiles are of answered requests; a failed request
     counts in ``errors`` and, if it failed before a version was chosen, under
     version None.
     """
@@ -90,8 +93,26 @@ def traffic_over_time(backends: Backends, *, actor: str, now: datetime, bucket: 
     if bucket not in BUCKETS:
         raise InvalidInput(f"unknown bucket {bucket!r}. To fix this, use one of: "
                            f"{', '.join(BUCKETS)}.")
-    rows = backends.prediction_log.api_requests(backends.model, stamp(now - span))
-    return summarize(rows, bucket, now)
+    since = stamp(period_start(now - span, bucket))
+    done = backends.snapshots.cursor(f"{bucket}.done_until") or since
+    summarized = [] if done <= since else [
+        _from_snapshot(snapshot, variant, traffic, bucket)
+        for snapshot in backends.snapshots.read(bucket, since, done)
+        for variant, traffic in snapshot.traffic.items()]
+    rows = backends.prediction_log.api_requests(backends.model, max(since, done))
+    return summarized + summarize(rows, bucket, now)
+
+
+def _from_snapshot(snapshot: Snapshot, variant: str, traffic: VariantTraffic,
+                   bucket: str) -> TrafficBucket:
+    prefix, seconds = BUCKETS[bucket]
+    nan = float("nan")
+    return TrafficBucket(snapshot.start[:prefix],
+                         None if snapshot.version == NO_VERSION else snapshot.version, variant,
+                         traffic.requests, traffic.errors, traffic.requests / seconds,
+                         nan if traffic.p50_ms is None else traffic.p50_ms,
+                         nan if traffic.p95_ms is None else traffic.p95_ms,
+                         nan if traffic.p99_ms is None else traffic.p99_ms)
 
 
 def summarize(rows: list[RequestRow], bucket: str, now: datetime) -> list[TrafficBucket]:

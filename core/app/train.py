@@ -116,6 +116,12 @@ def submit_retrain(backends: Backends, request: RetrainRequest, *, actor: str,
     return backends.jobs.submit(RETRAIN_JOB, request.as_dict(), actor=acting, now=now)
 
 
+def start_job(backends: Backends, job_id: int, *, actor: str, now: datetime) -> Job:
+    """Starts a job the monitor suggested (operators; audited): it is queued and run."""
+    acting = backends.access.authorize(actor, "retrain", now, target=f"job {job_id}")
+    return backends.jobs.start_suggested(job_id, actor=acting, now=now)
+
+
 def cancel_job(backends: Backends, job_id: int, *, actor: str, now: datetime) -> Job:
     """Cancels a queued job, or stops a running one at its next training step."""
     acting = backends.access.authorize(actor, "cancel", now, target=f"job {job_id}")

@@ -13,6 +13,8 @@ from typing import NoReturn
 from core.errors import ActionRefused, InvalidInput
 from core.governance.access import AccessControl, check_reason, stamp
 from core.governance.audit import AuditEntry, AuditLog, Verification
+from core.governance.gate import with_live
+from core.monitoring.live import LiveEvidence
 from core.registry.registry import Registry
 
 # Decision -> (the status it starts from, the status it sets).
@@ -26,7 +28,7 @@ DECISIONS = {
 def decide(access: AccessControl, registry: Registry, action: str, version: int, *,
            actor: str, reason: str, now: datetime, separation_of_duties: bool,
            override_gate: bool = False, expected_champion: int | None = None,
-           drift: dict | None = None) -> AuditEntry:
+           drift: dict | None = None, live: LiveEvidence | None = None) -> AuditEntry:
     """Promotes, rejects or rolls back a version on behalf of a person; returns the entry.
 
     Args:
@@ -40,6 +42,8 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
             champion by the time the decision commits, it is refused (default: the
             champion when this is called).
         drift: the champion's drift status at this moment, kept as evidence.
+        live: the candidate's live evidence (shadow, canary): amends the gate's advice
+            once there is enough of it, and is kept as evidence.
 
     Raises:
         ActionRefused: the role, the version's state, separation of duties or a
@@ -56,11 +60,12 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
     from_status, to_status = DECISIONS[action]
     comparison = (registry.find_comparison(champion.version, version)
                   if action != "rollback" else None)
-    advice = comparison.advice if comparison else None
+    advice = with_live(comparison.advice, live) if comparison and comparison.advice else None
     evidence = {"champion_before": champion.version,
                 "comparison": comparison.as_dict() if comparison else None,
                 "gate": advice and {k: v for k, v in advice.as_dict().items() if k != "policy"},
-                "gate_overridden": False, "drift": drift}
+                "gate_overridden": False, "drift": drift,
+                "live": live.as_dict() if live and (live.paired or live.arms) else None}
 
     def refuse_decision(message: str) -> NoReturn:
         access.refuse(acting, action, message, now, target=target, version=version,

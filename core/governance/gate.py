@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from core.monitoring.live import LiveEvidence, gate_checks
 from core.registry.records import Comparison, GateAdvice, GateCheck
 
 
@@ -65,3 +66,25 @@ def recommend(comparison: Comparison, policy: GatePolicy = GatePolicy()) -> Gate
             reasons.append("no drifted holdout and no significant clean gain: "
                            "nothing shows the candidate is better")
     return GateAdvice(recommendation, reasons, checks, policy.as_dict())
+
+
+def with_live(advice: GateAdvice, live: LiveEvidence | None) -> GateAdvice:
+    """The holdouts' advice amended by live evidence, when there is enough of it (rule in
+    ``core.monitoring.live.gate_checks``): significantly worse live accuracy recommends
+    rejection; answers mostly unlike the champion's turn a promote into a review."""
+    if live is None:
+        return advice
+    checks, forced = gate_checks(live, advice.policy.get("alpha", GatePolicy.alpha))
+    if not checks:
+        return advice
+    recommendation, reasons = advice.recommendation, list(advice.reasons)
+    failed = [f"{name}: {detail}" for name, passed, detail in checks if not passed]
+    if forced == "reject" and recommendation != "reject":
+        recommendation = "reject"
+        reasons = failed
+    elif forced == "review" and recommendation == "promote":
+        recommendation = "review"
+        reasons = failed
+    return GateAdvice(recommendation, reasons,
+                      advice.checks + [GateCheck(*check) for check in checks],
+                      advice.policy | {"live": True})

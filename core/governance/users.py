@@ -22,15 +22,16 @@ from core.storage.database import Database
 
 ROLES = ("viewer", "operator", "reviewer", "admin")
 _VIEWER = frozenset({"view", "predict", "feedback"})
-_OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile"}
+# alerts: acknowledging or silencing an alert episode; manage_alerts: its channels and rules.
+_OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile", "alerts"}
 # traffic: choosing which version serves which requests (shadow, canary) is a
 # decision about production, like promoting: reviewers make it.
-_REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback", "traffic"}
+_REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback", "traffic", "alerts"}
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "viewer": _VIEWER,
     "operator": _OPERATOR,
     "reviewer": _REVIEWER,
-    "admin": _OPERATOR | _REVIEWER | {"manage_users"},
+    "admin": _OPERATOR | _REVIEWER | {"manage_users", "manage_alerts"},
 }
 PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
 # The name of whoever has not signed in; its role is Config.anonymous_role.

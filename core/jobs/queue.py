@@ -29,6 +29,16 @@ class JobQueue:
         self.executor.start()
         return job
 
+    def suggest(self, kind: str, params: dict, *, actor: Actor, now: datetime,
+                because: str) -> Job:
+        """Records a job for a human to start or discard; no worker runs it until then."""
+        return self.store.submit(kind, params, actor=actor, now=now, suggested_because=because)
+
+    def start_suggested(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
+        job = self.store.start_suggested(job_id, actor=actor, now=now)
+        self.executor.start()
+        return job
+
     def recover(self, now: datetime) -> list[Job]:
         """Whoever looks at the jobs repairs what killed workers left behind; returns the
         jobs as they are afterwards."""

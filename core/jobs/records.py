@@ -19,7 +19,9 @@ from core.errors import InvalidInput
 from core.governance.audit import Actor, AuditEntry, append
 from core.storage.database import Database
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+# suggested: queued by the monitor for a human to start (then queued) or discard
+# (then cancelled); no worker ever claims it.
+STATUSES = ("suggested", "queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 # A worker claims its job within a second or two of starting; a job queued this long
 # with nothing running has lost its worker (killed before claiming it).
@@ -70,19 +72,40 @@ class JobStore:
         values["cancel_requested"] = bool(values["cancel_requested"])
         return Job(**values)
 
-    def submit(self, kind: str, params: dict, *, actor: Actor, now: datetime) -> Job:
-        """Queues a job; its audit entry commits with it."""
+    def submit(self, kind: str, params: dict, *, actor: Actor, now: datetime,
+               suggested_because: str | None = None) -> Job:
+        """Queues a job, or with ``suggested_because`` records it as suggested (waiting for
+        a human to start or discard it); its audit entry commits with it."""
         at = now.isoformat(timespec="seconds")
+        status = "queued" if suggested_because is None else "suggested"
         with self.database.write() as db:
             job_id = db.execute(text(
                 "INSERT INTO jobs (model, kind, submitted_by, submitted_at, params, status) "
-                "VALUES (:model, :kind, :by, :at, :params, 'queued') RETURNING id"),
+                "VALUES (:model, :kind, :by, :at, :params, :status) RETURNING id"),
                 {"model": self.model, "kind": kind, "by": actor.name, "at": at,
-                 "params": json.dumps(params)}).scalar_one()
+                 "params": json.dumps(params), "status": status}).scalar_one()
             append(db, AuditEntry(
-                at=at, actor=actor.name, role=actor.role, action="submit_job", outcome="done",
-                model=self.model, target=f"job {job_id}", details={"kind": kind,
-                                                                     "params": params}))
+                at=at, actor=actor.name, role=actor.role,
+                action="submit_job" if suggested_because is None else "suggest_job",
+                outcome="done", model=self.model, target=f"job {job_id}",
+                reason=suggested_because or "", details={"kind": kind, "params": params}))
+        return self.get(job_id)
+
+    def start_suggested(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
+        """Queues a suggested job on a human's word (audited); the worker then claims it."""
+        job = self.get(job_id)
+        at = now.isoformat(timespec="seconds")
+        with self.database.write() as db:
+            started = db.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id AND "
+                                      "status = 'suggested'"), {"id": job_id}).rowcount
+            if not started:
+                raise InvalidInput(f"job {job_id} is {job.status}, not suggested; only a "
+                                   "suggested job can be started. To fix this, submit a new "
+                                   "job ('python -m core retrain').")
+            append(db, AuditEntry(
+                at=at, actor=actor.name, role=actor.role, action="start_job", outcome="done",
+                model=self.model, target=f"job {job_id}",
+                details={"kind": job.kind, "suggested_by": job.submitted_by}))
         return self.get(job_id)
 
     def get(self, job_id: int) -> Job:
@@ -150,9 +173,11 @@ class JobStore:
             db.execute(text("UPDATE jobs SET cancel_requested = 1 WHERE id = :id"),
                        {"id": job_id})
             db.execute(text("UPDATE jobs SET status = 'cancelled', finished_at = :at "
-                            "WHERE id = :id AND status = 'queued'"), {"at": at, "id": job_id})
+                            "WHERE id = :id AND status IN ('queued', 'suggested')"),
+                       {"at": at, "id": job_id})
             append(db, AuditEntry(
-                at=at, actor=actor.name, role=actor.role, action="cancel_job", outcome="done",
+                at=at, actor=actor.name, role=actor.role,
+                action="discard_job" if status == "suggested" else "cancel_job", outcome="done",
                 model=self.model, target=f"job {job_id}",
                 details={"status_before": status, "submitted_by": job.submitted_by}))
         return self.get(job_id)

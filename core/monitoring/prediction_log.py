@@ -163,9 +163,30 @@ class PredictionLog(ABC):
     @abstractmethod
     def window(self, model: str, version: int, *, last: int | None = None,
                since: str | None = None, until: str | None = None,
-               sources: Sequence[str] | None = None) -> Window:
+               sources: Sequence[str] | None = None, max_id: int | None = None) -> Window:
         """The version's predictions: the ``last`` N, and/or those in [since, until),
-        of the given source kinds (``SOURCE_KINDS``; None: all)."""
+        of the given source kinds (``SOURCE_KINDS``; None: all), with ids up to
+        ``max_id`` (None: all)."""
+
+    @abstractmethod
+    def max_id(self, model: str) -> int:
+        """The newest prediction's id (0: none). Ids grow in commit order."""
+
+    @abstractmethod
+    def first_at(self, model: str, since: str | None) -> str | None:
+        """The time of the earliest prediction or failed request at or after ``since``."""
+
+    @abstractmethod
+    def versions_between(self, model: str, since: str, until: str,
+                         versions: Sequence[int]) -> list[int]:
+        """Which of ``versions`` have predictions or failed requests in [since, until),
+        plus 0 if requests failed there before a version was chosen."""
+
+    @abstractmethod
+    def arrived(self, model: str, after_id: int, up_to_id: int, before: str
+                ) -> list[tuple[int, str]]:
+        """(version, at) of predictions with ids in (after_id, up_to_id] dated before
+        ``before``: rows that arrived after their period was summarized."""
 
     @abstractmethod
     def count(self, model: str, version: int | None = None) -> int:
@@ -176,9 +197,26 @@ class PredictionLog(ABC):
         """The distinct sources of a version's logged predictions, sorted."""
 
     @abstractmethod
-    def api_requests(self, model: str, since: str) -> list[RequestRow]:
-        """API requests at or after ``since``, answered and failed, oldest first: one row
-        per request and variant (a shadowed request gives a champion and a shadow row)."""
+    def api_requests(self, model: str, since: str, until: str | None = None,
+                     version: int | None = None) -> list[RequestRow]:
+        """API requests in [since, until), answered and failed, oldest first: one row per
+        request and variant (a shadowed request gives a champion and a shadow row); of
+        one version only if given (0: failed before a version was chosen)."""
+
+    @abstractmethod
+    def shadow_pairs(self, model: str, champion: int, candidate: int) -> np.ndarray:
+        """Requests the candidate shadowed while ``champion`` answered, oldest first: int64
+        [n, 5] of champion row id, candidate row id, champion's class, candidate's class,
+        true class (-1: unknown; feedback on either row)."""
+
+    @abstractmethod
+    def variant_outcomes(self, model: str, version: int, variant: str) -> np.ndarray:
+        """int64 [n, 2] of predicted and true class (-1: unknown) of one version's rows
+        of one variant (e.g. a canary's answers)."""
+
+    @abstractmethod
+    def images(self, model: str, ids: Sequence[int]) -> list[tuple[bytes, int]]:
+        """PNG image and true class (-1: unknown) of the given predictions, in that order."""
 
     @abstractmethod
     def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
@@ -240,10 +278,13 @@ class SQLPredictionLog(PredictionLog):
                                      execution_options={"sort_by_parameter_order": True}
                                      ).scalars())
 
-    def window(self, model, version, *, last=None, since=None, until=None, sources=None):
+    def window(self, model, version, *, last=None, since=None, until=None, sources=None,
+               max_id=None):
         conditions = ["model = :model", "version = :version"]
         args = {"model": model, "version": version, "since": since, "until": until,
-                "last": last}
+                "last": last, "max_id": max_id}
+        if max_id is not None:
+            conditions.append("id <= :max_id")
         if sources is not None:
             unknown = sorted(set(sources) - set(SOURCE_KINDS))
             if unknown or not sources:
@@ -284,19 +325,75 @@ class SQLPredictionLog(PredictionLog):
                                   {"model": model, "version": version})
         return [row[0] for row in rows]
 
-    def api_requests(self, model, since):
-        args = {"model": model, "since": since}
+    def max_id(self, model):
+        rows = self.database.read("SELECT MAX(id) FROM predictions")
+        return rows[0][0] or 0 if rows else 0
+
+    def first_at(self, model, since):
+        args = {"model": model, "since": since or ""}
+        rows = self.database.read(
+            "SELECT MIN(first) FROM (SELECT MIN(at) AS first FROM predictions WHERE model = "
+            ":model AND at >= :since UNION ALL SELECT MIN(at) FROM request_failures WHERE "
+            "model = :model AND at >= :since) AS firsts", args)
+        return rows[0][0] if rows else None
+
+    def versions_between(self, model, since, until, versions):
+        args = {"model": model, "since": since, "until": until}
+        # Per version, so each lookup is a range of the (model, version, at) index.
+        found = {v for v in versions if self.database.read(
+            "SELECT 1 FROM predictions WHERE model = :model AND version = :version AND "
+            "at >= :since AND at < :until LIMIT 1", args | {"version": v})}
+        failed = self.database.read(
+            "SELECT DISTINCT COALESCE(version, 0) FROM request_failures WHERE model = :model "
+            "AND at >= :since AND at < :until", args)
+        return sorted(found | {v for (v,) in failed})
+
+    def arrived(self, model, after_id, up_to_id, before):
+        return [tuple(row) for row in self.database.read(
+            "SELECT version, at FROM predictions WHERE id > :after AND id <= :upto AND "
+            "model = :model AND at < :before",
+            {"after": after_id, "upto": up_to_id, "model": model, "before": before})]
+
+    def api_requests(self, model, since, until=None, version=None):
+        args = {"model": model, "since": since, "until": until or "9999",
+                "version": version}
         answered = self.database.read(
             "SELECT MIN(at), version, variant, MAX(latency_ms) FROM predictions WHERE "
-            "model = :model AND source = 'api' AND at >= :since "
-            "GROUP BY request_id, version, variant", args)
+            "model = :model AND source = 'api' AND at >= :since AND at < :until"
+            + ("" if version is None else " AND version = :version")
+            + " GROUP BY request_id, version, variant", args)
         failed = self.database.read(
             "SELECT at, version, variant, status, latency_ms, error_kind FROM "
-            "request_failures WHERE model = :model AND at >= :since", args)
+            "request_failures WHERE model = :model AND at >= :since AND at < :until"
+            + ("" if version is None else " AND COALESCE(version, 0) = :version"), args)
         rows = ([RequestRow(at, version, variant, 200, latency, None)
                  for at, version, variant, latency in answered]
                 + [RequestRow(*row) for row in failed])
         return sorted(rows, key=lambda row: row.at)
+
+    def shadow_pairs(self, model, champion, candidate):
+        rows = self.database.read(
+            "SELECT c.id, s.id, c.predicted, s.predicted, COALESCE(c.true_label, "
+            "s.true_label, -1) FROM predictions AS s JOIN predictions AS c ON c.request_id "
+            "= s.request_id AND c.model = s.model AND c.id != s.id WHERE s.model = :model AND "
+            "s.version = :candidate AND s.variant = 'shadow' AND c.version = :champion "
+            "ORDER BY s.id", {"model": model, "champion": champion, "candidate": candidate})
+        return np.asarray(rows, np.int64).reshape(-1, 5)
+
+    def variant_outcomes(self, model, version, variant):
+        rows = self.database.read(
+            "SELECT predicted, COALESCE(true_label, -1) FROM predictions WHERE model = :model "
+            "AND version = :version AND variant = :variant",
+            {"model": model, "version": version, "variant": variant})
+        return np.asarray(rows, np.int64).reshape(-1, 2)
+
+    def images(self, model, ids):
+        if not ids:
+            return []
+        rows = {row[0]: (row[1], -1 if row[2] is None else row[2]) for row in self.database.read(
+            f"SELECT id, pixels, true_label FROM predictions WHERE model = :model AND id IN "
+            f"({', '.join(str(int(i)) for i in ids)})", {"model": model})}
+        return [rows[i] for i in ids if i in rows]
 
     def set_true_label(self, model, prediction_id, true_label):
         with self.database.write() as conn:

@@ -245,16 +245,6 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
     )
 
 
-def drift_series(reference: ReferenceProfile, window: Window, version: int, size: int, *,
-                 thresholds: drift.Thresholds = drift.Thresholds(),
-                 permutations: int = 99) -> list[DriftReport]:
-    """Reports on consecutive, non-overlapping chunks of ``size`` predictions (oldest first)."""
-    size = max(size, MIN_WINDOW)
-    return [drift_report(reference, window.slice(start, start + size), version,
-                         thresholds=thresholds, permutations=permutations)
-            for start in range(len(window) % size, len(window) - size + 1, size)]
-
-
 def pca_2d(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Projects both embedding sets onto the reference's first two principal components."""
     mean = reference.mean(axis=0)

@@ -67,12 +67,29 @@ def _api_traffic(conn: Connection) -> None:
                          "ON predictions (model, at)")
 
 
+def _monitoring(conn: Connection) -> None:
+    """Step 4: monitoring snapshots, the monitor's progress, alerts (channels, rule
+    overrides, episodes, deliveries and their attempts); shadow pairs found by request."""
+    schema.metadata.create_all(conn, tables=[
+        schema.monitor_snapshots, schema.monitor_cursors, schema.alert_channels,
+        schema.alert_rules, schema.alert_episodes, schema.alert_deliveries,
+        schema.alert_attempts], checkfirst=True)
+    # At most one open episode per rule and subject, enforced by the database.
+    conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS one_open_episode ON "
+                         "alert_episodes (model, rule, subject) WHERE resolved_at IS NULL")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS alert_deliveries_due ON "
+                         "alert_deliveries (status, next_attempt_at)")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS predictions_by_request ON "
+                         "predictions (request_id) WHERE request_id IS NOT NULL")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
     Migration(2, "index predictions by model, version and time", _predictions_by_time),
     Migration(3, "API traffic: request ids, clients, variants, failed requests, API keys, "
                  "traffic policies", _api_traffic),
+    Migration(4, "monitoring snapshots and alerts", _monitoring),
 )
 LATEST = MIGRATIONS[-1].version
 

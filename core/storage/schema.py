@@ -172,6 +172,112 @@ traffic_policies = Table(
     CheckConstraint("mode IN ('off', 'shadow', 'canary')", name="traffic_mode"),
 )
 
+# Step 4: monitoring over real time. One snapshot per model, version, period kind
+# (hour, day) and period start, computed once when the period has closed; version 0
+# holds API requests that failed before any version was chosen.
+monitor_snapshots = Table(
+    "monitor_snapshots", metadata,
+    Column("model", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("start", Text, primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("end", Text, nullable=False),
+    Column("computed_at", Text, nullable=False),
+    Column("n", Integer, nullable=False),  # predictions logged in the period
+    Column("labelled", Integer, nullable=False),
+    Column("alert", Integer, nullable=False),
+    Column("estimated_accuracy", Float),
+    Column("realized_accuracy", Float),
+    Column("reference_accuracy", Float),
+    Column("drift", Text, nullable=False),  # JSON: statistic -> value, status, warn, alert
+    Column("traffic", Text, nullable=False),  # JSON: variant -> requests, errors, p50/95/99
+    Column("late_rows", Integer, nullable=False, server_default="0"),
+    CheckConstraint("period IN ('hour', 'day')", name="snapshot_period"),
+)
+
+# Where the monitor has got to, per model: named cursors such as "hour.done_until"
+# (every hourly period ending then or before has its snapshots), "predictions.seen"
+# (the highest log id seen: rows above it dated in a done period are late) and
+# "audit.seen" (the last audit entry looked at for decisions).
+monitor_cursors = Table(
+    "monitor_cursors", metadata,
+    Column("model", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+
+alert_channels = Table(
+    "alert_channels", metadata,
+    Column("model", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("target", Text, nullable=False),  # URL, or e-mail address
+    # The webhook's HMAC key: kept as given, since signing needs it (as MLflow does).
+    Column("secret", Text),
+    Column("smtp", Text),  # HOST:PORT
+    Column("smtp_user", Text),
+    Column("created_at", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    CheckConstraint("kind IN ('webhook', 'slack', 'email')", name="channel_kind"),
+)
+
+# Per-model overrides of a rule's defaults (JSON of the changed settings only).
+alert_rules = Table(
+    "alert_rules", metadata,
+    Column("model", Text, primary_key=True),
+    Column("rule", Text, primary_key=True),
+    Column("settings", Text, nullable=False),
+    Column("set_at", Text, nullable=False),
+    Column("set_by", Text, nullable=False),
+)
+
+alert_episodes = Table(
+    "alert_episodes", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("subject", Text, nullable=False),  # what fires: "version 3", "job 7", "audit log"
+    Column("version", Integer),
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("started_at", Text, nullable=False),
+    Column("resolved_at", Text),
+    Column("notified_at", Text, nullable=False),
+    Column("acknowledged_by", Text),
+    Column("acknowledged_at", Text),
+    Column("silenced_until", Text),
+    sqlite_autoincrement=True,
+)
+
+# The outbox: one row per message to a channel, sent and retried by the monitor.
+alert_deliveries = Table(
+    "alert_deliveries", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("episode", Integer),  # None: a test message
+    Column("channel", Text, nullable=False),
+    Column("state", Text, nullable=False),  # firing / resolved / test
+    Column("payload", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending / delivered / gave_up
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Text, nullable=False),
+    Column("delivered_at", Text),
+    sqlite_autoincrement=True,
+)
+
+alert_attempts = Table(
+    "alert_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery", Integer, nullable=False),
+    Column("at", Text, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # HTTP status or SMTP reply, or the failure
+    Column("error", Text),
+    sqlite_autoincrement=True,
+)
+
 schema_version = Table(
     "schema_version", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),

@@ -1,16 +1,26 @@
 """Drift: does production traffic still look like what the model was trained on?"""
 
+from datetime import datetime, time, timedelta
+
 import pandas as pd
 import streamlit as st
 
-from core.app import SCENARIOS, SOURCE_KINDS, STATISTICS, drift_view, prediction_count, simulate
+from core.app import (
+    SCENARIOS,
+    SOURCE_KINDS,
+    STATISTICS,
+    drift_view,
+    last_prediction_id,
+    simulate,
+    timeline,
+)
 from core.errors import CoreError
 from dashboard import charts, state
 
 st.title("Drift")
 versions = state.versions_or_stop()
 backends = state.backends()
-settings = st.columns([2, 2, 1, 1])
+settings = st.columns([2, 2, 1])
 chosen = state.version_selector(versions, settings[0])
 sources = settings[1].multiselect(
     "Sources", list(SOURCE_KINDS), default=list(SOURCE_KINDS),
@@ -18,8 +28,6 @@ sources = settings[1].multiselect(
          "predict; simulation: simulated traffic.")
 window_size = settings[2].number_input("Window (last N predictions)", min_value=30,
                                        max_value=10_000, value=500, step=50)
-chunk_size = settings[3].number_input("Points over time: N per point", min_value=30,
-                                      max_value=5_000, value=100, step=10)
 
 with st.expander("Simulate incoming traffic", icon=":material/science:"):
     st.caption("Streams test images, transformed the way a camera could change them, "
@@ -53,12 +61,54 @@ with st.expander("Simulate incoming traffic", icon=":material/science:"):
 
 
 @st.cache_data(show_spinner="Computing drift statistics…", max_entries=16)
-def compute(database: str, version: int, logged: int, window: int, chunk: int, actor: str,
+def compute(database: str, version: int, logged: int, window: int, actor: str,
             kinds: tuple[str, ...]):
-    """Everything the page draws. ``database`` and ``logged`` are only cache keys: the log
-    only grows, so a new count means new traffic and a fresh computation."""
+    """The current window's report. ``database`` and ``logged`` are only cache keys: the
+    log only grows, so a new last id means new traffic and a fresh computation."""
     return drift_view(backends, version, actor=actor, now=state.now(), window=window,
-                      chunk=chunk, sources=kinds)
+                      sources=kinds)
+
+
+def show_over_time() -> None:
+    """Drift over real time, from the monitor's snapshots of closed hours and days."""
+    st.subheader("Over time")
+    cells = st.columns([2, 3])
+    choice = cells[0].segmented_control(
+        "Range", ["Last 24 h", "Last 30 days", "Custom"], default="Last 24 h",
+        key="drift_range")
+    since = until = None
+    range_ = {"Last 24 h": "24h", "Last 30 days": "30d"}.get(choice or "", "custom")
+    if range_ == "custom":
+        today = state.now().date()
+        picked = cells[1].date_input("From, to (UTC days)",
+                                     value=(today - timedelta(days=7), today))
+        if not isinstance(picked, tuple) or len(picked) != 2:
+            st.caption("Choose both ends of the range.")
+            return
+        since = datetime.combine(picked[0], time(), tzinfo=state.now().tzinfo)
+        until = datetime.combine(picked[1] + timedelta(days=1), time(),
+                                 tzinfo=state.now().tzinfo)
+    try:
+        view = timeline(backends, actor=state.current_user(), now=state.now(), range_=range_,
+                        since=since, until=until)
+    except CoreError as error:
+        st.error(str(error))
+        return
+    mine = [s for s in view.snapshots if s.version == chosen]
+    if not any(s.drift for s in mine):
+        adjective = {"hour": "hourly", "day": "daily"}[view.period]
+        st.caption(f"No {adjective} snapshots of v{chosen} in this range yet. The monitor "
+                   "summarizes each closed hour and day: run `python -m core monitor run` "
+                   "(`make serve` starts it beside the API).")
+    else:
+        st.plotly_chart(charts.snapshot_timeline(mine, list(STATISTICS), view.deployments),
+                        width="stretch")
+        st.caption(f"One point per {view.period} (UTC, all sources). Shaded: warn (orange) "
+                   "and alert (red) bands; p-values on a log scale. Dashed lines: "
+                   "promotions, rollbacks and traffic-policy changes.")
+        st.plotly_chart(charts.accuracy_timeline(mine, view.deployments), width="stretch")
+    if view.pending_since:
+        st.caption(f"Periods from {view.pending_since} are not summarized yet.")
 
 
 def show_report() -> None:
@@ -66,15 +116,13 @@ def show_report() -> None:
         st.info("Choose at least one source.", icon=":material/info:")
         return
     try:
-        logged = prediction_count(backends, actor=state.current_user(), now=state.now(),
-                                  version=chosen)
+        logged = last_prediction_id(backends, actor=state.current_user(), now=state.now())
         view = compute(backends.config.effective_database_url, chosen, logged,
-                       int(window_size), int(chunk_size), state.current_user(),
-                       tuple(sources))
+                       int(window_size), state.current_user(), tuple(sources))
     except CoreError as error:
         st.info(str(error), icon=":material/info:")
         return
-    report, series, reference, current = view.report, view.series, view.reference, view.current
+    report, reference, current = view.report, view.reference, view.current
     if report.alert:
         st.error("**Drift alert** on the last {} predictions of v{}:\n\n{}".format(
             report.n, report.version, "\n".join(f"- {r}" for r in report.reasons)),
@@ -100,14 +148,6 @@ def show_report() -> None:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"value": st.column_config.NumberColumn(format="%.4g")})
 
-    st.subheader("Over time")
-    if len(series) >= 2:
-        st.plotly_chart(charts.drift_over_time(series, list(STATISTICS)), width="stretch")
-        st.caption(f"Each point: {int(chunk_size)} consecutive predictions. Dotted lines: "
-                   "warn (orange) and alert (red) levels; p-values on a log scale.")
-    else:
-        st.caption("Log more predictions to see the statistics over time.")
-
     st.subheader("Reference versus current")
     left, right = st.columns(2)
     left.plotly_chart(charts.compare_histograms(reference.confidence, current.confidence,
@@ -131,3 +171,4 @@ def show_report() -> None:
 auto = st.toggle("Refresh every 10 s", help="Re-reads the log without blocking other pages.")
 # A fragment reruns only this part of the page, on its own timer.
 st.fragment(show_report, run_every="10s" if auto else None)()
+show_over_time()

@@ -9,9 +9,12 @@ from core.app import (
     check_audit_log,
     compare_versions,
     decide_version,
+    explain_disagreements,
     explain_side_by_side,
     export_audit_log,
     find_comparison,
+    gate_advice,
+    live_evidence,
 )
 from core.errors import CoreError
 from dashboard import charts, state
@@ -55,6 +58,69 @@ def show_heatmaps(candidate: int, comparison: Comparison) -> None:
         role = "champion" if number == champion.version else "candidate"
         st.image([s.overlays[number] for s in samples], width=150,
                  caption=[f"v{number} ({role}): {s.predicted[number]}" for s in samples])
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM of both versions…", max_entries=8)
+def disagreement_gallery(artifacts: str, baseline: int, candidate: int, ids: tuple[int, ...],
+                         actor: str):
+    return explain_disagreements(backends, baseline, candidate, list(ids), actor=actor,
+                                 now=state.now())
+
+
+def show_live(candidate: int, comparison: Comparison | None) -> None:
+    """How the candidate behaved on live traffic beside the champion (shadow, canary)."""
+    user = state.current_user()
+    if comparison is not None:
+        advice, live = gate_advice(backends, comparison, actor=user, now=state.now())
+    else:
+        advice, live = None, live_evidence(backends, champion.version, candidate, actor=user,
+                                           now=state.now())
+    st.markdown(f"**Live evidence** (v{candidate} beside v{champion.version} on real traffic)")
+    if not live.paired and not live.arms:
+        st.caption(f"None yet. Shadow v{candidate} (Traffic page, or `python -m core traffic "
+                   f"set --shadow {candidate}`) to see how it answers live requests.")
+        return
+    cells = st.columns(4)
+    if live.paired:
+        low, high = live.agreement_ci or (0.0, 1.0)
+        cells[0].metric("Requests seen by both", live.paired)
+        cells[1].metric("Agreement", f"{live.agreement:.1%}",
+                        help=f"95% interval {low:.1%} – {high:.1%} (Wilson).")
+    if live.labelled:
+        cells[2].metric(f"Labelled accuracy v{champion.version} → v{candidate}",
+                        f"{live.candidate_accuracy:.1%}",
+                        delta=f"{(live.candidate_accuracy - live.champion_accuracy) * 100:+.1f}"
+                              " pts", help=f"On {live.labelled} labelled live requests.")
+        cells[3].metric("McNemar p", f"{live.mcnemar_p:.2g}",
+                        help=f"v{champion.version} alone right on {live.champion_only}, "
+                             f"v{candidate} alone right on {live.candidate_only}.")
+    for side in live.arms:
+        accuracy = "no labels" if side.accuracy is None else f"{side.accuracy:.1%}"
+        st.caption(f"Canary arm v{side.version}: {side.requests} requests, labelled accuracy "
+                   f"{accuracy}.")
+    if advice is not None and advice.policy.get("live"):
+        st.caption(f"With the live evidence the gate recommends **{advice.recommendation}**.")
+    elif live.paired:
+        st.caption("The gate counts live evidence from 200 shadowed requests on.")
+    if live.paired:
+        names = next(v for v in versions if v.version == champion.version).class_names
+        left, right = st.columns([1, 1])
+        with left:
+            st.plotly_chart(charts.confusion_matrix(live.confusion, names), width="stretch",
+                            key=f"live_confusion_{candidate}")
+            st.caption(f"Rows: v{champion.version}'s answer; columns: v{candidate}'s.")
+        with right:
+            if live.disagreements:
+                samples = disagreement_gallery(backends.artifacts.url, champion.version,
+                                               candidate, tuple(live.disagreements[:6]), user)
+                st.markdown("**Where they disagree** (newest first)")
+                st.image([s.image for s in samples], width=90,
+                         caption=[f"true: {s.true_class}" for s in samples])
+                for number in (champion.version, candidate):
+                    st.image([s.overlays[number] for s in samples], width=90,
+                             caption=[f"v{number}: {s.predicted[number]}" for s in samples])
+            else:
+                st.caption("They agreed on every shadowed request.")
 
 
 def decide(action: str, version: int, reason: str, override: bool) -> None:
@@ -124,6 +190,7 @@ for candidate in candidates:
             with st.expander("What each version looks at (Grad-CAM on the same images)",
                              icon=":material/visibility:"):
                 show_heatmaps(candidate.version, comparison)
+        show_live(candidate.version, comparison)
         if can_decide:
             decision_form(candidate.version, comparison)
         else:

@@ -12,6 +12,7 @@ from core.app import (
     get_version,
     list_jobs,
     observed_scenarios,
+    start_job,
     submit_retrain,
 )
 from core.errors import CoreError
@@ -61,7 +62,25 @@ def show_jobs() -> None:
     if not jobs:
         st.info("No retraining jobs yet.", icon=":material/info:")
         return
-    active = [job for job in jobs if job.status not in JOB_FINISHED]
+    for job in [job for job in jobs if job.status == "suggested"]:
+        with st.container(border=True):
+            st.markdown(f"**The monitor suggests retraining** (job {job.id}, "
+                        f"{job.submitted_at}): drift has been alerting for a while. Nothing "
+                        "runs until an operator starts it.")
+            if state.allowed("retrain"):
+                buttons = st.columns(2)
+                try:
+                    if buttons[0].button(f"Start job {job.id}", key=f"start_{job.id}",
+                                         type="primary", icon=":material/play_arrow:"):
+                        start_job(backends, job.id, actor=state.current_user(), now=state.now())
+                        st.rerun()
+                    if buttons[1].button(f"Discard job {job.id}", key=f"discard_{job.id}",
+                                         icon=":material/delete:"):
+                        cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
+                        st.rerun()
+                except CoreError as error:
+                    st.error(str(error))
+    active = [job for job in jobs if job.status not in JOB_FINISHED + ("suggested",)]
     followed = active[0] if active else jobs[0]
     st.subheader(f"Job {followed.id}: {followed.status}")
     progress = followed.progress
@@ -108,6 +127,6 @@ def show_jobs() -> None:
 
 # Rerun only this part every 2 s while a job is queued or running, so the chart moves
 # without blocking anything else on this page or others.
-busy = any(job.status not in JOB_FINISHED
+busy = any(job.status not in JOB_FINISHED + ("suggested",)
            for job in list_jobs(backends, actor=state.current_user(), now=state.now()))
 st.fragment(show_jobs, run_every="2s" if busy else None)()

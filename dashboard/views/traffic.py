@@ -7,15 +7,17 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.app import TRAFFIC_MODES, set_traffic, traffic_over_time, traffic_status
+from core.app import TRAFFIC_MODES, set_traffic, timeline, traffic_over_time, traffic_status
 from core.errors import CoreError
+from dashboard import charts as draw
 from dashboard import state
 
 st.title("Traffic")
 versions = state.versions_or_stop()
 backends = state.backends()
 st.caption("Requests to the serving API (`python -m core serve`): TF Serving's "
-           "`/v1/models/...:predict` and `/v1/predict`.")
+           "`/v1/models/...:predict` and `/v1/predict`. Closed hours and days come from the "
+           "monitor's snapshots; dashed lines mark promotions, rollbacks and policy changes.")
 
 status = traffic_status(backends, actor=state.current_user(), now=state.now())
 policy = status.policy
@@ -66,8 +68,10 @@ if not buckets:
     st.info("No API traffic in this period. Start the API with `python -m core serve` and "
             "send it requests (see the README).", icon=":material/info:")
     st.stop()
+markers = timeline(backends, actor=state.current_user(), now=state.now(),
+                   range_="24h" if bucket == "hour" else "30d").deployments
 table = pd.DataFrame([{
-    "start": b.start, "series": ("failed before routing" if b.version is None
+    "start": pd.to_datetime(b.start), "series": ("failed before routing" if b.version is None
                                  else f"v{b.version} {b.variant}"),
     "requests": b.requests, "requests/s": b.requests_per_second, "errors": b.errors,
     "error rate": b.error_rate, "p50 ms": b.p50_ms, "p95 ms": b.p95_ms, "p99 ms": b.p99_ms}
@@ -78,17 +82,27 @@ totals[0].metric("Requests", int(table["requests"].sum()))
 totals[1].metric("Error rate", f"{table['errors'].sum() / table['requests'].sum():.1%}")
 totals[2].metric("Worst p99", "—" if answered.empty else f"{answered['p99 ms'].max():.1f} ms")
 totals[3].metric("Series", table["series"].nunique())
+
+
+def with_markers(figure):
+    """Promotions, rollbacks and policy changes as vertical lines on a time axis."""
+    draw.add_deployments(figure, markers)
+    return figure
+
+
 charts = st.columns(2)
-charts[0].plotly_chart(px.bar(table, x="start", y="requests/s", color="series",
-                              title="Requests per second"), width="stretch")
+charts[0].plotly_chart(with_markers(px.bar(table, x="start", y="requests/s", color="series",
+                                           title="Requests per second")), width="stretch")
 errors = table.groupby("start", as_index=False)[["errors", "requests"]].sum()
 errors["error rate"] = errors["errors"] / errors["requests"]
-charts[1].plotly_chart(px.line(errors, x="start", y="error rate", markers=True,
-                               title="Error rate (all requests)"), width="stretch")
+charts[1].plotly_chart(with_markers(px.line(errors, x="start", y="error rate", markers=True,
+                                            title="Error rate (all requests)")),
+                       width="stretch")
 latency = answered.melt(id_vars=["start", "series"], value_vars=["p50 ms", "p95 ms", "p99 ms"],
                         var_name="percentile", value_name="ms")
-st.plotly_chart(px.line(latency, x="start", y="ms", color="series", line_dash="percentile",
-                        markers=True, title="Latency of answered requests"), width="stretch")
+st.plotly_chart(with_markers(px.line(latency, x="start", y="ms", color="series",
+                                     line_dash="percentile", markers=True,
+                                     title="Latency of answered requests")), width="stretch")
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"requests/s": st.column_config.NumberColumn(format="%.3g"),
                             "error rate": st.column_config.NumberColumn(format="%.1%%")})

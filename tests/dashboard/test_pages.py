@@ -262,3 +262,85 @@ def test_traffic_page_shows_api_traffic_and_lets_a_reviewer_set_a_canary(monkeyp
     status = backends_of(candidate_copy).traffic.get().as_dict()
     assert (status["mode"], status["candidate"], status["percent"], status["set_by"]) == (
         "canary", 2, 20, "rita")
+
+
+def test_governance_page_shows_live_evidence_for_a_shadowed_candidate(monkeypatch,
+                                                                     candidate_copy):
+    from core.app import live_evidence, set_traffic, simulate
+    from tests.conftest import FIXED_NOW
+
+    backends = backends_of(candidate_copy)
+    set_traffic(backends, actor="rita", mode="shadow", candidate=2, percent=None,
+                reason="watch v2 live", now=FIXED_NOW)
+    simulate(backends, actor="olga", scenario="brightness", n=60, clock=lambda: FIXED_NOW)
+    app = start(monkeypatch, candidate_copy.registry_dir, user="vic")
+    app.switch_page("views/governance.py").run()
+    assert not app.exception
+    assert any("Live evidence" in m.value for m in app.markdown)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Requests seen by both"] == "60"
+    assert metrics["Agreement"].endswith("%") and "McNemar p" in metrics
+    assert any("200 shadowed requests" in c.value for c in app.caption)
+    # Holdout heatmaps (3 rows) plus the disagreements' gallery (3 more) if any.
+    live = live_evidence(backends, 1, 2, actor="vic", now=FIXED_NOW)
+    assert len(app.get("image")) == (6 if live.disagreements else 3)
+
+
+def test_drift_page_draws_snapshots_over_real_time(monkeypatch, registry_copy):
+    from datetime import UTC, datetime, timedelta
+    from itertools import count
+
+    from core.app import monitor_pass, simulate
+    from core.monitoring.snapshots import period_start
+
+    backends = backends_of(registry_copy)
+    start_at = period_start(datetime.now(UTC) - timedelta(hours=5), "hour")
+    ticks = count()
+    simulate(backends, actor="olga", scenario="none", n=120,
+             clock=lambda: start_at + next(ticks) * timedelta(minutes=1))
+    monitor_pass(backends, datetime.now(UTC))
+    app = start(monkeypatch, registry_copy.registry_dir, user="vic")
+    app.switch_page("views/drift.py").run()
+    assert not app.exception
+    assert "Over time" in [h.value for h in app.subheader]
+    assert any("One point per hour" in c.value for c in app.caption)
+    assert len(app.get("plotly_chart")) >= 6  # 4 of the window + statistics + accuracy
+    app.segmented_control[0].set_value("Last 30 days").run()
+    assert not app.exception
+    # Traffic from yesterday has a closed day; from today only: says so instead of a chart.
+    closed = start_at.date() < datetime.now(UTC).date()
+    expected = "One point per day" if closed else "No daily snapshots of v1"
+    assert any(expected in c.value for c in app.caption)
+
+
+def test_alerts_page_lists_an_open_episode_an_operator_acknowledges(monkeypatch, config):
+    from datetime import UTC, datetime
+
+    from core.app import add_alert_channel, monitor_pass
+    from core.monitoring.prediction_log import FailedRequest
+    from tests.conftest import FIXED_NOW, add_users
+    from tests.monitoring.receivers import HttpReceiver
+
+    add_users(config)
+    backends = backends_of(config)
+    receiver = HttpReceiver().start()
+    try:
+        add_alert_channel(backends, actor="ada", name="ops", webhook=receiver.url,
+                          secret="k", now=FIXED_NOW)
+        now = datetime.now(UTC)
+        backends.prediction_log.append([], [FailedRequest(
+            at=now.isoformat(), model="classifier", status=400, error_kind="invalid_input",
+            latency_ms=1.0, client="t", request_id=f"r{i}") for i in range(25)])
+        monitor_pass(backends, now)
+    finally:
+        receiver.stop()
+    app = start(monkeypatch, config.registry_dir, user="olga")
+    app.switch_page("views/alerts.py").run()
+    assert not app.exception and app.title[0].value == "Alerts"
+    assert any("**error_rate**" in m.value for m in app.markdown)
+    assert app.dataframe[1].value.iloc[0]["status"] == "delivered"  # the messages table
+    app.text_input[0].set_value("on it")
+    button(app, "Acknowledge").click().run()
+    assert not app.exception
+    assert any("acknowledged by olga" in m.value for m in app.markdown)
+    assert not [b for b in app.button if b.label.startswith("Send a test")]  # admins only

@@ -102,6 +102,23 @@ def test_drift_simulation_from_the_page_raises_the_alert(desktop, dashboard_url)
     screenshot(desktop, SCREENSHOTS / "drift-alert-desktop.png")
 
 
+def test_governance_shows_a_shadowed_candidates_live_evidence(desktop, dashboard_url,
+                                                             e2e_config):
+    from core.app import set_traffic, simulate
+
+    backends = backends_of(e2e_config)
+    set_traffic(backends, actor="rita", mode="shadow", candidate=2, percent=None,
+                reason="see v2 on live traffic", now=datetime.now(UTC))
+    simulate(backends, actor="olga", scenario="brightness", n=60,
+             clock=lambda: datetime.now(UTC))
+    open_page(desktop, dashboard_url, "governance")
+    desktop.get_by_text("Live evidence").first.wait_for(timeout=TIMEOUT_MS)
+    seen = desktop.locator("[data-testid='stMetric']").filter(has_text="Requests seen by both")
+    assert seen.first.inner_text().endswith("60")
+    assert desktop.locator(EXCEPTION).count() == 0
+    screenshot(desktop, SCREENSHOTS / "governance-live-desktop.png")
+
+
 def decision_controls(page) -> int:
     return page.get_by_role("button", name="Promote to champion").count()
 

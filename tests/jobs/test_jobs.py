@@ -204,3 +204,24 @@ def test_a_job_left_queued_by_a_dead_worker_gets_a_new_one(tmp_path, monkeypatch
     # The dead one is marked failed and the waiting one gets a worker.
     assert [j.status for j in runner.list(FIXED_NOW)] == ["queued", "failed"]
     assert len(started) >= 2
+
+
+def test_a_suggested_job_waits_for_a_human_to_start_it(tmp_path, monkeypatch):
+    config = load_config({}).with_overrides(registry_dir=tmp_path)
+    runner = backends_of(config).jobs
+    started = []
+    monkeypatch.setattr(runner.executor, "start", lambda: started.append(True))
+    job = runner.suggest("retrain", {}, actor=Actor("monitor", "system"), now=FIXED_NOW,
+                         because="drift for 6 h")
+    assert job.status == "suggested"
+    # No worker claims it, and an idle queue does not call for one, however long it waits.
+    assert runner.store.finish_and_claim_next(os.getpid(), FIXED_NOW) is None
+    runner.list(FIXED_NOW + timedelta(days=1))
+    assert started == []
+    started_job = runner.start_suggested(job.id, actor=ANN, now=FIXED_NOW)
+    assert started_job.status == "queued" and started == [True]
+    with pytest.raises(InvalidInput, match="only a suggested job can be started"):
+        runner.start_suggested(job.id, actor=ANN, now=FIXED_NOW)
+    entries = AuditLog(database_at(tmp_path)).read_entries()
+    assert [(e.action, e.actor, e.reason) for e in entries] == [
+        ("suggest_job", "monitor", "drift for 6 h"), ("start_job", "ann", "")]

@@ -9,7 +9,6 @@ from core.monitoring.report import (
     build_reference_profile,
     calibrated,
     drift_report,
-    drift_series,
     fit_calibration,
     pca_2d,
 )
@@ -86,13 +85,6 @@ def test_too_small_a_window_is_refused(reference):
     tiny = window_from(*synthetic(MIN_WINDOW - 1, np.random.default_rng(3)))
     with pytest.raises(InvalidInput, match=f"holds {MIN_WINDOW - 1} prediction.*at least"):
         drift_report(reference, tiny, 1)
-
-
-def test_drift_series_uses_consecutive_chunks(reference):
-    window = window_from(*synthetic(350, np.random.default_rng(4)))
-    series = drift_series(reference, window, 1, 100, permutations=19)
-    assert [r.last_id for r in series] == [150, 250, 350]  # the newest chunks, oldest first
-    assert all(r.n == 100 for r in series)
 
 
 def test_pca_projects_onto_two_components(reference):

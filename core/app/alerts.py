@@ -1,0 +1,404 @@
+"""Use cases of the monitor and of alerts: one monitor pass (snapshots, rules, the
+retraining suggestion, deliveries), channels and rules (admins), episodes (operators
+acknowledge or silence them)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.app.monitor import _drift_report
+from core.app.snapshots import compute_snapshots
+from core.app.traffic import _status as traffic_state
+from core.errors import CoreError, InvalidInput
+from core.governance.access import check_reason, stamp
+from core.governance.audit import Actor
+from core.governance.decisions import DECISIONS, verify_audit
+from core.ml.params import RetrainRequest
+from core.monitoring import channels as senders
+from core.monitoring.alerts import (
+    CONDITION,
+    RULES,
+    Attempt,
+    Changes,
+    Channel,
+    Delivery,
+    Episode,
+    Finding,
+    check_rule,
+    parse_setting,
+    rule_settings,
+)
+from core.monitoring.report import DriftReport
+
+# Who the monitor acts as in the audit log (it is a system process, like a worker).
+MONITOR = Actor("monitor", "system")
+RETRAIN_JOB = "retrain"
+MAX_SILENCE = timedelta(days=30)
+JOB_EVENT_HORIZON = timedelta(days=1)  # failed jobs older than this never alert
+
+Send = Callable[[Channel, dict], tuple[bool, str, "str | None"]]
+
+
+def default_sender(backends: Backends) -> Send:
+    return functools.partial(senders.send, smtp_password=backends.config.smtp_password)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What one monitor pass did."""
+
+    snapshots: int
+    changes: Changes
+    sent: int
+    failed: int
+
+    def line(self) -> str:
+        return (f"snapshots +{self.snapshots}; alerts fired {len(self.changes.fired)}, "
+                f"resolved {len(self.changes.resolved)}, reminded {len(self.changes.reminded)}; "
+                f"messages sent {self.sent}, failed {self.failed}")
+
+
+def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
+                 on_period: Callable[[str, str, int], None] | None = None) -> PassResult:
+    """One pass of ``python -m core monitor run``: closed periods' snapshots, the alert
+    rules on the current window, the retraining suggestion, then due messages."""
+    snapshots = compute_snapshots(backends, now, on_period)
+    changes = evaluate_alerts(backends, now)
+    sent = deliver_due(backends, now, send or default_sender(backends))
+    return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
+                      sum(d.status != "delivered" for d in sent))
+
+
+# --- rules -------------------------------------------------------------------------------
+
+def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
+    """Checks every enabled rule now and records what changed (episodes, messages)."""
+    store = backends.alerts
+    overrides = store.overrides()
+    settings = {name: rule_settings(name, overrides.get(name, {})) for name in RULES}
+    enabled = {name for name, s in settings.items() if s["enabled"]}
+    findings: list[Finding] = []
+    checked: set[tuple[str, str]] = set()
+    served = _served_versions(backends)
+    reports = _reports(backends, served, settings)
+    for version, report in reports.items():
+        subject = f"version {version}"
+        if "drift" in enabled:
+            checked.add(("drift", subject))
+            if report.alert:
+                findings.append(Finding("drift", subject, f"version {version}'s last "
+                                        f"{report.n} predictions drifted: "
+                                        + "; ".join(report.reasons[:3]), version,
+                                        {"reasons": report.reasons, "n": report.n,
+                                         "window": [report.window_start, report.window_end]}))
+        if "accuracy_drop" in enabled:
+            checked.add(("accuracy_drop", subject))
+            drop = report.reference_accuracy - report.estimated_accuracy
+            if drop > settings["accuracy_drop"]["max_drop"]:
+                findings.append(Finding(
+                    "accuracy_drop", subject, f"version {version}'s estimated accuracy is "
+                    f"{report.estimated_accuracy:.1%}, {drop * 100:.1f} points below its "
+                    f"validation accuracy ({report.reference_accuracy:.1%})", version,
+                    {"estimated": report.estimated_accuracy, "n": report.n,
+                     "reference": report.reference_accuracy}))
+    # A version no longer served has nothing left to drift: its episodes resolve.
+    for episode in store.episodes(open_only=True):
+        if episode.rule in ("drift", "accuracy_drop") and episode.version not in served:
+            checked.add((episode.rule, episode.subject))
+    findings += _traffic_findings(backends, now, settings, enabled, checked)
+    if "candidate_registered" in enabled:
+        for registered in backends.registry.list_versions():
+            subject = f"version {registered.version}"
+            checked.add(("candidate_registered", subject))
+            if registered.status == "candidate":
+                findings.append(Finding(
+                    "candidate_registered", subject, f"candidate version {registered.version} "
+                    f"(by {registered.created_by}) waits for review", registered.version,
+                    {"created_at": registered.created_at,
+                     "created_by": registered.created_by}))
+        for episode in store.episodes(open_only=True):
+            if episode.rule == "candidate_registered":
+                checked.add((episode.rule, episode.subject))
+    if "job_failed" in enabled:
+        for job in backends.jobs.list(now):
+            subject = f"job {job.id}"
+            if (job.status == "failed" and job.finished_at
+                    and datetime.fromisoformat(job.finished_at) >= now - JOB_EVENT_HORIZON
+                    and not store.has_episode("job_failed", subject)):
+                findings.append(Finding("job_failed", subject, f"{job.kind} job {job.id} "
+                                        f"(by {job.submitted_by}) failed: {job.error}",
+                                        job.result_version, {"error": job.error}))
+    findings += _decision_findings(backends, now, "decision_made" in enabled)
+    if "audit_chain" in enabled:
+        checked.add(("audit_chain", "audit log"))
+        verification = verify_audit(backends.audit_log, backends.registry)
+        if not verification.ok:
+            findings.append(Finding("audit_chain", "audit log", "the audit log fails "
+                                    f"verification: {verification.problem}", None,
+                                    verification.as_dict()))
+    findings += _suggest_retraining(backends, now, settings["retraining_suggested"],
+                                    "retraining_suggested" in enabled)
+    reminders = {name: s.get("reminder_minutes", 0) for name, s in settings.items()
+                 if RULES[name].kind == CONDITION}
+    return store.record(findings, checked, now, reminders)
+
+
+def _served_versions(backends: Backends) -> list[int]:
+    """The champion and the candidate in shadow or canary, if any."""
+    status = traffic_state(backends, backends.traffic.get())
+    if status.champion is None:
+        return []
+    return [status.champion] + ([status.policy.candidate] if status.active
+                                and status.policy.candidate is not None else [])
+
+
+def _reports(backends: Backends, versions: list[int], settings: dict
+             ) -> dict[int, DriftReport]:
+    """Each served version's report over its last N predictions; a version without
+    enough traffic or a reference profile is left out (its episodes stay as they are)."""
+    window = max(settings["drift"]["window"], settings["accuracy_drop"]["window"])
+    reports = {}
+    for version in versions:
+        try:
+            reports[version] = _drift_report(backends, version=version, window=window)
+        except CoreError:
+            continue
+    return reports
+
+
+def _traffic_findings(backends: Backends, now: datetime, settings: dict, enabled: set[str],
+                      checked: set[tuple[str, str]]) -> list[Finding]:
+    findings = []
+    for rule in ("error_rate", "latency_p95"):
+        if rule not in enabled:
+            continue
+        setting = settings[rule]
+        rows = backends.prediction_log.api_requests(
+            backends.model, stamp(now - timedelta(minutes=setting["minutes"])))
+        if len(rows) < setting["min_requests"]:
+            continue  # too few requests to judge: episodes stay as they are
+        checked.add((rule, "api"))
+        details = {"requests": len(rows), "minutes": setting["minutes"]}
+        if rule == "error_rate":
+            errors = sum(row.status != 200 for row in rows)
+            rate = errors / len(rows)
+            if rate > setting["max_rate"]:
+                findings.append(Finding(rule, "api", f"{rate:.1%} of {len(rows)} API requests "
+                                        f"in the last {setting['minutes']} min failed (limit "
+                                        f"{setting['max_rate']:.1%})", None,
+                                        details | {"errors": errors, "rate": rate}))
+        else:
+            answered = [row.latency_ms for row in rows if row.status == 200]
+            if not answered:
+                continue
+            p95 = float(np.percentile(answered, 95))
+            if p95 > setting["max_ms"]:
+                findings.append(Finding(rule, "api", f"API latency p95 is {p95:.0f} ms over "
+                                        f"the last {setting['minutes']} min (limit "
+                                        f"{setting['max_ms']:g} ms)", None,
+                                        details | {"p95_ms": p95}))
+    return findings
+
+
+def _decision_findings(backends: Backends, now: datetime, enabled: bool) -> list[Finding]:
+    """Decisions since the last pass (the first pass starts from the log's end)."""
+    store = backends.snapshots
+    seen = store.cursor("audit.seen")
+    entries = backends.audit_log.read_entries(backends.model)
+    last = max((e.seq or 0 for e in entries), default=0)
+    findings = []
+    if seen is not None and enabled:
+        for entry in entries:
+            if (entry.seq or 0) > int(seen) and entry.action in DECISIONS \
+                    and entry.outcome == "done":
+                findings.append(Finding(
+                    "decision_made", f"audit entry {entry.seq}",
+                    f"{entry.actor} {_past(entry.action)} version {entry.version}: "
+                    f"{entry.reason}", entry.version,
+                    {"action": entry.action, "actor": entry.actor, "reason": entry.reason,
+                     "audit_seq": entry.seq, "audit_hash": entry.hash}))
+    if seen is None or int(seen) != last:
+        with backends.database.write() as conn:
+            store.set_cursor(conn, "audit.seen", str(last), now)
+    return findings
+
+
+def _past(action: str) -> str:
+    return {"promote": "promoted", "reject": "rejected", "rollback": "rolled back to"}[action]
+
+
+def _suggest_retraining(backends: Backends, now: datetime, setting: dict,
+                        enabled: bool) -> list[Finding]:
+    """When the champion's drift episode has lasted ``after_minutes``, records a retraining
+    job for a human to start or discard (never started here), once per episode."""
+    if not enabled:
+        return []
+    store = backends.alerts
+    champion = next((v.version for v in backends.registry.list_versions()
+                     if v.status == "champion"), None)
+    for episode in store.episodes(open_only=True):
+        if episode.rule != "drift" or episode.version != champion:
+            continue
+        lasted = now - datetime.fromisoformat(episode.started_at)
+        subject = f"drift episode {episode.id}"
+        if lasted < timedelta(minutes=setting["after_minutes"]) or store.has_episode(
+                "retraining_suggested", subject):
+            continue
+        busy = [job for job in backends.jobs.list(now) if job.kind == RETRAIN_JOB
+                and job.status in ("suggested", "queued", "running")]
+        if busy:
+            continue  # a retraining is already waiting or under way
+        because = (f"drift has been alerting on version {champion} for "
+                   f"{lasted.total_seconds() / 3600:.1f} h (since {episode.started_at})")
+        job = backends.jobs.suggest(RETRAIN_JOB, RetrainRequest().as_dict(), actor=MONITOR,
+                                    now=now, because=because)
+        return [Finding("retraining_suggested", subject,
+                        f"{because}: retraining job {job.id} waits for a human to start or "
+                        "discard it", champion, {"job": job.id, "drift_episode": episode.id})]
+    return []
+
+
+# --- deliveries ----------------------------------------------------------------------------
+
+def deliver_due(backends: Backends, now: datetime, send: Send,
+                only: int | None = None) -> list[Delivery]:
+    """Sends every message due now (or just delivery ``only``); records each attempt."""
+    store = backends.alerts
+    channels = {c.name: c for c in store.channels()}
+    done = []
+    for delivery in store.claim_due(now, only):
+        channel = channels.get(delivery.channel)
+        outcome: tuple[bool, str, str | None]
+        if channel is None:
+            outcome = (False, "no channel", f"the channel {delivery.channel!r} was removed")
+        else:
+            outcome = send(channel, delivery.payload)
+        done.append(store.record_attempt(delivery, now, *outcome))
+    return done
+
+
+# --- channels and rules (admins) -----------------------------------------------------------
+
+def add_alert_channel(backends: Backends, *, actor: str, name: str, now: datetime,
+                      webhook: str | None = None, secret: str | None = None,
+                      slack: str | None = None, email: str | None = None,
+                      smtp: str | None = None, smtp_user: str | None = None) -> Channel:
+    """Adds a channel: exactly one of a signed webhook, a Slack URL or an e-mail address."""
+    acting = backends.access.authorize(actor, "manage_alerts", now,
+                                       target=f"alert channel {name}")
+    from core.governance.users import validate_user_name
+
+    validate_user_name(name)
+    given = [kind for kind, value in (("webhook", webhook), ("slack", slack),
+                                      ("email", email)) if value]
+    if len(given) != 1:
+        raise InvalidInput("a channel is one of --webhook URL, --slack URL or --email "
+                           "ADDRESS. To fix this, pass exactly one of them.")
+    kind = given[0]
+    if kind == "webhook":
+        target = senders.check_url(webhook or "")
+        if not secret:
+            raise InvalidInput("a webhook channel signs its messages with a secret. To fix "
+                               "this, pass --secret SECRET (the receiver checks X-Signature "
+                               "with it).")
+    elif kind == "slack":
+        target = senders.check_url(slack or "")
+    else:
+        target = senders.check_address(email or "")
+        if not smtp:
+            raise InvalidInput("an e-mail channel needs its SMTP server. To fix this, pass "
+                               "--smtp HOST:PORT.")
+        senders.check_smtp(smtp)
+    if kind != "webhook" and secret:
+        raise InvalidInput("--secret signs webhook messages only. To fix this, drop it.")
+    channel = Channel(name, kind, target, secret if kind == "webhook" else None,
+                      smtp if kind == "email" else None,
+                      smtp_user if kind == "email" else None, stamp(now), acting.name)
+    return backends.alerts.add_channel(channel, actor=acting)
+
+
+def remove_alert_channel(backends: Backends, *, actor: str, name: str, now: datetime) -> None:
+    acting = backends.access.authorize(actor, "manage_alerts", now,
+                                       target=f"alert channel {name}")
+    backends.alerts.remove_channel(name, actor=acting, now=now)
+
+
+def list_alert_channels(backends: Backends, *, actor: str, now: datetime) -> list[Channel]:
+    backends.access.authorize(actor, "view", now, target="alert channels")
+    return backends.alerts.channels()
+
+
+def send_test_alert(backends: Backends, *, actor: str, name: str, now: datetime,
+                       send: Send | None = None) -> tuple[Delivery, list[Attempt]]:
+    """Sends a test message to one channel now (one attempt; retried like any message)."""
+    backends.access.authorize(actor, "manage_alerts", now, target=f"alert channel {name}")
+    delivery = backends.alerts.queue_test(name, now)
+    deliver_due(backends, now, send or default_sender(backends), only=delivery.id)
+    delivery = backends.alerts.delivery(delivery.id)
+    return delivery, backends.alerts.attempts([delivery.id])
+
+
+def alert_rules(backends: Backends, *, actor: str, now: datetime) -> dict[str, dict]:
+    """Every rule with its effective settings, kind and meaning."""
+    backends.access.authorize(actor, "view", now, target="alert rules")
+    return {name: {"kind": rule.kind, "meaning": rule.meaning,
+                   "settings": backends.alerts.settings(name)}
+            for name, rule in RULES.items()}
+
+
+def set_alert_rule(backends: Backends, *, actor: str, rule: str, assignments: list[str],
+                   reason: str, now: datetime) -> dict:
+    """Overrides settings of a rule for this model, e.g. ``["max_rate=0.1"]`` (admins)."""
+    acting = backends.access.authorize(actor, "manage_alerts", now,
+                                       target=f"alert rule {rule}")
+    check_rule(rule)
+    if not assignments:
+        raise InvalidInput("nothing to set. To fix this, pass KEY=VALUE, e.g. enabled=false.")
+    changes = dict(parse_setting(rule, a) for a in assignments)
+    return backends.alerts.set_rule(rule, changes, actor=acting, reason=check_reason(reason),
+                                    now=now)
+
+
+# --- episodes ------------------------------------------------------------------------------
+
+def list_alert_episodes(backends: Backends, *, actor: str, now: datetime,
+                        open_only: bool = False) -> list[Episode]:
+    backends.access.authorize(actor, "view", now, target="alerts")
+    return backends.alerts.episodes(open_only=open_only)
+
+
+def acknowledge_alert(backends: Backends, episode: int, *, actor: str, reason: str,
+                      now: datetime, silence_for: timedelta | None = None) -> Episode:
+    """Acknowledges an open episode (no more reminders; its resolution is still sent), or
+    silences it for a time (nothing sent until then). Operators and up; audited."""
+    acting = backends.access.authorize(actor, "alerts", now, target=f"alert episode {episode}")
+    if silence_for is not None and not timedelta(0) < silence_for <= MAX_SILENCE:
+        raise InvalidInput(f"a silence lasts between a minute and {MAX_SILENCE.days} days. "
+                           "To fix this, pass e.g. --for 2h.")
+    return backends.alerts.acknowledge(episode, actor=acting, reason=check_reason(reason),
+                                       now=now, silence_for=silence_for)
+
+
+def alert_deliveries(backends: Backends, *, actor: str, now: datetime, limit: int = 100
+                     ) -> list[tuple[Delivery, list[Attempt]]]:
+    """Recent messages, newest first, each with its attempts (time, status, error)."""
+    backends.access.authorize(actor, "view", now, target="alerts")
+    deliveries = backends.alerts.deliveries(limit)
+    attempts = backends.alerts.attempts([d.id for d in deliveries])
+    return [(d, [a for a in attempts if a.delivery == d.id]) for d in deliveries]
+
+
+def parse_duration(value: str) -> timedelta:
+    """``30m``, ``2h``, ``1d`` -> a timedelta."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    number, unit = value[:-1], value[-1:]
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise InvalidInput(f"{value!r} is not a duration. To fix this, pass e.g. 30m, 2h or "
+                           "1d.")
+    return timedelta(**{units[unit]: int(number)})

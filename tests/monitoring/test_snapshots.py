@@ -1,0 +1,162 @@
+"""Monitoring snapshots over real traffic of the trained model: once per closed period,
+late rows, resuming after SIGKILL, the timeline with its deployments, and drift alerts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from itertools import count
+
+import pytest
+
+from core.app import (
+    add_alert_channel,
+    build_backends,
+    cancel_job,
+    list_jobs,
+    monitor_pass,
+    set_alert_rule,
+    simulate,
+    start_job,
+    timeline,
+)
+from core.errors import InvalidInput
+from core.monitoring.snapshots import period_start
+from tests.conftest import PROJECT_ROOT
+from tests.monitoring.receivers import HttpReceiver
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+def ticking(start: datetime, step: timedelta):
+    """A clock that moves ``step`` on every reading (one reading per logged row)."""
+    ticks = count()
+    return lambda: start + next(ticks) * step
+
+
+def traffic(backends, start: datetime, hours: int, per_hour: int = 40,
+            scenario: str = "none") -> None:
+    step = timedelta(hours=1) / per_hour
+    # simulate reads the clock once to authorize, then once per row.
+    simulate(backends, actor="olga", scenario=scenario, n=hours * per_hour,
+             clock=ticking(start - step, step))
+
+
+def test_each_closed_period_is_summarized_once(registry_copy):
+    backends = build_backends(registry_copy)
+    traffic(backends, T0, hours=3)  # 10:00-12:59
+    done = monitor_pass(backends, T0 + timedelta(hours=3, seconds=30))
+    # 12:00-13:00 closed 30 s ago, within the 60 s grace: not yet.
+    assert done.snapshots == 2
+    assert monitor_pass(backends, T0 + timedelta(hours=3, seconds=30)).snapshots == 0
+    assert monitor_pass(backends, T0 + timedelta(hours=3, minutes=2)).snapshots == 1
+    hours = backends.snapshots.read("hour", "2026-03-01", "2026-03-02")
+    assert [(s.start, s.version, s.n) for s in hours] == [
+        ("2026-03-01T10:00:00+00:00", 1, 40), ("2026-03-01T11:00:00+00:00", 1, 40),
+        ("2026-03-01T12:00:00+00:00", 1, 40)]
+    first = hours[0]
+    assert first.end == "2026-03-01T11:00:00+00:00" and first.labelled == 40
+    assert 0.5 < first.realized_accuracy <= 1 and 0.5 < first.estimated_accuracy <= 1
+    assert set(first.drift) >= {"prediction_psi", "embedding_mmd", "input_ks_brightness"}
+    assert first.traffic == {}  # simulated traffic, not API requests
+    # The day closes at midnight (plus the grace): one roll-up of all 120 rows.
+    assert monitor_pass(backends, datetime(2026, 3, 2, 0, 0, 30, tzinfo=UTC)).snapshots == 0
+    assert monitor_pass(backends, datetime(2026, 3, 2, 0, 1, 1, tzinfo=UTC)).snapshots == 1
+    [day] = backends.snapshots.read("day", "2026-03-01", "2026-03-02")
+    assert (day.start, day.n, day.labelled) == ("2026-03-01T00:00:00+00:00", 120, 120)
+
+
+def test_late_rows_are_counted_on_their_period_not_recomputed(registry_copy):
+    backends = build_backends(registry_copy)
+    traffic(backends, T0, hours=1)
+    monitor_pass(backends, T0 + timedelta(hours=2))
+    # Rows dated 10:30 arrive after 10:00-11:00 was summarized.
+    simulate(backends, actor="olga", scenario="none", n=7,
+             clock=lambda: T0 + timedelta(minutes=30))
+    monitor_pass(backends, T0 + timedelta(hours=2, minutes=1))
+    [hour] = backends.snapshots.read("hour", "2026-03-01", "2026-03-02")
+    assert (hour.n, hour.late_rows) == (40, 7)
+    monitor_pass(backends, T0 + timedelta(hours=2, minutes=2))  # counted once
+    assert backends.snapshots.read("hour", "2026-03-01", "2026-03-02")[0].late_rows == 7
+
+
+def test_timeline_reads_snapshots_with_deployment_markers(candidate_copy):
+    backends = build_backends(candidate_copy)
+    now = T0 + timedelta(hours=4)
+    traffic(backends, T0, hours=2)
+    from core.app import set_traffic
+
+    set_traffic(backends, actor="rita", mode="shadow", candidate=2, percent=None,
+                reason="try v2 on live traffic", now=T0 + timedelta(hours=1, minutes=10))
+    monitor_pass(backends, now)
+    view = timeline(backends, actor="vic", now=now, range_="24h")
+    assert view.period == "hour" and [s.start[11:16] for s in view.snapshots] == ["10:00",
+                                                                                  "11:00"]
+    assert [(d.action, d.summary) for d in view.deployments] == [("traffic",
+                                                                  "traffic: shadow v2")]
+    custom = timeline(backends, actor="vic", now=now, range_="custom",
+                      since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))
+    assert [s.start[11:16] for s in custom.snapshots] == ["11:00"]
+    with pytest.raises(InvalidInput, match="start before its end"):
+        timeline(backends, actor="vic", now=now, range_="custom", since=now, until=T0)
+    with pytest.raises(InvalidInput, match="unknown range"):
+        timeline(backends, actor="vic", now=now, range_="week")
+
+
+def test_drift_alert_fires_and_a_retraining_is_suggested_for_a_human(registry_copy):
+    backends = build_backends(registry_copy)
+    receiver = HttpReceiver().start()
+    try:
+        add_alert_channel(backends, actor="ada", name="ops", webhook=receiver.url,
+                          secret="k", now=T0)
+        traffic(backends, T0, hours=1, per_hour=300, scenario="brightness")
+        now = T0 + timedelta(hours=1)
+        fired = monitor_pass(backends, now).changes.fired
+        # Brightness +0.3 lowers confidence too: the estimated accuracy drops with it.
+        assert {(e.rule, e.version) for e in fired} == {("drift", 1), ("accuracy_drop", 1)}
+        # Off by default: no job after the drift has lasted, until an admin turns it on.
+        monitor_pass(backends, now + timedelta(hours=7))
+        assert not list_jobs(backends, actor="vic", now=now)
+        set_alert_rule(backends, actor="ada", rule="retraining_suggested",
+                       assignments=["enabled=true", "after_minutes=60"], reason="try it",
+                       now=now)
+        suggested = monitor_pass(backends, now + timedelta(hours=8)).changes.fired
+        assert [e.rule for e in suggested] == ["retraining_suggested"]
+        assert not monitor_pass(backends, now + timedelta(hours=9)).changes.fired  # once
+    finally:
+        receiver.stop()
+    [job] = list_jobs(backends, actor="vic", now=now)
+    assert job.status == "suggested" and job.submitted_by == "monitor"
+    assert [b for b in receiver.received if b"retraining_suggested" in b.body]
+    cancel_job(backends, job.id, actor="olga", now=now)  # discarded by a human
+    with pytest.raises(InvalidInput, match="not suggested"):
+        start_job(backends, job.id, actor="olga", now=now)
+    actions = [e.action for e in backends.audit_log.read_entries()]
+    assert actions.count("suggest_job") == 1 and "discard_job" in actions
+
+
+def test_a_monitor_killed_mid_pass_resumes_with_no_gap_and_no_duplicate(registry_copy):
+    backends = build_backends(registry_copy)
+    start = period_start(datetime.now(UTC) - timedelta(hours=30), "hour")
+    traffic(backends, start, hours=24, per_hour=40)
+    command = [sys.executable, "-m", "core", "--registry", str(registry_copy.registry_dir),
+               "monitor", "run", "--once"]
+    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
+    monitor = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               env=env, text=True)
+    assert monitor.stderr is not None
+    lines = [monitor.stderr.readline() for _ in range(3)]  # three hours summarized
+    monitor.send_signal(signal.SIGKILL)
+    monitor.wait()
+    assert all(line.startswith("hour ") for line in lines), lines
+    partial = backends.snapshots.count("hour")
+    assert 3 <= partial < 24
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert finished.returncode == 0, finished.stderr
+    hours = backends.snapshots.read("hour", "2000", "9999")
+    assert [s.start for s in hours] == [(start + timedelta(hours=h)).isoformat()
+                                        for h in range(24)]  # contiguous, each once
+    assert all(s.n == 40 for s in hours)
