@@ -21,11 +21,13 @@ def probability_bars(probabilities: dict[str, float], top: int = 5) -> go.Figure
     return figure
 
 
-def confusion_matrix(matrix: list[list[int]], class_names: list[str]) -> go.Figure:
-    """Counts as a heatmap: rows are true classes, columns predicted classes."""
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], rows: str = "true",
+                     columns: str = "predicted") -> go.Figure:
+    """Counts as a heatmap: rows are true classes, columns predicted classes (or, say,
+    the champion's answers against the candidate's)."""
     figure = px.imshow(matrix, x=class_names, y=class_names, text_auto=True,
                        color_continuous_scale="Blues", aspect="auto",
-                       labels=dict(x="predicted", y="true", color="images"))
+                       labels=dict(x=columns, y=rows, color="images"))
     figure.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10))
     return figure
 
@@ -63,6 +65,8 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
     coloured by status, warn and alert bands shaded, deployments as vertical lines.
 
     ``snapshots``: Snapshot of one version, oldest first; ``deployments``: Deployment.
+    Bands and lines are built as one list of shapes: plotly's add_hrect/add_vline
+    validate the whole figure on every call (0.4 s for this chart; now ~0.05 s).
     """
     from plotly.subplots import make_subplots
 
@@ -74,28 +78,39 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
                            vertical_spacing=0.12, horizontal_spacing=0.08, shared_xaxes=True)
     with_drift = [s for s in snapshots if s.drift]
     times = [utc(s.start) for s in with_drift]
+    shapes: list[dict] = []
+    traces = []
     for index, name in enumerate(names):
-        row, col = index // columns + 1, index % columns + 1
+        axis = "" if index == 0 else str(index + 1)
         values = [s.drift[name] for s in with_drift]
         p_value = STATISTICS[name].kind == "p_value"
-        figure.add_trace(go.Scatter(
+        traces.append(go.Scatter(
             x=times, y=[max(v["value"], 1e-6) if p_value else v["value"] for v in values],
             mode="lines+markers", showlegend=False, line_color="#4c78a8",
-            text=[f"{s.n} predictions" for s in with_drift],
-            hovertemplate="%{x}<br>value %{y:.4g}<br>%{text}<extra></extra>",
-            marker_color=[STATUS_COLOURS[v["status"]] for v in values]), row=row, col=col)
+            text=[f"{s.n} predictions" for s in with_drift], xaxis=f"x{axis}",
+            yaxis=f"y{axis}", hovertemplate="%{x}<br>value %{y:.4g}<br>%{text}<extra></extra>",
+            marker_color=[STATUS_COLOURS[v["status"]] for v in values]))
         if values:
             warn, alert = values[-1]["warn"], values[-1]["alert"]
             # Bands: between warn and alert, and beyond alert (below, for p-values).
             far = 1e-6 if p_value else max(alert * 2, max(v["value"] for v in values))
-            figure.add_hrect(y0=warn, y1=alert, fillcolor=STATUS_COLOURS["warn"],
-                             opacity=0.12, line_width=0, row=row, col=col)
-            figure.add_hrect(y0=alert, y1=far, fillcolor=STATUS_COLOURS["alert"],
-                             opacity=0.12, line_width=0, row=row, col=col)
+            for low, high, colour in ((warn, alert, "warn"), (alert, far, "alert")):
+                shapes.append(dict(type="rect", xref=f"x{axis} domain", x0=0, x1=1,
+                                   yref=f"y{axis}", y0=low, y1=high, layer="below",
+                                   fillcolor=STATUS_COLOURS[colour], opacity=0.12,
+                                   line_width=0))
         if p_value:
-            figure.update_yaxes(type="log", row=row, col=col)
-    add_deployments(figure, deployments, subplots=True)
-    figure.update_layout(height=230 * rows, margin=dict(l=10, r=10, t=50, b=10))
+            figure.layout[f"yaxis{axis}"].type = "log"
+        shapes += [dict(type="line", xref=f"x{axis}", x0=utc(d.at), x1=utc(d.at),
+                        yref=f"y{axis} domain", y0=0, y1=1,
+                        line=dict(dash="dash", width=1,
+                                  color=DEPLOYMENT_COLOURS.get(d.action, "#888")))
+                   for d in deployments]
+    figure.add_traces(traces)
+    figure.update_layout(shapes=shapes, annotations=list(figure.layout.annotations) + [
+        dict(x=utc(d.at), y=1.0, xref="x", yref="paper", showarrow=False, text=d.summary,
+             font_size=9, yanchor="bottom") for d in deployments],
+        height=230 * rows, margin=dict(l=10, r=10, t=50, b=10))
     return figure
 
 
@@ -107,14 +122,15 @@ def utc(stamp: str):
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def add_deployments(figure: go.Figure, deployments: list, subplots: bool = False) -> None:
+DEPLOYMENT_COLOURS = {"promote": "#54a24b", "rollback": "#b279a2", "traffic": "#9d755d"}
+
+
+def add_deployments(figure: go.Figure, deployments: list) -> None:
     """Promotions, rollbacks and traffic-policy changes as dashed vertical lines."""
-    colours = {"promote": "#54a24b", "rollback": "#b279a2", "traffic": "#9d755d"}
-    where = {"row": "all", "col": "all"} if subplots else {}
     for deployment in deployments:
         at = utc(deployment.at)
         figure.add_vline(x=at, line_dash="dash", line_width=1,
-                         line_color=colours.get(deployment.action, "#888"), **where)
+                         line_color=DEPLOYMENT_COLOURS.get(deployment.action, "#888"))
         figure.add_annotation(x=at, y=1.0, yref="paper", xref="x", showarrow=False,
                               text=deployment.summary, font_size=9, yanchor="bottom")
 

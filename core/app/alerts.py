@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from core.app.backends import Backends
-from core.app.monitor import _drift_report
+from core.app.monitor import report_for_version
 from core.app.snapshots import compute_snapshots
-from core.app.traffic import _status as traffic_state
+from core.app.traffic import policy_status
 from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason, stamp
 from core.governance.audit import Actor
@@ -151,7 +151,7 @@ def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
 
 def _served_versions(backends: Backends) -> list[int]:
     """The champion and the candidate in shadow or canary, if any."""
-    status = traffic_state(backends, backends.traffic.get())
+    status = policy_status(backends, backends.traffic.get())
     if status.champion is None:
         return []
     return [status.champion] + ([status.policy.candidate] if status.active
@@ -166,7 +166,7 @@ def _reports(backends: Backends, versions: list[int], settings: dict
     reports = {}
     for version in versions:
         try:
-            reports[version] = _drift_report(backends, version=version, window=window)
+            reports[version] = report_for_version(backends, version=version, window=window)
         except CoreError:
             continue
     return reports

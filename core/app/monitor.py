@@ -133,14 +133,16 @@ def drift_for_version(backends: Backends, *, actor: str, now: datetime,
     """The drift report of a version (default: the champion) over a window of its traffic
     (of the given source kinds only, e.g. ``["api"]``; default all)."""
     backends.access.authorize(actor, "view", now, target="drift")
-    return _drift_report(backends, version=version, window=window, since=since, until=until,
+    return report_for_version(backends, version=version, window=window, since=since, until=until,
                          thresholds=thresholds, sources=sources)
 
 
-def _drift_report(backends: Backends, *, version: int | None, window: int | None,
-                  since: str | None = None, until: str | None = None,
-                  thresholds: Thresholds = Thresholds(),
-                  sources: Sequence[str] | None = None) -> DriftReport:
+def report_for_version(backends: Backends, *, version: int | None, window: int | None,
+                       since: str | None = None, until: str | None = None,
+                       thresholds: Thresholds = Thresholds(),
+                       sources: Sequence[str] | None = None) -> DriftReport:
+    """``drift_for_version`` for system use cases with no person acting (the monitor, the
+    evidence kept with a decision already authorized)."""
     if window is not None and window < MIN_WINDOW:
         raise InvalidInput(f"--window must be at least {MIN_WINDOW}, got {window}. "
                            "To fix this, pass e.g. --window 500.")
@@ -186,7 +188,7 @@ def last_prediction_id(backends: Backends, *, actor: str, now: datetime) -> int:
 def drift_snapshot(backends: Backends) -> dict:
     """The champion's drift status now, small enough to keep in an audit entry."""
     try:
-        report = _drift_report(backends, version=None, window=500)
+        report = report_for_version(backends, version=None, window=500)
     except CoreError as error:
         return {"available": False, "why": str(error)}
     return {"available": True, "version": report.version, "n": report.n,

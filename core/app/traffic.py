@@ -29,10 +29,12 @@ class TrafficStatus:
 
 def traffic_status(backends: Backends, *, actor: str, now: datetime) -> TrafficStatus:
     backends.access.authorize(actor, "view", now, target="traffic")
-    return _status(backends, backends.traffic.get())
+    return policy_status(backends, backends.traffic.get())
 
 
-def _status(backends: Backends, policy: TrafficPolicy) -> TrafficStatus:
+def policy_status(backends: Backends, policy: TrafficPolicy) -> TrafficStatus:
+    """Whether ``policy`` is in force given the versions' statuses now (no authorization:
+    for callers that have checked it, or system processes such as the monitor)."""
     versions = backends.registry.list_versions()
     champion = next((v.version for v in versions if v.status == "champion"), None)
     statuses = {v.version: v.status for v in versions}
@@ -56,7 +58,7 @@ def set_traffic(backends: Backends, *, actor: str, mode: str, candidate: int | N
             raise InvalidInput(f"version {candidate} is {version.status}, not a candidate; "
                                f"{mode} tries out candidates. To fix this, choose a candidate "
                                "(see 'python -m core versions').")
-    return _status(backends, backends.traffic.set(policy, actor=acting))
+    return policy_status(backends, backends.traffic.set(policy, actor=acting))
 
 
 @dataclass(frozen=True)

@@ -284,7 +284,11 @@ class SQLPredictionLog(PredictionLog):
         args = {"model": model, "version": version, "since": since, "until": until,
                 "last": last, "max_id": max_id}
         if max_id is not None:
-            conditions.append("id <= :max_id")
+            # "+id": the unary plus keeps SQLite from choosing the (model, version, id)
+            # index for this bound, which would scan every older row of the version
+            # instead of the time range (at 10 M rows: 0.1 s per hour's window instead of
+            # seconds, growing with the log).
+            conditions.append("+id <= :max_id")
         if sources is not None:
             unknown = sorted(set(sources) - set(SOURCE_KINDS))
             if unknown or not sources:

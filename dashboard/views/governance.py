@@ -106,18 +106,20 @@ def show_live(candidate: int, comparison: Comparison | None) -> None:
         names = next(v for v in versions if v.version == champion.version).class_names
         left, right = st.columns([1, 1])
         with left:
-            st.plotly_chart(charts.confusion_matrix(live.confusion, names), width="stretch",
-                            key=f"live_confusion_{candidate}")
-            st.caption(f"Rows: v{champion.version}'s answer; columns: v{candidate}'s.")
+            st.plotly_chart(charts.confusion_matrix(live.confusion, names,
+                                                    rows=f"v{champion.version} answered",
+                                                    columns=f"v{candidate} answered"),
+                            width="stretch", key=f"live_confusion_{candidate}")
+            st.caption("Off the diagonal: the requests where they disagree.")
         with right:
             if live.disagreements:
                 samples = disagreement_gallery(backends.artifacts.url, champion.version,
-                                               candidate, tuple(live.disagreements[:6]), user)
+                                               candidate, tuple(live.disagreements[:4]), user)
                 st.markdown("**Where they disagree** (newest first)")
-                st.image([s.image for s in samples], width=90,
+                st.image([s.image for s in samples], width=100,
                          caption=[f"true: {s.true_class}" for s in samples])
                 for number in (champion.version, candidate):
-                    st.image([s.overlays[number] for s in samples], width=90,
+                    st.image([s.overlays[number] for s in samples], width=100,
                              caption=[f"v{number}: {s.predicted[number]}" for s in samples])
             else:
                 st.caption("They agreed on every shadowed request.")

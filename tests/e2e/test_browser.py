@@ -102,6 +102,34 @@ def test_drift_simulation_from_the_page_raises_the_alert(desktop, dashboard_url)
     screenshot(desktop, SCREENSHOTS / "drift-alert-desktop.png")
 
 
+def test_drift_over_time_and_the_alert_the_monitor_raised(desktop, dashboard_url,
+                                                          e2e_config):
+    from datetime import timedelta
+    from itertools import count
+
+    from core.app import monitor_pass, simulate
+    from core.monitoring.snapshots import period_start
+
+    backends = backends_of(e2e_config)
+    start = period_start(datetime.now(UTC) - timedelta(hours=6), "hour")
+    ticks = count()
+    # Six past hours of traffic, brighter from the fourth on: hourly snapshots tell when.
+    for hour, scenario in enumerate(["none"] * 3 + ["brightness"] * 3):
+        simulate(backends, actor="olga", scenario=scenario, n=120,
+                 clock=lambda h=hour: start + timedelta(hours=h, seconds=next(ticks) % 3600))
+    result = monitor_pass(backends, datetime.now(UTC))
+    assert result.snapshots >= 6
+    open_page(desktop, dashboard_url, "drift")
+    desktop.get_by_text("One point per hour").wait_for(timeout=TIMEOUT_MS)
+    assert desktop.locator(EXCEPTION).count() == 0
+    screenshot(desktop, SCREENSHOTS / "drift-over-time-desktop.png")
+    open_page(desktop, dashboard_url, "alerts")
+    desktop.get_by_text(re.compile(r"drift · version \d+ · since")).first.wait_for(
+        timeout=TIMEOUT_MS)
+    assert desktop.locator(EXCEPTION).count() == 0
+    screenshot(desktop, SCREENSHOTS / "alerts-open-desktop.png")
+
+
 def test_governance_shows_a_shadowed_candidates_live_evidence(desktop, dashboard_url,
                                                              e2e_config):
     from core.app import set_traffic, simulate
