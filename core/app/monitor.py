@@ -133,8 +133,8 @@ def drift_for_version(backends: Backends, *, actor: str, now: datetime,
     """The drift report of a version (default: the champion) over a window of its traffic
     (of the given source kinds only, e.g. ``["api"]``; default all)."""
     backends.access.authorize(actor, "view", now, target="drift")
-    return report_for_version(backends, version=version, window=window, since=since, until=until,
-                         thresholds=thresholds, sources=sources)
+    return report_for_version(backends, version=version, window=window, since=since,
+                              until=until, thresholds=thresholds, sources=sources)
 
 
 def report_for_version(backends: Backends, *, version: int | None, window: int | None,

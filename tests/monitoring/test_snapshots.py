@@ -160,3 +160,29 @@ def test_a_monitor_killed_mid_pass_resumes_with_no_gap_and_no_duplicate(registry
     assert [s.start for s in hours] == [(start + timedelta(hours=h)).isoformat()
                                         for h in range(24)]  # contiguous, each once
     assert all(s.n == 40 for s in hours)
+
+
+def test_traffic_over_time_reads_closed_periods_from_snapshots(registry_copy):
+    from sqlalchemy import text
+
+    from core.app import traffic_over_time
+    from core.app.traffic import summarize
+    from tests.monitoring.test_alerts import answered, failed, stamp
+
+    backends = build_backends(registry_copy)
+    log = backends.prediction_log
+    log.append(answered(stamp(T0 + timedelta(minutes=10)), 10, latency_ms=4.0),
+               failed(stamp(T0 + timedelta(minutes=20)), 5))
+    now = T0 + timedelta(hours=1, minutes=30)
+    log.append(answered(stamp(now - timedelta(minutes=1)), 3))  # the open hour
+    raw = summarize(log.api_requests("classifier", stamp(T0)), "hour", now)
+    assert monitor_pass(backends, now).snapshots == 2  # version 1, and failures before routing
+    # The snapshots answer for 10:00-11:00 now: drop its raw failures to prove it.
+    with backends.database.write() as conn:
+        conn.execute(text("DELETE FROM request_failures"))
+    buckets = traffic_over_time(backends, actor="vic", now=now, bucket="hour")
+    assert [(b.start, b.version, b.variant, b.requests, b.errors) for b in buckets] == [
+        (b.start, b.version, b.variant, b.requests, b.errors) for b in raw]
+    # Failed before routing (version None) sorts first, then v1's answers, then the open hour.
+    assert [(b.version, b.requests) for b in buckets] == [(None, 5), (1, 10), (1, 3)]
+    assert buckets[1].p50_ms == 4.0 and buckets[1].requests_per_second == 10 / 3600
