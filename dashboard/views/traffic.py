@@ -7,7 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.app import TRAFFIC_MODES, set_traffic, timeline, traffic_over_time, traffic_status
+from core.app import (
+    TRAFFIC_MODES,
+    alert_rules,
+    set_traffic,
+    timeline,
+    traffic_over_time,
+    traffic_status,
+)
 from core.errors import CoreError
 from dashboard import charts as draw
 from dashboard import state
@@ -84,10 +91,24 @@ totals[2].metric("Worst p99", "—" if answered.empty else f"{answered['p99 ms']
 totals[3].metric("Series", table["series"].nunique())
 
 
-def with_markers(figure):
-    """Promotions, rollbacks and policy changes as vertical lines on a time axis."""
+rules = {name: rule["settings"] for name, rule in
+         alert_rules(backends, actor=state.current_user(), now=state.now()).items()}
+
+
+def with_markers(figure, alert_above: float | None = None):
+    """Promotions, rollbacks and policy changes as vertical lines on a time axis; the
+    alert rule's level, if given, as a red band above it."""
     draw.add_deployments(figure, markers)
+    if alert_above is not None:
+        highest = max((float(y) for trace in figure.data for y in trace.y
+                       if y is not None and y == y), default=0.0)  # y == y: not NaN
+        figure.add_hrect(y0=alert_above, y1=max(alert_above * 1.5, highest),
+                         fillcolor=draw.STATUS_COLOURS["alert"], opacity=0.12, line_width=0)
     return figure
+
+
+def level(rule: str, key: str) -> float | None:
+    return rules[rule][key] if rules[rule]["enabled"] else None
 
 
 charts = st.columns(2)
@@ -96,13 +117,15 @@ charts[0].plotly_chart(with_markers(px.bar(table, x="start", y="requests/s", col
 errors = table.groupby("start", as_index=False)[["errors", "requests"]].sum()
 errors["error rate"] = errors["errors"] / errors["requests"]
 charts[1].plotly_chart(with_markers(px.line(errors, x="start", y="error rate", markers=True,
-                                            title="Error rate (all requests)")),
-                       width="stretch")
+                                            title="Error rate (all requests)"),
+                                    level("error_rate", "max_rate")), width="stretch")
 latency = answered.melt(id_vars=["start", "series"], value_vars=["p50 ms", "p95 ms", "p99 ms"],
                         var_name="percentile", value_name="ms")
 st.plotly_chart(with_markers(px.line(latency, x="start", y="ms", color="series",
                                      line_dash="percentile", markers=True,
-                                     title="Latency of answered requests")), width="stretch")
+                                     title="Latency of answered requests (red: above the "
+                                           "p95 alert level)"),
+                             level("latency_p95", "max_ms")), width="stretch")
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"requests/s": st.column_config.NumberColumn(format="%.3g"),
                             "error rate": st.column_config.NumberColumn(format="%.1%%")})
