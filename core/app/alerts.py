@@ -18,7 +18,7 @@ from core.app.traffic import policy_status
 from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason, stamp
 from core.governance.audit import Actor
-from core.governance.decisions import DECISIONS, verify_audit
+from core.governance.decisions import DECISIONS, past_tense, verify_audit
 from core.ml.params import RetrainRequest
 from core.monitoring import channels as senders
 from core.monitoring.alerts import (
@@ -107,8 +107,9 @@ def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
                     f"validation accuracy ({report.reference_accuracy:.1%})", version,
                     {"estimated": report.estimated_accuracy, "n": report.n,
                      "reference": report.reference_accuracy}))
+    open_episodes = store.episodes(open_only=True)
     # A version no longer served has nothing left to drift: its episodes resolve.
-    for episode in store.episodes(open_only=True):
+    for episode in open_episodes:
         if episode.rule in ("drift", "accuracy_drop") and episode.version not in served:
             checked.add((episode.rule, episode.subject))
     findings += _traffic_findings(backends, now, settings, enabled, checked)
@@ -122,7 +123,7 @@ def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
                     f"(by {registered.created_by}) waits for review", registered.version,
                     {"created_at": registered.created_at,
                      "created_by": registered.created_by}))
-        for episode in store.episodes(open_only=True):
+        for episode in open_episodes:
             if episode.rule == "candidate_registered":
                 checked.add((episode.rule, episode.subject))
     if "job_failed" in enabled:
@@ -143,7 +144,7 @@ def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
                                     f"verification: {verification.problem}", None,
                                     verification.as_dict()))
     findings += _suggest_retraining(backends, now, settings["retraining_suggested"],
-                                    "retraining_suggested" in enabled)
+                                    "retraining_suggested" in enabled, open_episodes)
     reminders = {name: s.get("reminder_minutes", 0) for name, s in settings.items()
                  if RULES[name].kind == CONDITION}
     return store.record(findings, checked, now, reminders)
@@ -219,7 +220,7 @@ def _decision_findings(backends: Backends, now: datetime, enabled: bool) -> list
                     and entry.outcome == "done":
                 findings.append(Finding(
                     "decision_made", f"audit entry {entry.seq}",
-                    f"{entry.actor} {_past(entry.action)} version {entry.version}: "
+                    f"{entry.actor} {past_tense(entry.action)} version {entry.version}: "
                     f"{entry.reason}", entry.version,
                     {"action": entry.action, "actor": entry.actor, "reason": entry.reason,
                      "audit_seq": entry.seq, "audit_hash": entry.hash}))
@@ -229,12 +230,8 @@ def _decision_findings(backends: Backends, now: datetime, enabled: bool) -> list
     return findings
 
 
-def _past(action: str) -> str:
-    return {"promote": "promoted", "reject": "rejected", "rollback": "rolled back to"}[action]
-
-
-def _suggest_retraining(backends: Backends, now: datetime, setting: dict,
-                        enabled: bool) -> list[Finding]:
+def _suggest_retraining(backends: Backends, now: datetime, setting: dict, enabled: bool,
+                        open_episodes: list[Episode]) -> list[Finding]:
     """When the champion's drift episode has lasted ``after_minutes``, records a retraining
     job for a human to start or discard (never started here), once per episode."""
     if not enabled:
@@ -242,7 +239,7 @@ def _suggest_retraining(backends: Backends, now: datetime, setting: dict,
     store = backends.alerts
     champion = next((v.version for v in backends.registry.list_versions()
                      if v.status == "champion"), None)
-    for episode in store.episodes(open_only=True):
+    for episode in open_episodes:
         if episode.rule != "drift" or episode.version != champion:
             continue
         lasted = now - datetime.fromisoformat(episode.started_at)

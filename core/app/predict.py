@@ -13,7 +13,7 @@ from core.errors import InvalidInput
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess, resize_to_spec
+from core.ml.images import DecodedImage, InputSpec, decode_image, decode_logged, preprocess
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
 from core.monitoring.prediction_log import PredictionRecord, check_source
@@ -142,11 +142,8 @@ def explain_disagreements(backends: Backends, champion: int, candidate: int,
     if not logged:
         return []
     class_names = chosen[0].class_names
-    spec = InputSpec.from_dict(chosen[0].metadata.input_spec)
-    # Logged images are PNGs at the model's input size, written by this product.
-    images = np.stack([resize_to_spec(decode_image(png, max_bytes=1 << 24,
-                                                   max_pixels=1 << 24).pixels, spec)
-                       for png, _ in logged])
+    images = decode_logged([png for png, _ in logged],
+                           InputSpec.from_dict(chosen[0].metadata.input_spec))
     return _side_by_side(backends, chosen, images,
                          [class_names[label] if label >= 0 else "unknown"
                           for _, label in logged])

@@ -49,6 +49,7 @@ def compute_snapshots(backends: Backends, now: datetime,
     cutoff = now - timedelta(seconds=backends.config.monitor_grace_seconds)
     high = log.max_id(backends.model)
     _count_late_rows(backends, high, now)
+    versions = [v.version for v in backends.registry.list_versions()]
     computed: list[Snapshot] = []
     for period, length in PERIODS.items():
         name = f"{period}.done_until"
@@ -60,7 +61,6 @@ def compute_snapshots(backends: Backends, now: datetime,
             start = period_start(_parse(first), period)
             if start + length > cutoff:
                 break
-            versions = [v.version for v in backends.registry.list_versions()]
             snapshots = [_snapshot(backends, period, start, version, high, now)
                          for version in log.versions_between(
                              backends.model, stamp(start), stamp(start + length), versions)]

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
 from core.app.review import compare_versions
@@ -23,7 +21,7 @@ from core.ml.data import (
     load_version_dataset,
     natural_input_spec,
 )
-from core.ml.images import decode_image, preprocess_batch, resize_to_spec
+from core.ml.images import decode_logged, preprocess_batch
 from core.ml.params import RetrainRequest, TrainingParams
 from core.ml.retraining_data import (
     FEEDBACK_SOURCES,
@@ -196,18 +194,10 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     return candidate, comparison
 
 
-def _decode_logged(pngs: list[bytes], spec) -> np.ndarray:
-    if not pngs:
-        return np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
-    return np.stack([resize_to_spec(decode_image(png, max_bytes=1 << 24,
-                                                 max_pixels=1 << 24).pixels, spec)
-                     for png in pngs])
-
-
 def feedback_split(backends: Backends, spec) -> tuple[Split, Split]:
     """User-labelled uploads: (training part, comparison holdout)."""
     pngs, labels, _ = backends.prediction_log.labelled_images(backends.model, FEEDBACK_SOURCES)
-    return split_feedback(_decode_logged(pngs, spec), labels)
+    return split_feedback(decode_logged(pngs, spec), labels)
 
 
 def retraining_data(backends: Backends, champion: ModelVersion, include: list[str],
@@ -222,7 +212,7 @@ def retraining_data(backends: Backends, champion: ModelVersion, include: list[st
     spec = dataset.input_spec
     pngs, labels, sources = backends.prediction_log.labelled_images(
         backends.model, tuple(f"simulation:{name}" for name in include))
-    logged = Split(_decode_logged(pngs, spec), labels)
+    logged = Split(decode_logged(pngs, spec), labels)
     feedback = feedback_split(backends, spec) if use_feedback else None
     return mix_retraining_data(dataset, include, logged, sources, feedback, params)
 

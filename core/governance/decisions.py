@@ -73,7 +73,7 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
 
     if chosen.status != from_status:
         refuse_decision(f"version {version} is {chosen.status}; only a {from_status} version "
-                        f"can be {_past(action)}. To fix this, pick a {from_status} version "
+                        f"can be {past_tense(action)}. To fix this, pick a {from_status} version "
                         "(see 'python -m core versions').")
     if expected_champion is not None and expected_champion != champion.version:
         refuse_decision(f"the champion is now version {champion.version}, not version "
@@ -110,7 +110,7 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
         refuse_decision(str(error))
 
 
-def _past(action: str) -> str:
+def past_tense(action: str) -> str:
     return {"promote": "promoted", "reject": "rejected", "rollback": "rolled back to"}[action]
 
 

@@ -192,6 +192,16 @@ def preprocess_batch(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.stack([preprocess(image, spec) for image in images])
 
 
+def decode_logged(pngs: list[bytes], spec: InputSpec) -> np.ndarray:
+    """Images kept in the prediction log (PNGs this product wrote) as uint8 [N, h, w, c]
+    at ``spec``'s size."""
+    if not pngs:
+        return np.zeros((0, spec.height, spec.width, spec.channels), np.uint8)
+    return np.stack([resize_to_spec(decode_image(png, max_bytes=1 << 24,
+                                                 max_pixels=1 << 24).pixels, spec)
+                     for png in pngs])
+
+
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encodes uint8 [H, W, 1|3] pixels as PNG bytes."""
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels)

@@ -73,8 +73,6 @@ class LiveEvidence:
     mcnemar_p: float | None
     arms: list[Arm] = field(default_factory=list)
     disagreements: list[int] = field(default_factory=list)
-    since: str | None = None
-    until: str | None = None
 
     @property
     def enough(self) -> bool:
@@ -88,8 +86,8 @@ class LiveEvidence:
 
 def paired_evidence(champion: int, candidate: int, mode: str, champion_pred: np.ndarray,
                     candidate_pred: np.ndarray, true_labels: np.ndarray, num_classes: int,
-                    candidate_ids: np.ndarray | None = None, max_gallery: int = 12,
-                    times: tuple[str | None, str | None] = (None, None)) -> LiveEvidence:
+                    candidate_ids: np.ndarray | None = None, max_gallery: int = 12
+                    ) -> LiveEvidence:
     """Statistics of paired predictions (int arrays [n]; ``true_labels`` -1 if unknown)."""
     champion_pred = np.asarray(champion_pred, np.int64)
     candidate_pred = np.asarray(candidate_pred, np.int64)
@@ -113,8 +111,7 @@ def paired_evidence(champion: int, candidate: int, mode: str, champion_pred: np.
         champion_only=int(np.sum(champion_right & ~candidate_right)),
         candidate_only=int(np.sum(~champion_right & candidate_right)),
         mcnemar_p=mcnemar_exact_p(champion_right, candidate_right) if labelled else None,
-        disagreements=[int(i) for i in ids[~agree][::-1][:max_gallery]],
-        since=times[0], until=times[1])
+        disagreements=[int(i) for i in ids[~agree][::-1][:max_gallery]])
 
 
 def arm(version: int, predicted: np.ndarray, true_labels: np.ndarray) -> Arm:

@@ -92,18 +92,6 @@ class Snapshot:
     traffic: dict[str, VariantTraffic]
     late_rows: int = 0
 
-    @property
-    def requests(self) -> int:
-        return sum(t.requests for t in self.traffic.values())
-
-    @property
-    def errors(self) -> int:
-        return sum(t.errors for t in self.traffic.values())
-
-    def status(self, statistic: str) -> str | None:
-        entry = self.drift.get(statistic)
-        return entry["status"] if entry else None
-
     def as_dict(self) -> dict:
         return asdict(self)
 
