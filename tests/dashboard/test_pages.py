@@ -344,3 +344,28 @@ def test_alerts_page_lists_an_open_episode_an_operator_acknowledges(monkeypatch,
     assert not app.exception
     assert any("acknowledged by olga" in m.value for m in app.markdown)
     assert not [b for b in app.button if b.label.startswith("Send a test")]  # admins only
+
+
+def test_alerts_page_lets_an_admin_add_and_test_a_channel(monkeypatch, config):
+    from tests.conftest import add_users
+    from tests.monitoring.receivers import HttpReceiver
+
+    add_users(config)
+    receiver = HttpReceiver().start()
+    try:
+        app = start(monkeypatch, config.registry_dir, user="ada")
+        app.switch_page("views/alerts.py").run()
+        fields = {t.label: t for t in app.text_input}
+        fields["Name"].set_value("team")
+        fields["URL, or e-mail address"].set_value(receiver.url)
+        next(s for s in app.selectbox if s.label == "Kind").set_value("slack")
+        button(app, "Add channel").click().run()
+        assert not app.exception and not app.error
+        button(app, "Send a test message to team").click().run()
+        assert not app.exception
+        assert app.success[-1].value == "Delivered to team."
+    finally:
+        receiver.stop()
+    assert json.loads(receiver.received[0].body)["text"].startswith("[TEST]")
+    [channel] = backends_of(config).alerts.channels()
+    assert (channel.name, channel.kind, channel.created_by) == ("team", "slack", "ada")
