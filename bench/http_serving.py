@@ -15,15 +15,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack, closing, contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from bench.dashboard import free_port
 from bench.drift_detection import BENCH_ACTOR
 from bench.timing import Row
 from core.config import PROJECT_ROOT, Config
@@ -38,16 +38,10 @@ def multipart(png: bytes) -> bytes:
         f"\r\n--{BOUNDARY}--\r\n").encode()
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _server(command: list[str], env: dict, ready_path: str, method: str = "GET",
             body: bytes = b"", headers: dict | None = None):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([*command, "--port", str(port)], cwd=PROJECT_ROOT,
                                env=os.environ | env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)

@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,22 +19,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bench.dashboard import free_port
+from bench.http_serving import BOUNDARY, multipart
 from core.app import decide_version, set_traffic
 from tests.conftest import PROJECT_ROOT, backends_of, fashion_test_images
 from tests.serving.test_api import png
 
 pytestmark = pytest.mark.slow
 BODY = png(fashion_test_images(1)[0][0])
-BOUNDARY = "testboundary0123456789"
-MULTIPART = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-             "filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + BODY + (
-    f"\r\n--{BOUNDARY}--\r\n").encode()
-
-
-def free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+MULTIPART = multipart(BODY)
 
 
 @contextmanager
