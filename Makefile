@@ -8,7 +8,8 @@
 PYTHON ?= python3
 PORT ?= 8501
 # chromium: the end-to-end tests' browser (Playwright cannot download one here).
-DEBIAN_PACKAGES = dataset-fashion-mnist chromium
+# postgresql: the tests start throw-away clusters with its initdb and pg_ctl.
+DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql
 # wrk and hey: compiled HTTP load generators, so the client does not starve the server.
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -5,7 +5,6 @@ bench rows (cold start, memory after 100 predictions, page render times, upload 
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.servers import free_port
 from bench.timing import Row
 from core.app import build_backends  # noqa: E402
 from core.config import PROJECT_ROOT, Config
@@ -39,12 +39,6 @@ PAGES = {"predict": ("", "Predict"), "versions": ("versions", "Versions"),
          "alerts": ("alerts", "Alerts"), "retrain": ("retrain", "Retrain"),
          "governance": ("governance", "Governance")}
 TIMEOUT_MS = 90_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_dashboard(config: Config, port: int) -> subprocess.Popen:

@@ -23,8 +23,8 @@ import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from bench.dashboard import free_port
 from bench.drift_detection import BENCH_ACTOR
+from bench.servers import free_port
 from bench.timing import Row
 from core.config import PROJECT_ROOT, Config
 

@@ -238,8 +238,8 @@ LOG_WRITER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     from core.monitoring.prediction_log import PredictionRecord, SQLPredictionLog
-    from core.storage.database import Database
-    log = SQLPredictionLog(Database(f"sqlite:///{sys.argv[1]}"))
+    from core.storage.database import SQLiteDatabase
+    log = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{sys.argv[1]}"))
     worker, rows, go = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     png = bytes(600)
 
@@ -267,7 +267,7 @@ def log_rows(context: Context) -> list[Row]:
     figure is write throughput, not Python's start-up.
     """
     from core.monitoring.prediction_log import SQLPredictionLog
-    from core.storage.database import Database
+    from core.storage.database import SQLiteDatabase
 
     rows_each = 300 if context.quick else 1000
 
@@ -285,7 +285,7 @@ def log_rows(context: Context) -> list[Row]:
             for worker in workers:
                 worker.wait(timeout=600)
             elapsed = time.perf_counter() - started
-            stored = SQLPredictionLog(Database(f"sqlite:///{path}")).count("bench")
+            stored = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}")).count("bench")
             return processes * rows_each / elapsed, stored - processes
 
     single_rate, single_count = run(1)

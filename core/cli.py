@@ -57,6 +57,7 @@ from core.app import (
     list_users,
     list_versions,
     live_evidence,
+    migrate_registry,
     monitor_pass,
     parse_duration,
     parse_version,
@@ -239,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8500, help="default: 8500")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (default: 1; about one per CPU core)")
+
+    migrate = commands.add_parser(
+        "migrate", help="copy the registry (every table, and with --artifacts every "
+        "version's files) to another database, e.g. from SQLite to PostgreSQL")
+    migrate.add_argument("--to", required=True, metavar="DATABASE_URL",
+                         help="an empty database, e.g. postgresql://USER@HOST:5432/registry")
+    migrate.add_argument("--artifacts", metavar="URL",
+                         help="where to copy the versions' files, e.g. s3://bucket/prefix "
+                              "(default: they stay where they are)")
+    migrate.add_argument("--json", action="store_true")
 
     monitor = commands.add_parser("monitor", help="watch traffic on a schedule: snapshots "
                                   "of closed periods, alert rules, messages")
@@ -886,6 +897,39 @@ def cmd_alerts(args, backends: Backends) -> int:
     return 0
 
 
+def cmd_migrate(args, backends: Backends) -> int:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def on_progress(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            bars[what] = tqdm(total=total, unit="row" if what != "artifacts" else "version",
+                              file=sys.stderr, dynamic_ncols=True, desc=what, leave=False)
+        bars[what].update(done - bars[what].n)
+
+    try:
+        result = migrate_registry(backends, to_url=args.to, artifacts_url=args.artifacts,
+                                  on_progress=on_progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0 if result.audit.ok else 1
+    print(f"copied {sum(result.rows.values()):,} rows in {len(result.rows)} tables to "
+          f"{result.database}" + (f", and {result.versions_copied} version(s)' files to "
+                                  f"{result.artifacts}" if result.artifacts else ""))
+    for table, rows in result.rows.items():
+        if rows:
+            print(f"  {table:<20} {rows:>12,}")
+    verdict = ("verified" if result.audit.ok else f"FAILED verification: {result.audit.problem}")
+    print(f"audit log on the target {verdict} ({result.audit.entries} entries). To use it, "
+          f"set DATABASE_URL={args.to}"
+          + (f" ARTIFACTS_URL={args.artifacts}" if args.artifacts else ""))
+    return 0 if result.audit.ok else 1
+
+
 def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "export":
         print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
@@ -935,4 +979,5 @@ COMMANDS = {
     "keys": cmd_keys,
     "traffic": cmd_traffic,
     "serve": cmd_serve,
+    "migrate": cmd_migrate,
 }

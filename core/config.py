@@ -94,6 +94,15 @@ class Config:
         """``artifacts_url``, or the registry folder itself."""
         return self.artifacts_url or self.registry_dir.resolve().as_uri()
 
+    def child_environment(self) -> dict[str, str]:
+        """This process's environment with the settings that say where the registry is
+        (folder, model, database, artifacts): a child process started with it (a job's
+        worker, a server) opens the same registry, whatever overrides made this config."""
+        where = {"registry_dir": str(self.registry_dir), "model_name": self.model_name,
+                 "database_url": self.database_url, "artifacts_url": self.artifacts_url}
+        return dict(os.environ) | {_ENV_NAMES[name]: value for name, value in where.items()
+                                   if value}
+
     def with_overrides(self, **changes) -> "Config":
         """Returns a copy with the given non-None fields replaced."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

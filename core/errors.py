@@ -29,6 +29,11 @@ class VersionNotFound(CoreError):
     """A model version that is not in the registry."""
 
 
+class StorageUnavailable(CoreError):
+    """The database or artifact store cannot be reached (HTTP 503): not the caller's
+    fault, but the message still names the fix for whoever runs the servers."""
+
+
 class RegistryError(CoreError):
     """A registry operation that is not allowed in the current state."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -42,6 +43,40 @@ def sample_metadata(**changes) -> VersionMetadata:
         hyperparameters={"seed": 42}, epochs=1, training_seconds=1.0, history=[],
         metrics={"test": {"accuracy": 0.5}}, environment={}, created_by="tester")
     return VersionMetadata(**(values | changes))
+
+
+# The databases every contract suite runs against (see ``on_database``).
+DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throw-away PostgreSQL server for the session (initdb + pg_ctl, a free port)."""
+    from bench.servers import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
+def on_database(config: Config, backend: str, request) -> Config:
+    """``config``'s registry on ``backend``: as it is for SQLite; for PostgreSQL, in a new
+    database of the session's server, its rows copied there by ``migrate`` (the files
+    stay in the registry folder)."""
+    if backend == "sqlite":
+        return config
+    if backend != "postgresql":
+        raise ValueError(backend)
+    from core.app import migrate_registry
+
+    url = request.getfixturevalue("postgres").create_database(f"t{uuid.uuid4().hex[:16]}")
+    if (config.registry_dir / "registry.db").exists():
+        migrate_registry(build_backends(config), to_url=url)
+    return config.with_overrides(database_url=url)
+
+
+def environment_of(config: Config) -> dict[str, str]:
+    """The environment a child process needs to open ``config``'s registry."""
+    return config.child_environment() | {"PYTHONPATH": str(PROJECT_ROOT)}
 
 
 def backends_of(config: Config) -> Backends:

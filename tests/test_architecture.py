@@ -9,9 +9,9 @@ from tests.conftest import PROJECT_ROOT
 
 CORE = PROJECT_ROOT / "core"
 # The concrete backends: only the composition root constructs them.
-CONCRETE_BACKENDS = {"Database", "SQLCatalog", "LocalArtifactStore", "SQLPredictionLog",
-                     "LocalProcessExecutor", "JobStore", "JobQueue", "UserStore", "AuditLog",
-                     "AccessControl", "Registry", "ModelCache"}
+CONCRETE_BACKENDS = {"SQLiteDatabase", "PostgresDatabase", "SQLCatalog", "LocalArtifactStore",
+                     "SQLPredictionLog", "LocalProcessExecutor", "JobStore", "JobQueue",
+                     "UserStore", "AuditLog", "AccessControl", "Registry", "ModelCache"}
 COMPOSITION_ROOT = CORE / "app" / "backends.py"
 FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(CORE / "serving").rglob("*.py"),
               *(PROJECT_ROOT / "dashboard").rglob("*.py")]

@@ -32,6 +32,7 @@ from core.app.alerts import (
                             set_alert_rule,
 )
 from core.app.backends import Backends, build_backends
+from core.app.migrate import MigrationResult, migrate_registry
 from core.app.monitor import (
                             DriftView,
                             SimulationResult,
@@ -114,7 +115,7 @@ __all__ = [
     "monitor_pass", "parse_duration", "remove_alert_channel", "send_test_alert",
     "set_alert_rule", "start_job", "timeline", "gate_advice", "live_evidence",
     "explain_disagreements",
-    "LiveEvidence",
+    "LiveEvidence", "MigrationResult", "migrate_registry",
     "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
     "BootstrapResult", "Comparison", "Instance", "SOURCES", "SOURCE_KINDS", "ServingSession", "TRAFFIC_MODES",
     "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",

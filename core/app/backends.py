@@ -31,7 +31,7 @@ from core.monitoring.snapshots import SnapshotStore
 from core.registry.artifacts import ArtifactStore, LocalArtifactStore
 from core.registry.catalog import Catalog, SQLCatalog
 from core.registry.registry import Registry
-from core.storage.database import Database
+from core.storage.database import Database, PostgresDatabase, SQLiteDatabase
 
 
 def _file_artifacts(url: str, config: Config) -> ArtifactStore:
@@ -44,10 +44,11 @@ def _file_artifacts(url: str, config: Config) -> ArtifactStore:
 
 def _local_executor(config: Config) -> JobExecutor:
     return LocalProcessExecutor(config.registry_dir, config.model_name, PROJECT_ROOT,
-                                config.registry_dir / "jobs")
+                                config.registry_dir / "jobs", config.child_environment())
 
 
-DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": Database}
+DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": SQLiteDatabase,
+                                                  "postgresql": PostgresDatabase}
 ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts}
 JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor}
 
@@ -91,14 +92,20 @@ class Backends:
         return self.config.model_name
 
 
+def open_database(url: str) -> Database:
+    """The database a ``DATABASE_URL`` names (connects to nothing yet)."""
+    return _choose(DATABASES, urlparse(url).scheme.split("+")[0], "DATABASE_URL", url)(url)
+
+
+def open_artifact_store(url: str, config: Config) -> ArtifactStore:
+    """The artifact store an ``ARTIFACTS_URL`` names (connects to nothing yet)."""
+    return _choose(ARTIFACT_STORES, urlparse(url).scheme, "ARTIFACTS_URL", url)(url, config)
+
+
 def build_backends(config: Config) -> Backends:
     """Builds every backend named by ``config``; connects to nothing until first used."""
-    database_url = config.effective_database_url
-    database = _choose(DATABASES, urlparse(database_url).scheme.split("+")[0], "DATABASE_URL",
-                       database_url)(database_url)
-    artifacts_url = config.effective_artifacts_url
-    artifacts = _choose(ARTIFACT_STORES, urlparse(artifacts_url).scheme, "ARTIFACTS_URL",
-                        artifacts_url)(artifacts_url, config)
+    database = open_database(config.effective_database_url)
+    artifacts = open_artifact_store(config.effective_artifacts_url, config)
     executor = _choose(JOB_EXECUTORS, config.job_executor, "JOB_EXECUTOR",
                        config.job_executor)(config)
     audit_log = AuditLog(database)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 
 from core.jobs.records import Job
@@ -45,9 +46,11 @@ class LocalProcessExecutor(JobExecutor):
 
     name = "local"
 
-    def __init__(self, registry_dir: Path, model: str, project_root: Path, log_dir: Path):
+    def __init__(self, registry_dir: Path, model: str, project_root: Path, log_dir: Path,
+                 environment: Mapping[str, str]):
         self.registry_dir, self.model = registry_dir, model
         self.project_root, self.log_dir = project_root, log_dir
+        self.environment = dict(environment)  # the worker opens the same database
 
     def start(self):
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +60,7 @@ class LocalProcessExecutor(JobExecutor):
                 [sys.executable, "-m", WORKER_MODULE, "--registry", str(self.registry_dir),
                  "--model-name", self.model],
                 cwd=self.project_root, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+                env=self.environment, start_new_session=True)
 
     def is_running(self, job):
         return worker_alive(job.pid)

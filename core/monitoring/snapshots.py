@@ -112,6 +112,8 @@ class Snapshot:
 _COLUMNS = ("model", "period", "start", "end", "version", "computed_at", "n", "labelled",
             "alert", "estimated_accuracy", "realized_accuracy", "reference_accuracy", "drift",
             "traffic", "late_rows")
+# Quoted: "end" is a reserved word in PostgreSQL.
+_SELECTED = ", ".join(f'"{column}"' for column in _COLUMNS)
 
 
 def _row(snapshot: Snapshot) -> dict:
@@ -160,7 +162,7 @@ class SnapshotStore:
             raise InvalidInput(f"unknown period {period!r}. To fix this, use one of: "
                                f"{', '.join(PERIODS)}.")
         rows = self.database.read(
-            f"SELECT {', '.join(_COLUMNS)} FROM monitor_snapshots WHERE model = :model AND "
+            f"SELECT {_SELECTED} FROM monitor_snapshots WHERE model = :model AND "
             "period = :period AND start >= :since AND start < :until ORDER BY start, version",
             {"model": self.model, "period": period, "since": since, "until": until})
         snapshots = [_snapshot(row) for row in rows]

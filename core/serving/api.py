@@ -52,6 +52,7 @@ from core.errors import (
     ModelError,
     RateLimited,
     RegistryError,
+    StorageUnavailable,
     Unauthenticated,
     VersionNotFound,
 )
@@ -88,7 +89,7 @@ def _status_of(error: Exception) -> tuple[int, str]:
         return 404, "not_found"
     if isinstance(error, RegistryError):
         return 409, "invalid_input"
-    if isinstance(error, ModelError):
+    if isinstance(error, (ModelError, StorageUnavailable)):
         return 503, "internal"
     if isinstance(error, CoreError):  # InvalidInput, ImageError, DatasetError
         return 400, "invalid_input"

@@ -37,6 +37,16 @@ def _landed_schema(conn: Connection) -> None:
 
 def _append_only_audit_log(conn: Connection) -> None:
     """The database itself refuses to update or delete audit entries."""
+    if conn.dialect.name == "postgresql":
+        # One statement-level trigger also covers TRUNCATE, which row triggers miss.
+        conn.exec_driver_sql(
+            "CREATE OR REPLACE FUNCTION audit_log_is_append_only() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the audit log is append-only'; "
+            "END $$")
+        conn.exec_driver_sql(
+            "CREATE TRIGGER audit_log_is_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
+            "ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_is_append_only()")
+        return
     for event in ("update", "delete"):
         conn.exec_driver_sql(
             f"CREATE TRIGGER IF NOT EXISTS audit_log_is_append_only_{event} BEFORE "

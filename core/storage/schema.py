@@ -8,6 +8,7 @@ text, arrays and images are binary.
 from __future__ import annotations
 
 from sqlalchemy import (
+                        BigInteger,
                         CheckConstraint,
                         Column,
                         Float,
@@ -102,9 +103,12 @@ jobs = Table(
     sqlite_autoincrement=True,
 )
 
+# Log ids outgrow 32 bits on a busy server: 64-bit on PostgreSQL (SQLite's are already).
+LOG_ID = Integer().with_variant(BigInteger(), "postgresql")
+
 predictions = Table(
     "predictions", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", LOG_ID, primary_key=True, autoincrement=True),
     Column("at", Text, nullable=False),
     Column("model", Text, nullable=False),
     Column("version", Integer, nullable=False),
@@ -134,7 +138,7 @@ Index("predictions_by_version", predictions.c.model, predictions.c.version, pred
 # Step 3: API requests that got no prediction (no image kept), for the error rate.
 request_failures = Table(
     "request_failures", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", LOG_ID, primary_key=True, autoincrement=True),
     Column("at", Text, nullable=False),
     Column("model", Text, nullable=False),
     Column("version", Integer),

@@ -29,7 +29,7 @@ def test_settings_come_from_the_environment(tmp_path):
 
 
 @pytest.mark.parametrize("setting, value, known", [
-    ("DATABASE_URL", "postgresql://db.example/registry", DATABASES),
+    ("DATABASE_URL", "mysql://db.example/registry", DATABASES),
     ("ARTIFACTS_URL", "s3://bucket/prefix", ARTIFACT_STORES),
     ("JOB_EXECUTOR", "ray://head:10001", JOB_EXECUTORS),
 ])

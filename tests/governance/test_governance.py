@@ -1,7 +1,6 @@
 """Roles, decisions and the audit chain, through the core API (no UI involved)."""
 
 import random
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from core.app import (
     RetrainRequest,
@@ -24,11 +24,43 @@ from core.app import (
 from core.errors import ActionRefused, InvalidInput
 from core.governance import audit
 from core.ml.images import encode_png
-from tests.conftest import FIXED_NOW, PASSWORD, PROJECT_ROOT, backends_of, fashion_test_images
+from tests.conftest import (
+    DATABASE_BACKENDS,
+    FIXED_NOW,
+    PASSWORD,
+    PROJECT_ROOT,
+    backends_of,
+    environment_of,
+    fashion_test_images,
+    on_database,
+)
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
 pytestmark = pytest.mark.slow
 DECISION_KILLS = 10
+
+
+# The contract holds on every database: each test runs on SQLite and on PostgreSQL.
+@pytest.fixture(params=DATABASE_BACKENDS)
+def config(config, request):
+    return on_database(config, request.param, request)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def registry_copy(registry_copy, request):
+    return on_database(registry_copy, request.param, request)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def candidate_copy(candidate_copy, request):
+    return on_database(candidate_copy, request.param, request)
+
+
+def run_sql(config, *statements):
+    """Statements straight on the database, as anyone holding its file or password could."""
+    with backends_of(config).database.connect() as conn, conn.begin():
+        for statement in statements:
+            conn.exec_driver_sql(statement)
 
 
 def verify_audit(config, anchor=None):
@@ -122,8 +154,9 @@ def test_first_user_must_be_an_admin_and_only_admins_add_more(config):
                        ("root", "unknown", "manage_users", "refused"),
                        ("ann", "admin", "add_user", "done")]
     # Passwords are stored as argon2 hashes only.
-    raw = b"".join(path.read_bytes() for path in config.registry_dir.glob("registry.db*"))
-    assert PASSWORD.encode() not in raw and b"$argon2id$" in raw
+    rows = backends.database.read("SELECT * FROM users")
+    stored = repr(rows) + repr(backends.database.read("SELECT * FROM audit_log"))
+    assert PASSWORD not in stored and all(row[2].startswith("$argon2id$") for row in rows)
 
 
 def test_sign_in_refuses_wrong_passwords_logs_them_and_locks_out(registry_copy):
@@ -275,7 +308,7 @@ DECIDER = textwrap.dedent("""
     from core.config import load_config
     from core.errors import ActionRefused
     root, action, version, actor, start = sys.argv[1:6]
-    backends = build_backends(load_config({}).with_overrides(registry_dir=Path(root)))
+    backends = build_backends(load_config().with_overrides(registry_dir=Path(root)))
     if start == "loop":  # roll back and forth until killed
         print("ready", flush=True)
         while True:
@@ -301,7 +334,8 @@ def test_two_reviewers_promoting_at_once_leave_one_champion(candidate_copy, tmp_
     start = tmp_path / "go"
     deciders = [subprocess.Popen([sys.executable, "-c", DECIDER, str(candidate_copy.registry_dir),
                                   "promote", str(version), actor, str(start)],
-                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+                                 cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+                                 env=environment_of(candidate_copy))
                 for version, actor in ((2, "rita"), (third, "rex"))]
     time.sleep(3)  # both have imported core and are waiting at the line
     start.touch()
@@ -322,7 +356,8 @@ def test_a_decider_killed_at_any_moment_leaves_a_consistent_registry(candidate_c
     for moment in kill_moments(random.Random(5), DECISION_KILLS, 0.0, 1.0):
         process = subprocess.Popen([sys.executable, "-c", DECIDER,
                                     str(candidate_copy.registry_dir), "-", "0", "rex", "loop"],
-                                   cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+                                   cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True,
+                                   env=environment_of(candidate_copy))
         assert process.stdout.readline().strip() == "ready"
         kill_after(process, moment)
         assert_consistent(candidate_copy)  # one champion, the chain verifies, ...
@@ -334,21 +369,26 @@ def test_a_decider_killed_at_any_moment_leaves_a_consistent_registry(candidate_c
 
 # --- the audit chain --------------------------------------------------------------------
 
+GUARDS = {"sqlite": ["DROP TRIGGER audit_log_is_append_only_update",
+                     "DROP TRIGGER audit_log_is_append_only_delete"],
+          "postgresql": ["DROP TRIGGER audit_log_is_append_only ON audit_log"]}
+
+
 def tamper(config, *statements):
-    """What someone with the database file could do: drop the guards, then edit."""
-    with sqlite3.connect(backends_of(config).database.path) as db:
-        db.execute("DROP TRIGGER audit_log_is_append_only_update")
-        db.execute("DROP TRIGGER audit_log_is_append_only_delete")
-        for statement in statements:
-            db.execute(statement)
+    """What someone with the database file (or its owner's password) could do: drop the
+    guards, then edit."""
+    run_sql(config, *GUARDS[backends_of(config).database.dialect], *statements)
 
 
 def test_the_log_refuses_updates_and_deletes(registry_copy):
-    with sqlite3.connect(backends_of(registry_copy).database.path) as db:
-        for statement in ("UPDATE audit_log SET actor = 'eve' WHERE seq = 1",
-                          "DELETE FROM audit_log WHERE seq = 1"):
-            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-                db.execute(statement)
+    statements = ["UPDATE audit_log SET actor = 'eve' WHERE seq = 1",
+                  "DELETE FROM audit_log WHERE seq = 1"]
+    if backends_of(registry_copy).database.dialect == "postgresql":
+        statements.append("TRUNCATE audit_log")
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="append-only"):
+            run_sql(registry_copy, statement)
+    assert verify_audit(registry_copy).entries == 6
 
 
 COLUMNS = "at, actor, role, action, outcome, model, target, version, reason, details"
@@ -391,8 +431,7 @@ def test_a_forged_but_well_chained_tail_is_caught_by_an_anchor(registry_copy):
 
 
 def test_a_status_changed_outside_a_decision_is_detected(candidate_copy):
-    with sqlite3.connect(backends_of(candidate_copy).database.path) as db:
-        db.execute("UPDATE versions SET status = 'rejected' WHERE version = 2")
+    run_sql(candidate_copy, "UPDATE versions SET status = 'rejected' WHERE version = 2")
     result = verify_audit(candidate_copy)
     assert not result.ok
     assert "version 2 is rejected in the catalog, but the audit log records it as candidate" \

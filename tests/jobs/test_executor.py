@@ -13,6 +13,7 @@ from core.app.backends import JOB_EXECUTORS, build_backends
 from core.config import load_config
 from core.governance.audit import Actor
 from core.jobs.records import FINISHED
+from tests.conftest import DATABASE_BACKENDS, on_database
 
 ANN = Actor("ann", "operator")
 
@@ -21,11 +22,14 @@ def now():
     return datetime.now(UTC)
 
 
-@pytest.fixture(params=sorted(JOB_EXECUTORS))
+@pytest.fixture(params=[(executor, database) for executor in sorted(JOB_EXECUTORS)
+                        for database in DATABASE_BACKENDS], ids="+".join)
 def backends(request, tmp_path):
+    executor, database = request.param
     config = load_config({}).with_overrides(registry_dir=tmp_path / "registry",
-                                            job_executor=request.param)
-    return build_backends(config)
+                                            job_executor=executor)
+    # On PostgreSQL, the worker must be told where the database is to find the job.
+    return build_backends(on_database(config, database, request))
 
 
 def wait_until_finished(backends, job_id, timeout=60):

@@ -18,9 +18,29 @@ from core.jobs.records import FINISHED, WORKER_START_GRACE_SECONDS, JobStore
 from core.jobs.worker import JobCancelled, progress_tracker
 from core.ml.params import Progress
 from core.registry.records import Recipe
-from core.storage.database import Database
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, sample_metadata
+from core.storage.database import SQLiteDatabase
+from tests.conftest import (
+    DATABASE_BACKENDS,
+    FIXED_NOW,
+    PROJECT_ROOT,
+    backends_of,
+    environment_of,
+    on_database,
+    sample_metadata,
+)
 from tests.consistency import assert_consistent, kill_after, kill_moments
+
+
+# The contract holds on every database: each test runs on SQLite and on PostgreSQL.
+@pytest.fixture(params=DATABASE_BACKENDS)
+def config(config, request):
+    return on_database(config, request.param, request)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def registry_copy(registry_copy, request):
+    return on_database(registry_copy, request.param, request)
+
 
 QUICK = dict(epochs=1, original_images=1000, augmented_per_scenario=200)
 LONG = dict(epochs=50, original_images=20000)
@@ -32,8 +52,8 @@ def now():
     return datetime.now(UTC)
 
 
-def database_at(folder) -> Database:
-    return Database(f"sqlite:///{folder / 'registry.db'}")
+def database_at(folder) -> SQLiteDatabase:
+    return SQLiteDatabase(f"sqlite:///{folder / 'registry.db'}")
 
 
 def is_running(job) -> bool:
@@ -119,7 +139,8 @@ def start_worker(config) -> subprocess.Popen:
     """A worker as the runner starts one, but with its process in our hands."""
     return subprocess.Popen([sys.executable, "-m", "core.worker", "--registry",
                              str(config.registry_dir)], cwd=PROJECT_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=environment_of(config))
 
 
 @pytest.mark.slow

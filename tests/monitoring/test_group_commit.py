@@ -10,7 +10,13 @@ import pytest
 
 from core.monitoring.group_commit import GroupCommitWriter
 from core.monitoring.prediction_log import FailedRequest, PredictionRecord
-from tests.conftest import backends_of
+from tests.conftest import DATABASE_BACKENDS, backends_of, on_database
+
+
+# The contract holds on every database: each test runs on SQLite and on PostgreSQL.
+@pytest.fixture(params=DATABASE_BACKENDS)
+def config(config, request):
+    return on_database(config, request.param, request)
 
 
 def record(i: int) -> PredictionRecord:

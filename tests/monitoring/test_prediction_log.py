@@ -8,14 +8,29 @@ import pytest
 
 from core.errors import InvalidInput
 from core.ml.images import encode_png
-from core.monitoring.prediction_log import PredictionLog, PredictionRecord, SQLPredictionLog
-from core.storage.database import Database
-from tests.conftest import PROJECT_ROOT
+from core.monitoring.prediction_log import PredictionLog, PredictionRecord
+from tests.conftest import (
+    DATABASE_BACKENDS,
+    PROJECT_ROOT,
+    backends_of,
+    environment_of,
+    on_database,
+)
 
 
-def open_log(folder) -> PredictionLog:
-    """The log implementation under test, in ``folder`` (the contract suite's one seam)."""
-    return SQLPredictionLog(Database(f"sqlite:///{folder}/registry.db"))
+@pytest.fixture(params=DATABASE_BACKENDS)
+def config(config, request):
+    return on_database(config, request.param, request)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def registry_copy(registry_copy, request):
+    return on_database(registry_copy, request.param, request)
+
+
+def open_log(config) -> PredictionLog:
+    """The log under test, on ``config``'s database (the contract suite's one seam)."""
+    return backends_of(config).prediction_log
 
 
 def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
@@ -31,8 +46,8 @@ def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
         true_label=true_label)
 
 
-def test_round_trip(tmp_path):
-    log = open_log(tmp_path)
+def test_round_trip(config):
+    log = open_log(config)
     ids = log.append([record(1), record(2, true_label=3), record(3, version=2)])
     assert ids == [1, 2, 3]
     window = log.window("m", 1)
@@ -45,8 +60,8 @@ def test_round_trip(tmp_path):
     assert log.count("m") == 3 and log.count("m", 2) == 1
 
 
-def test_windows_by_count_and_time(tmp_path):
-    log = open_log(tmp_path)
+def test_windows_by_count_and_time(config):
+    log = open_log(config)
     log.append([record(i) for i in range(50)])
     assert list(log.window("m", 1, last=5).ids) == [46, 47, 48, 49, 50]  # oldest first
     timed = log.window("m", 1, since="2026-01-01T00:00:10", until="2026-01-01T00:00:20")
@@ -54,14 +69,14 @@ def test_windows_by_count_and_time(tmp_path):
     assert len(log.window("m", 7)) == 0
 
 
-def test_empty_log_creates_nothing(tmp_path):
-    log = open_log(tmp_path)
+def test_empty_log_creates_nothing(config):
+    log = open_log(config)
     assert len(log.window("m", 1)) == 0 and log.count("m") == 0
-    assert not (tmp_path / "registry.db").exists()
+    assert not backends_of(config).database.exists()
 
 
-def test_unknown_source_is_refused_and_nothing_written(tmp_path):
-    log = open_log(tmp_path)
+def test_unknown_source_is_refused_and_nothing_written(config):
+    log = open_log(config)
     with pytest.raises(InvalidInput, match="unknown prediction source"):
         log.append([record(1), record(2, source="email")])
     assert log.count("m") == 0
@@ -69,21 +84,22 @@ def test_unknown_source_is_refused_and_nothing_written(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
+    from core.app import build_backends
+    from core.config import load_config
     from tests.monitoring.test_prediction_log import record
-    from pathlib import Path
-    from tests.monitoring.test_prediction_log import open_log
-    log = open_log(Path(sys.argv[1]))
+    log = build_backends(load_config()).prediction_log
     worker = int(sys.argv[2])
     for i in range(150):
         log.append([record(i, version=worker, source="simulation:none")])
 """)
 
 
-def test_concurrent_writer_processes_lose_and_tear_nothing(tmp_path):
-    processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(worker)],
-                                  cwd=PROJECT_ROOT) for worker in range(1, 5)]
+def test_concurrent_writer_processes_lose_and_tear_nothing(config):
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, "-", str(worker)],
+                                  cwd=PROJECT_ROOT, env=environment_of(config))
+                 for worker in range(1, 5)]
     assert [p.wait(timeout=240) for p in processes] == [0, 0, 0, 0]
-    log = open_log(tmp_path)
+    log = open_log(config)
     assert log.count("m") == 600
     for worker in range(1, 5):
         window = log.window("m", worker)
@@ -95,8 +111,8 @@ def test_concurrent_writer_processes_lose_and_tear_nothing(tmp_path):
         np.testing.assert_allclose(window.embeddings[:, 1] - window.embeddings[:, 0], 1.0)
 
 
-def test_feedback_labels_and_labelled_images(tmp_path):
-    log = open_log(tmp_path)
+def test_feedback_labels_and_labelled_images(config):
+    log = open_log(config)
     log.append([record(1, source="upload"), record(2, source="simulation:blur", true_label=4),
                 record(3, source="simulation:noise", true_label=5), record(4, source="cli")])
     log.set_true_label("m", 1, 7)
@@ -119,7 +135,7 @@ BURST = textwrap.dedent("""
     from core.config import load_config
     from tests.monitoring.test_prediction_log import record
     root, mode, image = sys.argv[1], sys.argv[2], Path(sys.argv[3]).read_bytes()
-    backends = build_backends(load_config({}).with_overrides(registry_dir=Path(root)))
+    backends = build_backends(load_config().with_overrides(registry_dir=Path(root)))
     log = backends.prediction_log
     while True:
         if mode == "uploads":  # one row per prediction, as the dashboard and CLI log
@@ -144,7 +160,8 @@ def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_
     for moment in kill_moments(random.Random(11), BURST_KILLS, 0.0, 1.0):
         writers = [subprocess.Popen([sys.executable, "-c", BURST, str(registry_copy.registry_dir),
                                      mode, str(image)], cwd=PROJECT_ROOT,
-                                    stdout=subprocess.PIPE, text=True)
+                                    stdout=subprocess.PIPE, text=True,
+                                    env=environment_of(registry_copy))
                    for mode in ("uploads", "batches")]
         # Both are writing (each acknowledged a first write) before the clock starts.
         lines = [[writer.stdout.readline()] for writer in writers]
@@ -158,6 +175,6 @@ def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_
                     acknowledged.update(range(first, last + 1))
         assert_consistent(registry_copy, acknowledged)
     assert len(acknowledged) > BURST_KILLS * 100  # the kills landed in real bursts
-    log = open_log(registry_copy.registry_dir)
+    log = open_log(registry_copy)
     window = log.window("m", 1)  # the batch writer's rows decode whole: none is torn
     np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)

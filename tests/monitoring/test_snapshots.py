@@ -3,7 +3,6 @@ late rows, resuming after SIGKILL, the timeline with its deployments, and drift 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -25,8 +24,20 @@ from core.app import (
 )
 from core.errors import InvalidInput
 from core.monitoring.snapshots import period_start
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import DATABASE_BACKENDS, environment_of, on_database
 from tests.monitoring.receivers import HttpReceiver
+
+
+# The contract holds on every database: each test runs on SQLite and on PostgreSQL.
+@pytest.fixture(params=DATABASE_BACKENDS)
+def registry_copy(registry_copy, request):
+    return on_database(registry_copy, request.param, request)
+
+
+@pytest.fixture(params=DATABASE_BACKENDS)
+def candidate_copy(candidate_copy, request):
+    return on_database(candidate_copy, request.param, request)
+
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
@@ -144,9 +155,8 @@ def test_a_monitor_killed_mid_pass_resumes_with_no_gap_and_no_duplicate(registry
     traffic(backends, start, hours=24, per_hour=40)
     command = [sys.executable, "-m", "core", "--registry", str(registry_copy.registry_dir),
                "monitor", "run", "--once"]
-    env = os.environ | {"PYTHONPATH": str(PROJECT_ROOT)}
     monitor = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               env=env, text=True)
+                               env=environment_of(registry_copy), text=True)
     assert monitor.stderr is not None
     lines = [monitor.stderr.readline() for _ in range(3)]  # three hours summarized
     monitor.send_signal(signal.SIGKILL)
@@ -154,7 +164,8 @@ def test_a_monitor_killed_mid_pass_resumes_with_no_gap_and_no_duplicate(registry
     assert all(line.startswith("hour ") for line in lines), lines
     partial = backends.snapshots.count("hour")
     assert 3 <= partial < 24
-    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    finished = subprocess.run(command, capture_output=True, text=True,
+                              env=environment_of(registry_copy), timeout=600)
     assert finished.returncode == 0, finished.stderr
     hours = backends.snapshots.read("hour", "2000", "9999")
     assert [s.start for s in hours] == [(start + timedelta(hours=h)).isoformat()

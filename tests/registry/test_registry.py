@@ -16,14 +16,15 @@ from core.governance.audit import Actor, AuditEntry
 from core.registry.catalog import INITIAL_BASELINE_NOTE
 from core.registry.records import VersionMetadata
 from core.registry.registry import Registry
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, sample_metadata
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, on_database, sample_metadata
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
 ALICE = Actor("alice", "operator")
 REGISTRATION_KILLS = 12
 
-# Each backend combination the composition root can build; the suite runs against each.
-BACKENDS = {"sqlite+file": {}}
+# Each backend combination the composition root can build (database, artifact store);
+# the suite runs against each.
+BACKENDS = {"sqlite+file": "sqlite", "postgresql+file": "postgresql"}
 
 
 def open_registry(root, settings=None):
@@ -33,7 +34,9 @@ def open_registry(root, settings=None):
 
 @pytest.fixture(params=sorted(BACKENDS))
 def registry(request, tmp_path):
-    return open_registry(tmp_path / "registry", BACKENDS[request.param])
+    config = load_config({}).with_overrides(registry_dir=tmp_path / "registry",
+                                            model_name="fashion")
+    return build_backends(on_database(config, BACKENDS[request.param], request)).registry
 
 
 def write_files(folder):

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.dashboard import free_port
 from bench.http_serving import BOUNDARY, multipart
+from bench.servers import free_port
 from core.app import decide_version, set_traffic
 from tests.conftest import PROJECT_ROOT, backends_of, fashion_test_images
 from tests.serving.test_api import png

@@ -17,7 +17,7 @@ from core.jobs.records import JobStore
 from core.monitoring.prediction_log import SQLPredictionLog
 from core.registry.catalog import SQLCatalog
 from core.storage import migrations
-from core.storage.database import Database
+from core.storage.database import PostgresDatabase, SQLiteDatabase
 from tests.conftest import PROJECT_ROOT
 
 RELEASE_1 = (Path(__file__).parent / "release1_schema.sql").read_text()
@@ -86,7 +86,7 @@ def release_1_database(path: Path) -> None:
 def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
     path = tmp_path / "registry.db"
     release_1_database(path)
-    database = Database(f"sqlite:///{path}")
+    database = SQLiteDatabase(f"sqlite:///{path}")
     audit_log = AuditLog(database)
     catalog = SQLCatalog(database, audit_log)
     # The first use upgrades it (steps 1 and 2), then every store finds its rows.
@@ -122,7 +122,7 @@ def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
 
 
 def test_a_new_database_gets_every_step_once(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'registry.db'}")
+    database = SQLiteDatabase(f"sqlite:///{tmp_path / 'registry.db'}")
     assert database.read("SELECT 1") == [] and not database.exists()  # reads create nothing
     database.ensure_schema()
     with database.write() as conn:
@@ -132,8 +132,8 @@ def test_a_new_database_gets_every_step_once(tmp_path):
 
 UPGRADER = textwrap.dedent("""
     import sys
-    from core.storage.database import Database
-    Database(f"sqlite:///{sys.argv[1]}").ensure_schema()
+    from core.storage.database import SQLiteDatabase
+    SQLiteDatabase(f"sqlite:///{sys.argv[1]}").ensure_schema()
 """)
 
 
@@ -143,11 +143,17 @@ def test_processes_upgrading_at_once_apply_each_step_once(tmp_path):
     processes = [subprocess.Popen([sys.executable, "-c", UPGRADER, str(path)], cwd=PROJECT_ROOT)
                  for _ in range(3)]
     assert [p.wait(timeout=60) for p in processes] == [0, 0, 0]
-    rows = Database(f"sqlite:///{path}").read("SELECT version FROM schema_version")
+    rows = SQLiteDatabase(f"sqlite:///{path}").read("SELECT version FROM schema_version")
     assert sorted(v for (v,) in rows) == [m.version for m in migrations.MIGRATIONS]
 
 
-@pytest.mark.parametrize("url", ["postgresql://db/registry", "mysql://x", "sqlite://"])
+@pytest.mark.parametrize("url", ["postgresql://db/registry", "mysql://x", "sqlite://", "::"])
 def test_unsupported_database_urls_are_refused_clearly(url):
     with pytest.raises(InvalidInput, match="To fix this"):
-        Database(url)
+        SQLiteDatabase(url)
+
+
+@pytest.mark.parametrize("url", ["sqlite:///x.db", "postgresql://host", "mysql://x/db"])
+def test_unsupported_postgresql_urls_are_refused_clearly(url):
+    with pytest.raises(InvalidInput, match="To fix this"):
+        PostgresDatabase(url)
