@@ -58,6 +58,30 @@ def postgres():
         yield server
 
 
+@pytest.fixture(scope="session")
+def s3():
+    """moto's S3 stand-in for the session; its endpoint and made-up credentials are set
+    in this process's environment (boto3 reads them, and child processes inherit them)."""
+    from bench.servers import MotoServer
+
+    with MotoServer() as server:
+        saved = {name: os.environ.get(name) for name in server.environment}
+        os.environ.update(server.environment)
+        yield server
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def new_bucket(request) -> str:
+    """An empty bucket on the session's S3 stand-in; returns its s3:// URL (with a prefix)."""
+    name = f"b{uuid.uuid4().hex[:16]}"
+    request.getfixturevalue("s3").create_bucket(name)
+    return f"s3://{name}/registry"
+
+
 def on_database(config: Config, backend: str, request) -> Config:
     """``config``'s registry on ``backend``: as it is for SQLite; for PostgreSQL, in a new
     database of the session's server, its rows copied there by ``migrate`` (the files

@@ -10,6 +10,7 @@ from tests.conftest import PROJECT_ROOT
 CORE = PROJECT_ROOT / "core"
 # The concrete backends: only the composition root constructs them.
 CONCRETE_BACKENDS = {"SQLiteDatabase", "PostgresDatabase", "SQLCatalog", "LocalArtifactStore",
+                     "S3ArtifactStore",
                      "SQLPredictionLog", "LocalProcessExecutor", "JobStore", "JobQueue",
                      "UserStore", "AuditLog", "AccessControl", "Registry", "ModelCache"}
 COMPOSITION_ROOT = CORE / "app" / "backends.py"

@@ -28,7 +28,7 @@ from core.ml.predictor import ModelCache
 from core.monitoring.alerts import AlertStore
 from core.monitoring.prediction_log import PredictionLog, SQLPredictionLog
 from core.monitoring.snapshots import SnapshotStore
-from core.registry.artifacts import ArtifactStore, LocalArtifactStore
+from core.registry.artifacts import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from core.registry.catalog import Catalog, SQLCatalog
 from core.registry.registry import Registry
 from core.storage.database import Database, PostgresDatabase, SQLiteDatabase
@@ -42,6 +42,11 @@ def _file_artifacts(url: str, config: Config) -> ArtifactStore:
     return LocalArtifactStore(Path(unquote(parsed.path)))
 
 
+def _s3_artifacts(url: str, config: Config) -> ArtifactStore:
+    # The read-through cache of downloaded versions lives in the registry folder.
+    return S3ArtifactStore(url, config.registry_dir / "cache")
+
+
 def _local_executor(config: Config) -> JobExecutor:
     return LocalProcessExecutor(config.registry_dir, config.model_name, PROJECT_ROOT,
                                 config.registry_dir / "jobs", config.child_environment())
@@ -49,7 +54,8 @@ def _local_executor(config: Config) -> JobExecutor:
 
 DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": SQLiteDatabase,
                                                   "postgresql": PostgresDatabase}
-ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts}
+ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts,
+                                                                      "s3": _s3_artifacts}
 JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor}
 
 

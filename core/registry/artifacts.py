@@ -14,14 +14,16 @@ complete and its row is committed. Serving and training read files through
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
+from urllib.parse import urlparse
 
-from core.errors import VersionNotFound
+from core.errors import InvalidInput, RegistryError, StorageUnavailable, VersionNotFound
 from core.names import parse_version, validate_model_name
 
 METADATA_FILE = "metadata.json"
@@ -188,3 +190,196 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """``sha256:<hex>`` of every file under ``folder``, by its path relative to it."""
+    return {path.relative_to(folder).as_posix(): _sha256(path)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+class S3ArtifactStore(ArtifactStore):
+    """Versions' files in an S3-compatible bucket (``s3://bucket/prefix``): AWS, MinIO,
+    Ceph. The endpoint, region and credentials come from the usual AWS settings
+    (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID`` ... or a
+    profile), which boto3 reads itself.
+
+    Layout: the same numbered folders, as keys ``<prefix>/<model>/<N>/<path>``.
+    ``metadata.json`` is uploaded last and marks the version complete: a version
+    without it is invisible (``list_versions``, reads) and removed by the next
+    registration, so a writer killed mid-upload leaves nothing anyone loads. Its
+    ``files`` hold the content hashes the catalog also keeps; every file downloaded
+    into the local read-through cache (``cache_dir``) is checked against them, and a
+    mismatch is refused, never loaded.
+    """
+
+    def __init__(self, url: str, cache_dir: Path, client=None):
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise InvalidInput(f"ARTIFACTS_URL {url!r} is not s3://BUCKET[/PREFIX]. To fix "
+                               "this, name the bucket, e.g. s3://models/registry.")
+        self.url = url.rstrip("/")
+        self.bucket, self.prefix = parsed.netloc, parsed.path.strip("/")
+        self.cache_dir = Path(cache_dir)
+        self._client = client
+
+    @property
+    def client(self):
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3")
+        return self._client
+
+    def _key(self, model: str, version: int | None = None, name: str = "") -> str:
+        parts = [self.prefix, validate_model_name(model)]
+        if version is not None:
+            parts.append(str(parse_version(version)))
+        return "/".join(p for p in parts if p) + "/" + name
+
+    def _call(self, what: str, operation, **arguments):
+        """One S3 request; a store that cannot be reached is one clear error."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return operation(Bucket=self.bucket, **arguments)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise
+            raise StorageUnavailable(
+                f"the artifact store {self.url} refused to {what} ({code}: "
+                f"{error.response.get('Error', {}).get('Message', '')}). To fix this, check "
+                "that the bucket exists and the AWS credentials may read and write it."
+            ) from None
+        except BotoCoreError as error:
+            raise StorageUnavailable(
+                f"cannot reach the artifact store {self.url} ({error}). To fix this, start "
+                "it or correct ARTIFACTS_URL and AWS_ENDPOINT_URL.") from None
+
+    def _keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        token: dict = {}
+        while True:
+            page = self._call("list files", self.client.list_objects_v2, Prefix=prefix,
+                              **token)
+            keys += [item["Key"] for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return keys
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def _exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("look up a file", self.client.head_object, Key=key)
+            return True
+        except ClientError:
+            return False
+
+    def stage(self, model):
+        model_dir = self.cache_dir / validate_model_name(model)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staged = model_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+        staged.mkdir()
+        return staged
+
+    def publish(self, model, staged, version, metadata):
+        marker = self._key(model, version, METADATA_FILE)
+        if self._exists(marker):
+            raise FileExistsError(f"{marker} is already published")
+        files = [p for p in sorted(staged.rglob("*")) if p.is_file()
+                 and p.name != METADATA_FILE]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def upload(path: Path) -> None:
+            self._call("store a file", self.client.put_object, Body=path.read_bytes(),
+                       Key=self._key(model, version, path.relative_to(staged).as_posix()))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(upload, files))
+        body = json.dumps(metadata, indent=2, sort_keys=True).encode()
+        (staged / METADATA_FILE).write_bytes(body)
+        self._call("store a file", self.client.put_object, Body=body, Key=marker)
+
+    def discard(self, staged):
+        if staged.exists():
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def remove_unpublished(self, model, known):
+        for key in self._keys(self._key(model)):
+            number = key[len(self._key(model)):].split("/", 1)[0]
+            if number.isdigit() and int(number) not in known:
+                self._call("remove a file", self.client.delete_object, Key=key)
+        model_dir = self.cache_dir / validate_model_name(model)
+        if model_dir.is_dir():
+            for path in model_dir.iterdir():
+                if path.name.startswith(_STAGING_PREFIX) and not _writer_alive(path.name):
+                    shutil.rmtree(path, ignore_errors=True)
+
+    def list_versions(self, model):
+        base = self._key(model)
+        return sorted(int(number) for key in self._keys(base)
+                      for number, _, rest in [key[len(base):].partition("/")]
+                      if number.isdigit() and rest == METADATA_FILE)
+
+    def _metadata(self, model: str, version: int) -> dict:
+        return json.loads(self.read_bytes(model, version, METADATA_FILE))
+
+    def local_path(self, model, version):
+        """The cached copy, topped up with files added since, each checked against the
+        content hashes recorded at registration."""
+        folder = self.cache_dir / validate_model_name(model) / str(parse_version(version))
+        expected = self._metadata(model, version).get("files") or {}
+        base = self._key(model, version)
+        for key in self._keys(base):
+            name = key[len(base):]
+            target = folder / name
+            if target.is_file():
+                continue
+            data = self._call("read a file", self.client.get_object, Key=key)["Body"].read()
+            if name in expected and f"sha256:{hashlib.sha256(data).hexdigest()}" != \
+                    expected[name]:
+                raise RegistryError(
+                    f"{self.url}/{model}/{version}/{name} does not match the content hash "
+                    "recorded when the version was registered: it was changed or damaged in "
+                    "the bucket. To fix this, restore it from the bucket's versioning or "
+                    "a backup; it is not loaded.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(target, data)
+        return folder
+
+    def read_bytes(self, model, version, name):
+        from botocore.exceptions import ClientError
+
+        try:
+            if name != METADATA_FILE and not self._exists(
+                    self._key(model, version, METADATA_FILE)):
+                raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+            response = self._call("read a file", self.client.get_object,
+                                  Key=self._key(model, version, name))
+        except ClientError:
+            raise VersionNotFound(f"version {version} of {model!r} has no {name} in "
+                                  f"{self.url}. To fix this, register the version again."
+                                  ) from None
+        return response["Body"].read()
+
+    def has_file(self, model, version, name):
+        return (self._exists(self._key(model, version, METADATA_FILE))
+                and self._exists(self._key(model, version, name)))
+
+    def put_file(self, model, version, name, data):
+        if version not in self.list_versions(model):
+            raise VersionNotFound(f"model {model!r} has no version {version} in {self.url}. "
+                                  "To fix this, register the version first.")
+        # One PUT is atomic: readers see the old object or the new one, never a mix.
+        self._call("store a file", self.client.put_object, Body=data,
+                   Key=self._key(model, version, name))

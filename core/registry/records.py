@@ -67,6 +67,9 @@ class VersionMetadata:
     created_at: str | None = None
     registered_as: str | None = None
     registration_note: str | None = None
+    # Each artifact's content hash ("sha256:<hex>") by its path in the version's folder,
+    # recorded at registration; stores that download files check them.
+    files: dict[str, str] | None = None
 
     @property
     def seed(self) -> int:
@@ -83,8 +86,9 @@ class VersionMetadata:
 
     def as_dict(self) -> dict:
         values = asdict(self) | {"dataset": self.dataset.as_dict()}
-        if self.recipe is None:
-            del values["recipe"]
+        for optional in ("recipe", "files"):  # absent from versions made without them
+            if values[optional] is None:
+                del values[optional]
         return values
 
     @classmethod

@@ -11,13 +11,14 @@ first. Every artifact store and catalog keeps this property.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from core.errors import VersionNotFound
 from core.governance.audit import Actor
 from core.names import parse_version, validate_model_name
-from core.registry.artifacts import ArtifactStore
+from core.registry.artifacts import ArtifactStore, file_digests
 from core.registry.catalog import Catalog
 from core.registry.records import Comparison, ModelVersion, StatusChange, VersionMetadata
 
@@ -52,6 +53,7 @@ class Registry:
         staged = self.artifacts.stage(self.model)
         try:
             write_artifacts(staged)
+            metadata = replace(metadata, files=file_digests(staged))
             return self.catalog.create_model_version(
                 self.model, created_at=now.isoformat(timespec="seconds"), actor=actor,
                 parent=parent, metadata=metadata,

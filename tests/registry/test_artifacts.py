@@ -5,15 +5,30 @@ import os
 
 import pytest
 
-from core.errors import InvalidInput, VersionNotFound
-from core.registry.artifacts import METADATA_FILE, ArtifactStore, LocalArtifactStore
+from core.errors import InvalidInput, RegistryError, VersionNotFound
+from core.registry.artifacts import (
+    METADATA_FILE,
+    ArtifactStore,
+    LocalArtifactStore,
+    S3ArtifactStore,
+    file_digests,
+)
+from tests.conftest import new_bucket
 
-STORES = {"file": lambda tmp_path: LocalArtifactStore(tmp_path / "artifacts")}
+STORES = {
+    "file": lambda request, tmp_path: LocalArtifactStore(tmp_path / "artifacts"),
+    "s3": lambda request, tmp_path: S3ArtifactStore(new_bucket(request), tmp_path / "cache"),
+}
 
 
 @pytest.fixture(params=sorted(STORES))
 def store(request, tmp_path) -> ArtifactStore:
-    return STORES[request.param](tmp_path)
+    return STORES[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def s3_store(request, tmp_path) -> S3ArtifactStore:
+    return STORES["s3"](request, tmp_path)
 
 
 def stage_files(store: ArtifactStore, model: str = "m"):
@@ -81,3 +96,59 @@ def test_unsafe_model_names_never_become_paths(store, model):
         store.stage(model)
     with pytest.raises(InvalidInput, match="invalid model name"):
         store.list_versions(model)
+
+
+# --- S3: what only a remote store has ------------------------------------------------------
+
+def test_a_half_uploaded_version_is_invisible_and_removed(s3_store):
+    s3_store.publish("m", stage_files(s3_store), 1, {"version": 1})
+    # A writer killed mid-publish: some files uploaded, no metadata.json (the marker).
+    s3_store.client.put_object(Bucket=s3_store.bucket, Key="registry/m/2/model.tflite",
+                               Body=b"half")
+    assert s3_store.list_versions("m") == [1]
+    with pytest.raises(VersionNotFound):
+        s3_store.local_path("m", 2)
+    assert not s3_store.has_file("m", 2, "model.tflite")
+    s3_store.remove_unpublished("m", known={1})
+    keys = [o["Key"] for o in s3_store.client.list_objects_v2(
+        Bucket=s3_store.bucket, Prefix="registry/m/2/").get("Contents", [])]
+    assert keys == [] and s3_store.list_versions("m") == [1]
+
+
+def test_downloads_are_checked_against_the_registered_hashes(s3_store):
+    staged = stage_files(s3_store)
+    hashes = file_digests(staged)
+    s3_store.publish("m", staged, 1, {"version": 1, "files": hashes})
+    local = s3_store.local_path("m", 1)
+    assert file_digests(local) == hashes | {METADATA_FILE: file_digests(local)[METADATA_FILE]}
+    # Someone replaces a file in the bucket: a fresh cache refuses to load it.
+    s3_store.client.put_object(Bucket=s3_store.bucket, Key="registry/m/1/model.tflite",
+                               Body=b"evil")
+    fresh = S3ArtifactStore(s3_store.url, local.parent.parent.parent / "other-cache")
+    with pytest.raises(RegistryError, match="does not match the content hash"):
+        fresh.local_path("m", 1)
+    assert not (fresh.cache_dir / "m" / "1" / "model.tflite").exists()
+
+
+def test_files_added_later_reach_an_existing_cache(s3_store):
+    s3_store.publish("m", stage_files(s3_store), 1, {"version": 1})
+    other = S3ArtifactStore(s3_store.url, s3_store.cache_dir.parent / "other-cache")
+    assert not (other.local_path("m", 1) / "reference.npz").exists()
+    s3_store.put_file("m", 1, "reference.npz", b"profile")
+    assert (other.local_path("m", 1) / "reference.npz").read_bytes() == b"profile"
+
+
+def test_an_unreachable_store_is_one_clear_error(tmp_path):
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    from bench.servers import free_port
+
+    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{free_port()}",
+                          region_name="us-east-1", aws_access_key_id="x",
+                          aws_secret_access_key="x",
+                          config=BotoConfig(retries={"max_attempts": 1}, connect_timeout=2))
+    store = S3ArtifactStore("s3://nowhere/registry", tmp_path / "cache", client=client)
+    from core.errors import StorageUnavailable
+    with pytest.raises(StorageUnavailable, match="cannot reach the artifact store.*To fix"):
+        store.list_versions("m")

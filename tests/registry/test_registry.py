@@ -16,7 +16,7 @@ from core.governance.audit import Actor, AuditEntry
 from core.registry.catalog import INITIAL_BASELINE_NOTE
 from core.registry.records import VersionMetadata
 from core.registry.registry import Registry
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, on_database, sample_metadata
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, new_bucket, on_database, sample_metadata
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
 ALICE = Actor("alice", "operator")
@@ -24,7 +24,8 @@ REGISTRATION_KILLS = 12
 
 # Each backend combination the composition root can build (database, artifact store);
 # the suite runs against each.
-BACKENDS = {"sqlite+file": "sqlite", "postgresql+file": "postgresql"}
+BACKENDS = {"sqlite+file": ("sqlite", False), "postgresql+file": ("postgresql", False),
+            "postgresql+s3": ("postgresql", True)}
 
 
 def open_registry(root, settings=None):
@@ -34,9 +35,11 @@ def open_registry(root, settings=None):
 
 @pytest.fixture(params=sorted(BACKENDS))
 def registry(request, tmp_path):
-    config = load_config({}).with_overrides(registry_dir=tmp_path / "registry",
-                                            model_name="fashion")
-    return build_backends(on_database(config, BACKENDS[request.param], request)).registry
+    database, on_s3 = BACKENDS[request.param]
+    config = load_config({}).with_overrides(
+        registry_dir=tmp_path / "registry", model_name="fashion",
+        artifacts_url=new_bucket(request) if on_s3 else None)
+    return build_backends(on_database(config, database, request)).registry
 
 
 def write_files(folder):
@@ -157,8 +160,10 @@ def test_failed_artifact_writer_leaves_nothing(registry):
 
     with pytest.raises(OSError):
         registry.register_version(broken, sample_metadata(), actor=ALICE, now=FIXED_NOW)
-    assert registry.list_versions() == []
-    assert list((registry.artifacts.root / "fashion").iterdir()) == []
+    assert registry.list_versions() == [] and registry.artifacts.list_versions("fashion") == []
+    # Nothing left where the store stages files: the registry folder, or the S3 cache.
+    staging = getattr(registry.artifacts, "root", None) or registry.artifacts.cache_dir
+    assert list((staging / "fashion").iterdir()) == []
 
 
 # --- a writer killed mid-registration ---------------------------------------------------

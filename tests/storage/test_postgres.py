@@ -106,3 +106,27 @@ def test_migrate_refuses_a_target_with_rows_and_its_own_database(postgres, regis
     own = registry_copy.effective_database_url
     with pytest.raises(InvalidInput, match="own database"):
         migrate_registry(backends_of(registry_copy), to_url=own)
+
+
+def test_migrate_to_postgresql_and_s3_then_serve_from_the_bucket(postgres, s3, request,
+                                                                 registry_copy, tmp_path):
+    from core.app import predict_image
+    from core.ml.images import encode_png
+    from tests.conftest import FIXED_NOW, fashion_test_images, new_bucket
+
+    url, bucket = new_database(postgres), new_bucket(request)
+    result = migrate_registry(backends_of(registry_copy), to_url=url, artifacts_url=bucket)
+    assert result.versions_copied == 1 and result.audit.ok
+    # A server on another machine: nothing but the two URLs (and an empty cache folder).
+    elsewhere = registry_copy.with_overrides(registry_dir=tmp_path / "elsewhere",
+                                             database_url=url, artifacts_url=bucket)
+    backends = build_backends(elsewhere)
+    images, labels = fashion_test_images(1)
+    prediction, _ = predict_image(backends, encode_png(images[0]), actor="anonymous",
+                                  source="cli", now=FIXED_NOW)
+    assert prediction.version == 1
+    local = backends_of(registry_copy).registry.get_champion()
+    assert sorted(backends.registry.get_champion().metadata.files) == sorted(local.metadata.files)
+    cached = tmp_path / "elsewhere" / "cache" / "classifier" / "1"
+    assert (cached / "model.tflite").is_file()
+    assert backends.prediction_log.count("classifier") == 1
