@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datetime import UTC
 
-from bench import dashboard, suite  # noqa: E402
+from bench import dashboard, scale, suite  # noqa: E402
 from bench.timing import markdown  # noqa: E402
 from core.app import build_backends  # noqa: E402
 from core.config import load_config  # noqa: E402
@@ -33,6 +33,7 @@ ROWS = {
     "log": suite.log_rows,
     "training": suite.training_rows,
     "retraining": suite.retraining_rows,
+    "scale": scale.scale_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
     "monitoring": None,  # fills a registry with millions of rows; see below

@@ -194,5 +194,5 @@ class RayHead:
 
     @property
     def address(self) -> str:
-        """The job server's address (Ray Jobs are submitted over HTTP)."""
-        return f"http://127.0.0.1:{self.dashboard_port}"
+        """What ``JOB_EXECUTOR`` names: the job server on the dashboard's port."""
+        return f"ray://127.0.0.1:{self.dashboard_port}"

@@ -237,10 +237,11 @@ def drift_rows(context: Context) -> list[Row]:
 LOG_WRITER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
+    from core.app.backends import open_database
     from core.monitoring.prediction_log import PredictionRecord, SQLPredictionLog
-    from core.storage.database import SQLiteDatabase
-    log = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{sys.argv[1]}"))
+    log = SQLPredictionLog(open_database(sys.argv[1]))
     worker, rows, go = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    batch = int(sys.argv[5]) if len(sys.argv) > 5 else 1  # rows per commit
     png = bytes(600)
 
     def record(i):
@@ -255,8 +256,8 @@ LOG_WRITER = textwrap.dedent("""
     print("ready", flush=True)
     while not os.path.exists(go):  # every writer starts at once
         time.sleep(0.001)
-    for i in range(rows):
-        log.append([record(i)])
+    for start in range(0, rows, batch):
+        log.append([record(i) for i in range(start, min(rows, start + batch))])
 """)
 
 
@@ -274,8 +275,8 @@ def log_rows(context: Context) -> list[Row]:
     def run(processes: int) -> tuple[float, int]:
         with tempfile.TemporaryDirectory() as folder:
             path, go = Path(folder) / "registry.db", Path(folder) / "go"
-            workers = [subprocess.Popen([sys.executable, "-c", LOG_WRITER, str(path), str(w),
-                                         str(rows_each), str(go)], cwd=PROJECT_ROOT,
+            workers = [subprocess.Popen([sys.executable, "-c", LOG_WRITER, f"sqlite:///{path}",
+                                         str(w), str(rows_each), str(go)], cwd=PROJECT_ROOT,
                                         stdout=subprocess.PIPE, text=True)
                        for w in range(processes)]
             for worker in workers:

@@ -41,8 +41,11 @@ class Config:
             jobs (env ``DATABASE_URL``; empty: ``sqlite:///<registry_dir>/registry.db``).
         artifacts_url: Where versions' files live (env ``ARTIFACTS_URL``; empty:
             ``file://<registry_dir>``).
-        job_executor: Where training jobs run (env ``JOB_EXECUTOR``; ``local``: a worker
-            process on this machine).
+        job_executor: Where training jobs run (env ``JOB_EXECUTOR``): ``local``, a worker
+            process on this machine; ``ray://HOST:PORT``, a Ray cluster's job server
+            (PORT: its dashboard port, 8265 by default).
+        job_runner: Set by an executor for the worker it starts (env ``JOB_RUNNER``),
+            e.g. ``ray:<submission id>``; recorded with the job the worker claims.
         log_batch_rows: The most prediction-log rows the serving API commits in one
             transaction (env ``LOG_BATCH_ROWS``).
         log_batch_ms: How long the API's log writer waits for more rows once it has one,
@@ -56,6 +59,9 @@ class Config:
             ``MONITOR_INTERVAL_SECONDS``): alert rules, deliveries, closed periods.
         monitor_grace_seconds: How long after a period ends the monitor waits for rows
             still in flight before summarizing it (env ``MONITOR_GRACE_SECONDS``).
+        prediction_log_retention_days: How many days of raw prediction-log rows to keep
+            (env ``PREDICTION_LOG_RETENTION_DAYS``; 0: everything). The monitor deletes
+            older rows once their periods' snapshots exist; snapshots are kept.
         smtp_password: The password of e-mail channels' SMTP user (env ``SMTP_PASSWORD``);
             never stored in the registry.
     """
@@ -72,12 +78,14 @@ class Config:
     database_url: str = ""
     artifacts_url: str = ""
     job_executor: str = "local"
+    job_runner: str = ""
     log_batch_rows: int = 256
     log_batch_ms: int = 1
     refresh_seconds: int = 1
     metrics_dir: Path | None = None
     monitor_interval_seconds: int = 60
     monitor_grace_seconds: int = 60
+    prediction_log_retention_days: int = 0
     smtp_password: str = field(default="", repr=False)
 
     def __post_init__(self):
@@ -94,14 +102,18 @@ class Config:
         """``artifacts_url``, or the registry folder itself."""
         return self.artifacts_url or self.registry_dir.resolve().as_uri()
 
-    def child_environment(self) -> dict[str, str]:
-        """This process's environment with the settings that say where the registry is
-        (folder, model, database, artifacts): a child process started with it (a job's
-        worker, a server) opens the same registry, whatever overrides made this config."""
+    def registry_settings(self) -> dict[str, str]:
+        """The settings that say where the registry is (folder, model, database,
+        artifacts), as environment variables."""
         where = {"registry_dir": str(self.registry_dir), "model_name": self.model_name,
                  "database_url": self.database_url, "artifacts_url": self.artifacts_url}
-        return dict(os.environ) | {_ENV_NAMES[name]: value for name, value in where.items()
-                                   if value}
+        return {_ENV_NAMES[name]: value for name, value in where.items() if value}
+
+    def child_environment(self) -> dict[str, str]:
+        """This process's environment with ``registry_settings``: a child process started
+        with it (a job's worker, a server) opens the same registry, whatever overrides
+        made this config."""
+        return dict(os.environ) | self.registry_settings()
 
     def with_overrides(self, **changes) -> "Config":
         """Returns a copy with the given non-None fields replaced."""
@@ -121,12 +133,14 @@ _ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "artifacts_url": "ARTIFACTS_URL",
     "job_executor": "JOB_EXECUTOR",
+    "job_runner": "JOB_RUNNER",
     "log_batch_rows": "LOG_BATCH_ROWS",
     "log_batch_ms": "LOG_BATCH_MS",
     "refresh_seconds": "REFRESH_SECONDS",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
     "monitor_interval_seconds": "MONITOR_INTERVAL_SECONDS",
     "monitor_grace_seconds": "MONITOR_GRACE_SECONDS",
+    "prediction_log_retention_days": "PREDICTION_LOG_RETENTION_DAYS",
     "smtp_password": "SMTP_PASSWORD",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")

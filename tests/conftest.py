@@ -75,6 +75,16 @@ def s3():
                 os.environ[name] = value
 
 
+@pytest.fixture(scope="session")
+def ray_head(s3):
+    """A local Ray head node (``ray start --head``, CPU only) for the session. Like a
+    real cluster's nodes, it has the bucket's settings and credentials (from ``s3``)."""
+    from bench.servers import RayHead
+
+    with RayHead() as head:
+        yield head
+
+
 def new_bucket(request) -> str:
     """An empty bucket on the session's S3 stand-in; returns its s3:// URL (with a prefix)."""
     name = f"b{uuid.uuid4().hex[:16]}"

@@ -11,7 +11,7 @@ CORE = PROJECT_ROOT / "core"
 # The concrete backends: only the composition root constructs them.
 CONCRETE_BACKENDS = {"SQLiteDatabase", "PostgresDatabase", "SQLCatalog", "LocalArtifactStore",
                      "S3ArtifactStore",
-                     "SQLPredictionLog", "LocalProcessExecutor", "JobStore", "JobQueue",
+                     "SQLPredictionLog", "LocalProcessExecutor", "RayJobExecutor", "JobStore", "JobQueue",
                      "UserStore", "AuditLog", "AccessControl", "Registry", "ModelCache"}
 COMPOSITION_ROOT = CORE / "app" / "backends.py"
 FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(CORE / "serving").rglob("*.py"),

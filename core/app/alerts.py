@@ -13,6 +13,7 @@ import numpy as np
 
 from core.app.backends import Backends
 from core.app.monitor import report_for_version
+from core.app.retention import apply_retention
 from core.app.snapshots import compute_snapshots
 from core.app.traffic import policy_status
 from core.errors import CoreError, InvalidInput
@@ -57,22 +58,26 @@ class PassResult:
     changes: Changes
     sent: int
     failed: int
+    deleted: int = 0  # prediction-log rows past PREDICTION_LOG_RETENTION_DAYS
 
     def line(self) -> str:
         return (f"snapshots +{self.snapshots}; alerts fired {len(self.changes.fired)}, "
                 f"resolved {len(self.changes.resolved)}, reminded {len(self.changes.reminded)}; "
-                f"messages sent {self.sent}, failed {self.failed}")
+                f"messages sent {self.sent}, failed {self.failed}"
+                + (f"; old log rows deleted {self.deleted}" if self.deleted else ""))
 
 
 def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
                  on_period: Callable[[str, str, int], None] | None = None) -> PassResult:
     """One pass of ``python -m core monitor run``: closed periods' snapshots, the alert
-    rules on the current window, the retraining suggestion, then due messages."""
+    rules on the current window, the retraining suggestion, due messages, then the
+    log's retention (rows already summarized)."""
     snapshots = compute_snapshots(backends, now, on_period)
     changes = evaluate_alerts(backends, now)
     sent = deliver_due(backends, now, send or default_sender(backends))
+    deleted = apply_retention(backends, now)
     return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
-                      sum(d.status != "delivered" for d in sent))
+                      sum(d.status != "delivered" for d in sent), deleted)
 
 
 # --- rules -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from core.governance.audit import AuditLog
 from core.governance.keys import KeyStore
 from core.governance.traffic import TrafficStore
 from core.governance.users import UserStore
-from core.jobs.executor import JobExecutor, LocalProcessExecutor
+from core.jobs.executor import JobExecutor, LocalProcessExecutor, RayJobExecutor
 from core.jobs.queue import JobQueue
 from core.jobs.records import JobStore
 from core.ml.predictor import ModelCache
@@ -52,11 +52,21 @@ def _local_executor(config: Config) -> JobExecutor:
                                 config.registry_dir / "jobs", config.child_environment())
 
 
+def _ray_executor(config: Config) -> JobExecutor:
+    host = urlparse(config.job_executor).netloc
+    if not host:
+        raise InvalidInput(f"JOB_EXECUTOR {config.job_executor!r} names no host. To fix "
+                           "this, use ray://HOST:PORT (the Ray dashboard's port, 8265).")
+    return RayJobExecutor(f"http://{host}", config.registry_settings(), config.model_name,
+                          PROJECT_ROOT)
+
+
 DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": SQLiteDatabase,
                                                   "postgresql": PostgresDatabase}
 ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts,
                                                                       "s3": _s3_artifacts}
-JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor}
+JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor,
+                                                             "ray": _ray_executor}
 
 
 def _choose(table: dict, key: str, setting: str, value: str):
@@ -112,7 +122,7 @@ def build_backends(config: Config) -> Backends:
     """Builds every backend named by ``config``; connects to nothing until first used."""
     database = open_database(config.effective_database_url)
     artifacts = open_artifact_store(config.effective_artifacts_url, config)
-    executor = _choose(JOB_EXECUTORS, config.job_executor, "JOB_EXECUTOR",
+    executor = _choose(JOB_EXECUTORS, config.job_executor.split("://")[0], "JOB_EXECUTOR",
                        config.job_executor)(config)
     audit_log = AuditLog(database)
     users = UserStore(database, config.model_name)

@@ -219,7 +219,8 @@ def retraining_data(backends: Backends, champion: ModelVersion, include: list[st
 
 def run_jobs(backends: Backends, clock: Callable[[], datetime]) -> int:
     """Runs queued jobs one after another until none is left; returns how many ran."""
-    return run_worker(backends.jobs.store, job_handlers(backends, clock), clock)
+    return run_worker(backends.jobs.store, job_handlers(backends, clock), clock,
+                      backends.config.job_runner or None)
 
 
 def job_handlers(backends: Backends, clock: Callable[[], datetime]) -> dict[str, JobHandler]:

@@ -29,7 +29,7 @@ WORKER_START_GRACE_SECONDS = 30
 
 _COLUMNS = ("id", "model", "kind", "submitted_by", "submitted_at", "params", "status",
             "progress", "log_tail", "result_version", "error", "pid", "started_at",
-            "finished_at", "cancel_requested")
+            "finished_at", "cancel_requested", "runner")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Job:
     started_at: str | None
     finished_at: str | None
     cancel_requested: bool
+    runner: str | None = None  # where the worker runs: "ray:<submission id>"; None: pid
 
     def summary(self) -> dict:
         """The JSON shape of ``python -m core jobs --json``."""
@@ -124,7 +125,8 @@ class JobStore:
         return [self._row(row) for row in rows]
 
     def finish_and_claim_next(self, pid: int, now: datetime,
-                              finished: tuple[int, str, dict] | None = None) -> Job | None:
+                              finished: tuple[int, str, dict] | None = None,
+                              runner: str | None = None) -> Job | None:
         """Records a finished job (id, status, fields) and claims the next queued one.
 
         One transaction: either this worker takes the next job, or a running job
@@ -146,8 +148,9 @@ class JobStore:
                                       "'queued' ORDER BY id LIMIT 1"), model).scalar()
             if claimed is None:
                 return None
-            db.execute(text("UPDATE jobs SET status = 'running', pid = :pid, started_at = :at "
-                            "WHERE id = :id"), {"pid": pid, "at": stamp, "id": claimed})
+            db.execute(text("UPDATE jobs SET status = 'running', pid = :pid, runner = :runner, "
+                            "started_at = :at WHERE id = :id"),
+                       {"pid": pid, "runner": runner, "at": stamp, "id": claimed})
         return self.get(claimed)
 
     def update_progress(self, job_id: int, progress: dict, log_tail: str) -> bool:

@@ -22,11 +22,14 @@ JobHandler = Callable[[Job, ProgressCallback], "int | None"]
 
 
 def run_worker(store: JobStore, handlers: Mapping[str, JobHandler],
-               clock: Callable[[], datetime]) -> int:
-    """Runs queued jobs one after another until none is left; returns how many ran."""
+               clock: Callable[[], datetime], runner: str | None = None) -> int:
+    """Runs queued jobs one after another until none is left; returns how many ran.
+
+    ``runner`` says where this worker runs, for the executor (e.g. its Ray job)."""
     finished: tuple[int, str, dict] | None = None
     ran = 0
-    while (job := store.finish_and_claim_next(os.getpid(), clock(), finished)) is not None:
+    while (job := store.finish_and_claim_next(os.getpid(), clock(), finished,
+                                              runner)) is not None:
         ran += 1
         try:
             if job.cancel_requested:

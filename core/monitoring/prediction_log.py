@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from core.errors import InvalidInput
 from core.storage import schema
@@ -219,6 +219,14 @@ class PredictionLog(ABC):
         """PNG image and true class (-1: unknown) of the given predictions, in that order."""
 
     @abstractmethod
+    def delete_before(self, conn: Connection, model: str, before: str, limit: int
+                      ) -> tuple[int, int]:
+        """Deletes up to ``limit`` of ``model``'s oldest predictions dated before
+        ``before``, and its failed requests dated before then, inside the caller's
+        transaction; returns (predictions, failed requests) deleted. Predictions a person
+        labelled (any source but a simulation) are kept: they are training data."""
+
+    @abstractmethod
     def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
         """Records the true class a user gave for a prediction (feedback)."""
 
@@ -398,6 +406,17 @@ class SQLPredictionLog(PredictionLog):
             f"SELECT id, pixels, true_label FROM predictions WHERE model = :model AND id IN "
             f"({', '.join(str(int(i)) for i in ids)})", {"model": model})}
         return [rows[i] for i in ids if i in rows]
+
+    def delete_before(self, conn, model, before, limit):
+        args = {"model": model, "before": before, "limit": limit}
+        predictions = conn.execute(text(
+            "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE model = "
+            ":model AND at < :before AND (true_label IS NULL OR source LIKE 'simulation:%') "
+            "ORDER BY id LIMIT :limit)"), args).rowcount
+        failures = conn.execute(text(
+            "DELETE FROM request_failures WHERE id IN (SELECT id FROM request_failures "
+            "WHERE model = :model AND at < :before ORDER BY id LIMIT :limit)"), args).rowcount
+        return predictions, failures
 
     def set_true_label(self, model, prediction_id, true_label):
         with self.database.write() as conn:

@@ -93,6 +93,14 @@ def _monitoring(conn: Connection) -> None:
                          "predictions (request_id) WHERE request_id IS NOT NULL")
 
 
+def _job_runners(conn: Connection) -> None:
+    """Step 5: where a job's worker runs (``ray:<submission id>`` for a job on a Ray
+    cluster; empty: a local process, known by its pid)."""
+    present = {column["name"] for column in inspect(conn).get_columns("jobs")}
+    if "runner" not in present:
+        conn.exec_driver_sql("ALTER TABLE jobs ADD COLUMN runner TEXT")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -100,6 +108,7 @@ MIGRATIONS = (
     Migration(3, "API traffic: request ids, clients, variants, failed requests, API keys, "
                  "traffic policies", _api_traffic),
     Migration(4, "monitoring snapshots and alerts", _monitoring),
+    Migration(5, "where each job's worker runs", _job_runners),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -100,6 +100,7 @@ jobs = Table(
     Column("started_at", Text),
     Column("finished_at", Text),
     Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("runner", Text),  # step 5: "ray:<submission id>"; NULL: a local process (pid)
     sqlite_autoincrement=True,
 )
 

@@ -30,8 +30,8 @@ def test_settings_come_from_the_environment(tmp_path):
 
 @pytest.mark.parametrize("setting, value, known", [
     ("DATABASE_URL", "mysql://db.example/registry", DATABASES),
-    ("ARTIFACTS_URL", "s3://bucket/prefix", ARTIFACT_STORES),
-    ("JOB_EXECUTOR", "ray://head:10001", JOB_EXECUTORS),
+    ("ARTIFACTS_URL", "gs://bucket/prefix", ARTIFACT_STORES),
+    ("JOB_EXECUTOR", "slurm://head:6817", JOB_EXECUTORS),
 ])
 def test_an_unknown_backend_is_refused_with_the_known_ones(setting, value, known):
     with pytest.raises(InvalidInput) as error:

@@ -4,7 +4,11 @@ A job of a kind the worker does not know is the cheapest real job: the executor
 must start a worker that claims it, records its failure and exits.
 """
 
+import subprocess
+import sys
+import textwrap
 import time
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -13,7 +17,7 @@ from core.app.backends import JOB_EXECUTORS, build_backends
 from core.config import load_config
 from core.governance.audit import Actor
 from core.jobs.records import FINISHED
-from tests.conftest import DATABASE_BACKENDS, on_database
+from tests.conftest import on_database
 
 ANN = Actor("ann", "operator")
 
@@ -22,12 +26,17 @@ def now():
     return datetime.now(UTC)
 
 
-@pytest.fixture(params=[(executor, database) for executor in sorted(JOB_EXECUTORS)
-                        for database in DATABASE_BACKENDS], ids="+".join)
+# Every executor on every database; a cluster's workers share a server's database.
+COMBINATIONS = [("local", "sqlite"), ("local", "postgresql"), ("ray", "postgresql")]
+assert {executor for executor, _ in COMBINATIONS} == set(JOB_EXECUTORS)
+
+
+@pytest.fixture(params=COMBINATIONS, ids="+".join)
 def backends(request, tmp_path):
     executor, database = request.param
+    setting = "local" if executor == "local" else request.getfixturevalue("ray_head").address
     config = load_config({}).with_overrides(registry_dir=tmp_path / "registry",
-                                            job_executor=executor)
+                                            job_executor=setting)
     # On PostgreSQL, the worker must be told where the database is to find the job.
     return build_backends(on_database(config, database, request))
 
@@ -66,3 +75,44 @@ def test_a_job_whose_worker_is_gone_is_failed_on_the_next_look(backends):
 def test_cancelling_a_queued_job_needs_no_worker(backends):
     job = backends.jobs.store.submit("retrain", {}, actor=ANN, now=now())
     assert backends.jobs.cancel(job.id, actor=ANN, now=now()).status == "cancelled"
+
+
+# --- Ray: training on a cluster, from PostgreSQL and S3 ------------------------------------
+
+SUBMITTER = textwrap.dedent("""
+    from datetime import datetime, timezone
+    from core.app import RetrainRequest, build_backends, submit_retrain
+    from core.config import load_config
+    job = submit_retrain(build_backends(load_config()), RetrainRequest(
+        epochs=1, original_images=1000, augmented_per_scenario=200), actor="olga",
+        now=datetime.now(timezone.utc))
+    print(job.id, flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_a_retraining_on_ray_outlives_its_submitter_and_registers_to_the_bucket(
+        ray_head, postgres, request, registry_copy, tmp_path):
+    """The dashboard or CLI that submits a job may exit at once: the Ray job goes on,
+    its worker records progress and the candidate in the shared database and bucket."""
+    from core.app import migrate_registry
+    from tests.conftest import environment_of, new_bucket
+
+    url = postgres.create_database(f"t{uuid.uuid4().hex[:16]}")
+    bucket = new_bucket(request)
+    migrate_registry(build_backends(registry_copy), to_url=url, artifacts_url=bucket)
+    config = registry_copy.with_overrides(registry_dir=tmp_path / "server", database_url=url,
+                                          artifacts_url=bucket, job_executor=ray_head.address)
+    submitted = subprocess.run([sys.executable, "-c", SUBMITTER], capture_output=True,
+                               text=True, env=environment_of(config) | {
+                                   "JOB_EXECUTOR": ray_head.address}, timeout=300)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = int(submitted.stdout.split()[-1])  # the submitter has exited
+    backends = build_backends(config)
+    job = wait_until_finished(backends, job_id, timeout=900)
+    assert job.status == "succeeded", job.error
+    assert job.runner.startswith("ray:image-model-ops-") and job.progress["epoch"] == 1
+    candidate = backends.registry.get_version(job.result_version)
+    assert candidate.status == "candidate" and candidate.parent == 1
+    assert job.result_version in backends.artifacts.list_versions("classifier")
+    assert backends.audit_log.verify().ok

@@ -23,7 +23,7 @@ from core.app import (
     timeline,
 )
 from core.errors import InvalidInput
-from core.monitoring.snapshots import period_start
+from core.monitoring.snapshots import period_start, stamp
 from tests.conftest import DATABASE_BACKENDS, environment_of, on_database
 from tests.monitoring.receivers import HttpReceiver
 
@@ -197,3 +197,33 @@ def test_traffic_over_time_reads_closed_periods_from_snapshots(registry_copy):
     # Failed before routing (version None) sorts first, then v1's answers, then the open hour.
     assert [(b.version, b.requests) for b in buckets] == [(None, 5), (1, 10), (1, 3)]
     assert buckets[1].p50_ms == 4.0 and buckets[1].requests_per_second == 10 / 3600
+
+
+def test_retention_deletes_summarized_old_rows_in_audited_batches(registry_copy):
+    from core.app import predict_image
+    from core.app.retention import apply_retention
+    from core.app.snapshots import compute_snapshots
+    from core.ml.images import encode_png
+    from tests.conftest import fashion_test_images
+
+    backends = build_backends(registry_copy.with_overrides(prediction_log_retention_days=1))
+    traffic(backends, T0, hours=3)  # 120 simulated rows, 10:00-12:59
+    images, _ = fashion_test_images(1)
+    upload, _ = predict_image(backends, encode_png(images[0]), actor="anonymous",
+                              source="upload", now=T0 + timedelta(minutes=5))
+    kept = upload.log_id
+    backends.prediction_log.set_true_label("classifier", kept, 3)  # a person's label
+    now = T0 + timedelta(days=2)
+    assert apply_retention(backends, now) == 0  # nothing summarized yet: nothing goes
+    compute_snapshots(backends, now)
+    summarized = backends.snapshots.count()
+    assert apply_retention(backends, now, batch_rows=50) == 120
+    assert [row[0] for row in backends.database.read("SELECT id FROM predictions")] == [kept]
+    assert backends.snapshots.count() == summarized  # the charts keep every period
+    deletions = [e for e in backends.audit_log.read_entries()
+                 if e.action == "delete_predictions"]
+    assert [e.details["predictions"] for e in deletions] == [50, 50, 20]
+    assert all(e.actor == "monitor" and e.details["before"] <= stamp(now - timedelta(days=1))
+               for e in deletions)
+    assert backends.audit_log.verify().ok
+    assert apply_retention(backends, now) == 0  # done: a second pass deletes nothing
