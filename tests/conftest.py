@@ -49,6 +49,21 @@ def sample_metadata(**changes) -> VersionMetadata:
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
+def pytest_generate_tests(metafunc):
+    """A module marked ``every_database`` runs each test whose registry comes from
+    ``config``, ``registry_copy`` or ``candidate_copy`` on every database."""
+    if (metafunc.definition.get_closest_marker("every_database")
+            and "database_backend" in metafunc.fixturenames):
+        metafunc.parametrize("database_backend", DATABASE_BACKENDS)
+
+
+@pytest.fixture
+def database_backend() -> str:
+    """The database of the registry fixtures: SQLite unless the module is marked
+    ``every_database``."""
+    return "sqlite"
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A throw-away PostgreSQL server for the session (initdb + pg_ctl, a free port)."""
@@ -124,9 +139,10 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def config(tmp_path) -> Config:
+def config(tmp_path, database_backend, request) -> Config:
     """A configuration pointing at an empty registry in a temporary folder."""
-    return load_config({}).with_overrides(registry_dir=tmp_path / "registry")
+    config = load_config({}).with_overrides(registry_dir=tmp_path / "registry")
+    return on_database(config, database_backend, request)
 
 
 @pytest.fixture(scope="session")
@@ -150,11 +166,12 @@ def trained_config(trained_registry) -> Config:
 
 
 @pytest.fixture
-def registry_copy(trained_registry, tmp_path) -> Config:
+def registry_copy(trained_registry, tmp_path, database_backend, request) -> Config:
     """A private, writable copy of the trained registry."""
     root = tmp_path / "registry"
     shutil.copytree(trained_registry, root)
-    return load_config({}).with_overrides(registry_dir=root)
+    return on_database(load_config({}).with_overrides(registry_dir=root), database_backend,
+                       request)
 
 
 def fashion_test_images(n: int):
@@ -185,8 +202,9 @@ def candidate_registry(trained_registry, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def candidate_copy(candidate_registry, tmp_path) -> Config:
+def candidate_copy(candidate_registry, tmp_path, database_backend, request) -> Config:
     """A private, writable copy of ``candidate_registry``."""
     root = tmp_path / "registry"
     shutil.copytree(candidate_registry, root)
-    return load_config({}).with_overrides(registry_dir=root)
+    return on_database(load_config({}).with_overrides(registry_dir=root), database_backend,
+                       request)

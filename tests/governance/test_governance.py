@@ -25,35 +25,20 @@ from core.errors import ActionRefused, InvalidInput
 from core.governance import audit
 from core.ml.images import encode_png
 from tests.conftest import (
-    DATABASE_BACKENDS,
     FIXED_NOW,
     PASSWORD,
     PROJECT_ROOT,
     backends_of,
     environment_of,
     fashion_test_images,
-    on_database,
 )
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
-pytestmark = pytest.mark.slow
 DECISION_KILLS = 10
 
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def registry_copy(registry_copy, request):
-    return on_database(registry_copy, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def candidate_copy(candidate_copy, request):
-    return on_database(candidate_copy, request.param, request)
+pytestmark = [pytest.mark.slow, pytest.mark.every_database]
 
 
 def run_sql(config, *statements):

@@ -8,18 +8,10 @@ from core.app import create_key, list_keys, revoke_key, set_traffic, traffic_sta
 from core.errors import ActionRefused, InvalidInput
 from core.governance.keys import hash_secret
 from core.governance.traffic import TrafficPolicy, assign, in_canary
-from tests.conftest import DATABASE_BACKENDS, FIXED_NOW, backends_of, on_database
-
+from tests.conftest import FIXED_NOW, backends_of
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def candidate_copy(candidate_copy, request):
-    return on_database(candidate_copy, request.param, request)
+pytestmark = pytest.mark.every_database
 
 
 @pytest.mark.parametrize("mode, candidate, percent, message", [

@@ -20,26 +20,16 @@ from core.ml.params import Progress
 from core.registry.records import Recipe
 from core.storage.database import SQLiteDatabase
 from tests.conftest import (
-    DATABASE_BACKENDS,
     FIXED_NOW,
     PROJECT_ROOT,
     backends_of,
     environment_of,
-    on_database,
     sample_metadata,
 )
 from tests.consistency import assert_consistent, kill_after, kill_moments
 
-
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def registry_copy(registry_copy, request):
-    return on_database(registry_copy, request.param, request)
+pytestmark = pytest.mark.every_database
 
 
 QUICK = dict(epochs=1, original_images=1000, augmented_per_scenario=200)

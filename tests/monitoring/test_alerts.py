@@ -26,14 +26,11 @@ from core.app import (
 )
 from core.errors import ActionRefused, InvalidInput
 from core.monitoring.prediction_log import FailedRequest, PredictionRecord
-from tests.conftest import DATABASE_BACKENDS, add_users, on_database
+from tests.conftest import add_users
 from tests.monitoring.receivers import HttpReceiver, SmtpReceiver
 
-
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
+pytestmark = pytest.mark.every_database
 
 
 SECRET = "s3cret-for-hmac"

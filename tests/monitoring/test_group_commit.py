@@ -10,13 +10,10 @@ import pytest
 
 from core.monitoring.group_commit import GroupCommitWriter
 from core.monitoring.prediction_log import FailedRequest, PredictionRecord
-from tests.conftest import DATABASE_BACKENDS, backends_of, on_database
-
+from tests.conftest import backends_of
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
+pytestmark = pytest.mark.every_database
 
 
 def record(i: int) -> PredictionRecord:

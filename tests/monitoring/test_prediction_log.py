@@ -10,22 +10,13 @@ from core.errors import InvalidInput
 from core.ml.images import encode_png
 from core.monitoring.prediction_log import PredictionLog, PredictionRecord
 from tests.conftest import (
-    DATABASE_BACKENDS,
     PROJECT_ROOT,
     backends_of,
     environment_of,
-    on_database,
 )
 
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def config(config, request):
-    return on_database(config, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def registry_copy(registry_copy, request):
-    return on_database(registry_copy, request.param, request)
+# The contract holds on every database: each test runs on SQLite and on PostgreSQL.
+pytestmark = pytest.mark.every_database
 
 
 def open_log(config) -> PredictionLog:

@@ -24,19 +24,11 @@ from core.app import (
 )
 from core.errors import InvalidInput
 from core.monitoring.snapshots import period_start, stamp
-from tests.conftest import DATABASE_BACKENDS, environment_of, on_database
+from tests.conftest import environment_of
 from tests.monitoring.receivers import HttpReceiver
 
-
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
-@pytest.fixture(params=DATABASE_BACKENDS)
-def registry_copy(registry_copy, request):
-    return on_database(registry_copy, request.param, request)
-
-
-@pytest.fixture(params=DATABASE_BACKENDS)
-def candidate_copy(candidate_copy, request):
-    return on_database(candidate_copy, request.param, request)
+pytestmark = pytest.mark.every_database
 
 
 T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
