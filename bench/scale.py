@@ -41,16 +41,25 @@ def _write_rate(url: str, rows_each: int) -> float:
         return WRITERS * rows_each / (time.perf_counter() - started)
 
 
-def _load_seconds(config, repeats: int) -> float:
-    """Median seconds to make a version's predictor in a new process-like cache."""
+def _timed_load(config) -> float:
+    """Seconds to make the champion's predictor with new backends (an empty model cache;
+    with S3, an empty download cache when ``config``'s registry folder is new)."""
+    backends = build_backends(config)
+    champion = backends.registry.get_champion()
+    started = time.perf_counter()
+    backends.models.predictor(champion)
+    return time.perf_counter() - started
+
+
+def _load_seconds(config, repeats: int, fresh_folder: bool) -> float:
+    """Median of ``repeats`` loads, each in a new registry folder if ``fresh_folder``."""
     times = []
     for _ in range(repeats):
+        if not fresh_folder:
+            times.append(_timed_load(config))
+            continue
         with tempfile.TemporaryDirectory() as cache:
-            backends = build_backends(config.with_overrides(registry_dir=Path(cache)))
-            champion = backends.registry.get_champion()
-            started = time.perf_counter()
-            backends.models.predictor(champion)
-            times.append(time.perf_counter() - started)
+            times.append(_timed_load(config.with_overrides(registry_dir=Path(cache))))
     return statistics.median(times)
 
 
@@ -71,11 +80,9 @@ def scale_rows(context: Context) -> list[Row]:
         repeats = 3 if context.quick else 7
         on_s3 = context.config.with_overrides(database_url=url,
                                               artifacts_url="s3://bench/registry")
-        s3_seconds = _load_seconds(on_s3, repeats)
-        local = context.config.with_overrides(database_url=url)
-        local_root = context.config.registry_dir
-        local_seconds = statistics.median(
-            _timed_local_load(local, local_root) for _ in range(repeats))
+        s3_seconds = _load_seconds(on_s3, repeats, fresh_folder=True)
+        local_seconds = _load_seconds(context.config.with_overrides(database_url=url), repeats,
+                                      fresh_folder=False)
     return [
         Row(f"prediction-log writes on PostgreSQL, {WRITERS} writers, {BATCH} rows per "
             "commit (fsync on)", postgres_rate, "rows/s", "SQLite, same writers and batches",
@@ -88,10 +95,3 @@ def scale_rows(context: Context) -> list[Row]:
             "the local time, once per version and server (then read from the cache)"),
     ]
 
-
-def _timed_local_load(config, root: Path) -> float:
-    backends = build_backends(config.with_overrides(registry_dir=root))
-    champion = backends.registry.get_champion()
-    started = time.perf_counter()
-    backends.models.predictor(champion)
-    return time.perf_counter() - started

@@ -80,8 +80,11 @@ def _copy_artifacts(backends: Backends, store: ArtifactStore,
     versions = backends.database.read("SELECT model, version, metadata FROM versions "
                                       "ORDER BY model, version")
     copied = 0
+    published: dict[str, list[int]] = {}  # one listing per model, not per version
     for done, (model, version, metadata) in enumerate(versions, start=1):
-        if version not in store.list_versions(model):
+        if model not in published:
+            published[model] = store.list_versions(model)
+        if version not in published[model]:
             staged = store.stage(model)
             try:
                 shutil.copytree(backends.artifacts.local_path(model, version), staged,

@@ -96,12 +96,7 @@ class LocalArtifactStore(ArtifactStore):
         return self._model_dir(model) / str(parse_version(version))
 
     def stage(self, model):
-        model_dir = self._model_dir(model)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        # The writer's pid in the name: a folder whose writer died can be told apart.
-        staged = model_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-        staged.mkdir()
-        return staged
+        return _new_staging(self._model_dir(model))
 
     def publish(self, model, staged, version, metadata):
         target = self._version_dir(model, version)
@@ -124,8 +119,7 @@ class LocalArtifactStore(ArtifactStore):
         for path in model_dir.iterdir():
             if path.name.isdigit() and int(path.name) not in known:
                 shutil.rmtree(path, ignore_errors=True)
-            elif path.name.startswith(_STAGING_PREFIX) and not _writer_alive(path.name):
-                shutil.rmtree(path, ignore_errors=True)
+        _remove_dead_staging(model_dir)
 
     def list_versions(self, model):
         model_dir = self._model_dir(model)
@@ -152,6 +146,22 @@ class LocalArtifactStore(ArtifactStore):
 
     def put_file(self, model, version, name, data):
         _write_atomically(self.local_path(model, version) / name, data)
+
+
+def _new_staging(model_dir: Path) -> Path:
+    """A new staging folder in ``model_dir``, named with the writer's pid so that a
+    folder whose writer died can be told apart."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staged = model_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+    staged.mkdir()
+    return staged
+
+
+def _remove_dead_staging(model_dir: Path) -> None:
+    if model_dir.is_dir():
+        for path in model_dir.iterdir():
+            if path.name.startswith(_STAGING_PREFIX) and not _writer_alive(path.name):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def _writer_alive(folder_name: str) -> bool:
@@ -286,11 +296,7 @@ class S3ArtifactStore(ArtifactStore):
             return False
 
     def stage(self, model):
-        model_dir = self.cache_dir / validate_model_name(model)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staged = model_dir / f"{_STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
-        staged.mkdir()
-        return staged
+        return _new_staging(self.cache_dir / validate_model_name(model))
 
     def publish(self, model, staged, version, metadata):
         marker = self._key(model, version, METADATA_FILE)
@@ -319,11 +325,7 @@ class S3ArtifactStore(ArtifactStore):
             number = key[len(self._key(model)):].split("/", 1)[0]
             if number.isdigit() and int(number) not in known:
                 self._call("remove a file", self.client.delete_object, Key=key)
-        model_dir = self.cache_dir / validate_model_name(model)
-        if model_dir.is_dir():
-            for path in model_dir.iterdir():
-                if path.name.startswith(_STAGING_PREFIX) and not _writer_alive(path.name):
-                    shutil.rmtree(path, ignore_errors=True)
+        _remove_dead_staging(self.cache_dir / validate_model_name(model))
 
     def list_versions(self, model):
         base = self._key(model)
@@ -357,27 +359,28 @@ class S3ArtifactStore(ArtifactStore):
             _write_atomically(target, data)
         return folder
 
+    def _published(self, model: str, version: int) -> bool:
+        return self._exists(self._key(model, version, METADATA_FILE))
+
     def read_bytes(self, model, version, name):
         from botocore.exceptions import ClientError
 
+        missing = VersionNotFound(f"version {version} of {model!r} has no {name} in "
+                                  f"{self.url}. To fix this, register the version again.")
+        if name != METADATA_FILE and not self._published(model, version):
+            raise missing
         try:
-            if name != METADATA_FILE and not self._exists(
-                    self._key(model, version, METADATA_FILE)):
-                raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
             response = self._call("read a file", self.client.get_object,
                                   Key=self._key(model, version, name))
         except ClientError:
-            raise VersionNotFound(f"version {version} of {model!r} has no {name} in "
-                                  f"{self.url}. To fix this, register the version again."
-                                  ) from None
+            raise missing from None
         return response["Body"].read()
 
     def has_file(self, model, version, name):
-        return (self._exists(self._key(model, version, METADATA_FILE))
-                and self._exists(self._key(model, version, name)))
+        return self._published(model, version) and self._exists(self._key(model, version, name))
 
     def put_file(self, model, version, name, data):
-        if version not in self.list_versions(model):
+        if not self._published(model, version):
             raise VersionNotFound(f"model {model!r} has no version {version} in {self.url}. "
                                   "To fix this, register the version first.")
         # One PUT is atomic: readers see the old object or the new one, never a mix.
