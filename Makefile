@@ -5,6 +5,8 @@
 #   make serve  install, train the baseline if there is none, serve the prediction API
 #               with the monitor beside it (snapshots, alert rules, messages)
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
+#   make rehearsal  the multi-machine rehearsal alone (PostgreSQL, S3 stand-in, Ray,
+#               2 dashboards, 2 API servers; also part of make test)
 PYTHON ?= python3
 PORT ?= 8501
 # chromium: the end-to-end tests' browser (Playwright cannot download one here).
@@ -14,7 +16,7 @@ DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench https serve install system-packages python-packages
+.PHONY: run test rehearsal bench https serve install system-packages python-packages
 CERTS = .streamlit/certs
 
 run: install
@@ -48,6 +50,10 @@ test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
 	$(PYTHON) -m pytest
+
+# docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
+rehearsal: install
+	$(PYTHON) -m pytest tests/e2e/test_rehearsal.py -v
 
 bench: install
 	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || \

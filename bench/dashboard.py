@@ -4,7 +4,6 @@ bench rows (cold start, memory after 100 predictions, page render times, upload 
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -41,21 +40,24 @@ PAGES = {"predict": ("", "Predict"), "versions": ("versions", "Versions"),
 TIMEOUT_MS = 90_000
 
 
-def start_dashboard(config: Config, port: int) -> subprocess.Popen:
+def start_dashboard(config: Config, port: int,
+                    settings: dict[str, str] | None = None) -> subprocess.Popen:
+    """``streamlit run`` on ``config``'s registry (folder, database, artifacts), with
+    ``settings`` (environment variables, e.g. ``JOB_EXECUTOR``) on top."""
     return subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"],
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "MODEL_REGISTRY_DIR": str(config.registry_dir),
-             "MODEL_NAME": config.model_name})
+        env=config.child_environment() | (settings or {}))
 
 
 @contextmanager
-def running_dashboard(config: Config) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_dashboard(config: Config, settings: dict[str, str] | None = None
+                      ) -> Iterator[tuple[str, subprocess.Popen]]:
     """``streamlit run`` on a free local port, stopped afterwards: (base URL, process)."""
     port = free_port()
-    server = start_dashboard(config, port)
+    server = start_dashboard(config, port, settings)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
