@@ -100,13 +100,15 @@ TF_KERAS_VIS = textwrap.dedent("""
     import numpy as np
     import tf_keras as keras
     from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
     data = np.load(sys.argv[1])
     config = json.loads(str(data["config"]))
     model = keras.Sequential.from_config(config)
     model.set_weights([data[f"w{i}"] for i in range(int(data["n_weights"]))])
     x, c, repeats = data["x"], int(data["c"]), int(data["repeats"])
-    gradcam = Gradcam(model, clone=False)
+    # Scores the class logit, as ours does: the last softmax replaced by a linear output.
+    gradcam = Gradcam(model, model_modifier=ReplaceToLinear(), clone=False)
     options = dict(penultimate_layer=model.get_layer(str(data["layer"])),
                    seek_penultimate_conv_layer=False)
     for _ in range(2):
@@ -139,13 +141,17 @@ def _legacy_config(model) -> str:
 
 
 def gradcam_rows(context: Context) -> list[Row]:
-    """Our compiled Grad-CAM against tf-keras-vis's Gradcam on the same model and image."""
+    """Our compiled Grad-CAM against tf-keras-vis's Gradcam on the same model and image.
+
+    Like for like: classic Grad-CAM weighting (the channel-mean gradient) of the logit;
+    the product weights each location by its own gradient (bench/heatmaps.py says why),
+    at the same cost."""
     from core.ml.gradcam import GradCam
 
     _, champion, predictor, model = _champion(context)
     images, _ = _test_images(context, 1)
     x = preprocess(images[0], predictor.input_spec)
-    gradcam = GradCam(model)
+    gradcam = GradCam(model, weighting="channel_mean")
     ours = measure(lambda: gradcam.heatmap(x), repeats=context.repeats)
     heatmap, chosen = gradcam.heatmap(x)
     raw, _ = gradcam.cam(x)

@@ -20,6 +20,7 @@ from core.app import (
     ANONYMOUS,
     ARCHITECTURES,
     DECISIONS,
+    EMPTY_HEATMAP,
     JOB_FINISHED,
     ROLES,
     SCENARIOS,
@@ -471,6 +472,8 @@ def cmd_explain(args, backends: Backends) -> int:
     p = explanation.prediction
     print(f"{args.file}: {p.label} ({p.confidence:.1%}) version {p.version}; "
           f"Grad-CAM of '{explanation.explained_class}' written to {args.out}")
+    if explanation.heatmap_empty:
+        print(EMPTY_HEATMAP.format(name=explanation.explained_class))
     return 0
 
 

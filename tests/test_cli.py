@@ -8,6 +8,7 @@ import subprocess
 import sys
 from contextlib import closing
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -135,6 +136,23 @@ def test_explain_writes_an_overlay(registry_copy, image_files, tmp_path):
     with Image.open(out) as image:
         assert image.size == (224, 224) and image.mode == "RGB"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_explain_says_when_the_map_is_empty(registry_copy, image_files, tmp_path):
+    """A champion whose weights are all zero raises no class score anywhere: the CLI
+    says the map is empty instead of handing over a picture without heat."""
+    import keras
+
+    backends = backends_of(registry_copy)
+    path = backends.artifacts.local_path(registry_copy.model_name, 1) / "model.keras"
+    model = keras.models.load_model(path)
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    model.save(path)
+    paths, _ = image_files
+    result = run_cli(registry_copy.registry_dir, "explain", str(paths[0]), "--out",
+                     str(tmp_path / "heat.png"))
+    assert result.returncode == 0, result.stderr
+    assert "is empty: no region of this image raised" in result.stdout
 
 
 def test_explain_refuses_a_non_image_without_writing(trained_registry, tmp_path):

@@ -44,6 +44,7 @@ from core.app.monitor import (
                             simulate,
 )
 from core.app.predict import (
+                            EMPTY_HEATMAP,
                             Explanation,
                             SideBySide,
                             explain_disagreements,
@@ -126,7 +127,7 @@ __all__ = [
     "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
-    "explain_image", "explain_side_by_side", "export_audit_log", "find_comparison",
+    "EMPTY_HEATMAP", "explain_image", "explain_side_by_side", "export_audit_log", "find_comparison",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
     "last_prediction_id", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",

@@ -28,6 +28,16 @@ class Explanation:
     image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, sized like the overlay
     overlay: np.ndarray  # uint8 [H, W, 3]
 
+    @property
+    def heatmap_empty(self) -> bool:
+        """No region raised the explained class's score: the overlay shows no heat, and
+        front ends say so rather than draw a map that claims where the model looked."""
+        return not self.heatmap.any()
+
+
+EMPTY_HEATMAP = ("The heatmap for '{name}' is empty: no region of this image raised that "
+                 "class's score, so there is nothing to highlight.")
+
 
 def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None
@@ -104,6 +114,7 @@ class SideBySide:
     image: np.ndarray  # uint8 [H, W, 3], sized like the overlays
     predicted: dict[int, str]  # version -> predicted class
     overlays: dict[int, np.ndarray]  # version -> uint8 [H, W, 3] Grad-CAM overlay
+    empty_maps: set[int]  # versions whose heatmap is empty (nothing raised the score)
 
 
 def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
@@ -152,7 +163,7 @@ def explain_disagreements(backends: Backends, champion: int, candidate: int,
 def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.ndarray,
                   true_classes: list[str]) -> list[SideBySide]:
     class_names = chosen[0].class_names
-    results = [SideBySide(true_class, fit_for_display(image), {}, {})
+    results = [SideBySide(true_class, fit_for_display(image), {}, {}, set())
                for true_class, image in zip(true_classes, images)]
     for version in chosen:
         gradcam = backends.models.gradcam(version)
@@ -161,4 +172,6 @@ def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.nda
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]
             result.overlays[version.version] = overlay(image, heatmap)
+            if not heatmap.any():
+                result.empty_maps.add(version.version)
     return results

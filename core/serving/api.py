@@ -404,6 +404,8 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
             return Outcome(Response(png, media_type="image/png", headers={
                 "X-Predicted-Class": result.prediction.label,
                 "X-Explained-Class": result.explained_class,
+                # true: no region raised the class's score; the PNG shows no heat.
+                "X-Heatmap-Empty": "true" if result.heatmap_empty else "false",
                 "X-Model-Version": str(version)}), version, "direct")
         return await handler.run(request, endpoint)
 

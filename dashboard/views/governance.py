@@ -57,7 +57,13 @@ def show_heatmaps(candidate: int, comparison: Comparison) -> None:
     for number in (champion.version, candidate):
         role = "champion" if number == champion.version else "candidate"
         st.image([s.overlays[number] for s in samples], width=150,
-                 caption=[f"v{number} ({role}): {s.predicted[number]}" for s in samples])
+                 caption=[heat_caption(s, number, f"v{number} ({role})") for s in samples])
+
+
+def heat_caption(sample, version: int, who: str) -> str:
+    """The prediction under an overlay; an empty map says so instead of showing none."""
+    empty = " · empty map: nothing raised its score" if version in sample.empty_maps else ""
+    return f"{who}: {sample.predicted[version]}{empty}"
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM of both versions…", max_entries=8)
@@ -120,7 +126,7 @@ def show_live(candidate: int, comparison: Comparison | None) -> None:
                          caption=[f"true: {s.true_class}" for s in samples])
                 for number in (champion.version, candidate):
                     st.image([s.overlays[number] for s in samples], width=100,
-                             caption=[f"v{number}: {s.predicted[number]}" for s in samples])
+                             caption=[heat_caption(s, number, f"v{number}") for s in samples])
             else:
                 st.caption("They agreed on every shadowed request.")
 

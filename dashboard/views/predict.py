@@ -4,7 +4,7 @@ import hashlib
 
 import streamlit as st
 
-from core.app import explain_image, record_feedback
+from core.app import EMPTY_HEATMAP, explain_image, record_feedback
 from core.errors import CoreError
 from dashboard import charts, state
 
@@ -66,9 +66,14 @@ with image_column:
     st.image(explanation.image, caption="Your image (as decoded, EXIF rotation applied)",
              width="stretch")
 with heat_column:
-    st.image(explanation.overlay, width="stretch",
-             caption=f"Grad-CAM for '{explanation.explained_class}': red is where the "
-                     "model looked most")
+    if explanation.heatmap_empty:
+        st.image(explanation.overlay, width="stretch")
+        st.info(EMPTY_HEATMAP.format(name=explanation.explained_class),
+                icon=":material/blur_off:")
+    else:
+        st.image(explanation.overlay, width="stretch",
+                 caption=f"Grad-CAM for '{explanation.explained_class}': red is where the "
+                         "model looked most")
 with chart_column:
     st.plotly_chart(charts.probability_bars(prediction.probabilities), width="stretch")
 

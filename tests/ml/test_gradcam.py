@@ -56,6 +56,59 @@ def test_gradcam_puts_most_heat_on_the_object(shape_model):
     assert np.median(fractions) > 0.6
 
 
+def branched_model() -> keras.Model:
+    """A functional model that is not a chain: two conv branches merged, then a head
+    whose softmax is a layer of its own."""
+    image = keras.Input((SIZE, SIZE, 1), name="image")
+    narrow = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="narrow")(image)
+    wide = keras.layers.Conv2D(16, 5, padding="same", activation="relu", name="wide")(image)
+    merged = keras.layers.Concatenate(name="merged")([narrow, wide])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="mix")(merged))
+    logits = keras.layers.Dense(2, name="logits")(pooled)
+    return keras.Model(image, keras.layers.Activation("softmax", name="softmax")(logits))
+
+
+def test_gradcam_on_a_functional_model_with_branches_finds_the_object():
+    keras.utils.set_random_seed(0)
+    images, labels, _ = synthetic_images(3000, np.random.default_rng(0))
+    model = branched_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(images, labels, epochs=3, batch_size=64, verbose=0)
+    gradcam = GradCam(model)
+    assert gradcam.feature_layer == "mix"  # after the merge: both branches explained
+    test, labels, corners = synthetic_images(30, np.random.default_rng(1))
+    fractions = []
+    for image, label, (row, col) in zip(test, labels, corners):
+        heatmap, explained = gradcam.heatmap(image)
+        assert explained == int(np.argmax(model(image[None], training=False)[0]))
+        assert heatmap.max() == 1.0  # never empty
+        if label == 0:
+            box = np.zeros_like(heatmap, bool)
+            box[max(row - 2, 0):row + 10, max(col - 2, 0):col + 10] = True
+            fractions.append(heatmap[box].sum() / heatmap.sum())
+    # A filled square is found where it is. (This model learned "ring" as "no filled
+    # square anywhere", so a ring's evidence is the background: the map says so.)
+    assert len(fractions) >= 5 and np.median(fractions) > 0.9
+
+
+def test_no_empty_map_for_the_predicted_class_on_real_test_images(trained_config):
+    """The class logit, not the softmax probability, is explained: a confident answer
+    saturates the softmax and its gradient (and the map) vanished."""
+    from core.ml.images import preprocess
+    from tests.conftest import backends_of, fashion_test_images
+
+    backends = backends_of(trained_config)
+    champion = backends.registry.get_champion()
+    gradcam = backends.models.gradcam(champion)
+    spec = backends.models.predictor(champion).input_spec
+    images, _ = fashion_test_images(300)
+    empty = [i for i, image in enumerate(images)
+             if not gradcam.cam(preprocess(image, spec))[0].any()]
+    assert empty == []
+
+
 def test_gradcam_explains_the_predicted_or_a_chosen_class(shape_model):
     gradcam = GradCam(shape_model)
     images, _, _ = synthetic_images(1, np.random.default_rng(2))

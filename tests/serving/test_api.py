@@ -149,6 +149,9 @@ def test_explain_returns_the_overlay_png(client):
     assert reply.headers["x-explained-class"] == "Trouser"
     overlay = np.asarray(Image.open(io.BytesIO(reply.content)))
     assert overlay.ndim == 3 and overlay.shape[2] == 3
+    predicted = client.post("/v1/explain", files={"file": ("x.png", png(IMAGES[0]))})
+    assert predicted.headers["x-explained-class"] == predicted.headers["x-predicted-class"]
+    assert predicted.headers["x-heatmap-empty"] == "false"
     bad = client.post("/v1/explain?class=Hat", files={"file": ("x.png", png(IMAGES[0]))})
     assert bad.status_code == 400 and "Hat" in bad.json()["error"]
 
