@@ -32,7 +32,11 @@ class Explanation:
     def heatmap_empty(self) -> bool:
         """No region raised the explained class's score: the overlay shows no heat, and
         front ends say so rather than draw a map that claims where the model looked."""
-        return not self.heatmap.any()
+        return is_empty(self.heatmap)
+
+
+def is_empty(heatmap: np.ndarray) -> bool:
+    return not heatmap.any()
 
 
 EMPTY_HEATMAP = ("The heatmap for '{name}' is empty: no region of this image raised that "
@@ -172,6 +176,6 @@ def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.nda
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]
             result.overlays[version.version] = overlay(image, heatmap)
-            if not heatmap.any():
+            if is_empty(heatmap):
                 result.empty_maps.add(version.version)
     return results

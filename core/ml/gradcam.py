@@ -7,8 +7,8 @@ a whole nested backbone — and the input of the classification head.
 Two choices make the map show something true (measured in bench/heatmaps.py):
 
 - The score is the class **logit**, not its softmax probability: on a confident answer
-  the softmax saturates, its gradient vanishes and the map came out empty (73 of 2,000
-  Fashion-MNIST test images with the production model).
+  the softmax saturates, its gradient vanishes and the map came out empty (415 of the
+  10,000 Fashion-MNIST test images with the production model).
 - Each location's features are weighted by the gradient **at that location**
   (HiResCAM, Draelos & Carin 2020), not by the gradient averaged over the map
   (classic Grad-CAM). Behind ``Flatten`` + ``Dense`` (our ``small_cnn``) the average
@@ -139,17 +139,17 @@ def _classification_head(calls, score: str):
     Dense layer ending in a softmax gives its logits (the layer without the
     activation); a separate softmax layer gives its input; any other output is taken
     as logits. For ``probability``: the model's output."""
-    from keras import ops
+    from keras import layers, ops
 
     last, node = calls[0]
     activation = getattr(getattr(last, "activation", None), "__name__", None)
-    if score == "logit" and type(last).__name__ == "Dense" and activation == "softmax":
+    if score == "logit" and isinstance(last, layers.Dense) and activation == "softmax":
         def logits(x):
             y = ops.matmul(x, last.kernel)
             return y + last.bias if last.use_bias else y
         return logits, node.input_tensors[0]
-    if score == "logit" and (type(last).__name__ == "Softmax" or (
-            type(last).__name__ == "Activation" and activation == "softmax")):
+    if score == "logit" and (isinstance(last, layers.Softmax) or (
+            isinstance(last, layers.Activation) and activation == "softmax")):
         return (lambda x: x), node.input_tensors[0]
     return (lambda x: x), node.output_tensors[0]
 
