@@ -71,8 +71,11 @@ def heatmap_rows(context: Context) -> list[Row]:
     classic_maps = [classic.heatmap(image)[0] for image in sample]
     # Ties (flat regions of the upsampled map) broken at random, not top-left first.
     jitter = rng.random((n, height * width)) * 1e-6
-    by_heat = np.argsort(-(np.stack(heatmaps).reshape(n, -1) + jitter), axis=1)
-    by_classic = np.argsort(-(np.stack(classic_maps).reshape(n, -1) + jitter), axis=1)
+
+    def hottest_first(maps) -> np.ndarray:
+        return np.argsort(-(np.stack(maps).reshape(n, -1) + jitter), axis=1)
+
+    by_heat, by_classic = hottest_first(heatmaps), hottest_first(classic_maps)
     by_chance = np.argsort(rng.random((n, height * width)), axis=1)
     rows, cols = np.divmod(np.arange(height * width), width)
     distance = np.hypot(rows - (height - 1) / 2, cols - (width - 1) / 2)
