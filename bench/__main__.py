@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datetime import UTC
 
-from bench import dashboard, heatmaps, scale, suite  # noqa: E402
+from bench import dashboard, heatmaps, ood, scale, suite  # noqa: E402
 from bench.timing import markdown  # noqa: E402
 from core.app import build_backends  # noqa: E402
 from core.config import load_config  # noqa: E402
@@ -30,6 +30,7 @@ ROWS = {
     "serving": suite.serving_rows,
     "gradcam": suite.gradcam_rows,
     "heatmaps": heatmaps.heatmap_rows,
+    "ood": ood.ood_rows,
     "drift": suite.drift_rows,
     "log": suite.log_rows,
     "training": suite.training_rows,

@@ -73,6 +73,7 @@ from core.app import (
     start_job,
     submit_retrain,
     traffic_status,
+    unfamiliar_warning,
     validate_user_name,
 )
 from core.config import Config, load_config
@@ -141,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a statistic's thresholds (repeatable)")
     drift.add_argument("--json", action="store_true")
 
-    profile = add("profile", help="compute a missing reference profile")
+    profile = add("profile", help="compute a missing reference profile or OOD detector")
     profile.add_argument("--version", required=True)
 
     retrain = add("retrain", help="queue a retraining job (fine-tunes the "
@@ -432,25 +433,23 @@ def cmd_predict(args, backends: Backends) -> int:
     version = _version_arg(args.version)
     # An unknown version fails once, before any file.
     get_version(backends, version, actor=_actor(args), now=_now())
-    results, failed = [], False
+    results, lines, failed = [], [], False
     for path in args.files:
         try:
             prediction, _ = predict_image(backends, _read_upload(path, backends.config),
                                           actor=_actor(args), source="cli", now=_now(),
                                           version=version)
             results.append({"file": str(path)} | prediction.as_dict())
+            lines.append(f"{path}: {prediction.label} ({prediction.confidence:.1%}) "
+                         f"version {prediction.version}, {prediction.latency_ms:.1f} ms")
+            warning = unfamiliar_warning(prediction)
+            if warning:
+                lines.append(f"  warning: {warning}")
         except CoreError as error:
             failed = True
             results.append({"file": str(path), "error": str(error)})
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            if "error" in r:
-                print(f"{r['file']}: error: {r['error']}")
-            else:
-                print(f"{r['file']}: {r['label']} ({r['confidence']:.1%}) "
-                      f"version {r['version']}, {r['latency_ms']:.1f} ms")
+            lines.append(f"{path}: error: {error}")
+    print(json.dumps(results, indent=2) if args.json else "\n".join(lines))
     return 1 if failed else 0
 
 
@@ -531,10 +530,12 @@ def cmd_drift(args, backends: Backends) -> int:
 
 def cmd_profile(args, backends: Backends) -> int:
     version = parse_version(args.version)
-    if create_reference_profile(backends, version, actor=_actor(args), now=_now()):
-        print(f"wrote the reference profile of version {version}")
+    written = create_reference_profile(backends, version, actor=_actor(args), now=_now())
+    if written:
+        print(f"wrote the reference profile of version {version}: {', '.join(written)}")
     else:
-        print(f"version {version} already has a reference profile (nothing changed)")
+        print(f"version {version} already has a complete reference profile "
+              "(nothing changed)")
     return 0
 
 

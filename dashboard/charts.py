@@ -76,16 +76,17 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
     rows = (len(names) + columns - 1) // columns
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=names,
                            vertical_spacing=0.12, horizontal_spacing=0.08, shared_xaxes=True)
-    with_drift = [s for s in snapshots if s.drift]
-    times = [utc(s.start) for s in with_drift]
     shapes: list[dict] = []
     traces = []
     for index, name in enumerate(names):
         axis = "" if index == 0 else str(index + 1)
+        # A statistic can be missing from a period (unfamiliar_rate: no OOD detector yet).
+        with_drift = [s for s in snapshots if name in s.drift]
         values = [s.drift[name] for s in with_drift]
         p_value = STATISTICS[name].kind == "p_value"
         traces.append(go.Scatter(
-            x=times, y=[max(v["value"], 1e-6) if p_value else v["value"] for v in values],
+            x=[utc(s.start) for s in with_drift],
+            y=[max(v["value"], 1e-6) if p_value else v["value"] for v in values],
             mode="lines+markers", showlegend=False, line_color="#4c78a8",
             text=[f"{s.n} predictions" for s in with_drift], xaxis=f"x{axis}",
             yaxis=f"y{axis}", hovertemplate="%{x}<br>value %{y:.4g}<br>%{text}<extra></extra>",

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from core.ml.images import encode_png
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, fashion_test_images
+from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, fashion_test_images, salt_noise
 
 pytestmark = pytest.mark.slow
 
@@ -83,12 +83,46 @@ def test_predict_json_matches_the_library(registry_copy, image_files):
     from core.app import predict_image
     for path, answer in zip(paths, answers):
         assert set(answer) == {"file", "label", "confidence", "probabilities", "version",
-                               "latency_ms"}
+                               "latency_ms", "ood_score", "unfamiliar"}
         expected, _ = predict_image(backends_of(trained_config), path.read_bytes(),
                                     actor="anonymous", source="cli", now=FIXED_NOW)
         assert answer["label"] == expected.label
+        assert answer["ood_score"] == pytest.approx(expected.ood_score, abs=1e-6)
         assert answer["version"] == 1
         assert answer["confidence"] == pytest.approx(max(answer["probabilities"].values()))
+
+
+def test_predict_flags_an_image_unlike_the_training_images(registry_copy, image_files,
+                                                           tmp_path):
+    registry = registry_copy.registry_dir
+    garment = image_files[0][0]
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(encode_png(salt_noise()))
+    answers = json.loads(run_cli(registry, "predict", str(garment), str(noise), "--json").stdout)
+    assert [a["unfamiliar"] for a in answers] == [False, True]
+    assert answers[1]["ood_score"] > answers[0]["ood_score"]
+    logged = backends_of(registry_copy).prediction_log.window("classifier", 1, last=2)
+    np.testing.assert_allclose(logged.ood_scores, [a["ood_score"] for a in answers], rtol=1e-5)
+    text = run_cli(registry, "predict", str(garment), str(noise)).stdout.splitlines()
+    assert text[0].startswith(f"{garment}: ") and text[1].startswith(f"{noise}: ")
+    assert text[2].startswith("  warning: This image is unlike the training images")
+    assert len(text) == 3  # the garment gets no warning
+
+
+def test_profile_adds_the_ood_detector_to_a_version_registered_without_one(registry_copy,
+                                                                           tmp_path):
+    registry = registry_copy.registry_dir
+    detector = registry / "classifier" / "1" / "ood.npz"
+    detector.unlink()
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(encode_png(salt_noise()))
+    (before,) = json.loads(run_cli(registry, "predict", str(noise), "--json").stdout)
+    assert before["ood_score"] is None and before["unfamiliar"] is None
+    result = run_cli(registry, "profile", "--actor", "olga", "--version", "1")
+    assert result.returncode == 0 and "ood.npz" in result.stdout
+    assert "reference.npz" not in result.stdout  # a published file is never rewritten
+    (after,) = json.loads(run_cli(registry, "predict", str(noise), "--json").stdout)
+    assert after["unfamiliar"] is True
 
 
 def test_predict_reports_bad_files_and_keeps_going(registry_copy, image_files, tmp_path):
@@ -261,7 +295,7 @@ def test_version_without_reference_profile(registry_copy):
     assert run_cli(registry, "profile", "--actor", "olga", "--version", "1").returncode == 0
     assert run_cli(registry, "drift", "--window", "100").returncode == 0
     again = run_cli(registry, "profile", "--actor", "olga", "--version", "1")
-    assert "already has a reference profile" in again.stdout
+    assert "already has a complete reference profile" in again.stdout
 
 
 def test_retrain_wait_json_then_jobs_and_compare(registry_copy):

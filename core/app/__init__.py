@@ -52,6 +52,7 @@ from core.app.predict import (
                             explain_side_by_side,
                             predict_image,
                             record_feedback,
+                            unfamiliar_warning,
 )
 from core.app.review import (
                             audit_entries,
@@ -127,7 +128,8 @@ __all__ = [
     "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
-    "EMPTY_HEATMAP", "explain_image", "explain_side_by_side", "export_audit_log", "find_comparison",
+    "EMPTY_HEATMAP", "explain_image", "explain_side_by_side", "export_audit_log",
+    "find_comparison", "unfamiliar_warning",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
     "last_prediction_id", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",

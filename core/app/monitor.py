@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from core.ml.data import load_version_dataset, traffic_pool
 from core.ml.images import DecodedImage, preprocess_batch
 from core.ml.scenarios import check_severity, get_scenario, sample_indices
 from core.monitoring.drift import Thresholds
+from core.monitoring.ood import OOD_FILE
 from core.monitoring.prediction_log import PredictionRecord, Window
 from core.monitoring.report import (
     MIN_WINDOW,
@@ -122,7 +122,7 @@ def load_reference(backends: Backends, version: ModelVersion) -> ReferenceProfil
             f"version {version.version} has no reference profile (it was registered before "
             "monitoring existed). To fix this, run "
             f"'python -m core profile --version {version.version}'.")
-    return ReferenceProfile.load(backends.registry.files(version.version) / REFERENCE_FILE)
+    return ReferenceProfile.load(backends.registry.files(version.version))
 
 
 def drift_for_version(backends: Backends, *, actor: str, now: datetime,
@@ -200,26 +200,32 @@ def drift_snapshot(backends: Backends) -> dict:
 
 
 def create_reference_profile(backends: Backends, version: int, *, actor: str,
-                             now: datetime) -> bool:
-    """Computes a missing reference profile for an older version; False if it had one."""
-    from core.ml.evaluation import model_outputs
+                             now: datetime) -> list[str]:
+    """Computes the parts of a reference profile an older version lacks (the whole
+    profile, or its OOD detector); returns the files written (none: it was complete)."""
+    from core.ml.evaluation import model_outputs, sample_embeddings
     from core.ml.exports import load_keras_model
 
     backends.access.authorize(actor, "profile", now, target=f"version {version}",
                               version=version)
     model_version = backends.registry.get_version(version)
-    if backends.artifacts.has_file(backends.model, model_version.version, REFERENCE_FILE):
-        return False
+    missing = [name for name in (REFERENCE_FILE, OOD_FILE)
+               if not backends.artifacts.has_file(backends.model, version, name)]
+    if not missing:
+        return []
     meta = model_version.metadata
     dataset = load_version_dataset(meta, backends.config.fashion_mnist_dir)
     validation = dataset.validation.take(meta.dataset.sizes["validation"])
+    model = load_keras_model(backends.registry.files(version))
     probabilities, embeddings = model_outputs(
-        load_keras_model(backends.registry.files(model_version.version)),
-        preprocess_batch(validation.images, dataset.input_spec))
-    reference = build_reference_profile(probabilities, embeddings, validation.images,
-                                        validation.labels, meta.seed)
-    buffer = io.BytesIO()
-    reference.save(buffer)
-    backends.artifacts.put_file(backends.model, model_version.version, REFERENCE_FILE,
-                                buffer.getvalue())
-    return True
+        model, preprocess_batch(validation.images, dataset.input_spec))
+    # A retrained version's own added images are not in its dataset record: its
+    # detector's neighbours come from the original training split.
+    reference = build_reference_profile(
+        probabilities, embeddings, validation.images, validation.labels, meta.seed,
+        train_embeddings=sample_embeddings(model, dataset.train.images, dataset.input_spec,
+                                           meta.seed))
+    files = reference.files()
+    for name in missing:  # a file once published never changes: its hash is recorded
+        backends.artifacts.put_file(backends.model, version, name, files[name])
+    return missing

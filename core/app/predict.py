@@ -16,6 +16,7 @@ from core.ml.gradcam import fit_for_display, overlay
 from core.ml.images import DecodedImage, InputSpec, decode_image, decode_logged, preprocess
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
+from core.monitoring.ood import QUANTILE
 from core.monitoring.prediction_log import PredictionRecord, check_source
 from core.registry.records import ModelVersion
 
@@ -41,6 +42,17 @@ def is_empty(heatmap: np.ndarray) -> bool:
 
 EMPTY_HEATMAP = ("The heatmap for '{name}' is empty: no region of this image raised that "
                  "class's score, so there is nothing to highlight.")
+
+
+def unfamiliar_warning(prediction: Prediction) -> str | None:
+    """What front ends say about an image the OOD detector flags (None: not flagged, or
+    the version has no detector)."""
+    if not prediction.unfamiliar:
+        return None
+    return (f"This image is unlike the training images — it is farther from them than "
+            f"{QUANTILE:.0%} of the validation images (unfamiliarity "
+            f"{prediction.ood_score:.2f}) and the model only knows "
+            f"{', '.join(prediction.probabilities)}, so treat the answer with caution.")
 
 
 def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,

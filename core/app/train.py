@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
 from core.app.review import compare_versions
@@ -30,7 +32,7 @@ from core.ml.retraining_data import (
     split_feedback,
 )
 from core.ml.scenarios import get_scenario
-from core.monitoring.report import REFERENCE_FILE, ReferenceProfile, build_reference_profile
+from core.monitoring.report import ReferenceProfile, build_reference_profile
 from core.registry.provenance import environment_info
 from core.registry.records import Comparison, DatasetRecord, ModelVersion, Recipe, VersionMetadata
 
@@ -72,7 +74,8 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
                                          fashion_mnist_dir=config.fashion_mnist_dir,
                                          seed=config.seed), train_limit, eval_limit)
     result = train_model(dataset, params, on_progress)
-    metrics, reference = evaluate_model(result.model, dataset, config.seed)
+    metrics, reference = evaluate_model(result.model, dataset, dataset.train.images,
+                                        config.seed)
     metadata = VersionMetadata(
         created_by=acting.name, dataset=DatasetRecord(**dataset.describe()),
         class_names=list(dataset.class_names), input_spec=dataset.input_spec.as_dict(),
@@ -82,15 +85,17 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
 
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
-        reference.save(folder / REFERENCE_FILE)
+        reference.save(folder)
 
     version = registry.register_version(write_artifacts, metadata, actor=acting, now=now)
     return BootstrapResult(version, created=True)
 
 
-def evaluate_model(model, dataset: Dataset, seed: int) -> tuple[dict, ReferenceProfile]:
-    """Metrics on the validation and test splits, and the validation reference profile."""
-    from core.ml.evaluation import classification_metrics, model_outputs
+def evaluate_model(model, dataset: Dataset, train_images: np.ndarray,
+                   seed: int) -> tuple[dict, ReferenceProfile]:
+    """Metrics on the validation and test splits, and the validation reference profile
+    with its OOD detector (neighbours: a sample of ``train_images``, what it learned from)."""
+    from core.ml.evaluation import classification_metrics, model_outputs, sample_embeddings
 
     metrics, outputs = {}, {}
     for name, split in (("validation", dataset.validation), ("test", dataset.test)):
@@ -98,9 +103,11 @@ def evaluate_model(model, dataset: Dataset, seed: int) -> tuple[dict, ReferenceP
         metrics[name] = classification_metrics(split.labels, outputs[name][0],
                                                dataset.class_names)
     probabilities, embeddings = outputs["validation"]
-    reference = build_reference_profile(probabilities, embeddings, dataset.validation.images,
-                                        dataset.validation.labels, seed)
+    reference = build_reference_profile(
+        probabilities, embeddings, dataset.validation.images, dataset.validation.labels, seed,
+        train_embeddings=sample_embeddings(model, train_images, dataset.input_spec, seed))
     return metrics, reference
+
 
 
 # --- retraining ------------------------------------------------------------------------
@@ -166,7 +173,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     base = load_keras_model(registry.files(champion.version))
     result = fine_tune(base, data.images, data.labels, dataset.validation.images,
                        dataset.validation.labels, dataset.input_spec, params, on_progress)
-    metrics, reference = evaluate_model(result.model, dataset, params.seed)
+    metrics, reference = evaluate_model(result.model, dataset, data.images, params.seed)
     metadata = VersionMetadata(
         created_by=acting.name, parent=champion.version,
         dataset=DatasetRecord(**dataset.describe(), retraining_data=data.composition),
@@ -184,7 +191,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
 
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
-        reference.save(folder / REFERENCE_FILE)
+        reference.save(folder)
 
     candidate = registry.register_version(write_artifacts, metadata, actor=acting,
                                           now=now, parent=champion.version)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.monitoring.ood import BANK_SIZE
+
 ECE_BINS = 15
 
 
@@ -64,6 +66,17 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
         },
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def sample_embeddings(model, images: np.ndarray, input_spec, seed: int,
+                      size: int = BANK_SIZE) -> np.ndarray:
+    """Embeddings of a seeded sample of ``size`` of the uint8 ``images`` (the training
+    images an OOD detector compares with)."""
+    from core.ml.images import preprocess_batch
+
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(images), size=min(size, len(images)), replace=False))
+    return model_outputs(model, preprocess_batch(images[sample], input_spec))[1]
 
 
 def model_outputs(model, images: np.ndarray, batch_size: int = 1024

@@ -17,13 +17,19 @@ from core.errors import ModelError
 from core.ml.exports import TFLITE_FILE, load_keras_model
 from core.ml.gradcam import GradCam
 from core.ml.images import DecodedImage, InputSpec, image_statistics, preprocess, resize_to_spec
+from core.monitoring.ood import OOD_FILE, OodDetector
 from core.registry.artifacts import ArtifactStore
 from core.registry.records import ModelVersion
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's answer. ``embedding`` is kept for monitoring, not shown."""
+    """One image's answer. ``embedding`` is kept for monitoring, not shown.
+
+    ``ood_score`` (higher: less like the training images) and ``unfamiliar`` (the score is
+    above the version's calibrated threshold) are None for a version without an OOD
+    detector (registered before there was one; ``python -m core profile`` adds it).
+    """
 
     label: str
     class_index: int
@@ -35,6 +41,8 @@ class Prediction:
     image_statistics: dict[str, float] = field(default_factory=dict, compare=False)
     pixels: np.ndarray | None = field(default=None, repr=False, compare=False)  # model input, uint8
     log_id: int | None = None  # its row in the prediction log, once logged
+    ood_score: float | None = None
+    unfamiliar: bool | None = None
 
     def as_dict(self) -> dict:
         """The JSON shape of ``python -m core predict --json`` (without ``file``)."""
@@ -44,6 +52,8 @@ class Prediction:
             "probabilities": self.probabilities,
             "version": self.version,
             "latency_ms": round(self.latency_ms, 3),
+            "ood_score": self.ood_score,
+            "unfamiliar": self.unfamiliar,
         }
 
 
@@ -64,6 +74,8 @@ class Predictor:
         self._interpreter = Interpreter(model_path=str(path), num_threads=1)
         self._runner = self._interpreter.get_signature_runner("serving_default")
         self._lock = threading.Lock()
+        ood = Path(folder) / OOD_FILE
+        self.ood: OodDetector | None = OodDetector.load(ood) if ood.is_file() else None
         # The first invoke sets up XNNPACK (~15 ms); pay it at load, not on a user's photo.
         spec = self.input_spec
         _, embedding = self.predict_batch(np.zeros((1, spec.height, spec.width, spec.channels),
@@ -87,6 +99,10 @@ class Predictor:
         """Predicts a batch: ``inputs`` float32 [N, h, w, c] as the model takes them,
         ``pixels`` the same images as uint8 (what monitoring and retraining keep)."""
         probabilities, embeddings = self.predict_batch(inputs)
+        scores = flags = None
+        if self.ood is not None:
+            scores = self.ood.scores(embeddings)
+            flags = self.ood.unfamiliar(scores)
         latency_ms = (time.perf_counter() - started) * 1000
         statistics = image_statistics(pixels)
         predictions = []
@@ -102,6 +118,8 @@ class Predictor:
                 embedding=embeddings[i],
                 image_statistics={name: float(values[i]) for name, values in statistics.items()},
                 pixels=pixels[i],
+                ood_score=None if scores is None else float(scores[i]),
+                unfamiliar=None if flags is None else bool(flags[i]),
             ))
         return predictions
 

@@ -125,6 +125,11 @@ STATISTICS: dict[str, StatisticSpec] = {s.name: s for s in [
                   "MMD permutation test on penultimate-layer embeddings"),
     StatisticSpec("estimated_accuracy_drop", "distance", 0.02, 0.05,
                   "drop of label-free estimated accuracy (CBPE) below the reference"),
+    # About 1 % of images like the validation split are unfamiliar (the threshold is
+    # its 99th percentile): warn at 5x that, alert at 10x. Left out of a report when
+    # the version has no OOD detector or too few predictions were scored.
+    StatisticSpec("unfamiliar_rate", "distance", 0.05, 0.10,
+                  "share of images unlike the training images (validation: about 1 %)"),
 ]}
 
 

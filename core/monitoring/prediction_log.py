@@ -65,6 +65,7 @@ class PredictionRecord:
     request_id: str | None = None  # API traffic only, like client and variant
     client: str | None = None
     variant: str | None = None
+    ood_score: float | None = None  # None: the version has no OOD detector
 
     @classmethod
     def of(cls, prediction: "Prediction", *, model: str, source: str, at: datetime,
@@ -86,7 +87,8 @@ class PredictionRecord:
             contrast=stats["contrast"], sharpness=stats["sharpness"], width=size[0],
             height=size[1], embedding=prediction.embedding,
             pixels=encode_png(prediction.pixels), true_label=true_label,
-            request_id=request_id, client=client, variant=variant)
+            request_id=request_id, client=client, variant=variant,
+            ood_score=prediction.ood_score)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Window:
     embeddings: np.ndarray  # float32 [n, E]
     true_labels: np.ndarray  # int64 [n], -1 where unknown
     latency_ms: np.ndarray  # float32 [n]
+    ood_scores: np.ndarray  # float32 [n], NaN where not scored (no OOD detector)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -148,7 +151,7 @@ class Window:
                       self.probabilities[start:stop],
                       {k: v[start:stop] for k, v in self.statistics.items()},
                       self.embeddings[start:stop], self.true_labels[start:stop],
-                      self.latency_ms[start:stop])
+                      self.latency_ms[start:stop], self.ood_scores[start:stop])
 
 
 class PredictionLog(ABC):
@@ -239,7 +242,8 @@ class PredictionLog(ABC):
 
 _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
             "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
-            "height", "embedding", "true_label", "pixels", "request_id", "client", "variant")
+            "height", "embedding", "true_label", "pixels", "request_id", "client", "variant",
+            "ood_score")
 _FAILURE_COLUMNS = ("at", "model", "version", "variant", "status", "error_kind",
                     "latency_ms", "client", "request_id")
 
@@ -272,7 +276,8 @@ class SQLPredictionLog(PredictionLog):
             # float16 halves the row size; drift tests lose nothing measurable.
             np.asarray(r.embedding, np.float16).tobytes(),
             None if r.true_label is None else int(r.true_label), r.pixels, r.request_id,
-            r.client, _check_variant(r.variant)))) for r in records]
+            r.client, _check_variant(r.variant),
+            None if r.ood_score is None else float(r.ood_score)))) for r in records]
         # NORMAL: a killed process loses nothing committed; the registry's own
         # decisions keep FULL. Predictions are frequent, decisions rare.
         with self.database.write(synchronous="NORMAL") as conn:
@@ -313,7 +318,7 @@ class SQLPredictionLog(PredictionLog):
         if until is not None:
             conditions.append("at < :until")
         sql = (f"SELECT id, at, source, predicted, confidence, probabilities, brightness, "
-               f"contrast, sharpness, embedding, true_label, latency_ms FROM predictions "
+               f"contrast, sharpness, embedding, true_label, latency_ms, ood_score FROM predictions "
                f"WHERE {' AND '.join(conditions)} ORDER BY id DESC")
         if last is not None:
             sql += " LIMIT :last"
@@ -454,7 +459,7 @@ def _rows_to_window(rows) -> Window:
         return Window(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), empty,
                       np.zeros((0, 0), np.float32), {k: empty for k in
                                                      ("brightness", "contrast", "sharpness")},
-                      np.zeros((0, 0), np.float32), np.zeros(0, np.int64), empty)
+                      np.zeros((0, 0), np.float32), np.zeros(0, np.int64), empty, empty)
     columns = list(zip(*rows))
     return Window(
         ids=np.asarray(columns[0], np.int64),
@@ -469,4 +474,5 @@ def _rows_to_window(rows) -> Window:
         embeddings=np.stack([np.frombuffer(b, np.float16) for b in columns[9]]).astype(np.float32),
         true_labels=np.asarray([-1 if t is None else t for t in columns[10]], np.int64),
         latency_ms=np.asarray(columns[11], np.float32),
+        ood_scores=np.asarray([np.nan if s is None else s for s in columns[12]], np.float32),
     )

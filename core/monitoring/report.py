@@ -1,22 +1,25 @@
 """Reference profiles and drift reports: is production traffic still like training data?
 
 A version's reference profile is computed at registration on the validation
-split and stored as ``reference.npz`` beside the model. A drift report compares
+split and stored beside the model: ``reference.npz`` (what the model saw) and
+``ood.npz`` (its out-of-distribution detector, ``core.monitoring.ood``; versions
+registered before it have none until ``python -m core profile``). A drift report compares
 a window of the prediction log against it with every statistic in ``core.monitoring.drift``
 and estimates accuracy without labels (CBPE: calibrated confidences).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from core.errors import InvalidInput
 from core.ml.images import IMAGE_STATISTICS, image_statistics
 from core.monitoring import drift
+from core.monitoring.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring.prediction_log import Window
 
 REFERENCE_FILE = "reference.npz"
@@ -37,6 +40,7 @@ class ReferenceProfile:
         embeddings: float32 [<= EMBEDDING_SAMPLE, E], a seeded sample.
         calibration_edges: float64 [B + 1] confidence bin edges (equal mass).
         calibration_accuracy: float64 [B] validation accuracy within each bin.
+        ood: the out-of-distribution detector (None: registered before there was one).
     """
 
     probabilities: np.ndarray
@@ -45,6 +49,7 @@ class ReferenceProfile:
     embeddings: np.ndarray
     calibration_edges: np.ndarray
     calibration_accuracy: np.ndarray
+    ood: OodDetector | None = None
 
     @property
     def confidence(self) -> np.ndarray:
@@ -59,40 +64,53 @@ class ReferenceProfile:
         return float(np.mean(calibrated(confidence, self.calibration_edges,
                                          self.calibration_accuracy)))
 
-    def save(self, target: Path | BinaryIO) -> None:
-        """Writes the profile as ``.npz`` to a path or an open binary file."""
-        if isinstance(target, Path):
-            with open(target, "wb") as handle:
-                self.save(handle)
-            return
+    def files(self) -> dict[str, bytes]:
+        """The profile's files by name: ``reference.npz`` and, if it has one, ``ood.npz``."""
         arrays: dict[str, np.ndarray] = {
             "probabilities": self.probabilities, "labels": self.labels,
             "embeddings": self.embeddings.astype(np.float16),
             "calibration_edges": self.calibration_edges,
             "calibration_accuracy": self.calibration_accuracy,
             **{f"statistic_{k}": v for k, v in self.statistics.items()}}
+        reference = io.BytesIO()
         # numpy's stub types **kwds like its allow_pickle flag; these are arrays.
-        np.savez_compressed(target, **arrays)  # type: ignore[arg-type]
+        np.savez_compressed(reference, **arrays)  # type: ignore[arg-type]
+        files = {REFERENCE_FILE: reference.getvalue()}
+        if self.ood is not None:
+            detector = io.BytesIO()
+            self.ood.save(detector)
+            files[OOD_FILE] = detector.getvalue()
+        return files
+
+    def save(self, folder: Path) -> None:
+        """Writes the profile's files into a version's folder being registered."""
+        for name, data in self.files().items():
+            (folder / name).write_bytes(data)
 
     @classmethod
-    def load(cls, path: Path) -> "ReferenceProfile":
-        with np.load(path, allow_pickle=False) as data:
+    def load(cls, folder: Path) -> "ReferenceProfile":
+        """Reads the profile from a version's folder (``ood.npz`` only if it is there)."""
+        detector = (OodDetector.load(folder / OOD_FILE) if (folder / OOD_FILE).is_file()
+                    else None)
+        with np.load(folder / REFERENCE_FILE, allow_pickle=False) as data:
             return cls(
                 probabilities=data["probabilities"], labels=data["labels"],
                 statistics={k: data[f"statistic_{k}"] for k in IMAGE_STATISTICS},
                 embeddings=data["embeddings"].astype(np.float32),
                 calibration_edges=data["calibration_edges"],
-                calibration_accuracy=data["calibration_accuracy"])
+                calibration_accuracy=data["calibration_accuracy"], ood=detector)
 
 
 def build_reference_profile(probabilities: np.ndarray, embeddings: np.ndarray,
-                            images: np.ndarray, labels: np.ndarray,
-                            seed: int) -> ReferenceProfile:
+                            images: np.ndarray, labels: np.ndarray, seed: int,
+                            train_embeddings: np.ndarray | None = None) -> ReferenceProfile:
     """Builds a profile from validation outputs.
 
     Args:
         probabilities: float32 [N, K]; embeddings: float32 [N, E];
         images: uint8 [N, H, W, C] at the model's input size; labels: int [N].
+        train_embeddings: float32 [M, E] of training images: the OOD detector's
+            neighbours (None: a profile without a detector).
     """
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
@@ -100,9 +118,11 @@ def build_reference_profile(probabilities: np.ndarray, embeddings: np.ndarray,
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(embeddings), size=min(EMBEDDING_SAMPLE, len(embeddings)),
                                 replace=False))
+    detector = (None if train_embeddings is None
+                else fit_ood_detector(train_embeddings, embeddings, seed))
     return ReferenceProfile(probabilities.astype(np.float32), labels.astype(np.int64),
                             image_statistics(images), embeddings[sample].astype(np.float32),
-                            edges, accuracy)
+                            edges, accuracy, detector)
 
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray,
@@ -223,6 +243,12 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
         "embedding_mmd": mmd_p,
         "estimated_accuracy_drop": reference.accuracy - estimated,
     }
+    details: dict = {}
+    scored = window.ood_scores[~np.isnan(window.ood_scores)]
+    if reference.ood is not None and len(scored) >= MIN_WINDOW:
+        values["unfamiliar_rate"] = float(np.mean(reference.ood.unfamiliar(scored)))
+        details["unfamiliar"] = {"scored": len(scored),
+                                 "validation_rate": reference.ood.validation_rate}
     results = []
     for name, value in values.items():
         spec = drift.STATISTICS[name]
@@ -238,7 +264,7 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
         statistics=results, reference_accuracy=reference.accuracy,
         estimated_accuracy=estimated, realized_accuracy=realized,
         labelled=int(labelled.sum()), last_id=int(window.ids[-1]),
-        details={"mmd2": mmd, "current_class_counts": current_counts.tolist(),
+        details=details | {"mmd2": mmd, "current_class_counts": current_counts.tolist(),
                  "reference_class_mix": reference_mix.tolist(),
                  "mean_confidence": {"reference": float(reference.confidence.mean()),
                                      "current": float(window.confidence.mean())}},

@@ -8,6 +8,10 @@ signature our versions export (``serving_default``: input ``image`` float32
   one output each prediction is an object keyed by output name, as TF Serving does;
 - columnar ``{"inputs": ...}`` -> ``{"outputs": {name: [...]}}``.
 
+Besides the signature's outputs, a reply carries ``ood_score`` and ``unfamiliar``
+(``core.monitoring.ood``; null for a version without an OOD detector): our extension,
+where TF Serving clients that read only the outputs they know see no difference.
+
 An instance is the input tensor (nested lists), that tensor keyed by the input's
 name, or ``{"b64": "<image file>"}``. The last is our extension: TF Serving
 decodes ``b64`` only into string tensors, so it would refuse it for a float
@@ -25,7 +29,6 @@ from core.app import Instance, ModelVersion, Prediction, ServingSession
 from core.errors import InvalidInput
 
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("probabilities", "embedding")
 SIGNATURE = "serving_default"
 MAX_INSTANCES = 256
 _SHAPE_FIX = ("To fix this, send {\"instances\": [<[height][width][channels] floats>, ...]} "
@@ -100,10 +103,12 @@ def to_instance(session: ServingSession, value) -> Instance:
 def predict_reply(predictions: list[Prediction], columnar: bool) -> dict:
     """The reply TF Serving gives for our signature's two outputs."""
     outputs = {"probabilities": [list(p.probabilities.values()) for p in predictions],
-               "embedding": [p.embedding.astype(float).tolist() for p in predictions]}
+               "embedding": [p.embedding.astype(float).tolist() for p in predictions],
+               "ood_score": [p.ood_score for p in predictions],
+               "unfamiliar": [p.unfamiliar for p in predictions]}
     if columnar:
         return {"outputs": outputs}
-    return {"predictions": [{name: outputs[name][i] for name in OUTPUT_NAMES}
+    return {"predictions": [{name: values[i] for name, values in outputs.items()}
                             for i in range(len(predictions))]}
 
 

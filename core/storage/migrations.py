@@ -101,6 +101,13 @@ def _job_runners(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE jobs ADD COLUMN runner TEXT")
 
 
+def _ood_scores(conn: Connection) -> None:
+    """Step 6: each prediction's out-of-distribution score (``core.monitoring.ood``)."""
+    present = {column["name"] for column in inspect(conn).get_columns("predictions")}
+    if "ood_score" not in present:
+        conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN ood_score DOUBLE PRECISION")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -109,6 +116,7 @@ MIGRATIONS = (
                  "traffic policies", _api_traffic),
     Migration(4, "monitoring snapshots and alerts", _monitoring),
     Migration(5, "where each job's worker runs", _job_runners),
+    Migration(6, "each prediction's out-of-distribution score", _ood_scores),
 )
 LATEST = MIGRATIONS[-1].version
 

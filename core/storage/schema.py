@@ -132,6 +132,8 @@ predictions = Table(
     Column("request_id", Text),
     Column("client", Text),
     Column("variant", Text),
+    # Step 6: the image's out-of-distribution score (NULL: the version had no detector).
+    Column("ood_score", Float),
     sqlite_autoincrement=True,
 )
 Index("predictions_by_version", predictions.c.model, predictions.c.version, predictions.c.id)

@@ -4,7 +4,7 @@ import hashlib
 
 import streamlit as st
 
-from core.app import EMPTY_HEATMAP, explain_image, record_feedback
+from core.app import EMPTY_HEATMAP, explain_image, record_feedback, unfamiliar_warning
 from core.errors import CoreError
 from dashboard import charts, state
 
@@ -56,6 +56,9 @@ explanation = st.session_state.explanation
 
 prediction = explanation.prediction
 st.subheader(f"{prediction.label} · {prediction.confidence:.1%}")
+warning = unfamiliar_warning(prediction)
+if warning:
+    st.warning(warning, icon=":material/help:")
 # The log number lets an operator find this prediction later (and tells two answers apart).
 st.caption(f"Answered by version {prediction.version} in {prediction.latency_ms:.1f} ms "
            f"(decode, preprocess and inference; source: {source}; logged as prediction "

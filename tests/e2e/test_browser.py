@@ -21,12 +21,14 @@ from bench.dashboard import (
     upload_and_wait,
     wait_until_idle,
 )
-from tests.conftest import backends_of
+from core.app import encode_png
+from tests.conftest import backends_of, salt_noise
 from tests.e2e.conftest import SCREENSHOTS, sign_in
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 EXCEPTION = "[data-testid='stException']"
+UNFAMILIAR = "This image is unlike the training images"
 
 
 def no_horizontal_scroll(page) -> bool:
@@ -61,9 +63,24 @@ def test_predict_shows_label_chart_and_heatmap_like_the_cli(desktop, dashboard_u
     images = desktop.locator("[data-testid='stImage'] img")
     assert images.count() == 2  # the upload and its Grad-CAM overlay
     assert all(images.nth(i).evaluate("img => img.naturalWidth") >= 224 for i in range(2))
+    assert desktop.get_by_text(UNFAMILIAR).count() == 0  # a garment like the training images
     timings["upload to prediction visible (warm)"] = round(
         upload_and_wait(desktop, test_pngs[1]), 2)
     screenshot(desktop, SCREENSHOTS / "predict-answer-desktop.png")
+
+
+def test_an_image_unlike_the_training_images_gets_a_warning(desktop, dashboard_url,
+                                                            e2e_config, tmp_path):
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(encode_png(salt_noise()))
+    open_page(desktop, dashboard_url, "predict")
+    upload_and_wait(desktop, noise)
+    warning = desktop.get_by_text(UNFAMILIAR)
+    assert warning.count() == 1 and "treat the answer with caution" in warning.inner_text()
+    logged = backends_of(e2e_config).prediction_log.window("classifier", 1, last=1)
+    assert logged.ood_scores[0] > 0  # the score shown was logged with the prediction
+    assert f"{logged.ood_scores[0]:.2f}" in warning.inner_text()
+    screenshot(desktop, SCREENSHOTS / "predict-unfamiliar-desktop.png")
 
 
 def test_phone_camera_photo_gets_a_prediction(phone, dashboard_url, e2e_config):

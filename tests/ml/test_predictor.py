@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from core.app import predict_image
+from core.app import drift_for_version, predict_image, simulate, unfamiliar_warning
 from core.errors import ImageError, VersionNotFound
 from core.ml.images import encode_png
 from tests import images_factory as factory
-from tests.conftest import EVAL_LIMIT, FIXED_NOW, backends_of, fashion_test_images
+from tests.conftest import EVAL_LIMIT, FIXED_NOW, backends_of, fashion_test_images, salt_noise
 
 pytestmark = pytest.mark.slow
 CLI = dict(actor="anonymous", source="cli", now=FIXED_NOW)
@@ -33,7 +33,7 @@ def test_prediction_fields(registry_copy):
     assert prediction.embedding.shape == (128,)
     assert decoded.original_size == (28, 28)
     assert set(prediction.as_dict()) == {"label", "confidence", "probabilities", "version",
-                                         "latency_ms"}
+                                         "latency_ms", "ood_score", "unfamiliar"}
     assert set(prediction.image_statistics) == {"brightness", "contrast", "sharpness"}
 
 
@@ -90,3 +90,32 @@ def test_bad_uploads_and_versions(registry_copy):
         predict_image(backends, b"GIF89a but not really", **CLI)
     with pytest.raises(VersionNotFound, match="no version 9"):
         predict_image(backends, b"whatever", version=9, **CLI)
+
+
+def test_unfamiliar_flags_noise_and_rarely_a_test_image(registry_copy):
+    backends = backends_of(registry_copy)
+    images, _ = fashion_test_images(300)
+    garments = [predict_image(backends, encode_png(image), **CLI)[0] for image in images]
+    noises = [predict_image(backends, encode_png(salt_noise(seed)), **CLI)[0]
+              for seed in range(20)]
+    # The threshold is the validation split's 99th percentile: ~1 % of garments pass it.
+    assert np.mean([p.unfamiliar for p in garments]) <= 0.03
+    assert np.mean([p.unfamiliar for p in noises]) >= 0.9
+    assert np.median([p.ood_score for p in noises]) > np.quantile(
+        [p.ood_score for p in garments], 0.95)
+    # The score is the version's detector applied to the embedding the model gave.
+    detector = backends.models.predictor(backends.registry.get_champion()).ood
+    assert noises[0].ood_score == pytest.approx(float(detector.scores(noises[0].embedding)[0]),
+                                                abs=1e-6)
+    warning = unfamiliar_warning(noises[0])
+    assert warning.startswith("This image is unlike the training images")
+    assert f"{noises[0].ood_score:.2f}" in warning and "Ankle boot" in warning
+    assert unfamiliar_warning(next(p for p in garments if not p.unfamiliar)) is None
+
+
+def test_inverted_traffic_raises_the_unfamiliar_rate(registry_copy):
+    backends = backends_of(registry_copy)
+    simulate(backends, actor="olga", scenario="invert", n=100, clock=lambda: FIXED_NOW)
+    report = drift_for_version(backends, actor="olga", now=FIXED_NOW, window=100)
+    (rate,) = [s for s in report.statistics if s.name == "unfamiliar_rate"]
+    assert rate.value >= 0.5 and rate.status == "alert"

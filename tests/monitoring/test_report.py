@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -30,17 +32,38 @@ def synthetic(n, rng, shift=0.0, brightness=0.3):
     return probabilities, embeddings, images, labels
 
 
-def window_from(probabilities, embeddings, images, labels):
+def window_from(probabilities, embeddings, images, labels, ood_scores=None):
     from core.ml.images import image_statistics
     n = len(labels)
+    scores = np.full(n, np.nan, np.float32) if ood_scores is None else ood_scores
     return Window(np.arange(1, n + 1), [f"t{i:05d}" for i in range(n)], ["cli"] * n,
                   probabilities.argmax(axis=1), probabilities.max(axis=1), probabilities,
-                  image_statistics(images), embeddings, labels, np.ones(n, np.float32))
+                  image_statistics(images), embeddings, labels, np.ones(n, np.float32), scores)
 
 
 @pytest.fixture
 def reference():
-    return build_reference_profile(*synthetic(2000, np.random.default_rng(0)), seed=0)
+    train_embeddings = synthetic(3000, np.random.default_rng(9))[1]
+    return build_reference_profile(*synthetic(2000, np.random.default_rng(0)), seed=0,
+                                   train_embeddings=train_embeddings)
+
+
+def relu(data):
+    """The synthetic outputs with non-negative embeddings, like a ReLU layer's."""
+    probabilities, embeddings, images, labels = data
+    return probabilities, np.abs(embeddings), images, labels
+
+
+@pytest.fixture
+def relu_reference():
+    return build_reference_profile(*relu(synthetic(2000, np.random.default_rng(0))), seed=0,
+                                   train_embeddings=relu(synthetic(3000, np.random.default_rng(9)))[1])
+
+
+def scored(reference, probabilities, embeddings, images, labels):
+    """A window as the log holds it: each prediction scored when it was served."""
+    return window_from(probabilities, embeddings, images, labels,
+                       reference.ood.scores(embeddings))
 
 
 def test_calibration_maps_confidence_to_observed_accuracy():
@@ -52,12 +75,43 @@ def test_calibration_maps_confidence_to_observed_accuracy():
 
 
 def test_reference_profile_round_trip(tmp_path, reference):
-    reference.save(tmp_path / "reference.npz")
-    loaded = ReferenceProfile.load(tmp_path / "reference.npz")
+    reference.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ood.npz", "reference.npz"]
+    loaded = ReferenceProfile.load(tmp_path)
     np.testing.assert_array_equal(loaded.probabilities, reference.probabilities)
     np.testing.assert_allclose(loaded.embeddings, reference.embeddings, atol=1e-2)
     assert loaded.accuracy == reference.accuracy
     assert len(loaded.embeddings) == 1000  # the seeded sample, not all 2000
+    assert loaded.ood.threshold == reference.ood.threshold
+    assert len(loaded.ood.bank) == 3000  # every training embedding: fewer than the bank size
+    # A profile written before OOD detectors loads without one.
+    (tmp_path / "ood.npz").unlink()
+    assert ReferenceProfile.load(tmp_path).ood is None
+
+
+def test_unfamiliar_rate_is_the_share_of_scored_images_over_the_threshold(relu_reference):
+    reference, rng = relu_reference, np.random.default_rng(1)
+    clean = drift_report(reference, scored(reference, *relu(synthetic(500, rng))), 1)
+    (rate,) = [s for s in clean.statistics if s.name == "unfamiliar_rate"]
+    assert rate.value < 0.05 and rate.status == "ok"
+    assert clean.details["unfamiliar"]["scored"] == 500
+    assert clean.details["unfamiliar"]["validation_rate"] == pytest.approx(0.01, abs=0.002)
+    probabilities, embeddings, images, labels = relu(synthetic(500, rng))
+    embeddings[:100] *= -1  # a fifth of the images: directions no training image has
+    strange = drift_report(reference, scored(reference, probabilities, embeddings, images,
+                                             labels), 1)
+    (rate,) = [s for s in strange.statistics if s.name == "unfamiliar_rate"]
+    assert 0.19 <= rate.value <= 0.23 and rate.status == "alert"
+    assert any("unlike the training images" in reason for reason in strange.reasons)
+
+
+def test_unfamiliar_rate_is_left_out_without_scores_or_a_detector(reference):
+    window = window_from(*synthetic(500, np.random.default_rng(1)))  # logged unscored
+    assert "unfamiliar_rate" not in {s.name for s in drift_report(reference, window, 1).statistics}
+    without = dataclasses.replace(reference, ood=None)
+    rescored = scored(reference, *synthetic(500, np.random.default_rng(1)))
+    assert "unfamiliar_rate" not in {s.name for s in
+                                     drift_report(without, rescored, 1).statistics}
 
 
 def test_same_distribution_raises_no_alert(reference):

@@ -19,7 +19,7 @@ from core.app import create_key, predict_image, revoke_key, set_traffic, traffic
 from core.config import Config
 from core.governance.traffic import in_canary
 from core.serving.api import create_app
-from tests.conftest import FIXED_NOW, backends_of, fashion_test_images
+from tests.conftest import FIXED_NOW, backends_of, fashion_test_images, salt_noise
 
 MODEL = "/v1/models/classifier"
 
@@ -101,7 +101,8 @@ def test_row_columnar_b64_and_float_instances_agree(client):
                         json={"instances": [{"image": f} for f in floats]}).json()
     columnar = client.post(f"{MODEL}:predict", json={"inputs": {"image": floats}}).json()
     assert len(row_b64["predictions"]) == 2
-    assert set(row_b64["predictions"][0]) == {"probabilities", "embedding"}
+    assert set(row_b64["predictions"][0]) == {"probabilities", "embedding", "ood_score",
+                                              "unfamiliar"}
     for reply in (row_float, named):
         np.testing.assert_allclose([p["probabilities"] for p in reply["predictions"]],
                                    [p["probabilities"] for p in row_b64["predictions"]],
@@ -112,6 +113,26 @@ def test_row_columnar_b64_and_float_instances_agree(client):
     predicted = np.argmax(columnar["outputs"]["probabilities"], axis=1)
     assert np.allclose(np.sum(columnar["outputs"]["probabilities"], axis=1), 1, atol=1e-4)
     assert predicted.shape == (2,)
+
+
+def test_answers_say_whether_an_image_is_unlike_the_training_images(client, config):
+    instances = [b64(png(IMAGES[0])), b64(png(salt_noise()))]
+    reply = client.post(f"{MODEL}/versions/1:predict", json={"instances": instances},
+                        headers={"X-Request-ID": "ood-1"}).json()
+    garment, noise = reply["predictions"]
+    assert (garment["unfamiliar"], noise["unfamiliar"]) == (False, True)
+    assert noise["ood_score"] > garment["ood_score"]
+    columnar = client.post(f"{MODEL}/versions/1:predict", json={"inputs": {"image": [
+        (salt_noise().astype(np.float32) / 255).tolist()]}}).json()["outputs"]
+    assert columnar["unfamiliar"] == [True]
+    assert columnar["ood_score"][0] == pytest.approx(noise["ood_score"], abs=1e-5)
+    plain = client.post("/v1/predict",  # the champion, version 1
+                        files={"file": ("noise.png", png(salt_noise()), "image/png")}).json()
+    assert plain["version"] == 1 and plain["unfamiliar"] is True
+    logged = rows(config, "SELECT ood_score FROM predictions WHERE request_id = 'ood-1' "
+                          "ORDER BY id")
+    assert [score for (score,) in logged] == pytest.approx(
+        [garment["ood_score"], noise["ood_score"]], abs=1e-6)
 
 
 def test_versions_and_labels_paths_answer_with_that_version(client, config):

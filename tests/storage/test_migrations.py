@@ -101,7 +101,9 @@ def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
     assert (job.status, job.params, job.progress) == ("queued", {"epochs": 1}, {})
     log = SQLPredictionLog(database)
     assert log.count("classifier") == 3
-    np.testing.assert_allclose(log.window("classifier", 1).probabilities[0], [0.2, 0.8])
+    old_rows = log.window("classifier", 1)
+    np.testing.assert_allclose(old_rows.probabilities[0], [0.2, 0.8])
+    assert np.isnan(old_rows.ood_scores).all()  # logged before there were OOD scores
     verification = audit_log.verify()
     assert verification.ok and verification.entries == 3, verification.problem
     assert [change.version for change in catalog.get_status_history("classifier")] == [1]
