@@ -19,6 +19,7 @@ from core.app import (
     ALERT_RULES,
     ANONYMOUS,
     ARCHITECTURES,
+    CARD_FORMATS,
     DECISIONS,
     EMPTY_HEATMAP,
     JOB_FINISHED,
@@ -59,6 +60,7 @@ from core.app import (
     list_versions,
     live_evidence,
     migrate_registry,
+    model_card,
     monitor_pass,
     parse_duration,
     parse_version,
@@ -120,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--version", help="version to use (default: the champion)")
     explain.add_argument("--class", dest="class_name",
                          help="class to explain (default: the predicted one)")
+
+    card = add("card", help="write a version's model card (Markdown or HTML)")
+    card.add_argument("version", metavar="N")
+    card.add_argument("--format", choices=CARD_FORMATS, default="md",
+                      help="md (default) or html (one self-contained file)")
+    card.add_argument("--out", type=Path, metavar="FILE",
+                      help="write to FILE instead of printing")
 
     sim = add("simulate", help="stream transformed test images through the "
                               "champion as logged traffic")
@@ -453,6 +462,28 @@ def cmd_predict(args, backends: Backends) -> int:
     return 1 if failed else 0
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes beside the target, then renames: a failure never leaves a half-written file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    os.replace(temporary, path)
+
+
+def cmd_card(args, backends: Backends) -> int:
+    card = model_card(backends, parse_version(args.version), actor=_actor(args), now=_now())
+    text = card.render(args.format)
+    if args.out is None:
+        print(text)
+        return 0
+    if not args.out.parent.is_dir():
+        raise InvalidInput(f"folder {args.out.parent} does not exist. To fix this, create it "
+                           "or choose another --out path.")
+    _write_atomically(args.out, text.encode())
+    print(f"wrote the model card of version {card.version} to {args.out}")
+    return 0
+
+
 def cmd_explain(args, backends: Backends) -> int:
     if args.out.suffix.lower() != ".png":
         raise InvalidInput(f"--out {args.out} must end in .png. To fix this, e.g. --out heat.png.")
@@ -463,11 +494,7 @@ def cmd_explain(args, backends: Backends) -> int:
                                 actor=_actor(args), source="cli", now=_now(),
                                 version=_version_arg(args.version),
                                 class_name=args.class_name)
-    # Write beside the target, then rename: a failure never leaves a half-written PNG.
-    handle, temporary = tempfile.mkstemp(dir=args.out.parent, suffix=".png.tmp")
-    with os.fdopen(handle, "wb") as out:
-        out.write(encode_png(explanation.overlay))
-    os.replace(temporary, args.out)
+    _write_atomically(args.out, encode_png(explanation.overlay))
     p = explanation.prediction
     print(f"{args.file}: {p.label} ({p.confidence:.1%}) version {p.version}; "
           f"Grad-CAM of '{explanation.explained_class}' written to {args.out}")
@@ -965,6 +992,7 @@ COMMANDS = {
     "versions": cmd_versions,
     "predict": cmd_predict,
     "explain": cmd_explain,
+    "card": cmd_card,
     "simulate": cmd_simulate,
     "drift": cmd_drift,
     "profile": cmd_profile,

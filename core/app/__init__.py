@@ -32,6 +32,7 @@ from core.app.alerts import (
                             set_alert_rule,
 )
 from core.app.backends import Backends, build_backends
+from core.app.cards import CARD_FORMATS, ModelCard, model_card
 from core.app.migrate import MigrationResult, migrate_registry
 from core.app.monitor import (
                             DriftView,
@@ -128,8 +129,8 @@ __all__ = [
     "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
-    "EMPTY_HEATMAP", "explain_image", "explain_side_by_side", "export_audit_log",
-    "find_comparison", "unfamiliar_warning",
+    "CARD_FORMATS", "ModelCard", "model_card", "EMPTY_HEATMAP", "explain_image",
+    "explain_side_by_side", "export_audit_log", "find_comparison", "unfamiliar_warning",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
     "last_prediction_id", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",

@@ -13,9 +13,10 @@ from core.errors import CoreError, InvalidInput
 from core.governance.audit import AuditEntry, Verification, export
 from core.governance.decisions import decide, verify_audit
 from core.governance.gate import GatePolicy, recommend, with_live
-from core.ml.comparison import build_holdouts, compare, comparison_holdout
+from core.ml.comparison import Holdout, build_holdouts, compare, comparison_holdout
 from core.ml.data import Split, load_version_dataset
 from core.ml.images import preprocess_batch
+from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario
 from core.monitoring.live import LiveEvidence, arm, paired_evidence
 from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
@@ -63,19 +64,23 @@ def compare_versions(backends: Backends, baseline: int, candidate: int, *, actor
     test = load_version_dataset(versions[baseline].metadata,
                                 backends.config.fashion_mnist_dir).test
     holdouts = build_holdouts(comparison_holdout(test), scenarios, seed=0, feedback=feedback)
-    probabilities = {}
-    for number, version in versions.items():
-        predictor = backends.models.predictor(version)
-        probabilities[number] = {
-            h.name: np.concatenate([
-                predictor.predict_batch(preprocess_batch(h.images[i:i + COMPARISON_BATCH],
-                                                         predictor.input_spec))[0]
-                for i in range(0, len(h.images), COMPARISON_BATCH)]) for h in holdouts}
+    probabilities = {number: holdout_probabilities(backends.models.predictor(version),
+                                                   holdouts)
+                     for number, version in versions.items()}
     measured = compare(baseline, candidate, holdouts, probabilities,
                        versions[baseline].class_names)
     result = measured.advised(recommend(measured, policy), now.isoformat(timespec="seconds"))
     registry.catalog.save_comparison(registry.model, result)
     return result
+
+
+def holdout_probabilities(predictor: Predictor, holdouts: list[Holdout]
+                          ) -> dict[str, np.ndarray]:
+    """A version's probabilities [N, K] on each holdout, by holdout name (serving path)."""
+    return {h.name: np.concatenate([
+        predictor.predict_batch(preprocess_batch(h.images[i:i + COMPARISON_BATCH],
+                                                 predictor.input_spec))[0]
+        for i in range(0, len(h.images), COMPARISON_BATCH)]) for h in holdouts}
 
 
 def find_comparison(backends: Backends, baseline: int, candidate: int, *, actor: str,

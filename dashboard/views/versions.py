@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.app import find_comparison, status_history
+from core.app import find_comparison, model_card, status_history
 from dashboard import charts, state
 
 st.title("Versions")
@@ -52,6 +52,25 @@ st.markdown(
     f"(fingerprint `{meta.dataset.fingerprint[:19]}…`) · trained "
     f"{meta.epochs} epochs in {meta.training_seconds:.0f} s by {version.created_by}"
 )
+
+
+
+def card_file(number: int, format_: str) -> str:
+    """The model card, built when the button is clicked (it measures robustness: seconds)."""
+    return model_card(state.backends(), number, actor=state.current_user(),
+                      now=state.now()).render(format_)
+
+
+# Deferred: the card is built only on a click; on_click="ignore" keeps the page as it is.
+card_html, card_md, _ = st.columns([1, 1, 2])
+card_html.download_button(
+    "Model card (HTML)", lambda: card_file(chosen, "html"), f"model-card-v{chosen}.html",
+    "text/html", on_click="ignore", icon=":material/description:",
+    help="Intended use, data, lineage, metrics, calibration, robustness to drift, "
+         "out-of-distribution detection, known limits and the audited decisions.")
+card_md.download_button(
+    "Model card (Markdown)", lambda: card_file(chosen, "md"), f"model-card-v{chosen}.md",
+    "text/markdown", on_click="ignore", icon=":material/article:")
 
 split = st.radio("Split", ["test", "validation"], horizontal=True)
 metrics = meta.metrics[split]

@@ -89,6 +89,8 @@ def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry)
     assert metrics["Status"] == "champion"
     assert 0.6 < float(metrics["Test accuracy"]) <= 1
     assert len(app.get("plotly_chart")) == 3  # confusion matrix, per-class bars, history
+    downloads = [element.proto.label for element in app.get("download_button")]
+    assert downloads == ["Model card (HTML)", "Model card (Markdown)"]
     app.radio[0].set_value("validation").run()
     assert not app.exception
 

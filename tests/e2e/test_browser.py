@@ -100,6 +100,18 @@ def test_phone_camera_photo_gets_a_prediction(phone, dashboard_url, e2e_config):
     screenshot(phone, SCREENSHOTS / "predict-camera-phone.png")
 
 
+def test_versions_page_downloads_the_model_card(desktop, dashboard_url, e2e_config):
+    newest = backends_of(e2e_config).registry.list_versions()[-1]  # the details' default
+    open_page(desktop, dashboard_url, "versions")
+    with desktop.expect_download(timeout=TIMEOUT_MS) as download:
+        desktop.get_by_role("button", name="Model card (HTML)").click()
+    assert download.value.suggested_filename == f"model-card-v{newest.version}.html"
+    card = open(download.value.path(), encoding="utf-8").read()
+    assert (f"<h1>Model card: classifier version {newest.version} ({newest.status})</h1>"
+            in card)
+    assert "<h2>Robustness to drift</h2>" in card and "<svg" in card
+
+
 def choose(page, label: str, option: str) -> None:
     """Picks an option of a select box by typing it, as a keyboard user would."""
     page.locator("[data-testid='stSelectbox']").filter(has_text=label).locator("input").click()
