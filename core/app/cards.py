@@ -20,6 +20,7 @@ from core.app.review import holdout_probabilities
 from core.errors import InvalidInput, RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
+from core.ml.evaluation import ConfidenceBin, reliability
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.ood import QUANTILE
 from core.registry.records import ModelVersion
@@ -229,38 +230,29 @@ def _calibration(test: dict, reference) -> Section:
         return Section("Calibration", blocks + [
             "No reference profile: the reliability diagram needs one "
             "(python -m core profile --version N)."])
-    confidence = reference.probabilities.max(axis=1)
-    correct = reference.probabilities.argmax(axis=1) == reference.labels
-    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
-    index = np.clip(np.ceil(confidence * RELIABILITY_BINS).astype(int) - 1, 0,
-                    RELIABILITY_BINS - 1)
-    bins = [(edges[b], edges[b + 1], int(np.sum(index == b)),
-             float(confidence[index == b].mean()) if np.any(index == b) else None,
-             float(correct[index == b].mean()) if np.any(index == b) else None)
-            for b in range(RELIABILITY_BINS)]
+    bins = reliability(reference.labels, reference.probabilities, RELIABILITY_BINS)
     blocks += [
         _reliability_svg(bins),
         Table(["confidence", "images", "mean confidence", "accuracy"], [
-            [f"{low:.1f}–{high:.1f}", str(count),
-             "—" if mean is None else f"{mean:.3f}", "—" if hit is None else f"{hit:.3f}"]
-            for low, high, count, mean, hit in bins])]
+            [f"{b.low:.1f}–{b.high:.1f}", str(b.count),
+             "—" if b.mean_confidence is None else f"{b.mean_confidence:.3f}",
+             "—" if b.accuracy is None else f"{b.accuracy:.3f}"] for b in bins])]
     return Section("Calibration", blocks)
 
 
-def _reliability_svg(bins) -> Diagram:
+def _reliability_svg(bins: list[ConfidenceBin]) -> Diagram:
     """Accuracy per confidence bin as bars against the diagonal of perfect calibration."""
     size, pad = 240, 30
     plot = size - 2 * pad
     bars = []
-    for low, high, count, _, hit in bins:
-        if hit is None:
+    for b in bins:
+        if b.accuracy is None:
             continue
-        x = pad + low * plot
-        height = hit * plot
-        bars.append(f"<rect x='{x:.1f}' y='{pad + plot - height:.1f}' "
-                    f"width='{(high - low) * plot - 1:.1f}' height='{height:.1f}' "
-                    f"fill='#4c78a8'><title>{low:.1f}–{high:.1f}: accuracy {hit:.3f}, "
-                    f"{count} images</title></rect>")
+        height = b.accuracy * plot
+        bars.append(f"<rect x='{pad + b.low * plot:.1f}' y='{pad + plot - height:.1f}' "
+                    f"width='{(b.high - b.low) * plot - 1:.1f}' height='{height:.1f}' "
+                    f"fill='#4c78a8'><title>{b.low:.1f}–{b.high:.1f}: accuracy "
+                    f"{b.accuracy:.3f}, {b.count} images</title></rect>")
     svg = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{size}' height='{size}' "
            f"role='img' aria-label='reliability diagram'>"
            f"<rect x='{pad}' y='{pad}' width='{plot}' height='{plot}' fill='none' "

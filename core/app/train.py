@@ -109,7 +109,6 @@ def evaluate_model(model, dataset: Dataset, train_images: np.ndarray,
     return metrics, reference
 
 
-
 # --- retraining ------------------------------------------------------------------------
 
 def submit_retrain(backends: Backends, request: RetrainRequest, *, actor: str,

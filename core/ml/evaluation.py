@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from core.monitoring.ood import BANK_SIZE
@@ -16,19 +18,41 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
     return matrix
 
 
+@dataclass(frozen=True)
+class ConfidenceBin:
+    """Bin ``(low, high]`` of top-class confidence (confidence 0 joins the first bin)."""
+
+    low: float
+    high: float
+    count: int
+    mean_confidence: float | None  # None: an empty bin
+    accuracy: float | None
+
+
+def reliability(labels: np.ndarray, probabilities: np.ndarray,
+                bins: int = ECE_BINS) -> list[ConfidenceBin]:
+    """Accuracy against mean confidence in equal-width confidence bins (what a
+    reliability diagram draws and the ECE weighs)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    bin_index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    result = []
+    for b in range(bins):
+        in_bin = bin_index == b
+        empty = not in_bin.any()
+        result.append(ConfidenceBin(
+            b / bins, (b + 1) / bins, int(in_bin.sum()),
+            None if empty else float(confidence[in_bin].mean()),
+            None if empty else float(correct[in_bin].mean())))
+    return result
+
+
 def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray,
                                bins: int = ECE_BINS) -> float:
     """Weighted mean |accuracy - confidence| over equal-width confidence bins."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    # Bin i holds confidences in (i/bins, (i+1)/bins]; confidence 0 joins bin 0.
-    bin_index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = bin_index == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return float(sum(b.count / len(labels) * abs(b.accuracy - b.mean_confidence)
+                     for b in reliability(labels, probabilities, bins)
+                     if b.accuracy is not None and b.mean_confidence is not None))
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,

@@ -23,7 +23,7 @@ import numpy as np
 
 OOD_FILE = "ood.npz"
 BANK_SIZE = 10_000  # training embeddings kept (float16: 2.5 MB for 128 dimensions)
-NEIGHBOURS = 10  # k; measured: 10 of 10,000 beat 50 and 200 on every OOD set
+NEIGHBOURS = 10  # k; measured: best or within 0.004 AUROC of k = 50, 200 on every OOD set
 QUANTILE = 0.99  # the unfamiliar threshold: this quantile of the validation scores
 _CHUNK = 512  # queries per distance matrix (512 x 10,000 float32: 20 MB)
 
@@ -33,6 +33,20 @@ def unit_length(embeddings: np.ndarray) -> np.ndarray:
     vectors = np.asarray(embeddings, np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def knn_distances(bank: np.ndarray, neighbours: int, embeddings: np.ndarray) -> np.ndarray:
+    """Distance of each embedding (scaled to length 1) to its ``neighbours``-th nearest
+    row of ``bank`` (rows of length 1): float32 [N]."""
+    queries = unit_length(np.atleast_2d(embeddings))
+    distances = np.empty(len(queries), np.float32)
+    for start in range(0, len(queries), _CHUNK):
+        chunk = queries[start:start + _CHUNK]
+        # |a - b|^2 = |a|^2 + |b|^2 - 2ab; the bank's rows have length 1.
+        squared = np.sum(chunk ** 2, axis=1, keepdims=True) + 1.0 - 2.0 * chunk @ bank.T
+        kth = np.partition(squared, neighbours - 1, axis=1)[:, neighbours - 1]
+        distances[start:start + len(chunk)] = np.sqrt(np.maximum(kth, 0.0))
+    return distances
 
 
 @dataclass(frozen=True)
@@ -53,16 +67,7 @@ class OodDetector:
 
     def scores(self, embeddings: np.ndarray) -> np.ndarray:
         """float [N, E] embeddings -> float32 [N] scores in [0, 2]."""
-        queries = unit_length(np.atleast_2d(embeddings))
-        scores = np.empty(len(queries), np.float32)
-        for start in range(0, len(queries), _CHUNK):
-            chunk = queries[start:start + _CHUNK]
-            # |a - b|^2 = |a|^2 + |b|^2 - 2ab; the bank's rows have length 1.
-            squared = (np.sum(chunk ** 2, axis=1, keepdims=True) + 1.0
-                       - 2.0 * chunk @ self.bank.T)
-            kth = np.partition(squared, self.neighbours - 1, axis=1)[:, self.neighbours - 1]
-            scores[start:start + len(chunk)] = np.sqrt(np.maximum(kth, 0.0))
-        return scores
+        return knn_distances(self.bank, self.neighbours, embeddings)
 
     def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
         return np.asarray(scores) > self.threshold
@@ -100,8 +105,7 @@ def fit_ood_detector(train_embeddings: np.ndarray, validation_embeddings: np.nda
                                 size=min(bank_size, len(train_embeddings)), replace=False))
     # float16 storage, so the bank is scored as it will be loaded.
     bank = unit_length(train_embeddings[sample]).astype(np.float16).astype(np.float32)
-    partial = OodDetector(bank, min(neighbours, len(bank)), np.inf,
-                          np.zeros(0, np.float32))
-    validation_scores = partial.scores(validation_embeddings)
-    return OodDetector(bank, partial.neighbours, float(np.quantile(validation_scores, quantile)),
+    k = min(neighbours, len(bank))
+    validation_scores = knn_distances(bank, k, validation_embeddings)
+    return OodDetector(bank, k, float(np.quantile(validation_scores, quantile)),
                        validation_scores)
