@@ -34,7 +34,8 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3,
                        "Safari/604.1"}
 # URL path and title of every page (st.navigation names pages after their files).
 PAGES = {"predict": ("", "Predict"), "versions": ("versions", "Versions"),
-         "drift": ("drift", "Drift"), "traffic": ("traffic", "Traffic"),
+         "drift": ("drift", "Drift"), "review_queue": ("review_queue", "Review queue"),
+         "traffic": ("traffic", "Traffic"),
          "alerts": ("alerts", "Alerts"), "retrain": ("retrain", "Retrain"),
          "governance": ("governance", "Governance")}
 TIMEOUT_MS = 90_000

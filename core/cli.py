@@ -23,6 +23,7 @@ from core.app import (
     DECISIONS,
     EMPTY_HEATMAP,
     JOB_FINISHED,
+    NONE_OF_THESE_CLASSES,
     ROLES,
     SCENARIOS,
     SOURCE_KINDS,
@@ -43,6 +44,7 @@ from core.app import (
     create_key,
     create_reference_profile,
     decide_version,
+    decision_evidence,
     drift_for_version,
     encode_png,
     explain_image,
@@ -52,6 +54,8 @@ from core.app import (
     get_job,
     get_version,
     has_users,
+    label_prediction,
+    label_queue,
     list_alert_channels,
     list_alert_episodes,
     list_jobs,
@@ -74,6 +78,7 @@ from core.app import (
     simulate,
     start_job,
     submit_retrain,
+    top_losses,
     traffic_status,
     unfamiliar_warning,
     validate_user_name,
@@ -159,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--include", nargs="+", metavar="SCENARIO",
                          help="drift scenarios to learn from (default: those seen in traffic)")
     retrain.add_argument("--no-feedback", action="store_true",
-                         help="leave out user-labelled uploads")
+                         help="leave out the images people labelled (corrections, review queue)")
     retrain.add_argument("--epochs", type=int, default=RetrainRequest.epochs,
                          help=f"default: {RetrainRequest.epochs}")
     retrain.add_argument("--learning-rate", type=float, default=RetrainRequest.learning_rate,
@@ -322,6 +327,31 @@ def build_parser() -> argparse.ArgumentParser:
                                            help="recent messages and their attempts")
     deliveries.add_argument("--json", action="store_true")
 
+    review = commands.add_parser("review", help="the review queue: a version's top losses, "
+                                 "live images worth a label, and labelling them")
+    review_commands = review.add_subparsers(dest="review_command", required=True,
+                                            metavar="ACTION")
+    losses = review_commands.add_parser("losses", parents=[acting], help="a version's most "
+                                        "confident mistakes on the comparison holdout")
+    queue = review_commands.add_parser("queue", parents=[acting], help="unlabelled live "
+                                       "images: unfamiliar, disagreed on, low confidence")
+    for listing, default in ((losses, 12), (queue, 20)):
+        listing.add_argument("--version", help="version (default: the champion)")
+        listing.add_argument("--n", type=int, default=default,
+                             help=f"how many images (default: {default})")
+        listing.add_argument("--out", type=Path, metavar="FOLDER",
+                             help="also write each image as a PNG into FOLDER"
+                             + (" (beside its Grad-CAM)" if listing is losses else ""))
+        listing.add_argument("--json", action="store_true")
+    label = review_commands.add_parser("label", parents=[acting],
+                                       help="say what a logged image is (viewers and up)")
+    label.add_argument("prediction", type=int, metavar="ID",
+                       help="the prediction's log id (from 'review queue' or the Predict page)")
+    answer = label.add_mutually_exclusive_group(required=True)
+    answer.add_argument("--class", dest="class_name", metavar="NAME", help="its true class")
+    answer.add_argument("--none-of-these", action="store_true",
+                        help="it is none of the model's classes (kept out of training)")
+
     log = commands.add_parser("audit", help="verify or export the hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     check = log_commands.add_parser("verify", parents=[acting],
@@ -331,6 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true")
     dump = log_commands.add_parser("export", parents=[acting], help="print every entry")
     dump.add_argument("--format", choices=("csv", "json"), default="json")
+    evidence = log_commands.add_parser("evidence", parents=[acting],
+                                       help="what the reviewer saw for a decision, with "
+                                       "the entry checked against the chain")
+    evidence.add_argument("seq", type=int, metavar="SEQ",
+                          help="the decision's audit entry (promote, reject, rollback)")
+    evidence.add_argument("--format", choices=CARD_FORMATS, default="html",
+                          help="html (default: one self-contained file) or md")
+    evidence.add_argument("--out", type=Path, metavar="FILE",
+                          help="write to FILE instead of printing")
 
     return parser
 
@@ -472,16 +511,21 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def cmd_card(args, backends: Backends) -> int:
     card = model_card(backends, parse_version(args.version), actor=_actor(args), now=_now())
-    text = card.render(args.format)
-    if args.out is None:
-        print(text)
-        return 0
-    if not args.out.parent.is_dir():
-        raise InvalidInput(f"folder {args.out.parent} does not exist. To fix this, create it "
-                           "or choose another --out path.")
-    _write_atomically(args.out, text.encode())
-    print(f"wrote the model card of version {card.version} to {args.out}")
+    _print_or_write(card.render(args.format), args.out,
+                    f"the model card of version {card.version}")
     return 0
+
+
+def _print_or_write(text: str, out: Path | None, what: str) -> None:
+    """Prints a document, or writes it to ``out`` (whole or not at all)."""
+    if out is None:
+        print(text)
+        return
+    if not out.parent.is_dir():
+        raise InvalidInput(f"folder {out.parent} does not exist. To fix this, create it "
+                           "or choose another --out path.")
+    _write_atomically(out, text.encode())
+    print(f"wrote {what} to {out}")
 
 
 def cmd_explain(args, backends: Backends) -> int:
@@ -563,6 +607,63 @@ def cmd_profile(args, backends: Backends) -> int:
     else:
         print(f"version {version} already has a complete reference profile "
               "(nothing changed)")
+    return 0
+
+
+def cmd_review(args, backends: Backends) -> int:
+    actor, now = _actor(args), _now()
+    if args.review_command == "label":
+        label = NONE_OF_THESE_CLASSES if args.none_of_these else args.class_name
+        label_prediction(backends, args.prediction, label, actor=actor, now=now)
+        print(f"prediction {args.prediction} labelled: {label}")
+        return 0
+    if args.out is not None and not args.out.is_dir():
+        raise InvalidInput(f"folder {args.out} does not exist. To fix this, create it or "
+                           "choose another --out folder.")
+    version = _version_arg(args.version)
+    if args.review_command == "losses":
+        result = top_losses(backends, version, actor=actor, now=now, n=args.n)
+        if args.out is not None:
+            for rank, loss in enumerate(result.losses, start=1):
+                _write_atomically(args.out / f"loss-{rank:02d}-holdout-{loss.index}.png",
+                                  encode_png(loss.side_by_side))
+        if args.json:
+            _print_json({"version": result.version, "holdout": result.holdout,
+                         "mistakes": result.mistakes, "losses": [
+                             {"index": x.index, "true": x.true_class,
+                              "predicted": x.predicted_class,
+                              "confidence": round(x.confidence, 4),
+                              "true_probability": round(x.true_probability, 6),
+                              "loss": round(x.loss, 4), "heatmap_empty": x.heatmap_empty}
+                             for x in result.losses]})
+            return 0
+        print(f"version {result.version}: {result.mistakes} mistakes on {result.holdout} "
+              f"holdout images; the {len(result.losses)} with the highest loss:")
+        for rank, x in enumerate(result.losses, start=1):
+            print(f"{rank:3d}. holdout #{x.index}: true {x.true_class}, predicted "
+                  f"{x.predicted_class} ({x.confidence:.1%}), loss {x.loss:.2f}")
+        return 0
+    queue = label_queue(backends, version, actor=actor, now=now, n=args.n)
+    if args.out is not None:
+        for item in queue.items:
+            _write_atomically(args.out / f"prediction-{item.log_id}.png", encode_png(item.image))
+    if args.json:
+        _print_json(queue.as_dict())
+        return 0
+    print(f"version {queue.version}: {queue.scanned} unlabelled live predictions; "
+          + ", ".join(f"{count} {reason}" for reason, count in queue.counts.items()))
+    for item in queue.items:
+        other = (f"; v{item.candidate} said {item.candidate_label}"
+                 if item.candidate_label else "")
+        print(f"#{item.log_id} {item.at} {item.source}: {item.label} ({item.confidence:.1%})"
+              f" [{', '.join(item.reasons)}]{other}")
+    if queue.items:
+        print("label one with: python -m core review label ID --class NAME "
+              "(or --none-of-these)")
+    if queue.none_of_these:
+        print(f"people said {queue.none_of_these} image(s) fit none of the classes"
+              + (f"; the OOD detector had flagged {queue.none_of_these_flagged} of them"
+                 if queue.has_detector else ""))
     return 0
 
 
@@ -962,6 +1063,11 @@ def cmd_migrate(args, backends: Backends) -> int:
 
 
 def cmd_audit(args, backends: Backends) -> int:
+    if args.audit_command == "evidence":
+        document = decision_evidence(backends, args.seq, actor=_actor(args), now=_now())
+        _print_or_write(document.render(args.format), args.out,
+                        f"the evidence of audit entry {args.seq}")
+        return 0
     if args.audit_command == "export":
         print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
         return 0
@@ -1008,6 +1114,7 @@ COMMANDS = {
     "rollback": cmd_decide,
     "users": cmd_users,
     "audit": cmd_audit,
+    "review": cmd_review,
     "keys": cmd_keys,
     "traffic": cmd_traffic,
     "serve": cmd_serve,

@@ -27,6 +27,7 @@ navigation = st.navigation([
             default=True),
     st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
     st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
+    st.Page(VIEWS / "review_queue.py", title="Review queue", icon=":material/label:"),
     st.Page(VIEWS / "traffic.py", title="Traffic", icon=":material/swap_calls:"),
     st.Page(VIEWS / "alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page(VIEWS / "retrain.py", title="Retrain", icon=":material/model_training:"),

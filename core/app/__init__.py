@@ -33,6 +33,7 @@ from core.app.alerts import (
 )
 from core.app.backends import Backends, build_backends
 from core.app.cards import CARD_FORMATS, ModelCard, model_card
+from core.app.evidence import decision_evidence
 from core.app.migrate import MigrationResult, migrate_registry
 from core.app.monitor import (
                             DriftView,
@@ -52,7 +53,6 @@ from core.app.predict import (
                             explain_image,
                             explain_side_by_side,
                             predict_image,
-                            record_feedback,
                             unfamiliar_warning,
 )
 from core.app.review import (
@@ -67,6 +67,16 @@ from core.app.review import (
                             list_versions,
                             live_evidence,
                             status_history,
+)
+from core.app.review_queue import (
+                            NONE_OF_THESE_CLASSES,
+                            LabelQueue,
+                            QueueItem,
+                            TopLoss,
+                            TopLosses,
+                            label_prediction,
+                            label_queue,
+                            top_losses,
 )
 from core.app.serving import Instance, ServingSession
 from core.app.snapshots import RANGES, Deployment, Timeline, timeline
@@ -129,10 +139,12 @@ __all__ = [
     "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
-    "CARD_FORMATS", "ModelCard", "model_card", "EMPTY_HEATMAP", "explain_image",
+    "CARD_FORMATS", "ModelCard", "model_card", "decision_evidence", "EMPTY_HEATMAP", "explain_image",
     "explain_side_by_side", "export_audit_log", "find_comparison", "unfamiliar_warning",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
-    "last_prediction_id", "record_feedback", "retrain", "run_jobs", "set_role", "sign_in", "simulate",
+    "last_prediction_id", "label_prediction", "label_queue", "top_losses",
+    "NONE_OF_THESE_CLASSES", "LabelQueue", "QueueItem", "TopLoss", "TopLosses",
+    "retrain", "run_jobs", "set_role", "sign_in", "simulate",
     "status_history", "submit_retrain", "validate_user_name",
 ]

@@ -8,16 +8,16 @@ its default severity. It renders as Markdown or as one self-contained HTML file.
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 
 from core.app.backends import Backends
+from core.app.documents import FORMATS, Block, Bullets, Diagram, Document, Section, Table
 from core.app.monitor import load_reference
 from core.app.review import holdout_probabilities
-from core.errors import InvalidInput, RegistryError
+from core.errors import RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.evaluation import ConfidenceBin, reliability
@@ -25,36 +25,8 @@ from core.ml.scenarios import SCENARIOS
 from core.monitoring.ood import QUANTILE
 from core.registry.records import ModelVersion
 
-CARD_FORMATS = ("md", "html")
+CARD_FORMATS = FORMATS
 RELIABILITY_BINS = 10
-
-
-@dataclass(frozen=True)
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-
-
-@dataclass(frozen=True)
-class Diagram:
-    """A picture for the HTML card (SVG); the Markdown card shows ``alt`` instead."""
-
-    svg: str
-    alt: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[str]
-
-
-Block = str | Table | Diagram | Bullets
-
-
-@dataclass(frozen=True)
-class Section:
-    title: str
-    blocks: list[Block] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -69,61 +41,7 @@ class ModelCard:
         return f"Model card: {self.model} version {self.version} ({self.status})"
 
     def render(self, format_: str) -> str:
-        if format_ == "md":
-            return self.markdown()
-        if format_ == "html":
-            return self.html()
-        raise InvalidInput(f"unknown card format {format_!r}. To fix this, use one of: "
-                           f"{', '.join(CARD_FORMATS)}.")
-
-    def markdown(self) -> str:
-        lines = [f"# {self.title}", ""]
-        for section in self.sections:
-            lines += [f"## {section.title}", ""]
-            for block in section.blocks:
-                if isinstance(block, Table):
-                    lines.append("| " + " | ".join(block.header) + " |")
-                    lines.append("|" + "---|" * len(block.header))
-                    lines += ["| " + " | ".join(row) + " |" for row in block.rows]
-                elif isinstance(block, Diagram):
-                    lines.append(f"*{block.alt}*")
-                elif isinstance(block, Bullets):
-                    lines += [f"- {item}" for item in block.items]
-                else:
-                    lines.append(block)
-                lines.append("")
-        return "\n".join(lines)
-
-    def html(self) -> str:
-        parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-                 f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head>"
-                 f"<body><h1>{html.escape(self.title)}</h1>"]
-        for section in self.sections:
-            parts.append(f"<h2>{html.escape(section.title)}</h2>")
-            for block in section.blocks:
-                if isinstance(block, Table):
-                    head = "".join(f"<th>{html.escape(c)}</th>" for c in block.header)
-                    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row)
-                                   + "</tr>" for row in block.rows)
-                    parts.append(f"<table><thead><tr>{head}</tr></thead>"
-                                 f"<tbody>{body}</tbody></table>")
-                elif isinstance(block, Diagram):
-                    parts.append(f"<figure>{block.svg}<figcaption>{html.escape(block.alt)}"
-                                 "</figcaption></figure>")
-                elif isinstance(block, Bullets):
-                    parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>"
-                                                  for item in block.items) + "</ul>")
-                else:
-                    parts.append(f"<p>{html.escape(block)}</p>")
-        parts.append("</body></html>")
-        return "\n".join(parts)
-
-
-_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-          "padding:0 1rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}"
-          "td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;"
-          "font-variant-numeric:tabular-nums}th{background:#f3f3f3}"
-          "figcaption{color:#555;font-size:.9rem}")
+        return Document(self.title, self.sections).render(format_)
 
 
 def model_card(backends: Backends, version: int, *, actor: str, now: datetime) -> ModelCard:
@@ -151,7 +69,8 @@ def model_card(backends: Backends, version: int, *, actor: str, now: datetime) -
                  f"{accuracy:.4f}",
                  "—" if name == "clean" else f"{accuracy - robustness['clean']:+.4f}"]
                 for name, accuracy in robustness.items()])]),
-        _ood(reference),
+        _ood(reference, backends.prediction_log.none_of_these_scores(
+            backends.model, model_version.version)),
         _known_limits(model_version, robustness, reference),
         _decisions(backends, model_version),
     ]
@@ -275,7 +194,8 @@ def _robustness(backends: Backends, version: ModelVersion) -> dict[str, float]:
             for h in holdouts}
 
 
-def _ood(reference) -> Section:
+def _ood(reference, none_of_these: np.ndarray) -> Section:
+    """``none_of_these``: the OOD scores of live images people said fit no class."""
     detector = None if reference is None else reference.ood
     if detector is None:
         return Section("Out-of-distribution detection", [
@@ -292,7 +212,19 @@ def _ood(reference) -> Section:
             ["validation images flagged", f"{detector.validation_rate:.2%} of "
                                           f"{len(detector.validation_scores):,}"],
             ["validation score median", f"{float(np.median(detector.validation_scores)):.4f}"],
+            ["live images labelled 'none of these classes'", _none_of_these(
+                detector, none_of_these)],
         ])])
+
+
+def _none_of_these(detector, scores: np.ndarray) -> str:
+    """How many images people put outside the classes, and how many of those the detector
+    had flagged: the only live check of the flag against people's judgement."""
+    if not len(scores):
+        return "none yet (the review queue collects them)"
+    scored = scores[~np.isnan(scores)]
+    return (f"{len(scores)}, of which the detector had flagged "
+            f"{int(np.sum(detector.unfamiliar(scored)))}")
 
 
 def _known_limits(version: ModelVersion, robustness: dict[str, float], reference) -> Section:

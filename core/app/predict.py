@@ -1,4 +1,5 @@
-"""Use cases on one image: predict (and log), explain with Grad-CAM, take a correction."""
+"""Use cases on one image: predict (and log) and explain with Grad-CAM (corrections go
+through ``core.app.review_queue.label_prediction``)."""
 
 from __future__ import annotations
 
@@ -80,25 +81,6 @@ def _predict(backends: Backends, data: bytes, *, actor: str, source: str, now: d
         prediction, model=backends.model, source=source, at=now,
         size=decoded.original_size)])
     return replace(prediction, log_id=log_id), decoded, model_version
-
-
-def record_feedback(backends: Backends, prediction: Prediction, true_class: str, *,
-                    actor: str, now: datetime) -> None:
-    """Records the true class a user gave for a logged prediction.
-
-    The image then counts in the realized accuracy and joins the feedback pool
-    that the next retraining learns from.
-    """
-    backends.access.authorize(actor, "feedback", now)
-    class_names = backends.registry.get_version(prediction.version).class_names
-    if true_class not in class_names:
-        raise InvalidInput(f"unknown class {true_class!r}. To fix this, choose one of: "
-                           f"{', '.join(class_names)}.")
-    if prediction.log_id is None:
-        raise InvalidInput("this prediction was not logged, so it cannot take feedback. "
-                           "To fix this, predict the image again.")
-    backends.prediction_log.set_true_label(backends.model, prediction.log_id,
-                                           class_names.index(true_class))
 
 
 def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,

@@ -122,14 +122,20 @@ class AuditLog:
         with self.database.write() as conn:
             return append(conn, entry)
 
-    def _raw_rows(self) -> list[dict]:
+    def raw_rows(self) -> list[dict]:
+        """Every entry as stored (``details`` the JSON text that was hashed), oldest first."""
         rows = self.database.read(f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
         return [dict(zip(_COLUMNS, row)) for row in rows]
+
+    def head(self) -> tuple[int, str] | None:
+        """(seq, hash) of the last entry as the head row records it."""
+        rows = self.database.read("SELECT seq, hash FROM audit_head WHERE id = 1")
+        return (int(rows[0][0]), rows[0][1]) if rows else None
 
     def read_entries(self, model: str | None = None) -> list[AuditEntry]:
         """Every entry (of ``model``, if given), oldest first."""
         return [AuditEntry(**(row | {"details": json.loads(row["details"])}))
-                for row in self._raw_rows() if model is None or row["model"] == model]
+                for row in self.raw_rows() if model is None or row["model"] == model]
 
     def recent(self, action: str, actor: str, limit: int) -> list[tuple[str, str]]:
         """(outcome, at) of ``actor``'s last ``limit`` entries of ``action``, newest first."""
@@ -152,9 +158,7 @@ class AuditLog:
             anchor: (seq, hash) recorded earlier elsewhere; the entry ``seq`` must still
                 carry that hash, which catches a chain rewritten from before it on.
         """
-        rows = self._raw_rows()
-        head = self.database.read("SELECT seq, hash FROM audit_head WHERE id = 1")
-        return verify_rows(rows, head[0] if head else None, anchor)
+        return verify_rows(self.raw_rows(), self.head(), anchor)
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,38 @@ def verify_rows(rows: list[dict], head: tuple | None,
             return bad(seq, f"entry {seq} no longer has the anchored hash {expected[:12]}…: "
                             "the chain was rewritten from there on")
     return Verification(True, len(rows), last_hash)
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """Whether one entry is still what was written: its content hashes to its stored hash,
+    it links to the entry before it, and the entry after it (or the head) links to it."""
+
+    seq: int
+    stored_hash: str
+    recomputed_hash: str
+    links_to_previous: bool
+    linked_from_next: bool
+
+    @property
+    def content_matches(self) -> bool:
+        return self.stored_hash == self.recomputed_hash
+
+    @property
+    def matches_chain(self) -> bool:
+        return self.content_matches and self.links_to_previous and self.linked_from_next
+
+
+def check_entry(rows: list[dict], head: tuple | None, seq: int) -> EntryCheck:
+    """Checks entry ``seq`` of ``rows`` (every entry as stored, oldest first)."""
+    position = next(i for i, row in enumerate(rows) if row["seq"] == seq)
+    row = rows[position]
+    previous = rows[position - 1]["hash"] if position else GENESIS_HASH
+    if position + 1 < len(rows):
+        linked = rows[position + 1]["prev_hash"] == row["hash"]
+    else:
+        linked = head is not None and tuple(head) == (seq, row["hash"])
+    return EntryCheck(seq, row["hash"], entry_hash(row), row["prev_hash"] == previous, linked)
 
 
 def export(entries: list[AuditEntry], fmt: str) -> str:

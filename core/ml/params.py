@@ -78,7 +78,8 @@ class RetrainRequest:
     Attributes:
         include: drift scenarios whose logged samples (and matching augmentation)
             to learn from; None: every scenario seen in the champion's traffic.
-        use_feedback: also learn from user-labelled uploads.
+        use_feedback: also learn from the images people labelled (corrections and the
+            review queue).
         epochs, learning_rate, original_images, augmented_per_scenario, reinitialize:
             see ``RetrainParams`` (``reinitialize`` reproduces the seed notebook's bug, to
             show that the promotion gate catches it; no front end offers it).

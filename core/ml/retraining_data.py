@@ -15,7 +15,9 @@ from core.ml.data import Dataset, Split
 from core.ml.params import RetrainParams
 from core.ml.scenarios import SCENARIOS
 
-FEEDBACK_SOURCES = ("upload", "camera", "cli")
+# Where people's labels come from: corrections on the Predict page and the CLI, and the
+# review queue's labels on any of these and on API traffic (simulations carry their own).
+FEEDBACK_SOURCES = ("upload", "camera", "cli", "api")
 FEEDBACK_HOLDOUT_EVERY = 5  # every 5th feedback image is held out for comparison...
 FEEDBACK_HOLDOUT_MINIMUM = 20  # ...once there are enough to say something
 

@@ -32,6 +32,10 @@ SOURCE_KINDS = (*SOURCES, "simulation")
 # How an API request reached the version that answered it (``direct``: the client
 # named a version or label; the others follow the traffic policy).
 VARIANTS = ("champion", "canary", "shadow", "direct")
+# The true label of an image a person said belongs to none of the model's classes: kept
+# out of realized accuracy and training (every reader takes ``true_label >= 0`` as "has a
+# class"), counted as out-of-distribution evidence. -1 already means "unknown" in arrays.
+NONE_OF_THESE = -2
 
 
 def check_source(source: str) -> str:
@@ -138,7 +142,7 @@ class Window:
     probabilities: np.ndarray  # float32 [n, K]
     statistics: dict[str, np.ndarray]  # brightness, contrast, sharpness: float32 [n]
     embeddings: np.ndarray  # float32 [n, E]
-    true_labels: np.ndarray  # int64 [n], -1 where unknown
+    true_labels: np.ndarray  # int64 [n], -1 where unknown, NONE_OF_THESE (-2) outside the classes
     latency_ms: np.ndarray  # float32 [n]
     ood_scores: np.ndarray  # float32 [n], NaN where not scored (no OOD detector)
 
@@ -231,13 +235,24 @@ class PredictionLog(ABC):
 
     @abstractmethod
     def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
-        """Records the true class a user gave for a prediction (feedback)."""
+        """Records the true class a user gave for a prediction (feedback), or
+        ``NONE_OF_THESE``."""
+
+    @abstractmethod
+    def version_of(self, model: str, prediction_id: int) -> int:
+        """The version that made a logged prediction (InvalidInput if there is none)."""
 
     @abstractmethod
     def labelled_images(self, model: str, sources: tuple[str, ...]
                         ) -> tuple[list[bytes], np.ndarray, list[str]]:
-        """PNG images, true labels and sources of labelled predictions whose source
-        starts with one of ``sources`` (e.g. ``("simulation:brightness", "upload")``)."""
+        """PNG images, true labels and sources of predictions labelled with a class
+        (not ``NONE_OF_THESE``) whose source starts with one of ``sources`` (e.g.
+        ``("simulation:brightness", "upload")``)."""
+
+    @abstractmethod
+    def none_of_these_scores(self, model: str, version: int) -> np.ndarray:
+        """float32 [n]: the OOD scores (NaN: not scored) of a version's predictions
+        people labelled ``NONE_OF_THESE``."""
 
 
 _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
@@ -429,8 +444,21 @@ class SQLPredictionLog(PredictionLog):
                 "UPDATE predictions SET true_label = :label WHERE model = :model AND id = :id"),
                 {"label": int(true_label), "model": model, "id": int(prediction_id)}).rowcount
         if updated != 1:
-            raise InvalidInput(f"there is no prediction {prediction_id} of model {model!r}. "
-                               "To fix this, give the id of a logged prediction.")
+            raise _no_prediction(model, prediction_id)
+
+    def version_of(self, model, prediction_id):
+        rows = self.database.read("SELECT version FROM predictions WHERE model = :model AND "
+                                  "id = :id", {"model": model, "id": int(prediction_id)})
+        if not rows:
+            raise _no_prediction(model, prediction_id)
+        return int(rows[0][0])
+
+    def none_of_these_scores(self, model, version):
+        rows = self.database.read(
+            "SELECT ood_score FROM predictions WHERE model = :model AND version = :version "
+            "AND true_label = :none", {"model": model, "version": version,
+                                        "none": NONE_OF_THESE})
+        return np.asarray([np.nan if s is None else s for (s,) in rows], np.float32)
 
     def labelled_images(self, model, sources):
         if not sources:
@@ -441,10 +469,16 @@ class SQLPredictionLog(PredictionLog):
         for i, source in enumerate(sources):
             args |= {f"s{i}": source, f"p{i}": source + ":%"}
         rows = self.database.read(f"SELECT pixels, true_label, source FROM predictions "
-                                  f"WHERE model = :model AND true_label IS NOT NULL AND "
+                                  f"WHERE model = :model AND true_label >= 0 AND "
                                   f"({matches}) ORDER BY id", args)
         return ([r[0] for r in rows], np.asarray([r[1] for r in rows], np.int64),
                 [r[2] for r in rows])
+
+
+def _no_prediction(model: str, prediction_id: int) -> InvalidInput:
+    return InvalidInput(f"there is no prediction {prediction_id} of model {model!r}. "
+                        "To fix this, give the id of a logged prediction (the review queue "
+                        "and the Predict page show them as #id).")
 
 
 def _check_variant(variant: str | None) -> str | None:

@@ -20,7 +20,7 @@ from core.errors import InvalidInput
 from core.ml.images import IMAGE_STATISTICS, image_statistics
 from core.monitoring import drift
 from core.monitoring.ood import OOD_FILE, OodDetector, fit_ood_detector
-from core.monitoring.prediction_log import Window
+from core.monitoring.prediction_log import NONE_OF_THESE, Window
 
 REFERENCE_FILE = "reference.npz"
 EMBEDDING_SAMPLE = 1000  # reference and window embeddings used by the MMD test
@@ -256,7 +256,10 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
         results.append(StatisticResult(name, float(value), alert, warn,
                                        drift.status(name, float(value), thresholds),
                                        spec.kind, spec.meaning))
+    # Labels count in the realized accuracy only when they name a class: an image a person
+    # said is none of the classes has no right answer, and counts as OOD evidence instead.
     labelled = window.true_labels >= 0
+    details["none_of_these"] = int(np.sum(window.true_labels == NONE_OF_THESE))
     realized = (float(np.mean(window.predicted[labelled] == window.true_labels[labelled]))
                 if labelled.any() else None)
     return DriftReport(

@@ -4,7 +4,13 @@ import hashlib
 
 import streamlit as st
 
-from core.app import EMPTY_HEATMAP, explain_image, record_feedback, unfamiliar_warning
+from core.app import (
+    EMPTY_HEATMAP,
+    NONE_OF_THESE_CLASSES,
+    explain_image,
+    label_prediction,
+    unfamiliar_warning,
+)
 from core.errors import CoreError
 from dashboard import charts, state
 
@@ -82,14 +88,17 @@ with chart_column:
 
 with st.expander("Is this answer wrong? Tell the model.", icon=":material/rate_review:"):
     st.caption("Your correction is stored with this image; the next retraining learns from "
-               "it, and it counts in the realized accuracy on the Drift page.")
+               "it, and it counts in the realized accuracy on the Drift page. If the image "
+               f"is none of the classes, choose '{NONE_OF_THESE_CLASSES}': it is then kept "
+               "out of training and counted as an image the model should not be asked about.")
     with st.form("feedback"):
-        true_class = st.selectbox("The right class", class_names,
-                                  index=class_names.index(prediction.label))
+        choices = [*class_names, NONE_OF_THESE_CLASSES]
+        true_class = st.selectbox("The right class", choices,
+                                  index=choices.index(prediction.label))
         if st.form_submit_button("Save the correct class"):
             try:
-                record_feedback(state.backends(), prediction, true_class,
-                                actor=state.current_user(), now=state.now())
+                label_prediction(state.backends(), prediction.log_id, true_class,
+                                 actor=state.current_user(), now=state.now())
                 st.success(f"Saved: the right class is {true_class}.", icon=":material/check:")
             except CoreError as error:
                 st.error(str(error))

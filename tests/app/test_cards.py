@@ -60,6 +60,8 @@ def test_a_promoted_candidates_card_has_every_section(candidate_copy, tmp_path):
                                        abs=1e-4)
     detector = backends.models.predictor(version).ood
     assert f"{detector.threshold:.4f}" in section(card, "Out-of-distribution detection")
+    assert "| live images labelled 'none of these classes' | none yet" in section(
+        card, "Out-of-distribution detection")
     assert "Weakest classes" in section(card, "Known limits")
     history = section(card, "Decision history")
     assert "The audit chain verifies" in history
@@ -78,15 +80,15 @@ def test_a_promoted_candidates_card_has_every_section(candidate_copy, tmp_path):
 def test_a_tampered_audit_log_is_reported_on_the_card(candidate_copy):
     backends = backends_of(candidate_copy)
     tamper(candidate_copy, "UPDATE audit_log SET reason = 'nothing to see' WHERE seq = 1")
-    card = model_card(backends, 1, actor="vic", now=FIXED_NOW).markdown()
+    card = model_card(backends, 1, actor="vic", now=FIXED_NOW).render("md")
     assert "The audit chain does NOT verify" in section(card, "Decision history")
     assert "first bad entry 1" in section(card, "Decision history")
 
 
 def test_a_version_without_an_ood_detector_says_so(registry_copy):
     (registry_copy.registry_dir / "classifier" / "1" / "ood.npz").unlink()
-    card = model_card(backends_of(registry_copy), 1, actor="vic", now=FIXED_NOW).markdown()
+    card = model_card(backends_of(registry_copy), 1, actor="vic", now=FIXED_NOW).render("md")
     assert "has no OOD detector" in section(card, "Out-of-distribution detection")
     assert "No OOD detector" in section(card, "Known limits")
-    with pytest.raises(InvalidInput, match="unknown card format 'pdf'"):
+    with pytest.raises(InvalidInput, match="unknown format 'pdf'"):
         model_card(backends_of(registry_copy), 1, actor="vic", now=FIXED_NOW).render("pdf")

@@ -5,9 +5,17 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.app import NONE_OF_THESE_CLASSES, predict_image
 from core.ml.images import encode_png
 from dashboard.state import SIGNED_IN
-from tests.conftest import PASSWORD, PROJECT_ROOT, backends_of, fashion_test_images
+from tests.conftest import (
+    FIXED_NOW,
+    PASSWORD,
+    PROJECT_ROOT,
+    backends_of,
+    fashion_test_images,
+    salt_noise,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -147,6 +155,29 @@ def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
     _, labels, sources = backends_of(registry_copy).prediction_log.labelled_images("classifier",
                                                                           ("upload",))
     assert labels.tolist() == [5] and sources == ["upload"]
+
+
+def test_review_queue_page_labels_an_unfamiliar_upload_and_shows_top_losses(monkeypatch,
+                                                                           registry_copy):
+    log = backends_of(registry_copy).prediction_log
+    prediction, _ = predict_image(backends_of(registry_copy), encode_png(salt_noise()),
+                                  actor="vic", source="upload", now=FIXED_NOW)
+    app = start(monkeypatch, registry_copy.registry_dir)  # not signed in: a viewer labels
+    app.switch_page("views/review_queue.py").run()
+    assert not app.exception and app.title[0].value == "Review queue"
+    assert any(f"#{prediction.log_id} · upload" in c.value for c in app.caption)
+    assert any("unfamiliar" in m.value for m in app.markdown)
+    chooser = next(s for s in app.selectbox if s.label == "What is it?")
+    chooser.set_value(NONE_OF_THESE_CLASSES)
+    button(app, "Save the label").click().run()
+    assert not app.exception
+    assert log.none_of_these_scores("classifier", 1).size == 1
+    assert any("Nothing to label" in i.value for i in app.info)  # the queue moved on
+    assert any("People said 1 of this version's images" in c.value for c in app.caption)
+    button(app, "Find the top losses").click().run()
+    assert not app.exception
+    assert len(app.get("image")) == 12
+    assert any("labelled **" in c.value and "loss " in c.value for c in app.caption)
 
 
 @pytest.mark.parametrize("url, blocked", [

@@ -83,6 +83,31 @@ def test_an_image_unlike_the_training_images_gets_a_warning(desktop, dashboard_u
     screenshot(desktop, SCREENSHOTS / "predict-unfamiliar-desktop.png")
 
 
+def test_the_review_queue_takes_a_label_for_the_unfamiliar_upload(desktop, dashboard_url,
+                                                                 e2e_config):
+    log = backends_of(e2e_config).prediction_log
+    noise = int(log.window("classifier", 1, last=1, sources=["upload"]).ids[0])  # just above
+    before = log.none_of_these_scores("classifier", 1).size
+    open_page(desktop, dashboard_url, "review_queue")
+    card = desktop.locator(f".st-key-queue-{noise}")
+    assert "unfamiliar" in card.inner_text()
+    screenshot(desktop, SCREENSHOTS / "review-queue-desktop.png")
+    card.locator("[data-testid='stSelectbox'] input").click()
+    desktop.keyboard.type("none of these")
+    desktop.keyboard.press("Enter")
+    card.get_by_role("button", name="Save the label").click()
+    wait_until_idle(desktop)
+    assert log.none_of_these_scores("classifier", 1).size == before + 1
+    assert desktop.locator(f".st-key-queue-{noise}").count() == 0  # labelled: off the queue
+    desktop.get_by_role("tab", name="Top losses on the holdout").click()
+    desktop.get_by_role("button", name="Find the top losses").click()
+    desktop.get_by_text("holdout images wrong").wait_for(timeout=TIMEOUT_MS)
+    wait_until_idle(desktop)
+    assert desktop.locator("[data-testid='stImage']").count() == 12
+    desktop.mouse.move(0, 0)  # no button tooltip over the captions
+    screenshot(desktop, SCREENSHOTS / "review-top-losses-desktop.png")
+
+
 def test_phone_camera_photo_gets_a_prediction(phone, dashboard_url, e2e_config):
     log = backends_of(e2e_config).prediction_log
     before = log.count("classifier")

@@ -405,7 +405,7 @@ def test_verify_names_the_first_tampered_entry(registry_copy, statements, first_
 def test_a_forged_but_well_chained_tail_is_caught_by_an_anchor(registry_copy):
     anchor = (6, verify_audit(registry_copy).head_hash)
     # Rewrite entry 6 with a correct hash and head: the chain alone cannot tell.
-    rows = backends_of(registry_copy).audit_log._raw_rows()
+    rows = backends_of(registry_copy).audit_log.raw_rows()
     forged = rows[5] | {"reason": "forged"}
     forged["hash"] = audit.entry_hash(forged)
     tamper(registry_copy, f"UPDATE audit_log SET reason = 'forged', hash = '{forged['hash']}' "

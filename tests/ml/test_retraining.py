@@ -7,8 +7,8 @@ import pytest
 from core.app import (
     RetrainRequest,
     find_comparison,
+    label_prediction,
     predict_image,
-    record_feedback,
     retrain,
     simulate,
 )
@@ -61,9 +61,9 @@ def test_feedback_joins_the_pool_and_the_realized_accuracy(registry_copy):
     log = backends.prediction_log
     for image in images:
         prediction, _ = predict_image(backends, encode_png(image), **VISITOR)
-        record_feedback(backends, prediction, prediction.label,  # "this is right"
+        label_prediction(backends, prediction.log_id, prediction.label,  # "this is right"
                         **VISITOR_FEEDBACK)
-    record_feedback(backends, prediction, "Bag",  # a correction replaces the label
+    label_prediction(backends, prediction.log_id, "Bag",  # a correction replaces the label
                     **VISITOR_FEEDBACK)
     pngs, stored, sources = log.labelled_images("classifier", ("upload",))
     assert len(pngs) == 3 and sources == ["upload"] * 3
@@ -74,4 +74,4 @@ def test_feedback_joins_the_pool_and_the_realized_accuracy(registry_copy):
     assert candidate.metadata.dataset.retraining_data["feedback"] == {"train": 3,
                                                                             "holdout": 0}
     with pytest.raises(Exception, match="unknown class 'Hat'"):
-        record_feedback(backends, prediction, "Hat", **VISITOR_FEEDBACK)
+        label_prediction(backends, prediction.log_id, "Hat", **VISITOR_FEEDBACK)

@@ -2,13 +2,14 @@ import random
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from core.errors import InvalidInput
 from core.ml.images import encode_png
-from core.monitoring.prediction_log import PredictionLog, PredictionRecord
+from core.monitoring.prediction_log import NONE_OF_THESE, PredictionLog, PredictionRecord
 from tests.conftest import (
     PROJECT_ROOT,
     backends_of,
@@ -114,6 +115,24 @@ def test_feedback_labels_and_labelled_images(config):
                                                             "simulation:noise"]
     with pytest.raises(InvalidInput, match="no prediction 99"):
         log.set_true_label("m", 99, 1)
+
+
+def test_images_of_none_of_the_classes_are_evidence_not_training_data(config):
+    log = open_log(config)
+    scored = replace(record(2, version=2, source="api"), ood_score=0.4)
+    log.append([record(1, source="upload"), scored, record(3, version=2, source="camera")])
+    assert [log.version_of("m", i) for i in (1, 2, 3)] == [1, 2, 2]
+    with pytest.raises(InvalidInput, match="no prediction 99"):
+        log.version_of("m", 99)
+    for prediction_id in (1, 2, 3):
+        log.set_true_label("m", prediction_id, NONE_OF_THESE)
+    log.set_true_label("m", 3, 6)  # a later label replaces it
+    assert log.labelled_images("m", ("upload", "api", "camera"))[1].tolist() == [6]
+    assert log.none_of_these_scores("m", 2).tolist() == [pytest.approx(0.4)]
+    assert np.isnan(log.none_of_these_scores("m", 1)).tolist() == [True]  # not scored
+    assert log.window("m", 2).true_labels.tolist() == [NONE_OF_THESE, 6]
+    with log.database.write() as conn:  # retention keeps what people labelled
+        assert log.delete_before(conn, "m", "2027", 100) == (0, 0)
 
 
 # --- writers killed in the middle of a burst ------------------------------------------------
