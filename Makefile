@@ -5,6 +5,7 @@
 #   make serve  install, train the baseline if there is none, serve the prediction API
 #               with the monitor beside it (snapshots, alert rules, messages)
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
+#   make tensorboard  TensorBoard on every version's training run (port 6006)
 #   make rehearsal  the multi-machine rehearsal alone (PostgreSQL, S3 stand-in, Ray,
 #               2 dashboards, 2 API servers; also part of make test)
 PYTHON ?= python3
@@ -16,7 +17,7 @@ DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test rehearsal bench https serve install system-packages python-packages
+.PHONY: run test rehearsal bench https serve tensorboard install system-packages python-packages
 CERTS = .streamlit/certs
 
 run: install
@@ -45,6 +46,12 @@ https: install
 	@echo "On the phone, open https://<one of: $$(hostname -I 2>/dev/null)>:$(PORT) and accept the certificate."
 	$(PYTHON) -m streamlit run dashboard/app.py --server.port $(PORT) --server.address 0.0.0.0 \
 		--server.sslCertFile $(CERTS)/cert.pem --server.sslKeyFile $(CERTS)/key.pem
+
+# Each version's folder holds its run (N/tensorboard): the runs are named by version.
+TENSORBOARD_PORT ?= 6006
+tensorboard: install
+	$(PYTHON) -m tensorboard.main --logdir "$${MODEL_REGISTRY_DIR:-model_registry}/$${MODEL_NAME:-classifier}" \
+		--host 0.0.0.0 --port $(TENSORBOARD_PORT)
 
 test: install
 	$(PYTHON) -m ruff check .

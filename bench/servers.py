@@ -157,6 +157,40 @@ class MotoServer:
         urllib.request.urlopen(request, timeout=30).close()
 
 
+class MlflowServer:
+    """``mlflow server`` on a free port with a SQLite backend and its artifacts in a
+    temporary folder; ``url`` is the tracking URI."""
+
+    def __init__(self):
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+        self.folder: Path | None = None
+
+    def __enter__(self) -> "MlflowServer":
+        self.folder = Path(tempfile.mkdtemp(prefix="mlflow-"))
+        self.port = free_port()
+        log = self.folder / "server.log"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+             "--artifacts-destination", str(self.folder / "artifacts")],
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, 180, self.process, log)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 class RayHead:
     """A local Ray head node (``ray start --head``, CPU only) with its job server;
     ``address`` is what ``JOB_EXECUTOR=ray://...`` names."""

@@ -37,6 +37,7 @@ from core.app import (
     alert_rules,
     bootstrap,
     build_backends,
+    build_exports,
     cancel_job,
     check_audit_log,
     check_upload_size,
@@ -49,6 +50,7 @@ from core.app import (
     encode_png,
     explain_image,
     export_audit_log,
+    export_table,
     find_comparison,
     gate_advice,
     get_job,
@@ -64,6 +66,7 @@ from core.app import (
     list_versions,
     live_evidence,
     migrate_registry,
+    mlflow_sync,
     model_card,
     monitor_pass,
     parse_duration,
@@ -134,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="md (default) or html (one self-contained file)")
     card.add_argument("--out", type=Path, metavar="FILE",
                       help="write to FILE instead of printing")
+
+    exports = add("exports", help="a version's exports (Keras, SavedModel, TFLite float, "
+                  "dynamic, float16 and int8, ONNX) with size, accuracy and latency; builds "
+                  "the missing ones first (operators)")
+    exports.add_argument("version", metavar="N")
+    exports.add_argument("--json", action="store_true")
 
     sim = add("simulate", help="stream transformed test images through the "
                               "champion as logged traffic")
@@ -352,6 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
     answer.add_argument("--none-of-these", action="store_true",
                         help="it is none of the model's classes (kept out of training)")
 
+    mlflow = commands.add_parser("mlflow", help="mirror versions into an MLflow server")
+    mlflow_commands = mlflow.add_subparsers(dest="mlflow_command", required=True,
+                                            metavar="ACTION")
+    sync = mlflow_commands.add_parser("sync", parents=[acting], help="create missing runs "
+                                      "and model versions; keep statuses, decision hashes "
+                                      "and the champion alias in step (operators)")
+    sync.add_argument("--tracking-uri", required=True, metavar="URI",
+                      help="the MLflow server, e.g. http://127.0.0.1:5000")
+    sync.add_argument("--registered-model", metavar="NAME",
+                      help="MLflow's registered model (default: this model's name)")
+    sync.add_argument("--json", action="store_true")
+
     log = commands.add_parser("audit", help="verify or export the hash-chained audit log")
     log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     check = log_commands.add_parser("verify", parents=[acting],
@@ -526,6 +547,24 @@ def _print_or_write(text: str, out: Path | None, what: str) -> None:
                            "or choose another --out path.")
     _write_atomically(out, text.encode())
     print(f"wrote {what} to {out}")
+
+
+def cmd_exports(args, backends: Backends) -> int:
+    version, actor = parse_version(args.version), _actor(args)
+    table = export_table(backends, version, actor=actor, now=_now())
+    if table is None:
+        print(f"building the exports of version {version} (about a minute)…", file=sys.stderr)
+        table = build_exports(backends, version, actor=actor, now=_now())
+    if args.json:
+        _print_json(table)
+        return 0
+    print(f"{'format':<15}{'size':>12}{'accuracy':>10}{'agreement':>11}{'max diff':>10}"
+          f"{'latency':>11}")
+    for row in table:
+        print(f"{row['format']:<15}{row['size_bytes'] / 1e6:>9.2f} MB{row['accuracy']:>10.4f}"
+              f"{row['agreement']:>11.4f}{row['max_abs_diff']:>10.2g}"
+              f"{row['latency_ms']:>8.3f} ms")
+    return 0
 
 
 def cmd_explain(args, backends: Backends) -> int:
@@ -1062,6 +1101,24 @@ def cmd_migrate(args, backends: Backends) -> int:
     return 0 if result.audit.ok else 1
 
 
+def cmd_mlflow(args, backends: Backends) -> int:
+    result = mlflow_sync(backends, tracking_uri=args.tracking_uri,
+                         registered_model=args.registered_model, actor=_actor(args),
+                         now=_now(), on_version=lambda n: print(f"version {n} in step",
+                                                                 file=sys.stderr))
+    if args.json:
+        _print_json(result.as_dict())
+    elif not result.changed:
+        print("MLflow was already in step: nothing changed")
+    else:
+        print(f"runs created for versions {result.runs_created or 'none'}; model versions "
+              f"created for {result.model_versions_created or 'none'}; {result.tags_set} "
+              "tag(s) set"
+              + (f"; alias 'champion' now on version {result.alias_moved_to}"
+                 if result.alias_moved_to is not None else ""))
+    return 0
+
+
 def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "evidence":
         document = decision_evidence(backends, args.seq, actor=_actor(args), now=_now())
@@ -1099,6 +1156,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "explain": cmd_explain,
     "card": cmd_card,
+    "exports": cmd_exports,
     "simulate": cmd_simulate,
     "drift": cmd_drift,
     "profile": cmd_profile,
@@ -1114,6 +1172,7 @@ COMMANDS = {
     "rollback": cmd_decide,
     "users": cmd_users,
     "audit": cmd_audit,
+    "mlflow": cmd_mlflow,
     "review": cmd_review,
     "keys": cmd_keys,
     "traffic": cmd_traffic,

@@ -250,3 +250,17 @@ def decision_timeline(entries: list[dict]) -> go.Figure:
                          legend=dict(orientation="h", y=-0.25))
     figure.update_yaxes(categoryorder="category ascending")
     return figure
+
+
+def exports_table(rows: list[dict]):
+    """A version's exports as the Versions page shows them (sizes in MB, ratios to float)."""
+    import pandas as pd
+
+    tflite = next(row for row in rows if row["format"] == "tflite")
+    return pd.DataFrame([{
+        "format": row["format"], "size (MB)": round(row["size_bytes"] / 1e6, 2),
+        "vs float TFLite": f"{tflite['size_bytes'] / row['size_bytes']:.1f}× smaller"
+        if row["size_bytes"] < tflite["size_bytes"] else "—",
+        "accuracy": row["accuracy"], "agreement": row["agreement"],
+        "max prob. difference": f"{row['max_abs_diff']:.1e}",
+        "latency (ms)": row["latency_ms"]} for row in rows])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -92,6 +93,15 @@ def s3():
 
 
 @pytest.fixture(scope="session")
+def mlflow_server():
+    """A real ``mlflow server`` (SQLite backend, local artifacts) for the session."""
+    from bench.servers import MlflowServer
+
+    with MlflowServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def ray_head(s3):
     """A local Ray head node (``ray start --head``, CPU only) for the session. Like a
     real cluster's nodes, it has the bucket's settings and credentials (from ``s3``)."""
@@ -158,6 +168,20 @@ def trained_registry(tmp_path_factory) -> Path:
     bootstrap(build_backends(config), actor="tester", now=FIXED_NOW, epochs=EPOCHS,
               train_limit=TRAIN_LIMIT, eval_limit=EVAL_LIMIT)
     add_users(config)
+    return root
+
+
+@pytest.fixture(scope="session")
+def exported_registry(trained_registry, tmp_path_factory) -> Path:
+    """The trained registry with version 1's portable exports built by an operator through
+    the CLI (whose --json output must be the table alone). Read-only."""
+    from tests.test_cli import run_cli
+
+    root = tmp_path_factory.mktemp("exported") / "registry"
+    shutil.copytree(trained_registry, root)
+    built = run_cli(root, "exports", "1", "--json", "--actor", "olga")
+    assert built.returncode == 0, built.stderr
+    json.loads(built.stdout)  # nothing but the JSON on stdout, though TFLite's C++ prints
     return root
 
 

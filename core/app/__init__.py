@@ -34,7 +34,9 @@ from core.app.alerts import (
 from core.app.backends import Backends, build_backends
 from core.app.cards import CARD_FORMATS, ModelCard, model_card
 from core.app.evidence import decision_evidence
+from core.app.exports import build_exports, export_file, export_table
 from core.app.migrate import MigrationResult, migrate_registry
+from core.app.mlflow import mlflow_sync
 from core.app.monitor import (
                             DriftView,
                             SimulationResult,
@@ -64,6 +66,7 @@ from core.app.review import (
                             find_comparison,
                             gate_advice,
                             get_version,
+                            has_tensorboard_run,
                             list_versions,
                             live_evidence,
                             status_history,
@@ -108,6 +111,7 @@ from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS, ROLES, validate_u
 from core.jobs.records import FINISHED as JOB_FINISHED
 from core.jobs.records import Job
 from core.ml.comparison import PIXEL_SCENARIOS
+from core.ml.exports import EXPORT_FORMATS
 from core.ml.images import check_upload_size, encode_png
 from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
 from core.ml.predictor import Prediction
@@ -139,7 +143,8 @@ __all__ = [
     "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
-    "CARD_FORMATS", "ModelCard", "model_card", "decision_evidence", "EMPTY_HEATMAP", "explain_image",
+    "CARD_FORMATS", "ModelCard", "model_card", "decision_evidence", "build_exports", "export_file",
+    "export_table", "EXPORT_FORMATS", "has_tensorboard_run", "mlflow_sync", "EMPTY_HEATMAP", "explain_image",
     "explain_side_by_side", "export_audit_log", "find_comparison", "unfamiliar_warning",
     "get_job", "get_version", "has_users", "job_handlers", "list_jobs", "list_users",
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",

@@ -8,6 +8,7 @@ its default severity. It renders as Markdown or as one self-contained HTML file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,6 +22,7 @@ from core.errors import RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.evaluation import ConfidenceBin, reliability
+from core.ml.exports import EXPORTS_TABLE
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.ood import QUANTILE
 from core.registry.records import ModelVersion
@@ -71,6 +73,7 @@ def model_card(backends: Backends, version: int, *, actor: str, now: datetime) -
                 for name, accuracy in robustness.items()])]),
         _ood(reference, backends.prediction_log.none_of_these_scores(
             backends.model, model_version.version)),
+        _exports(backends, model_version),
         _known_limits(model_version, robustness, reference),
         _decisions(backends, model_version),
     ]
@@ -215,6 +218,23 @@ def _ood(reference, none_of_these: np.ndarray) -> Section:
             ["live images labelled 'none of these classes'", _none_of_these(
                 detector, none_of_these)],
         ])])
+
+
+def _exports(backends: Backends, version: ModelVersion) -> Section:
+    if not backends.artifacts.has_file(version.model, version.version, EXPORTS_TABLE):
+        return Section("Exports", [
+            "The portable exports (quantized TFLite, ONNX) are not built yet: python -m core "
+            f"exports {version.version} builds and measures them."])
+    table = json.loads(backends.artifacts.read_bytes(version.model, version.version,
+                                                     EXPORTS_TABLE))
+    return Section("Exports", [
+        "Each format measured on the clean comparison holdout: agreement with the float "
+        "Keras model and median latency for one image on the machine that built them.",
+        Table(["format", "size", "accuracy", "agreement", "max probability difference",
+               "latency"], [
+            [row["format"], f"{row['size_bytes'] / 1e6:.2f} MB", f"{row['accuracy']:.4f}",
+             f"{row['agreement']:.4f}", f"{row['max_abs_diff']:.1e}",
+             f"{row['latency_ms']:.3f} ms"] for row in table])])
 
 
 def _none_of_these(detector, scores: np.ndarray) -> str:

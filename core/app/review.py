@@ -18,6 +18,7 @@ from core.ml.data import Split, load_version_dataset
 from core.ml.images import preprocess_batch
 from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario
+from core.ml.tensorboard import TENSORBOARD_DIR
 from core.monitoring.live import LiveEvidence, arm, paired_evidence
 from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
 
@@ -35,6 +36,12 @@ def get_version(backends: Backends, version: int | None, *, actor: str,
     """A version (None: the champion); VersionNotFound lists the versions that exist."""
     backends.access.authorize(actor, "view", now, target="versions")
     return backends.registry.resolve(version)
+
+
+def has_tensorboard_run(version: ModelVersion) -> bool:
+    """Whether the version was registered with its TensorBoard run (its recorded files
+    say so: versions trained before runs were written have none)."""
+    return any(name.startswith(f"{TENSORBOARD_DIR}/") for name in version.metadata.files or {})
 
 
 def status_history(backends: Backends, *, actor: str, now: datetime) -> list[StatusChange]:

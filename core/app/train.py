@@ -54,6 +54,7 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
     # TensorFlow takes seconds to import; only commands that train pay for it.
     from core.ml.exports import save_artifacts
     from core.ml.models import check_architecture, input_spec_for
+    from core.ml.tensorboard import write_run
     from core.ml.training import train_model
 
     registry, config = backends.registry, backends.config
@@ -86,6 +87,7 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
         reference.save(folder)
+        write_run(folder, result.model, result.history, metrics, metadata.class_names)
 
     version = registry.register_version(write_artifacts, metadata, actor=acting, now=now)
     return BootstrapResult(version, created=True)
@@ -159,6 +161,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     """
     from core.ml.exports import load_keras_model, save_artifacts
     from core.ml.retraining import fine_tune
+    from core.ml.tensorboard import write_run
 
     request.validate()
     acting = backends.access.authorize(actor, "retrain", now)
@@ -191,6 +194,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     def write_artifacts(folder: Path) -> None:
         save_artifacts(result.model, folder)
         reference.save(folder)
+        write_run(folder, result.model, result.history, metrics, metadata.class_names)
 
     candidate = registry.register_version(write_artifacts, metadata, actor=acting,
                                           now=now, parent=champion.version)

@@ -23,7 +23,9 @@ from core.storage.database import Database
 ROLES = ("viewer", "operator", "reviewer", "admin")
 _VIEWER = frozenset({"view", "predict", "feedback"})
 # alerts: acknowledging or silencing an alert episode; manage_alerts: its channels and rules.
-_OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile", "alerts"}
+# export: building a version's portable exports and downloading its files (audited).
+_OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile", "alerts",
+                       "export"}
 # traffic: choosing which version serves which requests (shadow, canary) is a
 # decision about production, like promoting: reviewers make it.
 _REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback", "traffic", "alerts"}

@@ -5,8 +5,21 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.app import find_comparison, model_card, status_history
+from core.app import (
+    EXPORT_FORMATS,
+    build_exports,
+    export_file,
+    export_table,
+    find_comparison,
+    has_tensorboard_run,
+    model_card,
+    status_history,
+)
+from core.errors import CoreError
 from dashboard import charts, state
+
+# Where `make tensorboard` serves the runs (its default port, on this machine).
+TENSORBOARD_URL = "http://localhost:6006/"
 
 st.title("Versions")
 versions = state.versions_or_stop()
@@ -96,8 +109,50 @@ if version.parent is not None:
                     f"{', '.join(recipe.include) or 'none'}; data "
                     f"`{json.dumps(meta.dataset.retraining_data or {})}`")
 
+st.subheader("Exports")
+st.caption("The same model in each format a deployment may need: size, accuracy on the clean "
+           "comparison holdout, agreement with the float Keras model, the largest difference "
+           "of any probability from it, and the median time for one image on this machine.")
+table = export_table(state.backends(), chosen, actor=state.current_user(), now=state.now())
+can_export = state.allowed("export")
+if table is None:
+    st.info("The quantized TFLite models (dynamic range, float16, int8) and the ONNX model "
+            "of this version are not built yet.", icon=":material/deployed_code:")
+    if st.button("Build the exports", icon=":material/build:", disabled=not can_export,
+                 help="About a minute; operators." if can_export else "Operators build them."):
+        with st.spinner("Converting and measuring every export…"):
+            try:
+                build_exports(state.backends(), chosen, actor=state.current_user(),
+                              now=state.now())
+            except CoreError as error:
+                st.error(str(error))
+            else:
+                st.rerun()
+else:
+    st.dataframe(charts.exports_table(table), hide_index=True, width="stretch")
+    if can_export:
+        # Deferred: a file is read (and its download audited) only on a click.
+        for column, fmt in zip(st.columns(4) * 2, EXPORT_FORMATS):
+            column.download_button(
+                fmt, lambda fmt=fmt: export_file(state.backends(), chosen, fmt,
+                                                 actor=state.current_user(),
+                                                 now=state.now())[1],
+                f"v{chosen}-" + next(row["file"] for row in table if row["format"] == fmt)
+                + (".zip" if fmt == "saved_model" else ""),
+                "application/octet-stream", on_click="ignore", icon=":material/download:",
+                key=f"export-{fmt}")
+    else:
+        st.caption("Operators can download each export here (every download is audited).")
+
 st.subheader("Training history")
 st.plotly_chart(charts.training_history(meta.history), width="stretch")
+if has_tensorboard_run(version):
+    # TensorBoard's runs are named by folder: this version's is "<N>/tensorboard".
+    st.markdown(f"TensorBoard run `{chosen}/tensorboard` (scalars per epoch, the confusion "
+                f"matrix, the graph): start it with `make tensorboard`, then "
+                f"[open this run]({TENSORBOARD_URL}?runFilter=%5E{chosen}%2F).")
+else:
+    st.caption("This version was trained before runs were written for TensorBoard.")
 
 st.subheader("Status history")
 history = [h.as_dict() for h in status_history(state.backends(), actor=state.current_user(),

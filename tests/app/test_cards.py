@@ -13,7 +13,7 @@ from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 SECTIONS = ["Intended use and classes", "Training data", "Lineage", "Metrics", "Calibration",
-            "Robustness to drift", "Out-of-distribution detection", "Known limits",
+            "Robustness to drift", "Out-of-distribution detection", "Exports", "Known limits",
             "Decision history"]
 
 
@@ -62,6 +62,7 @@ def test_a_promoted_candidates_card_has_every_section(candidate_copy, tmp_path):
     assert f"{detector.threshold:.4f}" in section(card, "Out-of-distribution detection")
     assert "| live images labelled 'none of these classes' | none yet" in section(
         card, "Out-of-distribution detection")
+    assert "python -m core exports 2 builds and measures them" in section(card, "Exports")
     assert "Weakest classes" in section(card, "Known limits")
     history = section(card, "Decision history")
     assert "The audit chain verifies" in history

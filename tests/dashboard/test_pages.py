@@ -5,7 +5,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.app import NONE_OF_THESE_CLASSES, predict_image
+from core.app import EXPORT_FORMATS, NONE_OF_THESE_CLASSES, predict_image
 from core.ml.images import encode_png
 from dashboard.state import SIGNED_IN
 from tests.conftest import (
@@ -101,6 +101,24 @@ def test_versions_page_lists_versions_and_details(monkeypatch, trained_registry)
     assert downloads == ["Model card (HTML)", "Model card (Markdown)"]
     app.radio[0].set_value("validation").run()
     assert not app.exception
+    # The exports are not built; a viewer may not build them.
+    assert any("not built yet" in i.value for i in app.info)
+    assert button(app, "Build the exports").disabled
+    assert any("TensorBoard run `1/tensorboard`" in m.value and "runFilter=%5E1%2F" in m.value
+               for m in app.markdown)
+
+
+def test_an_operator_sees_and_may_download_the_exports_on_the_versions_page(
+        monkeypatch, exported_registry):
+    app = start(monkeypatch, exported_registry, user="olga")
+    app.switch_page("views/versions.py").run()
+    assert not app.exception
+    exports = next(d.value for d in app.dataframe if "format" in d.value.columns)
+    assert list(exports["format"]) == list(EXPORT_FORMATS)
+    assert exports.loc[exports["format"] == "tflite_int8", "vs float TFLite"].item().endswith(
+        "× smaller")
+    downloads = [element.proto.label for element in app.get("download_button")]
+    assert sorted(downloads[2:]) == sorted(EXPORT_FORMATS)  # after the two model cards
 
 
 def button(app, label):

@@ -1,0 +1,68 @@
+"""Use case: mirror the registry into a team's MLflow tracking server (see
+``core.registry.mlflow_sync``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from datetime import datetime
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from core.app.backends import Backends
+from core.app.cards import model_card
+from core.errors import InvalidInput
+from core.governance.decisions import DECISIONS
+from core.registry.mlflow_sync import SyncResult, VersionFacts, sync_versions
+
+
+def mlflow_sync(backends: Backends, *, tracking_uri: str, registered_model: str | None = None,
+                actor: str, now: datetime,
+                on_version: Callable[[int], None] | None = None) -> SyncResult:
+    """Brings the MLflow server at ``tracking_uri`` in step with the registry (operators:
+    it sends the versions' files out). Runs and registered model versions are created
+    once; statuses, decision hashes and the ``champion`` alias follow ours."""
+    backends.access.authorize(actor, "export", now, target="mlflow")
+    _check_reachable(tracking_uri)
+    import mlflow
+
+    registry = backends.registry
+    decisions: dict[int, list] = {}
+    for entry in backends.audit_log.read_entries(backends.model):
+        if entry.action in DECISIONS and entry.outcome == "done" and entry.version:
+            decisions.setdefault(entry.version, []).append(entry)
+
+    def card_of(number: int) -> Callable[[], str]:
+        return lambda: model_card(backends, number, actor=actor, now=now).render("md")
+
+    facts = [VersionFacts(
+        version=version,
+        comparison=(registry.find_comparison(version.parent, version.version)
+                    if version.parent else None),
+        decisions=decisions.get(version.version, []),
+        files=registry.files(version.version), card=card_of(version.version))
+        for version in registry.list_versions()]
+    champion = registry.find_champion()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    name = registered_model or backends.model  # the experiment's name too
+    # MLflow's client prints links to the runs it ends on standard output: keep them off
+    # it, where `mlflow sync --json` writes its result.
+    with redirect_stdout(sys.stderr):
+        return sync_versions(client, name, name, facts,
+                             champion.version if champion else None, on_version)
+
+
+def _check_reachable(tracking_uri: str) -> None:
+    """Fails fast with a clear message: MLflow's client would retry for minutes."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise InvalidInput(f"--tracking-uri {tracking_uri!r} is not an http(s) URL. To fix "
+                           "this, give the MLflow server's address, e.g. "
+                           "http://127.0.0.1:5000.")
+    try:
+        with urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=10):
+            pass
+    except (URLError, OSError) as error:
+        raise InvalidInput(f"cannot reach the MLflow server at {tracking_uri} ({error}). To "
+                           "fix this, start it (mlflow server --port 5000) or correct "
+                           "--tracking-uri.") from None
