@@ -117,23 +117,28 @@ class PostgresServer:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class MotoServer:
-    """moto's S3 stand-in (``moto_server``) on a free port; ``environment`` holds the
-    settings a client needs (endpoint, region, made-up credentials)."""
+class _ServerProcess:
+    """A server process on a free port, logging into a temporary folder; subclasses say
+    what to run (``command``) and how long it may take to answer."""
+
+    prefix = "server-"
+    start_timeout = 60.0
 
     def __init__(self):
         self.port = 0
         self.process: subprocess.Popen | None = None
         self.folder: Path | None = None
 
-    def __enter__(self) -> "MotoServer":
-        self.folder = Path(tempfile.mkdtemp(prefix="moto-"))
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.folder = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.port = free_port()
         log = self.folder / "server.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for_port(self.port, 60, self.process, log)
+        self.process = subprocess.Popen(self.command(), stdout=log.open("w"),
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for_port(self.port, self.start_timeout, self.process, log)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,6 +147,16 @@ class MotoServer:
             self.process.wait(timeout=30)
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class MotoServer(_ServerProcess):
+    """moto's S3 stand-in (``moto_server``) on a free port; ``environment`` holds the
+    settings a client needs (endpoint, region, made-up credentials)."""
+
+    prefix = "moto-"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
 
     @property
     def endpoint(self) -> str:
@@ -157,34 +172,19 @@ class MotoServer:
         urllib.request.urlopen(request, timeout=30).close()
 
 
-class MlflowServer:
-    """``mlflow server`` on a free port with a SQLite backend and its artifacts in a
+class MlflowServer(_ServerProcess):
+    """``mlflow server`` on a free port with a SQLite backend and its artifacts in the
     temporary folder; ``url`` is the tracking URI."""
 
-    def __init__(self):
-        self.port = 0
-        self.process: subprocess.Popen | None = None
-        self.folder: Path | None = None
+    prefix = "mlflow-"
+    start_timeout = 180.0  # it creates its database schema first
 
-    def __enter__(self) -> "MlflowServer":
-        self.folder = Path(tempfile.mkdtemp(prefix="mlflow-"))
-        self.port = free_port()
-        log = self.folder / "server.log"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts")],
-            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for_port(self.port, 180, self.process, log)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+    def command(self) -> list[str]:
+        assert self.folder is not None
+        return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
+                "--port", str(self.port), "--workers", "1",
+                "--backend-store-uri", f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination", str(self.folder / "artifacts")]
 
     @property
     def url(self) -> str:
