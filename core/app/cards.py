@@ -8,7 +8,6 @@ its default severity. It renders as Markdown or as one self-contained HTML file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,13 +15,13 @@ import numpy as np
 
 from core.app.backends import Backends
 from core.app.documents import FORMATS, Block, Bullets, Diagram, Document, Section, Table
+from core.app.exports import stored_exports
 from core.app.monitor import load_reference
 from core.app.review import holdout_probabilities
 from core.errors import RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.evaluation import ConfidenceBin, reliability
-from core.ml.exports import EXPORTS_TABLE
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.ood import QUANTILE
 from core.registry.records import ModelVersion
@@ -221,12 +220,11 @@ def _ood(reference, none_of_these: np.ndarray) -> Section:
 
 
 def _exports(backends: Backends, version: ModelVersion) -> Section:
-    if not backends.artifacts.has_file(version.model, version.version, EXPORTS_TABLE):
+    table = stored_exports(backends, version.version)
+    if table is None:
         return Section("Exports", [
             "The portable exports (quantized TFLite, ONNX) are not built yet: python -m core "
             f"exports {version.version} builds and measures them."])
-    table = json.loads(backends.artifacts.read_bytes(version.model, version.version,
-                                                     EXPORTS_TABLE))
     return Section("Exports", [
         "Each format measured on the clean comparison holdout: agreement with the float "
         "Keras model and median latency for one image on the machine that built them.",
@@ -242,9 +240,8 @@ def _none_of_these(detector, scores: np.ndarray) -> str:
     had flagged: the only live check of the flag against people's judgement."""
     if not len(scores):
         return "none yet (the review queue collects them)"
-    scored = scores[~np.isnan(scores)]
     return (f"{len(scores)}, of which the detector had flagged "
-            f"{int(np.sum(detector.unfamiliar(scored)))}")
+            f"{int(np.sum(detector.unfamiliar(scores)))}")
 
 
 def _known_limits(version: ModelVersion, robustness: dict[str, float], reference) -> Section:

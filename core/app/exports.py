@@ -40,6 +40,11 @@ def export_table(backends: Backends, version: int, *, actor: str,
     """The version's measured exports (None: not built yet, see ``build_exports``)."""
     backends.access.authorize(actor, "view", now, target=f"version {version}")
     backends.registry.get_version(version)
+    return stored_exports(backends, version)
+
+
+def stored_exports(backends: Backends, version: int) -> list[dict] | None:
+    """The table ``build_exports`` stored for a version, or None (callers authorize)."""
     if not backends.artifacts.has_file(backends.model, version, EXPORTS_TABLE):
         return None
     return json.loads(backends.artifacts.read_bytes(backends.model, version, EXPORTS_TABLE))
@@ -51,10 +56,10 @@ def build_exports(backends: Backends, version: int, *, actor: str,
     clean comparison holdout (operators; about a minute). Returns the table."""
     backends.access.authorize(actor, "export", now, target=f"version {version}",
                               version=version)
-    existing = export_table(backends, version, actor=actor, now=now)
+    chosen = backends.registry.get_version(version)
+    existing = stored_exports(backends, version)
     if existing is not None:
         return existing
-    chosen = backends.registry.get_version(version)
     spec = InputSpec.from_dict(chosen.metadata.input_spec)
     dataset = load_version_dataset(chosen.metadata, backends.config.fashion_mnist_dir)
     # The version's own training data (a retrained version's original part): a seeded sample.
@@ -87,8 +92,7 @@ def export_file(backends: Backends, version: int, fmt: str, *, actor: str,
         raise InvalidInput(f"unknown export format {fmt!r}. To fix this, use one of: "
                            f"{', '.join(EXPORT_FORMATS)}.")
     backends.registry.get_version(version)
-    if fmt in PORTABLE_FILES and export_table(backends, version, actor=actor,
-                                               now=now) is None:
+    if fmt in PORTABLE_FILES and stored_exports(backends, version) is None:
         raise InvalidInput(f"version {version} has no {fmt} export yet. To fix this, build "
                            f"them: python -m core exports {version} --actor <operator>.")
     folder = backends.registry.files(version)

@@ -12,8 +12,10 @@ from urllib.request import urlopen
 
 from core.app.backends import Backends
 from core.app.cards import model_card
+from core.app.exports import stored_exports
 from core.errors import InvalidInput
 from core.governance.decisions import DECISIONS
+from core.ml.exports import EXPORTS_TABLE, KERAS_FILE, PORTABLE_FILES, TFLITE_FILE
 from core.registry.mlflow_sync import SyncResult, VersionFacts, sync_versions
 
 
@@ -36,13 +38,19 @@ def mlflow_sync(backends: Backends, *, tracking_uri: str, registered_model: str 
     def card_of(number: int) -> Callable[[], str]:
         return lambda: model_card(backends, number, actor=actor, now=now).render("md")
 
-    facts = [VersionFacts(
-        version=version,
-        comparison=(registry.find_comparison(version.parent, version.version)
-                    if version.parent else None),
-        decisions=decisions.get(version.version, []),
-        files=registry.files(version.version), card=card_of(version.version))
-        for version in registry.list_versions()]
+    facts = []
+    for version in registry.list_versions():
+        folder = registry.files(version.version)
+        built = stored_exports(backends, version.version) is not None
+        facts.append(VersionFacts(
+            version=version,
+            comparison=(registry.find_comparison(version.parent, version.version)
+                        if version.parent else None),
+            decisions=decisions.get(version.version, []),
+            models=[folder / KERAS_FILE, folder / TFLITE_FILE],
+            exports=([folder / name for name in (*PORTABLE_FILES.values(), EXPORTS_TABLE)]
+                     if built else []),
+            card=card_of(version.version)))
     champion = registry.find_champion()
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     name = registered_model or backends.model  # the experiment's name too

@@ -152,15 +152,14 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
     window = log.window(model, chosen.version, last=QUEUE_SCAN, sources=SOURCES)
     unlabelled = [int(k) for k in np.flatnonzero(window.true_labels == -1)]
     detector = backends.models.predictor(chosen).ood
-    flags = {reason: np.zeros(len(window), bool) for reason in REASONS}
-    if detector is not None:
-        scored = ~np.isnan(window.ood_scores)
-        flags["unfamiliar"][scored] = detector.unfamiliar(window.ood_scores[scored])
-    flags["low confidence"] = window.confidence < LOW_CONFIDENCE
     shadowed = _shadow_answers(backends, chosen.version)
-    flags["disagreement"] = np.asarray([int(i) in shadowed and shadowed[int(i)][1] != answer
-                                        for i, answer in zip(window.ids, window.predicted)],
-                                       bool)
+    flags = {
+        "unfamiliar": (detector.unfamiliar(window.ood_scores) if detector is not None
+                       else np.zeros(len(window), bool)),
+        "disagreement": np.asarray([int(i) in shadowed and shadowed[int(i)][1] != answer
+                                    for i, answer in zip(window.ids, window.predicted)], bool),
+        "low confidence": window.confidence < LOW_CONFIDENCE,
+    }
     reasons = {k: tuple(r for r in REASONS if flags[r][k]) for k in unlabelled}
     wanted = [k for k in unlabelled if reasons[k]]
     wanted.sort(key=lambda k: (-len(reasons[k]), window.confidence[k], -window.ids[k]))
@@ -181,8 +180,7 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
             None if np.isnan(score) else float(score), reasons[k], candidate,
             None if answer is None else names[answer], fit_for_display(image)))
     outside = log.none_of_these_scores(model, chosen.version)
-    flagged = (int(np.sum(detector.unfamiliar(outside[~np.isnan(outside)])))
-               if detector is not None else 0)
+    flagged = int(np.sum(detector.unfamiliar(outside))) if detector is not None else 0
     return LabelQueue(chosen.version, len(unlabelled),
                       {r: int(np.sum(flags[r][unlabelled])) for r in REASONS}, items,
                       len(outside), flagged, detector is not None)

@@ -70,6 +70,7 @@ class OodDetector:
         return knn_distances(self.bank, self.neighbours, embeddings)
 
     def unfamiliar(self, scores: np.ndarray) -> np.ndarray:
+        """Which scores are above the threshold (NaN, a prediction never scored: none)."""
         return np.asarray(scores) > self.threshold
 
     @property

@@ -50,7 +50,8 @@ class VersionFacts:
     version: ModelVersion
     comparison: Comparison | None  # with its parent
     decisions: list[AuditEntry]  # done promotions, rejections and rollbacks
-    files: Path  # the version's local folder
+    models: list[Path]  # model files, logged under model/ (the registered version's source)
+    exports: list[Path]  # built exports and their table, logged under exports/
     card: Callable[[], str]  # its model card, Markdown (drawn only for a new run)
 
 
@@ -124,7 +125,7 @@ def _create_run(client, experiment_id: str, fact: VersionFacts):
     tags = {VERSION_TAG: str(fact.version.version), "mlflow.runName": f"v{fact.version.version}",
             "parent": str(fact.version.parent or ""), "dataset": meta.dataset.name,
             "dataset.fingerprint": meta.dataset.fingerprint,
-            "git.commit": str(meta.environment.get("git_commit", "unknown")),
+            "git.commit": str(meta.environment.get("git_commit") or "unknown"),
             "created_by": fact.version.created_by}
     run = client.create_run(experiment_id, run_name=f"v{fact.version.version}", tags=tags)
     run_id = run.info.run_id
@@ -152,10 +153,9 @@ def _create_run(client, experiment_id: str, fact: VersionFacts):
         metadata = Path(scratch) / "metadata.json"
         metadata.write_text(json.dumps(meta.as_dict(), indent=2))
         client.log_artifact(run_id, str(metadata))
-    for name in ("model.keras", "model.tflite"):
-        client.log_artifact(run_id, str(fact.files / name), artifact_path="model")
-    for path in sorted(fact.files.iterdir()):
-        if path.name == "exports.json" or path.name.startswith("model_") or path.suffix == ".onnx":
-            client.log_artifact(run_id, str(path), artifact_path="exports")
+    for path in fact.models:
+        client.log_artifact(run_id, str(path), artifact_path="model")
+    for path in fact.exports:
+        client.log_artifact(run_id, str(path), artifact_path="exports")
     client.set_terminated(run_id)
     return client.get_run(run_id)
