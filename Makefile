@@ -6,18 +6,21 @@
 #               with the monitor beside it (snapshots, alert rules, messages)
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 #   make tensorboard  TensorBoard on every version's training run (port 6006)
+#   make translations  extract new dashboard strings into each language's .po, compile all
 #   make rehearsal  the multi-machine rehearsal alone (PostgreSQL, S3 stand-in, Ray,
 #               2 dashboards, 2 API servers; also part of make test)
 PYTHON ?= python3
 PORT ?= 8501
 # chromium: the end-to-end tests' browser (Playwright cannot download one here).
 # postgresql: the tests start throw-away clusters with its initdb and pg_ctl.
-DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql
+# fonts-lohit-deva: Devanagari, so the browser draws the Hindi dashboard (not boxes).
+DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql fonts-lohit-deva
 # wrk and hey: compiled HTTP load generators, so the client does not starve the server.
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test rehearsal bench https serve tensorboard install system-packages python-packages
+.PHONY: run test rehearsal bench https serve tensorboard translations install system-packages \
+	python-packages compiled-translations
 CERTS = .streamlit/certs
 
 run: install
@@ -68,7 +71,7 @@ bench: install
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
-install: system-packages python-packages
+install: system-packages python-packages compiled-translations
 
 # apt only when a package is missing: `apt-get update` costs a minute we need not spend.
 system-packages:
@@ -77,3 +80,19 @@ system-packages:
 
 python-packages:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+
+# The dashboard reads compiled catalogs (.mo); only the .po files are kept in git.
+BABEL = $(PYTHON) -m babel.messages.frontend
+LOCALE = dashboard/locale
+compiled-translations: python-packages
+	$(BABEL) -q compile -d $(LOCALE) -D dashboard
+
+# After changing dashboard text: new strings land in every .po (translate them there;
+# tests/dashboard/test_languages.py fails until each is), then all are compiled.
+BABEL_KEYWORDS = --no-default-keywords -k _ -k N_ -k pN_:1c,2
+translations: python-packages
+	$(BABEL) -q extract -F babel.cfg $(BABEL_KEYWORDS) --no-location --sort-output \
+		-o $(LOCALE)/dashboard.pot .
+	$(BABEL) -q update -i $(LOCALE)/dashboard.pot -d $(LOCALE) -D dashboard --no-fuzzy-matching \
+		--ignore-obsolete
+	$(BABEL) -q compile -d $(LOCALE) -D dashboard

@@ -14,24 +14,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import streamlit as st  # noqa: E402
 
-from dashboard import state  # noqa: E402
+from dashboard import i18n, state  # noqa: E402
+from dashboard.i18n import _  # noqa: E402
 
 # Not "pages/": Streamlit would also list that folder as legacy auto-discovered pages.
 VIEWS = Path(__file__).resolve().parent / "views"
 
-st.set_page_config(page_title="Vision model operations", page_icon=":material/visibility:",
+st.set_page_config(page_title=_("Vision model operations"), page_icon=":material/visibility:",
                    layout="wide")
 state.keep_keras_state_between_runs()
 navigation = st.navigation([
-    st.Page(VIEWS / "predict.py", title="Predict", icon=":material/photo_camera:",
+    st.Page(VIEWS / "predict.py", title=_("Predict"), icon=":material/photo_camera:",
             default=True),
-    st.Page(VIEWS / "versions.py", title="Versions", icon=":material/inventory_2:"),
-    st.Page(VIEWS / "drift.py", title="Drift", icon=":material/monitoring:"),
-    st.Page(VIEWS / "review_queue.py", title="Review queue", icon=":material/label:"),
-    st.Page(VIEWS / "traffic.py", title="Traffic", icon=":material/swap_calls:"),
-    st.Page(VIEWS / "alerts.py", title="Alerts", icon=":material/notifications:"),
-    st.Page(VIEWS / "retrain.py", title="Retrain", icon=":material/model_training:"),
-    st.Page(VIEWS / "governance.py", title="Governance", icon=":material/gavel:"),
+    st.Page(VIEWS / "versions.py", title=_("Versions"), icon=":material/inventory_2:"),
+    st.Page(VIEWS / "drift.py", title=_("Drift"), icon=":material/monitoring:"),
+    st.Page(VIEWS / "review_queue.py", title=_("Review queue"), icon=":material/label:"),
+    st.Page(VIEWS / "traffic.py", title=_("Traffic"), icon=":material/swap_calls:"),
+    st.Page(VIEWS / "alerts.py", title=_("Alerts"), icon=":material/notifications:"),
+    st.Page(VIEWS / "retrain.py", title=_("Retrain"), icon=":material/model_training:"),
+    st.Page(VIEWS / "governance.py", title=_("Governance"), icon=":material/gavel:"),
 ])
+i18n.selector()
 state.sign_in_panel()
 navigation.run()

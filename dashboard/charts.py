@@ -6,6 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from core.app import Comparison
+from dashboard.i18n import DEFAULT_LANGUAGE, _, language, term
 
 
 def probability_bars(probabilities: dict[str, float], top: int = 5) -> go.Figure:
@@ -16,30 +17,34 @@ def probability_bars(probabilities: dict[str, float], top: int = 5) -> go.Figure
     figure = go.Figure(go.Bar(x=values, y=names, orientation="h",
                               text=[f"{v:.1%}" for v in values], textposition="auto",
                               marker_color="#4c78a8"))
-    figure.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+    figure.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title=_("probability")),
                          height=60 + 40 * len(names), margin=dict(l=10, r=10, t=10, b=40))
     return figure
 
 
-def confusion_matrix(matrix: list[list[int]], class_names: list[str], rows: str = "true",
-                     columns: str = "predicted") -> go.Figure:
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], rows: str | None = None,
+                     columns: str | None = None) -> go.Figure:
     """Counts as a heatmap: rows are true classes, columns predicted classes (or, say,
     the champion's answers against the candidate's)."""
     figure = px.imshow(matrix, x=class_names, y=class_names, text_auto=True,
                        color_continuous_scale="Blues", aspect="auto",
-                       labels=dict(x=columns, y=rows, color="images"))
+                       labels=dict(x=columns or _("predicted"), y=rows or _("true"),
+                                   color=_("images")))
     figure.update_layout(height=520, margin=dict(l=10, r=10, t=10, b=10))
     return figure
 
 
-def per_class_bars(per_class: dict[str, dict]) -> go.Figure:
-    """Grouped bars of precision, recall and F1 per class."""
+def per_class_bars(per_class: dict[str, dict], class_label=str) -> go.Figure:
+    """Grouped bars of precision, recall and F1 per class (``class_label``: how to show
+    a class name)."""
     names = list(per_class)
     figure = go.Figure([
-        go.Bar(name=metric, x=names, y=[per_class[n][metric] for n in names])
-        for metric in ("precision", "recall", "f1")
+        go.Bar(name=label, x=[class_label(n) for n in names],
+               y=[per_class[n][metric] for n in names])
+        for metric, label in (("precision", _("precision")), ("recall", _("recall")),
+                              ("f1", _("F1")))
     ])
-    figure.update_layout(barmode="group", yaxis=dict(range=[0, 1], title="score"),
+    figure.update_layout(barmode="group", yaxis=dict(range=[0, 1], title=_("score")),
                          height=360, margin=dict(l=10, r=10, t=10, b=10))
     return figure
 
@@ -48,11 +53,13 @@ def training_history(history: list[dict]) -> go.Figure:
     """Loss and accuracy per epoch, training and validation."""
     epochs = [row["epoch"] for row in history]
     figure = go.Figure()
-    for key in ("accuracy", "val_accuracy", "loss", "val_loss"):
+    for key, label in (("accuracy", _("training accuracy")),
+                       ("val_accuracy", _("validation accuracy")),
+                       ("loss", _("training loss")), ("val_loss", _("validation loss"))):
         if history and key in history[0]:
             figure.add_trace(go.Scatter(x=epochs, y=[row[key] for row in history],
-                                        mode="lines+markers", name=key))
-    figure.update_layout(xaxis=dict(title="epoch", dtick=1), height=320,
+                                        mode="lines+markers", name=label))
+    figure.update_layout(xaxis=dict(title=_("epoch"), dtick=1), height=320,
                          margin=dict(l=10, r=10, t=10, b=10))
     return figure
 
@@ -88,8 +95,9 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
             x=[utc(s.start) for s in with_drift],
             y=[max(v["value"], 1e-6) if p_value else v["value"] for v in values],
             mode="lines+markers", showlegend=False, line_color="#4c78a8",
-            text=[f"{s.n} predictions" for s in with_drift], xaxis=f"x{axis}",
-            yaxis=f"y{axis}", hovertemplate="%{x}<br>value %{y:.4g}<br>%{text}<extra></extra>",
+            text=[_("{n} predictions").format(n=s.n) for s in with_drift], xaxis=f"x{axis}",
+            yaxis=f"y{axis}",
+            hovertemplate="%{x}<br>" + _("value") + " %{y:.4g}<br>%{text}<extra></extra>",
             marker_color=[STATUS_COLOURS[v["status"]] for v in values]))
         if values:
             warn, alert = values[-1]["warn"], values[-1]["alert"]
@@ -109,9 +117,18 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
                    for d in deployments]
     figure.add_traces(traces)
     figure.update_layout(shapes=shapes, annotations=list(figure.layout.annotations) + [
-        dict(x=utc(d.at), y=1.0, xref="x", yref="paper", showarrow=False, text=d.summary,
+        dict(x=utc(d.at), y=1.0, xref="x", yref="paper", showarrow=False,
+             text=deployment_label(d),
              font_size=9, yanchor="bottom") for d in deployments],
         height=230 * rows, margin=dict(l=10, r=10, t=50, b=10))
+    return numeric_dates(figure)
+
+
+def numeric_dates(figure: go.Figure) -> go.Figure:
+    """Date axes as day.month hour:minute outside English: plotly writes month names in
+    English whatever the page's language."""
+    if language() != DEFAULT_LANGUAGE:
+        figure.update_xaxes(tickformat="%d.%m %H:%M")
     return figure
 
 
@@ -133,7 +150,14 @@ def add_deployments(figure: go.Figure, deployments: list) -> None:
         figure.add_vline(x=at, line_dash="dash", line_width=1,
                          line_color=DEPLOYMENT_COLOURS.get(deployment.action, "#888"))
         figure.add_annotation(x=at, y=1.0, yref="paper", xref="x", showarrow=False,
-                              text=deployment.summary, font_size=9, yanchor="bottom")
+                              text=deployment_label(deployment), font_size=9,
+                              yanchor="bottom")
+
+
+def deployment_label(deployment) -> str:
+    """A deployment's mark on a chart: its action in the reader's language, and its
+    version (the full summary, in English, is in the audit log)."""
+    return term(deployment.action) + (f" v{deployment.version}" if deployment.version else "")
 
 
 def accuracy_timeline(snapshots: list, deployments: list) -> go.Figure:
@@ -141,25 +165,25 @@ def accuracy_timeline(snapshots: list, deployments: list) -> go.Figure:
     figure = go.Figure()
     times = [utc(s.start) for s in snapshots]
     figure.add_trace(go.Scatter(x=times, y=[s.estimated_accuracy for s in snapshots],
-                                name="estimated", mode="lines+markers"))
+                                name=_("estimated"), mode="lines+markers"))
     figure.add_trace(go.Scatter(x=times, y=[s.realized_accuracy for s in snapshots],
-                                name="realized (labelled)", mode="lines+markers"))
+                                name=_("realized (labelled)"), mode="lines+markers"))
     reference = next((s.reference_accuracy for s in snapshots if s.reference_accuracy), None)
     if reference:
         figure.add_hline(y=reference, line_dash="dot", line_color="#888",
-                         annotation_text="validation accuracy")
+                         annotation_text=_("validation accuracy"))
     add_deployments(figure, deployments)
     figure.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10),
                          yaxis_tickformat=".0%", legend_orientation="h")
-    return figure
+    return numeric_dates(figure)
 
 
 def compare_histograms(reference, current, title: str) -> go.Figure:
     """Reference vs current distributions of one quantity, as densities."""
     figure = go.Figure([
-        go.Histogram(x=reference, name="reference", histnorm="probability density",
+        go.Histogram(x=reference, name=_("reference"), histnorm="probability density",
                      opacity=0.6, nbinsx=40, marker_color="#4c78a8"),
-        go.Histogram(x=current, name="current", histnorm="probability density",
+        go.Histogram(x=current, name=_("current"), histnorm="probability density",
                      opacity=0.6, nbinsx=40, marker_color="#e45756"),
     ])
     figure.update_layout(barmode="overlay", title=title, height=300,
@@ -170,11 +194,12 @@ def compare_histograms(reference, current, title: str) -> go.Figure:
 def class_mix(class_names: list[str], reference_mix, current_counts) -> go.Figure:
     total = max(sum(current_counts), 1)
     figure = go.Figure([
-        go.Bar(name="reference", x=class_names, y=list(reference_mix), marker_color="#4c78a8"),
-        go.Bar(name="current", x=class_names, y=[c / total for c in current_counts],
+        go.Bar(name=_("reference"), x=class_names, y=list(reference_mix),
+               marker_color="#4c78a8"),
+        go.Bar(name=_("current"), x=class_names, y=[c / total for c in current_counts],
                marker_color="#e45756"),
     ])
-    figure.update_layout(barmode="group", yaxis=dict(title="share of predictions",
+    figure.update_layout(barmode="group", yaxis=dict(title=_("share of predictions"),
                                                      tickformat=".0%"),
                          height=300, margin=dict(l=10, r=10, t=10, b=10),
                          legend=dict(orientation="h"))
@@ -184,8 +209,8 @@ def class_mix(class_names: list[str], reference_mix, current_counts) -> go.Figur
 def embedding_scatter(reference_2d, current_2d) -> go.Figure:
     figure = go.Figure([
         go.Scattergl(x=reference_2d[:, 0], y=reference_2d[:, 1], mode="markers",
-                     name="reference", marker=dict(size=4, color="#4c78a8", opacity=0.5)),
-        go.Scattergl(x=current_2d[:, 0], y=current_2d[:, 1], mode="markers", name="current",
+                     name=_("reference"), marker=dict(size=4, color="#4c78a8", opacity=0.5)),
+        go.Scattergl(x=current_2d[:, 0], y=current_2d[:, 1], mode="markers", name=_("current"),
                      marker=dict(size=4, color="#e45756", opacity=0.6)),
     ])
     figure.update_layout(xaxis_title="PC 1", yaxis_title="PC 2", height=380,
@@ -204,21 +229,24 @@ def comparison_table(comparison: Comparison):
     rows = []
     for name, h in comparison.holdouts.items():
         low, high = h.accuracy_diff_ci
-        rows.append({"holdout": name, "images": h.n,
-                     f"accuracy v{a}": h.accuracy[a], f"accuracy v{b}": h.accuracy[b],
-                     "difference (points)": h.accuracy_diff * 100,
-                     "95% CI (points)": f"[{low * 100:+.2f}, {high * 100:+.2f}]",
-                     "McNemar p": h.mcnemar_p,
-                     f"macro-F1 v{a}": h.macro_f1[a], f"macro-F1 v{b}": h.macro_f1[b]})
+        rows.append({_("holdout"): name, _("images"): h.n,
+                     _("accuracy v{n}").format(n=a): h.accuracy[a],
+                     _("accuracy v{n}").format(n=b): h.accuracy[b],
+                     _("difference (points)"): h.accuracy_diff * 100,
+                     _("95% CI (points)"): f"[{low * 100:+.2f}, {high * 100:+.2f}]",
+                     _("McNemar p"): h.mcnemar_p,
+                     _("macro-F1 v{n}").format(n=a): h.macro_f1[a],
+                     _("macro-F1 v{n}").format(n=b): h.macro_f1[b]})
     return pd.DataFrame(rows)
 
 
-def per_class_deltas(comparison: Comparison) -> go.Figure:
+def per_class_deltas(comparison: Comparison, class_label=str) -> go.Figure:
     """Per-class F1 change (candidate minus baseline) on each holdout."""
     figure = go.Figure([
-        go.Bar(name=name, x=list(h.per_class_f1_delta), y=list(h.per_class_f1_delta.values()))
+        go.Bar(name=name, x=[class_label(c) for c in h.per_class_f1_delta],
+               y=list(h.per_class_f1_delta.values()))
         for name, h in comparison.holdouts.items()])
-    figure.update_layout(barmode="group", yaxis_title="F1 change", height=320,
+    figure.update_layout(barmode="group", yaxis_title=_("F1 change"), height=320,
                          margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h"))
     return figure
 
@@ -240,16 +268,17 @@ def decision_timeline(entries: list[dict]) -> go.Figure:
                 continue
             figure.add_trace(go.Scatter(
                 x=[e["at"] for e in chosen], y=[f"v{e['version']}" for e in chosen],
-                mode="markers", name=action + (" (refused)" if outcome == "refused" else ""),
+                mode="markers", name=term(action) + (f" ({term('refused')})"
+                                                    if outcome == "refused" else ""),
                 marker=dict(symbol=symbol + ("-open" if outcome == "refused" else ""), size=13),
                 text=[f"#{e['seq']} {e['actor']} ({e['role']}): {e['reason']}"[:160]
                       for e in chosen],
                 hovertemplate="%{x}<br>%{text}<extra>%{fullData.name}</extra>"))
     figure.update_layout(height=120 + 30 * len({e["version"] for e in entries}),
-                         margin=dict(l=10, r=10, t=10, b=10), yaxis_title="version",
+                         margin=dict(l=10, r=10, t=10, b=10), yaxis_title=_("version"),
                          legend=dict(orientation="h", y=-0.25))
     figure.update_yaxes(categoryorder="category ascending")
-    return figure
+    return numeric_dates(figure)
 
 
 def exports_table(rows: list[dict]):
@@ -258,9 +287,10 @@ def exports_table(rows: list[dict]):
 
     tflite = next(row for row in rows if row["format"] == "tflite")
     return pd.DataFrame([{
-        "format": row["format"], "size (MB)": round(row["size_bytes"] / 1e6, 2),
-        "vs float TFLite": f"{tflite['size_bytes'] / row['size_bytes']:.1f}× smaller"
+        _("format"): row["format"], _("size (MB)"): round(row["size_bytes"] / 1e6, 2),
+        _("vs float TFLite"): _("{ratio}× smaller").format(
+            ratio=f"{tflite['size_bytes'] / row['size_bytes']:.1f}")
         if row["size_bytes"] < tflite["size_bytes"] else "—",
-        "accuracy": row["accuracy"], "agreement": row["agreement"],
-        "max prob. difference": f"{row['max_abs_diff']:.1e}",
-        "latency (ms)": row["latency_ms"]} for row in rows])
+        _("accuracy"): row["accuracy"], _("agreement"): row["agreement"],
+        _("max prob. difference"): f"{row['max_abs_diff']:.1e}",
+        _("latency (ms)"): row["latency_ms"]} for row in rows])

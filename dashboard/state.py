@@ -21,6 +21,8 @@ from core.app import (
 )
 from core.config import Config, load_config
 from core.errors import CoreError
+from dashboard import i18n
+from dashboard.i18n import _
 
 
 def config() -> Config:
@@ -60,13 +62,13 @@ def _keep_session(free_memory: bool = True) -> None:
 def versions_or_stop() -> list[ModelVersion]:
     """The model's versions; with none (or no right to see them), says what to do and stops."""
     if not allowed("view"):
-        st.info("Sign in to use this dashboard (sidebar).", icon=":material/lock:")
+        st.info(_("Sign in to use this dashboard (sidebar)."), icon=":material/lock:")
         st.stop()
     versions = list_versions(backends(), actor=current_user(), now=now())
     if not versions:
-        st.info(f"The registry at `{config().registry_dir}` has no model yet. Train the "
-                "baseline with `python -m core bootstrap` (about two minutes), then reload "
-                "this page.", icon=":material/model_training:")
+        st.info(_("The registry at `{folder}` has no model yet. Train the baseline with "
+                  "`python -m core bootstrap` (about two minutes), then reload this page.")
+                .format(folder=config().registry_dir), icon=":material/model_training:")
         st.stop()
     return versions
 
@@ -77,10 +79,10 @@ def champion_of(versions: list[ModelVersion]) -> ModelVersion:
 
 def version_selector(versions: list[ModelVersion], container=st, **options) -> int:
     """A select box of versions, newest first, defaulting to the champion."""
-    labels = {v.version: f"v{v.version} · {v.status}" for v in reversed(versions)}
+    labels = {v.version: f"v{v.version} · {i18n.term(v.status)}" for v in reversed(versions)}
     champion = next((v for v in versions if v.status == "champion"), None)
     default = list(labels).index(champion.version) if champion else 0
-    return container.selectbox("Model version", list(labels), format_func=labels.get,
+    return container.selectbox(_("Model version"), list(labels), format_func=labels.get,
                                index=default, **options)
 
 
@@ -117,27 +119,29 @@ def sign_in_panel() -> None:
     with st.sidebar:
         actor = signed_in_actor()
         if actor.name != ANONYMOUS:
-            st.markdown(f"Signed in as **{actor.name}** ({actor.role})")
-            if st.button("Sign out", icon=":material/logout:"):
+            st.markdown(_("Signed in as **{name}** ({role})").format(
+                name=actor.name, role=i18n.term(actor.role)))
+            if st.button(_("Sign out"), icon=":material/logout:"):
                 if oidc_configured():
                     st.logout()
                 st.session_state.pop(SIGNED_IN, None)
                 st.rerun()
             return
-        st.caption(f"Not signed in: you act as a {actor.role} visitor."
-                   if actor.role != "none" else "Sign in to use this dashboard.")
+        st.caption(_("Not signed in: you act as a {role} visitor.").format(
+            role=i18n.term(actor.role)) if actor.role != "none"
+            else _("Sign in to use this dashboard."))
         if oidc_configured():
-            st.button("Sign in", icon=":material/login:", on_click=st.login)
+            st.button(_("Sign in"), icon=":material/login:", on_click=st.login)
             return
         with st.form("sign_in", border=False):
-            name = st.text_input("User name", autocomplete="username")
-            password = st.text_input("Password", type="password",
+            name = st.text_input(_("User name"), autocomplete="username")
+            password = st.text_input(_("Password"), type="password",
                                      autocomplete="current-password")
-            if st.form_submit_button("Sign in", icon=":material/login:"):
+            if st.form_submit_button(_("Sign in"), icon=":material/login:"):
                 try:
                     signed = sign_in(backends(), name, password, now())
                 except CoreError as error:
-                    st.error(str(error))
+                    st.error(i18n.error_text(error))
                 else:
                     st.session_state[SIGNED_IN] = signed.name
                     st.rerun()
@@ -148,25 +152,33 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def show_comparison(comparison: Comparison) -> None:
-    """The gate's advice, its checks, and the holdout table of a stored comparison."""
+def show_comparison(comparison: Comparison, dataset: str) -> None:
+    """The gate's advice, its checks, and the holdout table of a stored comparison
+    (``dataset``: whose class names the per-class chart shows)."""
     from dashboard import charts
 
     if comparison.advice is not None:
         advice = comparison.advice.recommendation
         icon = {"promote": ":material/thumb_up:", "reject": ":material/thumb_down:",
                 "review": ":material/help:"}[advice]
-        message = (f"The gate recommends **{advice}** (advice for a human; nothing is "
-                   f"promoted automatically): " + "; ".join(comparison.advice.reasons))
         {"promote": st.success, "reject": st.error, "review": st.warning}[advice](
-            message, icon=icon)
+            _("The gate recommends **{advice}** (advice for a human; nothing is promoted "
+              "automatically).").format(advice=i18n.term(advice)), icon=icon)
+        # The reasons and checks are core's own sentences, measured when it compared.
+        st.markdown(_("Why:") + " " + "; ".join(
+            i18n.core_sentence(reason) for reason in comparison.advice.reasons),
+            unsafe_allow_html=True)
         for check in comparison.advice.checks:
-            st.markdown(f"{':green-badge[pass]' if check.passed else ':red-badge[fail]'} "
-                        f"**{check.name}**: {check.detail}")
+            badge = (":green-badge[" + _("pass") + "]" if check.passed
+                     else ":red-badge[" + _("fail") + "]")
+            st.markdown(f"{badge} " + i18n.core_sentence(f"{check.name}: {check.detail}"),
+                        unsafe_allow_html=True)
     st.dataframe(charts.comparison_table(comparison), hide_index=True, width="stretch",
-                 column_config={"difference (points)": st.column_config.NumberColumn(
-                     format="%+.2f"), "McNemar p": st.column_config.NumberColumn(format="%.3g")})
-    st.plotly_chart(charts.per_class_deltas(comparison), width="stretch")
+                 column_config={_("difference (points)"): st.column_config.NumberColumn(
+                     format="%+.2f"), _("McNemar p"): st.column_config.NumberColumn(
+                     format="%.3g")})
+    st.plotly_chart(charts.per_class_deltas(
+        comparison, lambda name: i18n.class_name(dataset, name)), width="stretch")
 
 
 def is_phone() -> bool:
@@ -187,7 +199,8 @@ def camera_blocked_reason(url: str | None) -> str | None:
     parsed = urlparse(url)
     if parsed.scheme == "https" or (parsed.hostname or "") in LOCAL_HOSTS:
         return None
-    return (f"Your browser blocks the camera on {parsed.scheme}://{parsed.hostname}: cameras "
-            "are only allowed over HTTPS (or on the machine itself). To fix this, start the "
-            "dashboard with `make https` and open the https:// address it prints, accepting "
-            "the certificate warning once. Uploading a photo works as it is.")
+    return _("Your browser blocks the camera on {address}: cameras are only allowed over "
+             "HTTPS (or on the machine itself). To fix this, start the dashboard with "
+             "`make https` and open the https:// address it prints, accepting the "
+             "certificate warning once. Uploading a photo works as it is.").format(
+        address=f"{parsed.scheme}://{parsed.hostname}")

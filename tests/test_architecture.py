@@ -18,7 +18,7 @@ FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(CORE / "serving").rglob("*.
               *(PROJECT_ROOT / "dashboard").rglob("*.py")]
 # What a front end may import from core: the application layer, its errors and settings
 # (and the serving API, which ``python -m core serve`` starts).
-FRONT_END_IMPORTS = ("core.app", "core.errors", "core.config", "core.serving")
+FRONT_END_IMPORTS = ("core.app", "core.errors", "core.text", "core.config", "core.serving")
 DOMAIN_PACKAGES = ("storage", "registry", "governance", "jobs", "ml", "monitoring")
 
 

@@ -4,6 +4,7 @@ through ``core.app.review_queue.label_prediction``)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -20,6 +21,7 @@ from core.ml.scenarios import get_scenario
 from core.monitoring.ood import QUANTILE
 from core.monitoring.prediction_log import PredictionRecord, check_source
 from core.registry.records import ModelVersion
+from core.text import N_
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,24 @@ def is_empty(heatmap: np.ndarray) -> bool:
     return not heatmap.any()
 
 
-EMPTY_HEATMAP = ("The heatmap for '{name}' is empty: no region of this image raised that "
-                 "class's score, so there is nothing to highlight.")
+EMPTY_HEATMAP = N_("The heatmap for '{name}' is empty: no region of this image raised that "
+                   "class's score, so there is nothing to highlight.")
+UNFAMILIAR_WARNING = N_("This image is unlike the training images — it is farther from them "
+                        "than {quantile} of the validation images (unfamiliarity {score}) "
+                        "and the model only knows {classes}, so treat the answer with caution.")
 
 
-def unfamiliar_warning(prediction: Prediction) -> str | None:
+def unfamiliar_warning(prediction: Prediction,
+                       translate: Callable[[str], str] = lambda text: text,
+                       class_name: Callable[[str], str] = lambda name: name) -> str | None:
     """What front ends say about an image the OOD detector flags (None: not flagged, or
-    the version has no detector)."""
+    the version has no detector); ``translate`` and ``class_name`` put the sentence in the
+    reader's language."""
     if not prediction.unfamiliar:
         return None
-    return (f"This image is unlike the training images — it is farther from them than "
-            f"{QUANTILE:.0%} of the validation images (unfamiliarity "
-            f"{prediction.ood_score:.2f}) and the model only knows "
-            f"{', '.join(prediction.probabilities)}, so treat the answer with caution.")
+    return translate(UNFAMILIAR_WARNING).format(
+        quantile=f"{QUANTILE:.0%}", score=f"{prediction.ood_score:.2f}",
+        classes=", ".join(map(class_name, prediction.probabilities)))
 
 
 def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,

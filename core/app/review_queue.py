@@ -25,13 +25,14 @@ from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
 from core.ml.images import InputSpec, decode_logged, preprocess
 from core.monitoring.prediction_log import NONE_OF_THESE, SOURCES
+from core.text import N_
 
-NONE_OF_THESE_CLASSES = "none of these classes"
+NONE_OF_THESE_CLASSES = N_("none of these classes")
 # Below this confidence an answer is worth a second look: the production model answers
 # 6 % of the test images below it and is right on 52 % of those (94 % of the rest).
 LOW_CONFIDENCE = 0.6
 # Why an image is in the queue, most telling first (the queue is ordered by these).
-REASONS = ("unfamiliar", "disagreement", "low confidence")
+REASONS = (N_("unfamiliar"), N_("disagreement"), N_("low confidence"))
 QUEUE_SCAN = 2000  # the queue looks at the version's newest unlabelled live predictions
 
 

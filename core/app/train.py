@@ -35,6 +35,7 @@ from core.ml.scenarios import get_scenario
 from core.monitoring.report import ReferenceProfile, build_reference_profile
 from core.registry.provenance import environment_info
 from core.registry.records import Comparison, DatasetRecord, ModelVersion, Recipe, VersionMetadata
+from core.text import N_
 
 RETRAIN_JOB = "retrain"
 
@@ -186,8 +187,8 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
                                                 "batch_size": params.batch_size},
         epochs=params.epochs, training_seconds=round(result.seconds, 2),
         history=result.history, metrics=metrics, environment=environment_info(),
-        recipe=Recipe(kind="reinitialized (the seed notebook's clone_model)"
-                      if params.reinitialize else "fine-tune from the champion's weights",
+        recipe=Recipe(kind=N_("reinitialized (the seed notebook's clone_model)")
+                      if params.reinitialize else N_("fine-tune from the champion's weights"),
                       parent=champion.version, params=params.as_dict(), include=list(include),
                       use_feedback=request.use_feedback, job=job))
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from core.errors import InvalidInput
+from core.text import N_
 
 Transform = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
@@ -79,18 +80,18 @@ def _occlusion(pixels, severity, rng):
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in [
-    Scenario("none", "ignored: clean traffic", 0.0, 0.0, 1.0, _none),
-    Scenario("brightness", "added to pixels in [0, 1] units (the seed notebook's +0.3)",
+    Scenario("none", N_("ignored: clean traffic"), 0.0, 0.0, 1.0, _none),
+    Scenario("brightness", N_("added to pixels in [0, 1] units (the seed notebook's +0.3)"),
              0.3, -1.0, 1.0, _brightness),
-    Scenario("contrast", "fraction of contrast removed around the mean", 0.5, 0.0, 1.0, _contrast),
-    Scenario("noise", "standard deviation of Gaussian noise, in [0, 1] units",
+    Scenario("contrast", N_("fraction of contrast removed around the mean"), 0.5, 0.0, 1.0, _contrast),
+    Scenario("noise", N_("standard deviation of Gaussian noise, in [0, 1] units"),
              0.2, 0.0, 1.0, _noise),
-    Scenario("blur", "Gaussian blur radius in pixels", 1.5, 0.0, 10.0, _blur),
-    Scenario("rotation", "rotation in degrees, counter-clockwise", 30.0, -180.0, 180.0, _rotation),
-    Scenario("invert", "probability that an image arrives inverted", 1.0, 0.0, 1.0, _invert),
-    Scenario("occlusion", "side of a gray square patch, as a fraction of the image side",
+    Scenario("blur", N_("Gaussian blur radius in pixels"), 1.5, 0.0, 10.0, _blur),
+    Scenario("rotation", N_("rotation in degrees, counter-clockwise"), 30.0, -180.0, 180.0, _rotation),
+    Scenario("invert", N_("probability that an image arrives inverted"), 1.0, 0.0, 1.0, _invert),
+    Scenario("occlusion", N_("side of a gray square patch, as a fraction of the image side"),
              0.4, 0.0, 1.0, _occlusion),
-    Scenario("class_shift", "fraction of traffic drawn from only 3 classes", 1.0, 0.0, 1.0, _none),
+    Scenario("class_shift", N_("fraction of traffic drawn from only 3 classes"), 1.0, 0.0, 1.0, _none),
 ]}
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.errors import InvalidInput
+from core.text import N_
 
 EPSILON = 1e-6  # floor for empty classes in PSI / KL
 
@@ -104,32 +105,32 @@ class StatisticSpec:
 
 STATISTICS: dict[str, StatisticSpec] = {s.name: s for s in [
     StatisticSpec("prediction_kl", "distance", 0.02, 0.05,
-                  "KL divergence of the mean prediction distribution (the seed notebook's)"),
+                  N_("KL divergence of the mean prediction distribution (the seed notebook's)")),
     StatisticSpec("prediction_psi", "distance", 0.1, 0.25,
-                  "PSI of the predicted-class mix"),
+                  N_("PSI of the predicted-class mix")),
     StatisticSpec("prediction_chi2", "p_value", 0.01, 0.001,
-                  "chi-square test of predicted-class counts"),
+                  N_("chi-square test of predicted-class counts")),
     StatisticSpec("prediction_js", "distance", 0.1, 0.15,
-                  "Jensen-Shannon distance of the mean prediction distribution"),
+                  N_("Jensen-Shannon distance of the mean prediction distribution")),
     StatisticSpec("confidence_ks", "p_value", 0.01, 0.001,
-                  "KS test of top-class confidence"),
+                  N_("KS test of top-class confidence")),
     StatisticSpec("confidence_drop", "distance", 0.02, 0.05,
-                  "drop of the mean top-class confidence"),
+                  N_("drop of the mean top-class confidence")),
     StatisticSpec("input_ks_brightness", "p_value", 0.01, 0.001,
-                  "KS test of image brightness (Bonferroni-corrected)"),
+                  N_("KS test of image brightness (Bonferroni-corrected)")),
     StatisticSpec("input_ks_contrast", "p_value", 0.01, 0.001,
-                  "KS test of image contrast (Bonferroni-corrected)"),
+                  N_("KS test of image contrast (Bonferroni-corrected)")),
     StatisticSpec("input_ks_sharpness", "p_value", 0.01, 0.001,
-                  "KS test of image sharpness (Bonferroni-corrected)"),
+                  N_("KS test of image sharpness (Bonferroni-corrected)")),
     StatisticSpec("embedding_mmd", "p_value", 0.05, 0.01,
-                  "MMD permutation test on penultimate-layer embeddings"),
+                  N_("MMD permutation test on penultimate-layer embeddings")),
     StatisticSpec("estimated_accuracy_drop", "distance", 0.02, 0.05,
-                  "drop of label-free estimated accuracy (CBPE) below the reference"),
+                  N_("drop of label-free estimated accuracy (CBPE) below the reference")),
     # About 1 % of images like the validation split are unfamiliar (the threshold is
     # its 99th percentile): warn at 5x that, alert at 10x. Left out of a report when
     # the version has no OOD detector or too few predictions were scored.
     StatisticSpec("unfamiliar_rate", "distance", 0.05, 0.10,
-                  "share of images unlike the training images (validation: about 1 %)"),
+                  N_("share of images unlike the training images (validation: about 1 %)")),
 ]}
 
 

@@ -16,111 +16,118 @@ from core.app import (
     submit_retrain,
 )
 from core.errors import CoreError
-from dashboard import charts, state
+from dashboard import charts, i18n, state
+from dashboard.i18n import _, term
 
-st.title("Retrain")
+st.title(_("Retrain"))
 versions = state.versions_or_stop()
 backends = state.backends()
 champion = state.champion_of(versions)
 
 
-st.caption(f"Fine-tunes the champion (v{champion.version}) from its own weights on original "
-           "training images, copies augmented with the drift seen in traffic, logged drift "
-           "samples and user corrections. The result is a candidate; a person decides "
-           "whether it replaces the champion.")
+st.caption(_("Fine-tunes the champion (v{n}) from its own weights on original training "
+             "images, copies augmented with the drift seen in traffic, logged drift samples "
+             "and user corrections. The result is a candidate; a person decides whether it "
+             "replaces the champion.").format(n=champion.version))
 seen = observed_scenarios(backends, champion.version, actor=state.current_user(),
                           now=state.now())
 with st.form("retrain"):
-    include = st.multiselect("Drift to learn from", list(PIXEL_SCENARIOS) + ["class_shift"],
-                             default=seen, help="Preselected: the scenarios seen in the "
-                             "champion's traffic.")
-    use_feedback = st.checkbox("Include user corrections from the Predict page", value=True)
+    include = st.multiselect(_("Drift to learn from"), list(PIXEL_SCENARIOS) + ["class_shift"],
+                             placeholder=_("none: original images only"),
+                             default=seen, help=_("Preselected: the scenarios seen in the "
+                                                  "champion's traffic."))
+    use_feedback = st.checkbox(_("Include user corrections from the Predict page"), value=True)
     columns = st.columns(2)
-    epochs = columns[0].number_input("Epochs", min_value=1, max_value=RetrainRequest.MAX_EPOCHS,
+    epochs = columns[0].number_input(_("Epochs"), min_value=1,
+                                     max_value=RetrainRequest.MAX_EPOCHS,
                                      value=RetrainRequest.epochs)
-    learning_rate = columns[1].number_input("Learning rate", min_value=1e-6,
+    learning_rate = columns[1].number_input(_("Learning rate"), min_value=1e-6,
                                             max_value=RetrainRequest.MAX_LEARNING_RATE,
                                             value=RetrainRequest.learning_rate, format="%.5f")
     allowed = state.allowed("retrain")
     if not allowed:
-        st.caption("Operators start retraining: sign in as one (sidebar).")
-    if st.form_submit_button("Start retraining", type="primary", icon=":material/play_arrow:",
+        st.caption(_("Operators start retraining: sign in as one (sidebar)."))
+    if st.form_submit_button(_("Start retraining"), type="primary", icon=":material/play_arrow:",
                              disabled=not allowed):
         try:
             request = RetrainRequest(include=tuple(include), use_feedback=use_feedback,
                                      epochs=int(epochs), learning_rate=float(learning_rate))
             job = submit_retrain(backends, request, actor=state.current_user(),
                                  now=state.now())
-            st.success(f"Queued job {job.id}. Its progress appears below; other pages stay "
-                       "usable meanwhile.", icon=":material/schedule:")
+            st.success(_("Queued job {id}. Its progress appears below; other pages stay usable "
+                         "meanwhile.").format(id=job.id), icon=":material/schedule:")
         except CoreError as error:
-            st.error(str(error))
+            st.error(i18n.error_text(error))
 
 
 def show_jobs() -> None:
     jobs = list_jobs(backends, actor=state.current_user(), now=state.now())
     if not jobs:
-        st.info("No retraining jobs yet.", icon=":material/info:")
+        st.info(_("No retraining jobs yet."), icon=":material/info:")
         return
     for job in [job for job in jobs if job.status == "suggested"]:
         with st.container(border=True):
-            st.markdown(f"**The monitor suggests retraining** (job {job.id}, "
-                        f"{job.submitted_at}): drift has been alerting for a while. Nothing "
-                        "runs until an operator starts it.")
+            st.markdown(_("**The monitor suggests retraining** (job {id}, {at}): drift has "
+                          "been alerting for a while. Nothing runs until an operator starts "
+                          "it.").format(id=job.id, at=i18n.moment(job.submitted_at)))
             if state.allowed("retrain"):
                 buttons = st.columns(2)
                 try:
-                    if buttons[0].button(f"Start job {job.id}", key=f"start_{job.id}",
+                    if buttons[0].button(_("Start job {id}").format(id=job.id), key=f"start_{job.id}",
                                          type="primary", icon=":material/play_arrow:"):
                         start_job(backends, job.id, actor=state.current_user(), now=state.now())
                         st.rerun()
-                    if buttons[1].button(f"Discard job {job.id}", key=f"discard_{job.id}",
+                    if buttons[1].button(_("Discard job {id}").format(id=job.id), key=f"discard_{job.id}",
                                          icon=":material/delete:"):
                         cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
                         st.rerun()
                 except CoreError as error:
-                    st.error(str(error))
+                    st.error(i18n.error_text(error))
     active = [job for job in jobs if job.status not in JOB_FINISHED + ("suggested",)]
     followed = active[0] if active else jobs[0]
-    st.subheader(f"Job {followed.id}: {followed.status}")
+    st.subheader(_("Job {id}: {status}").format(id=followed.id, status=term(followed.status)))
     progress = followed.progress
     if progress.get("steps"):
         done = ((progress["epoch"] - 1) * progress["steps"] + progress["step"]) / (
             progress["epochs"] * progress["steps"])
         loss = progress.get("loss")
-        st.progress(min(done, 1.0), text=f"epoch {progress['epoch']}/{progress['epochs']}, "
-                    f"step {progress['step']}/{progress['steps']}"
-                    + (f", loss {loss:.3f}" if loss is not None else ""))
+        text = _("epoch {epoch}/{epochs}, step {step}/{steps}").format(**progress)
+        st.progress(min(done, 1.0), text=text + (", " + _("loss {loss}").format(
+            loss=f"{loss:.3f}") if loss is not None else ""))
     if progress.get("history"):
         st.plotly_chart(charts.training_history(progress["history"]), width="stretch")
-    if followed.error:
-        st.error(followed.error)
+    if followed.error:  # core's own account of what went wrong
+        st.markdown(":red[" + _("The job failed:") + "] " + i18n.core_sentence(followed.error),
+                    unsafe_allow_html=True)
     if followed.status == "succeeded" and followed.result_version:
         candidate = get_version(backends, followed.result_version, actor=state.current_user(),
                                 now=state.now())
         comparison = find_comparison(backends, candidate.parent, candidate.version,
                                      actor=state.current_user(), now=state.now())
-        st.markdown(f"Candidate **v{candidate.version}** registered. Champion "
-                    f"v{candidate.parent} versus candidate on the same holdouts:")
+        st.markdown(_("Candidate **v{candidate}** registered. Champion v{parent} versus "
+                      "candidate on the same holdouts:").format(candidate=candidate.version,
+                                                                parent=candidate.parent))
         if comparison:
-            state.show_comparison(comparison)
-        st.page_link("views/versions.py", label="See it on the Versions page",
+            state.show_comparison(comparison, candidate.metadata.dataset.name)
+        st.page_link("views/versions.py", label=_("See it on the Versions page"),
                      icon=":material/inventory_2:")
 
-    st.subheader("All jobs")
+    st.subheader(_("All jobs"))
     table = pd.DataFrame([{
-        "job": job.id, "status": job.status, "submitted by": job.submitted_by,
-        "submitted at": job.submitted_at, "finished at": job.finished_at,
-        "epochs": job.params.get("epochs"), "drift": ", ".join(job.params.get("include") or []),
-        "result": f"v{job.result_version}" if job.result_version else (job.error or ""),
+        _("job"): job.id, _("status"): term(job.status), _("submitted by"): job.submitted_by,
+        _("submitted at"): job.submitted_at, _("finished at"): job.finished_at,
+        _("epochs"): job.params.get("epochs"),
+        _("drift"): ", ".join(job.params.get("include") or []),
+        _("result"): f"v{job.result_version}" if job.result_version else (job.error or ""),
     } for job in jobs])
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 * (len(jobs) + 1), 300))
     for job in active if state.allowed("cancel") else []:
-        if st.button(f"Cancel job {job.id}", key=f"cancel_{job.id}", icon=":material/cancel:"):
+        if st.button(_("Cancel job {id}").format(id=job.id), key=f"cancel_{job.id}",
+                     icon=":material/cancel:"):
             try:
                 cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
             except CoreError as error:
-                st.error(str(error))
+                st.error(i18n.error_text(error))
             else:
                 st.rerun()
 

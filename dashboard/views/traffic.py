@@ -17,78 +17,94 @@ from core.app import (
 )
 from core.errors import CoreError
 from dashboard import charts as draw
-from dashboard import state
+from dashboard import i18n, state
+from dashboard.i18n import _, term
 
-st.title("Traffic")
+st.title(_("Traffic"))
 versions = state.versions_or_stop()
 backends = state.backends()
-st.caption("Requests to the serving API (`python -m core serve`): TF Serving's "
-           "`/v1/models/...:predict` and `/v1/predict`. Closed hours and days come from the "
-           "monitor's snapshots; dashed lines mark promotions, rollbacks and policy changes.")
+st.caption(_("Requests to the serving API (`python -m core serve`): TF Serving's "
+             "`/v1/models/...:predict` and `/v1/predict`. Closed hours and days come from the "
+             "monitor's snapshots; dashed lines mark promotions, rollbacks and policy "
+             "changes."))
 
 status = traffic_status(backends, actor=state.current_user(), now=state.now())
 policy = status.policy
-what = {"off": "the champion answers every request",
-        "shadow": f"the champion answers; v{policy.candidate} also predicts every request "
-                  "(logged, never answered)",
-        "canary": f"v{policy.candidate} answers {policy.percent}% of requests"}
-line = f"**Policy: {policy.mode}** — {what[policy.mode]}."
+MODES = {"off": _("off"), "shadow": _("shadow"), "canary": _("canary")}
+what = {"off": _("the champion answers every request"),
+        "shadow": _("the champion answers; v{candidate} also predicts every request (logged, "
+                    "never answered)"),
+        "canary": _("v{candidate} answers {percent} of requests")}
+line = _("**Policy: {mode}** — {what}.").format(
+    mode=MODES[policy.mode],
+    what=what[policy.mode].format(candidate=policy.candidate, percent=f"{policy.percent}%"))
 if policy.mode != "off" and not status.active:
-    line += f" Inactive: v{policy.candidate} is no longer a candidate, so the champion answers."
-if policy.set_by:
-    line += f" Set {policy.set_at} by {policy.set_by}: “{policy.reason}”"
-st.markdown(line)
+    line += " " + _("Inactive: v{candidate} is no longer a candidate, so the champion "
+                    "answers.").format(candidate=policy.candidate)
+if policy.set_by:  # the reason is the reviewer's own words, in their language
+    line += " " + _("Set {at} by {who}:").format(at=i18n.moment(policy.set_at),
+                                                  who=policy.set_by)
+    line += " “" + i18n.core_sentence(policy.reason) + "”"
+st.markdown(line, unsafe_allow_html=True)
 
 candidates = [v.version for v in versions if v.status == "candidate"]
 if state.allowed("traffic"):
     with st.form("traffic"):
-        st.markdown("**Change the policy** (every server follows within a few seconds)")
+        st.markdown(_("**Change the policy** (every server follows within a few seconds)"))
         cells = st.columns([1, 1, 1])
-        mode = cells[0].selectbox("Mode", TRAFFIC_MODES, index=TRAFFIC_MODES.index(policy.mode))
-        candidate = cells[1].selectbox("Candidate", candidates or [None],
+        mode = cells[0].selectbox(_("Mode"), TRAFFIC_MODES, format_func=MODES.get,
+                                  index=TRAFFIC_MODES.index(policy.mode))
+        candidate = cells[1].selectbox(_("Candidate"), candidates or [None],
                                        format_func=lambda n: "—" if n is None else f"v{n}")
-        percent = cells[2].number_input("Canary percent", min_value=1, max_value=100,
+        percent = cells[2].number_input(_("Canary percent"), min_value=1, max_value=100,
                                         value=policy.percent or 10)
-        reason = st.text_input("Reason (required; kept in the audit log)")
-        if st.form_submit_button("Set policy", icon=":material/alt_route:"):
+        reason = st.text_input(_("Reason (required; kept in the audit log)"))
+        if st.form_submit_button(_("Set policy"), icon=":material/alt_route:"):
             try:
                 set_traffic(backends, actor=state.current_user(), mode=mode,
                             candidate=None if mode == "off" else candidate,
                             percent=int(percent) if mode == "canary" else None,
                             reason=reason, now=state.now())
             except CoreError as error:
-                st.error(str(error))
+                st.error(i18n.error_text(error))
             else:
                 st.rerun()
 else:
-    st.caption("Reviewers set the traffic policy: sign in as one (sidebar).")
+    st.caption(_("Reviewers set the traffic policy: sign in as one (sidebar)."))
 
-bucket = st.segmented_control("Bucket", ["hour", "day"], default="hour")
+bucket = st.segmented_control(_("Bucket"), ["hour", "day"], default="hour",
+                              format_func={"hour": _("hour"), "day": _("day")}.get)
 span = timedelta(days=1) if bucket == "hour" else timedelta(days=30)
 try:
     buckets = traffic_over_time(backends, actor=state.current_user(), now=state.now(),
                                 bucket=bucket or "hour", span=span)
 except CoreError as error:
-    st.error(str(error))
+    st.error(i18n.error_text(error))
     st.stop()
 if not buckets:
-    st.info("No API traffic in this period. Start the API with `python -m core serve` and "
-            "send it requests (see the README).", icon=":material/info:")
+    st.info(_("No API traffic in this period. Start the API with `python -m core serve` and "
+              "send it requests (see the README)."), icon=":material/info:")
     st.stop()
 markers = timeline(backends, actor=state.current_user(), now=state.now(),
                    range_="24h" if bucket == "hour" else "30d").deployments
+# Column names are the charts' axis and legend titles: they are in the reader's language.
+START, SERIES, REQUESTS, RATE, ERRORS, ERROR_RATE = (
+    _("start"), _("series"), _("requests"), _("requests/s"), _("errors"), _("error rate"))
+P50, P95, P99 = _("p50 ms"), _("p95 ms"), _("p99 ms")
+UNROUTED = _("failed before routing")
 table = pd.DataFrame([{
-    "start": pd.to_datetime(b.start), "series": ("failed before routing" if b.version is None
-                                 else f"v{b.version} {b.variant}"),
-    "requests": b.requests, "requests/s": b.requests_per_second, "errors": b.errors,
-    "error rate": b.error_rate, "p50 ms": b.p50_ms, "p95 ms": b.p95_ms, "p99 ms": b.p99_ms}
+    START: pd.to_datetime(b.start),
+    SERIES: UNROUTED if b.version is None else f"v{b.version} {term(b.variant)}",
+    REQUESTS: b.requests, RATE: b.requests_per_second, ERRORS: b.errors,
+    ERROR_RATE: b.error_rate, P50: b.p50_ms, P95: b.p95_ms, P99: b.p99_ms}
     for b in buckets])
-answered = table[table["series"] != "failed before routing"]
+answered = table[table[SERIES] != UNROUTED]
 totals = st.columns(4)
-totals[0].metric("Requests", int(table["requests"].sum()))
-totals[1].metric("Error rate", f"{table['errors'].sum() / table['requests'].sum():.1%}")
-totals[2].metric("Worst p99", "—" if answered.empty else f"{answered['p99 ms'].max():.1f} ms")
-totals[3].metric("Series", table["series"].nunique())
+totals[0].metric(_("Requests"), i18n.number(int(table[REQUESTS].sum())))
+totals[1].metric(_("Error rate"), i18n.percent(table[ERRORS].sum() / table[REQUESTS].sum()))
+totals[2].metric(_("Worst p99"), "—" if answered.empty
+                 else _("{ms} ms").format(ms=i18n.number(answered[P99].max(), 1)))
+totals[3].metric(_("Series"), table[SERIES].nunique())
 
 
 rules = {name: rule["settings"] for name, rule in
@@ -99,6 +115,7 @@ def with_markers(figure, alert_above: float | None = None):
     """Promotions, rollbacks and policy changes as vertical lines on a time axis; the
     alert rule's level, if given, as a red band above it."""
     draw.add_deployments(figure, markers)
+    draw.numeric_dates(figure)
     if alert_above is not None:
         highest = max((float(y) for trace in figure.data for y in trace.y
                        if y is not None and y == y), default=0.0)  # y == y: not NaN
@@ -112,20 +129,21 @@ def level(rule: str, key: str) -> float | None:
 
 
 charts = st.columns(2)
-charts[0].plotly_chart(with_markers(px.bar(table, x="start", y="requests/s", color="series",
-                                           title="Requests per second")), width="stretch")
-errors = table.groupby("start", as_index=False)[["errors", "requests"]].sum()
-errors["error rate"] = errors["errors"] / errors["requests"]
-charts[1].plotly_chart(with_markers(px.line(errors, x="start", y="error rate", markers=True,
-                                            title="Error rate (all requests)"),
+charts[0].plotly_chart(with_markers(px.bar(table, x=START, y=RATE, color=SERIES,
+                                           title=_("Requests per second"))), width="stretch")
+errors = table.groupby(START, as_index=False)[[ERRORS, REQUESTS]].sum()
+errors[ERROR_RATE] = errors[ERRORS] / errors[REQUESTS]
+charts[1].plotly_chart(with_markers(px.line(errors, x=START, y=ERROR_RATE, markers=True,
+                                            title=_("Error rate (all requests)")),
                                     level("error_rate", "max_rate")), width="stretch")
-latency = answered.melt(id_vars=["start", "series"], value_vars=["p50 ms", "p95 ms", "p99 ms"],
-                        var_name="percentile", value_name="ms")
-st.plotly_chart(with_markers(px.line(latency, x="start", y="ms", color="series",
-                                     line_dash="percentile", markers=True,
-                                     title="Latency of answered requests (red: above the "
-                                           "p95 alert level)"),
+PERCENTILE, MS = _("percentile"), _("ms")
+latency = answered.melt(id_vars=[START, SERIES], value_vars=[P50, P95, P99],
+                        var_name=PERCENTILE, value_name=MS)
+st.plotly_chart(with_markers(px.line(latency, x=START, y=MS, color=SERIES,
+                                     line_dash=PERCENTILE, markers=True,
+                                     title=_("Latency of answered requests (red: above the "
+                                             "p95 alert level)")),
                              level("latency_p95", "max_ms")), width="stretch")
 st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"requests/s": st.column_config.NumberColumn(format="%.3g"),
-                            "error rate": st.column_config.NumberColumn(format="%.1%%")})
+             column_config={RATE: st.column_config.NumberColumn(format="%.3g"),
+                            ERROR_RATE: st.column_config.NumberColumn(format="%.1%%")})

@@ -13,6 +13,7 @@ import pytest
 from bench import dashboard as browser_tools
 from core.config import load_config
 from core.ml.images import encode_png
+from dashboard.i18n import STRICT_ENV
 from tests.conftest import PASSWORD, fashion_test_images
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -31,7 +32,8 @@ def e2e_config(candidate_registry, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dashboard_url(e2e_config):
-    with browser_tools.running_dashboard(e2e_config) as (url, _):
+    # Strict: a page asking for a string the Hindi catalog lacks shows an exception.
+    with browser_tools.running_dashboard(e2e_config, {STRICT_ENV: "1"}) as (url, _):
         yield url
 
 
