@@ -1,4 +1,6 @@
-"""Plotly figures shared by the pages. Pure functions: data in, figure out."""
+"""Plotly figures shared by the pages: data in, figure out. Titles, axes and legends
+are in the reader's language (``dashboard.i18n``); class names come in already shown
+as the reader reads them (callers translate them with the dataset's table)."""
 
 from __future__ import annotations
 
