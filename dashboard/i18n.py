@@ -24,8 +24,9 @@ import streamlit as st
 from babel.dates import format_datetime
 from babel.numbers import format_decimal, format_percent
 
+from core.app import GATE_FAILED_CHECK, GATE_SENTENCES
 from core.errors import CoreError
-from core.text import N_
+from core.text import N_, parse
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "dashboard"
@@ -214,6 +215,30 @@ TERMS = (
     N_("queued"), N_("running"), N_("succeeded"), N_("failed"), N_("cancelled"),
     N_("suggested"),
 )
+
+
+def core_text(text: str) -> str:
+    """A sentence core stored in English (a gate reason or check), as inline HTML in the
+    reader's language when it was formatted from one of core's marked templates, else as
+    it is, marked English (``core_sentence``). Render with ``unsafe_allow_html=True``."""
+    translated = _stored(text)
+    return core_sentence(text) if translated is None else html.escape(translated)
+
+
+def _stored(text: str) -> str | None:
+    """``text`` in the reader's language, or None if no known template made it."""
+    # A failed check's reason first ("<check>: <detail>"): a single template like
+    # "gains on {holdout}" would otherwise swallow the detail into its parameter.
+    parts = parse(GATE_FAILED_CHECK, text)
+    if parts is not None:
+        name, detail = _stored(parts["name"]), _stored(parts["detail"])
+        if name is not None and detail is not None:
+            return GATE_FAILED_CHECK.format(name=name, detail=detail)
+    for template in GATE_SENTENCES:
+        params = parse(template, text)
+        if params is not None:
+            return _(template).format(**params)
+    return None
 
 
 def core_sentence(text: str) -> str:

@@ -164,15 +164,15 @@ def show_comparison(comparison: Comparison, dataset: str) -> None:
         {"promote": st.success, "reject": st.error, "review": st.warning}[advice](
             _("The gate recommends **{advice}** (advice for a human; nothing is promoted "
               "automatically).").format(advice=i18n.term(advice)), icon=icon)
-        # The reasons and checks are core's own sentences, measured when it compared.
+        # The reasons and checks are sentences core stored when it compared.
         st.markdown(_("Why:") + " " + "; ".join(
-            i18n.core_sentence(reason) for reason in comparison.advice.reasons),
+            i18n.core_text(reason) for reason in comparison.advice.reasons),
             unsafe_allow_html=True)
         for check in comparison.advice.checks:
             badge = (":green-badge[" + _("pass") + "]" if check.passed
                      else ":red-badge[" + _("fail") + "]")
-            st.markdown(f"{badge} " + i18n.core_sentence(f"{check.name}: {check.detail}"),
-                        unsafe_allow_html=True)
+            st.markdown(f"{badge} **{i18n.core_text(check.name)}**: "
+                        + i18n.core_text(check.detail), unsafe_allow_html=True)
     st.dataframe(charts.comparison_table(comparison), hide_index=True, width="stretch",
                  column_config={_("difference (points)"): st.column_config.NumberColumn(
                      format="%+.2f"), _("McNemar p"): st.column_config.NumberColumn(

@@ -104,6 +104,8 @@ from core.app.train import (
 )
 from core.governance.audit import Actor, AuditEntry
 from core.governance.decisions import DECISIONS
+from core.governance.gate import FAILED_CHECK as GATE_FAILED_CHECK
+from core.governance.gate import SENTENCES as GATE_SENTENCES
 from core.governance.keys import ApiKey
 from core.governance.traffic import MODES as TRAFFIC_MODES
 from core.governance.traffic import Assignment
@@ -126,6 +128,7 @@ from core.names import parse_version
 from core.registry.records import Comparison, ModelVersion, StatusChange
 
 __all__ = [
+    "GATE_FAILED_CHECK", "GATE_SENTENCES",
     "ALERT_RULES", "Attempt", "Channel", "Delivery", "Deployment", "Episode", "PERIODS",
     "PassResult", "RANGES", "Snapshot", "Timeline", "acknowledge_alert", "add_alert_channel",
     "alert_deliveries", "alert_rules", "list_alert_channels", "list_alert_episodes",

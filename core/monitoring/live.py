@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from core.ml.comparison import mcnemar_exact_p
+from core.text import N_
 
 Z_95 = 1.959963984540054
 # The gate's rule (stated in docs/governance.md): live evidence counts once there are
@@ -122,6 +123,15 @@ def arm(version: int, predicted: np.ndarray, true_labels: np.ndarray) -> Arm:
                wilson_interval(right, labelled) if labelled else None)
 
 
+# The live checks' sentences (stored with the gate's advice; see core.governance.gate).
+LIVE_AGREEMENT = N_("live agreement")
+AGREEMENT_DETAIL = N_("{agreement} of {paired} shadowed requests agree (95% CI up to {high}; "
+                      "needs >= {needed})")
+LIVE_ACCURACY = N_("live labelled accuracy")
+ACCURACY_DETAIL = N_("{candidate} vs {champion} on {labelled} labelled live requests, McNemar "
+                     "p = {p}")
+
+
 def gate_checks(evidence: LiveEvidence, alpha: float) -> tuple[list[tuple[str, bool, str]],
                                                                 str | None]:
     """The gate's use of live evidence: (checks as name, passed, detail) and a
@@ -138,18 +148,19 @@ def gate_checks(evidence: LiveEvidence, alpha: float) -> tuple[list[tuple[str, b
     forced = None
     high = evidence.agreement_ci[1]
     agreeing = high >= MIN_AGREEMENT
-    checks.append(("live agreement", agreeing,
-                   f"{evidence.agreement:.1%} of {evidence.paired} shadowed requests agree "
-                   f"(95% CI up to {high:.1%}; needs >= {MIN_AGREEMENT:.0%})"))
+    checks.append((LIVE_AGREEMENT, agreeing, AGREEMENT_DETAIL.format(
+        agreement=f"{evidence.agreement:.1%}", paired=evidence.paired, high=f"{high:.1%}",
+        needed=f"{MIN_AGREEMENT:.0%}")))
     if not agreeing:
         forced = "review"
     if evidence.labelled >= MIN_LABELLED and evidence.mcnemar_p is not None:
         better = evidence.candidate_only > evidence.champion_only
         significant = evidence.mcnemar_p < alpha
-        checks.append(("live labelled accuracy", not (significant and not better),
-                       f"{evidence.candidate_accuracy:.1%} vs {evidence.champion_accuracy:.1%} "
-                       f"on {evidence.labelled} labelled live requests, McNemar p = "
-                       f"{evidence.mcnemar_p:.2g}"))
+        checks.append((LIVE_ACCURACY, not (significant and not better),
+                       ACCURACY_DETAIL.format(
+                           candidate=f"{evidence.candidate_accuracy:.1%}",
+                           champion=f"{evidence.champion_accuracy:.1%}",
+                           labelled=evidence.labelled, p=f"{evidence.mcnemar_p:.2g}")))
         if significant and not better:
             forced = "reject"
     return checks, forced

@@ -11,6 +11,7 @@ and estimates accuracy without labels (CBPE: calibrated confidences).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,9 +159,12 @@ class StatisticResult:
                 "warn": self.warn, "status": self.status, "kind": self.kind,
                 "meaning": self.meaning}
 
-    def reason(self) -> str:
+    def reason(self, translate: Callable[[str], str] = lambda text: text) -> str:
+        """Why this statistic alerts; ``translate`` puts its meaning in the reader's
+        language (the rest is the statistic's name and numbers)."""
         comparison = ">=" if self.kind == "distance" else "<"
-        return f"{self.meaning}: {self.name} = {self.value:.4g} {comparison} {self.threshold:g}"
+        return (f"{translate(self.meaning)}: {self.name} = {self.value:.4g} {comparison} "
+                f"{self.threshold:g}")
 
 
 @dataclass(frozen=True)

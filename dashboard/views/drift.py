@@ -136,9 +136,8 @@ def show_report() -> None:
     if report.alert:
         st.error(_("**Drift alert** on the last {n} predictions of v{version}.").format(
             n=i18n.number(report.n), version=report.version), icon=":material/warning:")
-        # Core's reasons name the statistics and the measured values.
-        st.markdown("\n".join(f"- {i18n.core_sentence(r)}" for r in report.reasons),
-                    unsafe_allow_html=True)
+        st.markdown("\n".join(f"- {s.reason(_)}" for s in report.statistics
+                               if s.status == "alert"))
     else:
         st.success(_("No drift alert on the last {n} predictions of v{version}.").format(
             n=i18n.number(report.n), version=report.version), icon=":material/check_circle:")

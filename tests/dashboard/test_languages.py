@@ -3,6 +3,7 @@ in each language with untranslated strings made fatal, the sidebar choice, the U
 locale formats and core errors with their stable English code."""
 
 import re
+import string
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -12,7 +13,9 @@ from babel.messages.pofile import read_po
 from streamlit.testing.v1 import AppTest
 
 from bench.dashboard import PAGES
+from core.app import GATE_FAILED_CHECK, GATE_SENTENCES
 from core.errors import CoreError, ImageError
+from core.text import parse
 from dashboard import i18n
 from dashboard.state import SIGNED_IN
 from tests.conftest import PROJECT_ROOT
@@ -123,6 +126,37 @@ def test_core_errors_carry_a_stable_code_with_a_translated_kind():
 
 def all_subclasses(cls) -> list[type]:
     return [sub for direct in cls.__subclasses__() for sub in [direct, *all_subclasses(direct)]]
+
+
+def test_a_template_gives_back_the_parameters_a_stored_sentence_was_formatted_with():
+    template = "{diff} points, McNemar p = {p} (needs > 0 and p < {alpha})"
+    stored = template.format(diff="+12.24", p="7.2e-72", alpha=0.05)
+    assert parse(template, stored) == {"diff": "+12.24", "p": "7.2e-72", "alpha": "0.05"}
+    assert parse(template, stored + ".") is None and parse("gains on {x}", stored) is None
+    assert parse("{a} and {a}", "x and x") == {"a": "x"} and parse("{a} and {a}", "x and y") is None
+
+
+def test_the_gate_sentences_core_stores_are_shown_in_hindi(monkeypatch):
+    """Reasons and checks are stored in English with each comparison; the dashboard finds
+    the template each came from and shows it translated, with the same numbers."""
+    from core.governance.gate import ALL_PASSED, GAIN_DETAIL, GAINS_ON
+
+    monkeypatch.setattr(i18n, "language", lambda: "hi")
+    for template in GATE_SENTENCES:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+        stored = template.format(**{name: f"P{index}" for index, name in enumerate(names)})
+        shown = i18n.core_text(stored)
+        assert re.search("[\u0900-\u097f]", shown), template
+        assert all(f"P{index}" in shown for index in range(len(names))), template
+    # A failed check's reason: both halves translated, the holdout's name kept.
+    reason = GATE_FAILED_CHECK.format(name=GAINS_ON.format(holdout="drifted:blur"),
+                                      detail=GAIN_DETAIL.format(diff="-0.40", p="0.31",
+                                                                alpha=0.05))
+    assert i18n.core_text(reason) == (
+        "drifted:blur पर सुधार: -0.40 अंक, McNemar p = 0.31 (ज़रूरी: &gt; 0 और p &lt; 0.05)")
+    assert i18n.core_text(ALL_PASSED) == "हर जाँच सफल रही"
+    # A sentence from no template (an older record, say) stays English, marked so.
+    assert i18n.core_text("the gate said <so>") == '<span lang="en">the gate said &lt;so&gt;</span>'
 
 
 def test_numbers_and_dates_follow_the_locale():
