@@ -187,7 +187,11 @@ class DriftReport:
 
     @property
     def reasons(self) -> list[str]:
-        return [s.reason() for s in self.statistics if s.status == "alert"]
+        return self.alert_reasons()
+
+    def alert_reasons(self, translate: Callable[[str], str] = lambda text: text) -> list[str]:
+        """Why the report alerts, one reason per alerting statistic (see ``reason``)."""
+        return [s.reason(translate) for s in self.statistics if s.status == "alert"]
 
     def as_dict(self) -> dict:
         """The JSON shape of ``python -m core drift --json``."""

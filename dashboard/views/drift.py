@@ -136,8 +136,7 @@ def show_report() -> None:
     if report.alert:
         st.error(_("**Drift alert** on the last {n} predictions of v{version}.").format(
             n=i18n.number(report.n), version=report.version), icon=":material/warning:")
-        st.markdown("\n".join(f"- {s.reason(_)}" for s in report.statistics
-                               if s.status == "alert"))
+        st.markdown("\n".join(f"- {reason}" for reason in report.alert_reasons(_)))
     else:
         st.success(_("No drift alert on the last {n} predictions of v{version}.").format(
             n=i18n.number(report.n), version=report.version), icon=":material/check_circle:")
