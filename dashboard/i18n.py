@@ -24,7 +24,7 @@ import streamlit as st
 from babel.dates import format_datetime
 from babel.numbers import format_decimal, format_percent
 
-from core.app import GATE_FAILED_CHECK, GATE_SENTENCES
+from core.app import GATE_FAILED_CHECK, GATE_SENTENCES, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from core.text import N_, parse
 
@@ -105,7 +105,10 @@ def _(message: str) -> str:
 
 def class_name(dataset: str, name: str) -> str:
     """A class of ``dataset`` in the reader's language, from that dataset's table (below).
-    Classes of a dataset without a table stay as the dataset names them."""
+    Classes of a dataset without a table stay as the dataset names them. The label a
+    person may give instead of a class ("none of these classes") is translated too."""
+    if name == NONE_OF_THESE_CLASSES:
+        return _(NONE_OF_THESE_CLASSES)
     if dataset not in CLASS_NAMES:
         return name
     return catalog(language()).pgettext(dataset, name)

@@ -1,6 +1,7 @@
 """Predict: upload or photograph an image, see the answer and what the model looked at."""
 
 import hashlib
+from functools import partial
 
 import streamlit as st
 
@@ -22,14 +23,8 @@ chosen = state.version_selector(
     versions, help=_("The champion answers production traffic; pick another to compare."))
 version = next(v for v in versions if v.version == chosen)
 class_names = version.class_names
-
-
-def shown(name: str) -> str:
-    """A class as the reader reads it (the model and the log keep the dataset's name)."""
-    if name == NONE_OF_THESE_CLASSES:
-        return _(NONE_OF_THESE_CLASSES)
-    return class_name(version.metadata.dataset.name, name)
-
+# A class as the reader reads it (the model and the log keep the dataset's name).
+shown = partial(class_name, version.metadata.dataset.name)
 
 st.caption(_("Classes:") + " " + ", ".join(map(shown, class_names)))
 

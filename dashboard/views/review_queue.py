@@ -1,5 +1,7 @@
 """Review queue: label the live images most worth a label; see a version's top losses."""
 
+from functools import partial
+
 import streamlit as st
 
 from core.app import NONE_OF_THESE_CLASSES, label_prediction, label_queue, top_losses
@@ -16,14 +18,8 @@ chosen = state.version_selector(versions, help=_("Whose traffic and holdout to r
 version = next(v for v in versions if v.version == chosen)
 class_names = version.class_names
 live, holdout = st.tabs([_("Live images worth a label"), _("Top losses on the holdout")])
-
-
-def shown(name: str) -> str:
-    """A class as the reader reads it (core keeps the dataset's names)."""
-    if name == NONE_OF_THESE_CLASSES:
-        return _(NONE_OF_THESE_CLASSES)
-    return class_name(version.metadata.dataset.name, name)
-
+# A class as the reader reads it (core keeps the dataset's names).
+shown = partial(class_name, version.metadata.dataset.name)
 
 
 with live:

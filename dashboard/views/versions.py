@@ -1,6 +1,7 @@
 """Versions: every registered model with its status, metrics and lineage."""
 
 import json
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -89,11 +90,7 @@ card_md.download_button(
 split = st.radio(_("Split"), ["test", "validation"], horizontal=True,
                  format_func={"test": _("test"), "validation": _("validation")}.get)
 metrics = meta.metrics[split]
-
-
-def shown(name: str) -> str:
-    return class_name(meta.dataset.name, name)
-
+shown = partial(class_name, meta.dataset.name)
 
 matrix_column, class_column = st.columns(2)
 with matrix_column:
