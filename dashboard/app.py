@@ -20,6 +20,7 @@ from dashboard.i18n import _  # noqa: E402
 # Not "pages/": Streamlit would also list that folder as legacy auto-discovered pages.
 VIEWS = Path(__file__).resolve().parent / "views"
 
+i18n.follow_url()  # first: every string below is in the reader's language
 st.set_page_config(page_title=_("Vision model operations"), page_icon=":material/visibility:",
                    layout="wide")
 state.keep_keras_state_between_runs()

@@ -87,15 +87,26 @@ def catalog(language: str) -> gettext.NullTranslations:
 
 
 def language() -> str:
-    """The reader's language: from the URL (``?lang=hi``), else what they chose before in
-    this session. The URL is kept in step, so a link or a reload keeps the language."""
+    """The reader's language in this session (``follow_url`` settles it each run)."""
+    return st.session_state.get(LANGUAGE_KEY, DEFAULT_LANGUAGE)
+
+
+def follow_url() -> None:
+    """Once per run, before any text: a language in the URL (``?lang=hi``: a link, a
+    reload) becomes the session's, and the URL is kept in step with the session's, because
+    Streamlit's page links drop query parameters."""
     asked = st.query_params.get(QUERY_PARAM)
     if asked in LANGUAGES:
         st.session_state[LANGUAGE_KEY] = asked
-    chosen = st.session_state.get(LANGUAGE_KEY, DEFAULT_LANGUAGE)
-    if chosen != DEFAULT_LANGUAGE and asked != chosen:
-        st.query_params[QUERY_PARAM] = chosen  # page links drop query parameters
-    return chosen
+    show_in_url(language())
+
+
+def show_in_url(chosen: str) -> None:
+    """``?lang=`` for any language but the default, which needs none."""
+    if chosen == DEFAULT_LANGUAGE:
+        st.query_params.pop(QUERY_PARAM, None)
+    elif st.query_params.get(QUERY_PARAM) != chosen:
+        st.query_params[QUERY_PARAM] = chosen
 
 
 def _(message: str) -> str:
@@ -167,10 +178,7 @@ def selector() -> None:
         key="language_choice")
     if chosen and chosen != current:
         st.session_state[LANGUAGE_KEY] = chosen
-        if chosen == DEFAULT_LANGUAGE:
-            st.query_params.pop(QUERY_PARAM, None)
-        else:
-            st.query_params[QUERY_PARAM] = chosen
+        show_in_url(chosen)  # before the rerun, whose follow_url reads the URL first
         st.rerun()
 
 
