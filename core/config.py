@@ -28,8 +28,18 @@ class Config:
             (env ``FASHION_MNIST_DIR``).
         max_upload_bytes: Largest accepted upload (env ``MAX_UPLOAD_BYTES``); keep it in
             step with ``server.maxUploadSize`` in ``.streamlit/config.toml``.
-        max_image_pixels: Largest accepted width x height of a decoded image
-            (env ``MAX_IMAGE_PIXELS``); guards against decompression bombs.
+        max_image_pixels: Largest accepted width x height of an image, read from its
+            header before anything is decoded (env ``MAX_IMAGE_PIXELS``).
+        max_request_pixels: The most pixels one request may decode, all its images
+            together, counted at the scale they decode to (env ``MAX_REQUEST_PIXELS``;
+            a JSON body counts one per byte). More: HTTP 413.
+        max_pixels_in_flight: The most pixels one process decodes and holds at once for
+            all its requests (env ``MAX_PIXELS_IN_FLIGHT``). A pixel takes 3-4 bytes
+            decoded and up to ~16 while a WebP decoder works on it, so the default
+            bounds decoding at ~800 MB a process. More: HTTP 503 with
+            ``Retry-After`` from the API; a dashboard visitor waits a few seconds first.
+        max_instances: The most instances one ``:predict`` request may carry (env
+            ``MAX_INSTANCES``).
         seed: Seed for splits, weight initialisation and shuffling (env ``SEED``).
         anonymous_role: The role of whoever has not signed in (env ``ANONYMOUS_ROLE``):
             ``viewer`` lets a demo audience predict without an account; ``none``
@@ -48,6 +58,12 @@ class Config:
             e.g. ``ray:<submission id>``; recorded with the job the worker claims.
         log_batch_rows: The most prediction-log rows the serving API commits in one
             transaction (env ``LOG_BATCH_ROWS``).
+        log_queue_rows: The most prediction-log rows an API process holds waiting for
+            their commit (env ``LOG_QUEUE_ROWS``); when the database cannot keep up,
+            further requests are answered 503 instead of piling up in memory.
+        log_write_wait_seconds: How long a prediction-log write waits for another
+            writer's lock on the database before its request is answered 503 (env
+            ``LOG_WRITE_WAIT_SECONDS``); other writes wait up to a minute.
         log_batch_ms: How long the API's log writer waits for more rows once it has one,
             in milliseconds (env ``LOG_BATCH_MS``); a request waits for its row's commit.
         refresh_seconds: How often each API process re-reads the champion, the traffic
@@ -72,6 +88,9 @@ class Config:
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     max_upload_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_request_pixels: int = 40_000_000
+    max_pixels_in_flight: int = 50_000_000
+    max_instances: int = 256
     seed: int = 42
     anonymous_role: str = "viewer"
     separation_of_duties: bool = True
@@ -80,6 +99,8 @@ class Config:
     job_executor: str = "local"
     job_runner: str = ""
     log_batch_rows: int = 256
+    log_queue_rows: int = 10_000
+    log_write_wait_seconds: int = 5
     log_batch_ms: int = 1
     refresh_seconds: int = 1
     metrics_dir: Path | None = None
@@ -91,6 +112,12 @@ class Config:
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
         validate_model_name(self.model_name)
+        if self.max_pixels_in_flight < self.max_request_pixels:
+            raise InvalidInput(
+                f"MAX_PIXELS_IN_FLIGHT ({self.max_pixels_in_flight:,}) is below "
+                f"MAX_REQUEST_PIXELS ({self.max_request_pixels:,}): a request at the limit "
+                "could never be decoded. To fix this, raise MAX_PIXELS_IN_FLIGHT or lower "
+                "MAX_REQUEST_PIXELS.")
 
     @property
     def effective_database_url(self) -> str:
@@ -127,6 +154,9 @@ _ENV_NAMES = {
     "fashion_mnist_dir": "FASHION_MNIST_DIR",
     "max_upload_bytes": "MAX_UPLOAD_BYTES",
     "max_image_pixels": "MAX_IMAGE_PIXELS",
+    "max_request_pixels": "MAX_REQUEST_PIXELS",
+    "max_pixels_in_flight": "MAX_PIXELS_IN_FLIGHT",
+    "max_instances": "MAX_INSTANCES",
     "seed": "SEED",
     "anonymous_role": "ANONYMOUS_ROLE",
     "separation_of_duties": "SEPARATION_OF_DUTIES",
@@ -135,6 +165,8 @@ _ENV_NAMES = {
     "job_executor": "JOB_EXECUTOR",
     "job_runner": "JOB_RUNNER",
     "log_batch_rows": "LOG_BATCH_ROWS",
+    "log_queue_rows": "LOG_QUEUE_ROWS",
+    "log_write_wait_seconds": "LOG_WRITE_WAIT_SECONDS",
     "log_batch_ms": "LOG_BATCH_MS",
     "refresh_seconds": "REFRESH_SECONDS",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",

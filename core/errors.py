@@ -70,6 +70,25 @@ class Unauthenticated(CoreError):
     code = "unauthenticated"
 
 
+class RequestTooLarge(InvalidInput):
+    """A request asking for more than one request may (HTTP 413): a body over its byte
+    limit, or images that would decode to more pixels than ``MAX_REQUEST_PIXELS``."""
+
+    code = "too_large"
+
+
+class Overloaded(CoreError):
+    """The service is too busy to take this now (HTTP 503 with ``Retry-After``): its
+    decoding budget is spent, its log writer is behind, or the database is locked by
+    another writer. ``retry_after`` is in seconds; nothing was changed."""
+
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RateLimited(CoreError):
     """A caller over its rate limit (HTTP 429); ``retry_after`` is in seconds."""
 

@@ -46,3 +46,12 @@ def png_header_claiming(width: int, height: int) -> bytes:
 def sixteen_bit_gray_png(value: int, size: int = 8) -> bytes:
     array = np.full((size, size), value, dtype=np.uint16)
     return save(Image.fromarray(array), "PNG")
+
+
+BOMB_SIDE = 6324  # 39,992,976 pixels: just under MAX_IMAGE_PIXELS' default of 40,000,000
+
+
+def webp_bomb(side: int = BOMB_SIDE) -> bytes:
+    """A lossless WebP of one colour: ~1.6 KB that decodes to side x side RGB pixels
+    (120 MB and 1.2 s at the default side). Valid, and under the per-image pixel cap."""
+    return save(Image.new("RGB", (side, side), (10, 20, 30)), "WEBP", lossless=True)

@@ -102,6 +102,7 @@ from core.app.train import (
                             start_job,
                             submit_retrain,
 )
+from core.app.uploads import RequestPixels
 from core.governance.audit import Actor, AuditEntry
 from core.governance.decisions import DECISIONS
 from core.governance.gate import FAILED_CHECK as GATE_FAILED_CHECK
@@ -137,7 +138,9 @@ __all__ = [
     "explain_disagreements",
     "LiveEvidence", "MigrationResult", "migrate_registry",
     "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
-    "BootstrapResult", "Comparison", "Instance", "SOURCES", "SOURCE_KINDS", "ServingSession", "TRAFFIC_MODES",
+    "BootstrapResult", "Comparison", "Instance", "RequestPixels", "SOURCES", "SOURCE_KINDS",
+    "ServingSession", "TRAFFIC_MODES",
+    "ServingSession", "TRAFFIC_MODES",
     "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",
     "set_traffic", "traffic_over_time", "traffic_status",
     "DECISIONS", "DriftView", "Explanation", "JOB_FINISHED", "Job", "ModelVersion",

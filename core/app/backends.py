@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from core.app.uploads import ImageDecoder
 from core.config import PROJECT_ROOT, Config
 from core.errors import InvalidInput
 from core.governance.access import AccessControl
@@ -85,6 +86,7 @@ class Backends:
         config: the settings they were built from.
         database: the one database of the catalog, audit log, users, predictions and jobs.
         models: loaded models, per process (each version is loaded once).
+        decoder: decodes uploads within the process's pixel budget.
     """
 
     config: Config
@@ -102,6 +104,7 @@ class Backends:
     alerts: AlertStore
     jobs: JobQueue
     models: ModelCache
+    decoder: ImageDecoder
 
     @property
     def model(self) -> str:
@@ -134,8 +137,8 @@ def build_backends(config: Config) -> Backends:
         access=AccessControl(users, keys, audit_log, config.model_name, config.anonymous_role),
         traffic=TrafficStore(database, config.model_name),
         catalog=catalog, artifacts=artifacts, registry=registry,
-        prediction_log=SQLPredictionLog(database),
+        prediction_log=SQLPredictionLog(database, config.log_write_wait_seconds),
         snapshots=SnapshotStore(database, config.model_name),
         alerts=AlertStore(database, config.model_name),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
-        models=ModelCache(artifacts))
+        models=ModelCache(artifacts), decoder=ImageDecoder(config))

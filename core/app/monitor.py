@@ -86,14 +86,15 @@ def simulate(backends: Backends, *, actor: str, scenario: str, n: int,
             prediction, model=backends.model, source=f"simulation:{scenario}", at=at,
             size=decoded.original_size, true_label=label,
             request_id=request if routed else None,
-            variant=assignment.variant if routed else None))
+            variant=assignment.variant if routed else None,
+            server_request_id=request if routed else None, instance=0 if routed else None))
         if assignment.shadow is not None:
             shadowed = predictors[assignment.shadow].predict_decoded(decoded,
                                                                      time.perf_counter())
             pending.append(PredictionRecord.of(
                 shadowed, model=backends.model, source=f"simulation:{scenario}", at=at,
                 size=decoded.original_size, true_label=label, request_id=request,
-                variant="shadow"))
+                variant="shadow", server_request_id=request, instance=0))
         if len(pending) >= SIMULATION_LOG_BATCH or done == n:
             backends.prediction_log.append(pending)
             pending = []

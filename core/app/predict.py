@@ -11,11 +11,12 @@ from datetime import datetime
 import numpy as np
 
 from core.app.backends import Backends
+from core.app.uploads import RequestPixels
 from core.errors import InvalidInput
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import DecodedImage, InputSpec, decode_image, decode_logged, preprocess
+from core.ml.images import DecodedImage, InputSpec, decode_logged, preprocess
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
 from core.monitoring.ood import QUANTILE
@@ -63,26 +64,32 @@ def unfamiliar_warning(prediction: Prediction,
         classes=", ".join(map(class_name, prediction.probabilities)))
 
 
+# A person at the dashboard (or CLI) waits this long for the process's decoding budget
+# before being told the server is busy; the API answers 503 at once instead.
+INTERACTIVE_WAIT_SECONDS = 10
+
+
 def predict_image(backends: Backends, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None
                   ) -> tuple[Prediction, DecodedImage]:
     """Predicts one uploaded file with ``version`` (default: the champion) and logs it."""
-    prediction, decoded, _ = _predict(backends, data, actor=actor, source=source, now=now,
-                                      version=version)
+    with backends.decoder.request(wait=INTERACTIVE_WAIT_SECONDS) as pixels:
+        prediction, decoded, _ = _predict(backends, data, pixels, actor=actor, source=source,
+                                          now=now, version=version)
     return prediction, decoded
 
 
-def _predict(backends: Backends, data: bytes, *, actor: str, source: str, now: datetime,
-             version: int | None) -> tuple[Prediction, DecodedImage, ModelVersion]:
-    """``predict_image``, also returning the version that answered."""
+def _predict(backends: Backends, data: bytes, pixels: RequestPixels, *, actor: str,
+             source: str, now: datetime, version: int | None
+             ) -> tuple[Prediction, DecodedImage, ModelVersion]:
+    """``predict_image`` within a reservation of decoded pixels, also returning the
+    version that answered."""
     started = time.perf_counter()
     check_source(source)
     backends.access.authorize(actor, "predict", now)
     model_version = backends.registry.resolve(version)
-    config = backends.config
     # Validate the upload before loading any model: a bad file costs nothing.
-    decoded = decode_image(data, max_bytes=config.max_upload_bytes,
-                           max_pixels=config.max_image_pixels)
+    (decoded,) = backends.decoder.decode([data], pixels)
     prediction = backends.models.predictor(model_version).predict_decoded(decoded, started)
     (log_id,) = backends.prediction_log.append([PredictionRecord.of(
         prediction, model=backends.model, source=source, at=now,
@@ -91,18 +98,28 @@ def _predict(backends: Backends, data: bytes, *, actor: str, source: str, now: d
 
 
 def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,
-                  now: datetime, version: int | None = None,
-                  class_name: str | None = None) -> Explanation:
-    """Predicts (and logs) one uploaded file and explains a class (default: the predicted)."""
-    prediction, decoded, model_version = _predict(backends, data, actor=actor, source=source,
-                                                  now=now, version=version)
-    class_names = model_version.class_names
-    class_index = None
-    if class_name is not None:
-        if class_name not in class_names:
+                  now: datetime, version: int | None = None, class_name: str | None = None,
+                  wait: float = INTERACTIVE_WAIT_SECONDS) -> Explanation:
+    """Predicts (and logs) one uploaded file and explains a class (default: the predicted).
+
+    Args:
+        wait: seconds to wait for room in the process's decoding budget (the API: 0).
+    """
+    if class_name is not None:  # an unknown class is refused before anything is logged
+        names = backends.registry.resolve(version).class_names
+        if class_name not in names:
             raise InvalidInput(f"unknown class {class_name!r}. To fix this, choose one of: "
-                               f"{', '.join(class_names)}.")
-        class_index = class_names.index(class_name)
+                               f"{', '.join(names)}.")
+    with backends.decoder.request(wait=wait) as pixels:
+        prediction, decoded, model_version = _predict(backends, data, pixels, actor=actor,
+                                                      source=source, now=now, version=version)
+        return _explain(backends, prediction, decoded, model_version, class_name)
+
+
+def _explain(backends: Backends, prediction: Prediction, decoded: DecodedImage,
+             model_version: ModelVersion, class_name: str | None) -> Explanation:
+    class_names = model_version.class_names
+    class_index = None if class_name is None else class_names.index(class_name)
     gradcam = backends.models.gradcam(model_version)
     predictor = backends.models.predictor(model_version)
     heatmap, explained = gradcam.heatmap(preprocess(decoded.pixels, predictor.input_spec),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from datetime import datetime
 import numpy as np
 
 from core.app.backends import Backends
+from core.app.uploads import RequestPixels
 from core.errors import (
     CoreError,
     ImageError,
@@ -37,7 +39,7 @@ from core.governance.audit import Actor
 from core.governance.keys import ApiKey, hash_secret, key_actor
 from core.governance.traffic import Assignment, TrafficPolicy, active_candidate, assign
 from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS
-from core.ml.images import DecodedImage, InputSpec, decode_image, preprocess, resize_to_spec
+from core.ml.images import DecodedImage, InputSpec, preprocess, resize_to_spec
 from core.ml.predictor import Prediction, Predictor
 from core.monitoring.group_commit import GroupCommitWriter
 from core.monitoring.prediction_log import FailedRequest, PredictionRecord
@@ -163,7 +165,8 @@ class ServingSession:
         self.refresh()
         self._writer = GroupCommitWriter(
             self.backends.prediction_log, max_rows=config.log_batch_rows,
-            max_wait=config.log_batch_ms / 1000, on_commit=self._on_commit)
+            max_wait=config.log_batch_ms / 1000, max_queued_rows=config.log_queue_rows,
+            on_commit=self._on_commit)
         self._refresher = threading.Thread(target=self._refresh_loop, name="serving-refresh",
                                            daemon=True)
         self._refresher.start()
@@ -172,6 +175,7 @@ class ServingSession:
         self._stop.set()
         if self._writer is not None:
             self._writer.close()
+        self.backends.decoder.close()
 
     @property
     def state(self) -> ServingState:
@@ -306,10 +310,19 @@ class ServingSession:
 
     # --- inputs -----------------------------------------------------------------------
 
-    def image_instance(self, data: bytes) -> Instance:
-        config = self.backends.config
-        return Instance(image=decode_image(data, max_bytes=config.max_upload_bytes,
-                                           max_pixels=config.max_image_pixels))
+    def instances(self, inputs: Sequence[bytes | object], pixels: RequestPixels
+                  ) -> list[Instance]:
+        """Instances from image files (``bytes``) and tensors (nested lists), in order.
+
+        Tensors are checked first, then every image's header, then the images are decoded
+        within ``pixels``: a bad instance costs no decoding.
+        """
+        arrays = {i: self.array_instance(value) for i, value in enumerate(inputs)
+                  if not isinstance(value, bytes)}
+        files = [value for value in inputs if isinstance(value, bytes)]
+        decoded = iter(self.backends.decoder.decode(files, pixels) if files else [])
+        return [arrays[i] if i in arrays else Instance(image=next(decoded))
+                for i in range(len(inputs))]
 
     @staticmethod
     def array_instance(value) -> Instance:
@@ -377,8 +390,9 @@ class ServingSession:
                     latency_ms=(time.perf_counter() - started) * 1000, client=client,
                     request_id=request_id, version=assignment.shadow, variant="shadow")
         if self.log_predictions:  # rows (a PNG each) are built only when they are kept
+            server_id = uuid.uuid4().hex  # pairs the shadow's rows: never the client's id
             records = [record for results, variant in answered for record in self._records(
-                results, instances, variant, client, request_id, now)]
+                results, instances, variant, client, request_id, server_id, now)]
             served.logged = self._submit(records, [])
         return served
 
@@ -389,11 +403,12 @@ class ServingSession:
         return predictor.predict_inputs(inputs, pixels, started)
 
     def _records(self, predictions: list[Prediction], instances: Sequence[Instance],
-                 variant: str, client: str, request_id: str,
+                 variant: str, client: str, request_id: str, server_id: str,
                  now: datetime) -> list[PredictionRecord]:
         return [PredictionRecord.of(p, model=self.model, source="api", at=now, size=i.size(),
-                                    request_id=request_id, client=client, variant=variant)
-                for p, i in zip(predictions, instances)]
+                                    request_id=request_id, client=client, variant=variant,
+                                    server_request_id=server_id, instance=index)
+                for index, (p, i) in enumerate(zip(predictions, instances))]
 
     def record_failure(self, *, now: datetime, status: int, error_kind: str,
                        latency_ms: float, client: str, request_id: str,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,43 +56,97 @@ class DecodedImage:
     format: str
 
 
+@dataclass(frozen=True)
+class OpenedImage:
+    """An upload whose header is read and checked: its size is known, no pixel is decoded.
+
+    What decoding it will cost is known here, before any of it is paid: front ends
+    reserve ``decoded_pixels`` of their budget (``core.app.uploads``) first.
+    """
+
+    data: bytes
+    format: str
+    original_size: tuple[int, int]  # (width, height) as stored in the file
+    decoded_size: tuple[int, int]  # what the decoder produces (JPEG: at reduced scale)
+
+    @property
+    def decoded_pixels(self) -> int:
+        return self.decoded_size[0] * self.decoded_size[1]
+
+    def decode(self, max_pixels: int) -> DecodedImage:
+        """Decodes the pixels (see :func:`decode_image`)."""
+        with _unreadable(self.data):
+            image, _ = _open(self.data, max_pixels)
+            image.seek(0)  # first frame of GIF/WebP animations and multi-page TIFF
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # a copy would double the memory
+            if image.mode in _REDUCIBLE_MODES:  # shrink before any conversion copies it
+                image = image.reduce(_working_factor(image.size))
+            pixels = _to_8bit_array(image)
+            pixels = reduce_to_working_size(pixels)  # modes Image.reduce does not take
+        return DecodedImage(pixels=pixels, original_size=self.original_size,
+                            format=self.format)
+
+
+def open_image(data: bytes, *, max_bytes: int, max_pixels: int) -> OpenedImage:
+    """Reads and checks an upload's header only (cheap whatever the file claims).
+
+    Raises:
+        ImageError: empty, oversized, not an image, or too many pixels.
+    """
+    if len(data) == 0:
+        raise ImageError(f"the file is empty. {_FIX}")
+    check_upload_size(len(data), max_bytes)
+    with _unreadable(data):
+        image, stored_size = _open(data, max_pixels)
+        return OpenedImage(data, image.format or "", stored_size, image.size)
+
+
 def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImage:
     """Decodes an uploaded file in memory, refusing anything unsafe or unusable.
 
     Applies EXIF orientation, takes the first frame of animations, flattens
     transparency onto white, and reduces 16-bit, palette and CMYK images to
-    8-bit grayscale or RGB. Large JPEGs are decoded at a reduced scale (shorter
-    side still at least ``DECODE_MIN_SIDE``).
+    8-bit grayscale or RGB. Large images are decoded at a reduced scale, their
+    shorter side still at least ``DECODE_MIN_SIDE`` (JPEGs by their decoder, others
+    by a whole factor after decoding: :func:`reduce_to_working_size`).
 
     Raises:
         ImageError: empty, oversized, not an image, too many pixels, or truncated.
     """
-    if len(data) == 0:
-        raise ImageError(f"the file is empty. {_FIX}")
-    check_upload_size(len(data), max_bytes)
+    return open_image(data, max_bytes=max_bytes, max_pixels=max_pixels).decode(max_pixels)
+
+
+def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:
+    """The image with its header checked and, for JPEG, the reduced decoding scale set;
+    and its size as stored in the file."""
+    image = Image.open(io.BytesIO(data))
+    file_format = image.format or ""
+    if file_format not in SUPPORTED_FORMATS:
+        raise ImageError(f"{file_format} files are not supported. {_FIX}")
+    width, height = image.size
+    # Image.open reads only the header: refuse huge images before decoding pixels.
+    if width * height > max_pixels:
+        raise ImageError(
+            f"the image is {width} x {height} pixels, over the limit of "
+            f"{max_pixels:,} pixels. To fix this, resize the photo before uploading "
+            "(or raise MAX_IMAGE_PIXELS)."
+        )
+    if file_format == "JPEG":
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the work: a
+        # 12-megapixel phone photo takes ~20 ms instead of ~130 ms, and nothing
+        # downstream (a 28x28 model, a 1024-pixel display) needs more.
+        image.draft(image.mode, (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
+    return image, (width, height)
+
+
+@contextmanager
+def _unreadable(data: bytes) -> Iterator[None]:
+    """Turns whatever Pillow raises on a bad file into one ImageError with the fix."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            file_format = image.format or ""
-            if file_format not in SUPPORTED_FORMATS:
-                raise ImageError(f"{file_format} files are not supported. {_FIX}")
-            width, height = image.size
-            # Image.open reads only the header: refuse huge images before decoding pixels.
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"the image is {width} x {height} pixels, over the limit of "
-                    f"{max_pixels:,} pixels. To fix this, resize the photo before uploading "
-                    "(or raise MAX_IMAGE_PIXELS)."
-                )
-            if file_format == "JPEG":
-                # JPEG can decode at 1/2, 1/4 or 1/8 scale for a fraction of the work: a
-                # 12-megapixel phone photo takes ~20 ms instead of ~130 ms, and nothing
-                # downstream (a 28x28 model, a 1024-pixel display) needs more.
-                image.draft(image.mode, (DECODE_MIN_SIDE, DECODE_MIN_SIDE))
-            image.seek(0)  # first frame of GIF/WebP animations and multi-page TIFF
-            image.load()
-            pixels = _to_8bit_array(ImageOps.exif_transpose(image))
+            yield
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -106,7 +162,28 @@ def decode_image(data: bytes, *, max_bytes: int, max_pixels: int) -> DecodedImag
             f"the image data is truncated or corrupt ({error}). "
             "To fix this, export the photo again and re-upload it."
         ) from None
-    return DecodedImage(pixels=pixels, original_size=(width, height), format=file_format)
+
+
+# Modes Pillow's Image.reduce takes (palette, 1-bit and 16-bit images are converted first).
+_REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "RGBX", "CMYK")
+
+
+def _working_factor(size: tuple[int, int]) -> int:
+    """The largest whole factor that keeps the shorter side at least DECODE_MIN_SIDE."""
+    return max(1, min(size) // DECODE_MIN_SIDE)
+
+
+def reduce_to_working_size(pixels: np.ndarray) -> np.ndarray:
+    """Shrinks a decoded image by the largest whole factor that keeps its shorter side at
+    least ``DECODE_MIN_SIDE`` (a box filter: every source pixel counts once), as the JPEG
+    decoder does for JPEGs. A 6,324 x 6,324 image becomes 1,054 x 1,054 (3 MB instead of
+    120 MB) before anything keeps it; nothing downstream needs more."""
+    factor = _working_factor((pixels.shape[1], pixels.shape[0]))
+    if factor < 2:
+        return pixels
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels)
+    reduced = np.asarray(image.reduce(factor))
+    return reduced[:, :, None] if reduced.ndim == 2 else reduced
 
 
 def check_upload_size(size: int, max_bytes: int) -> None:

@@ -7,6 +7,10 @@ the previous commit ran (up to ``max_rows``, waiting at most ``max_wait`` for mo
 once it has one), appends them in one transaction, and resolves each request's
 future. Under light load a batch is one row and costs no wait beyond ``max_wait``;
 under heavy load batches grow and commits per second stay low.
+
+The queue is bounded (``max_queued_rows``): when the database cannot keep up, ``submit``
+refuses at once (``Overloaded``, answered 503) instead of holding ever more requests, and
+their images, in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from core.errors import Overloaded
 from core.monitoring.prediction_log import FailedRequest, PredictionLog, PredictionRecord
 
 
@@ -38,14 +43,19 @@ class GroupCommitWriter:
     Args:
         max_rows: the most rows (predictions and failures) one transaction holds.
         max_wait: seconds to wait for more rows once a batch has its first.
+        max_queued_rows: the most rows waiting for their commit; more are refused.
     """
 
     def __init__(self, log: PredictionLog, *, max_rows: int = 256, max_wait: float = 0.001,
-                 on_commit: CommitObserver | None = None):
-        if max_rows < 1 or max_wait < 0:
-            raise ValueError("max_rows must be at least 1 and max_wait not negative")
+                 max_queued_rows: int = 10_000, on_commit: CommitObserver | None = None):
+        if max_rows < 1 or max_wait < 0 or max_queued_rows < 1:
+            raise ValueError("max_rows and max_queued_rows must be at least 1 and max_wait "
+                             "not negative")
         self.log, self.max_rows, self.max_wait = log, max_rows, max_wait
+        self.max_queued_rows = max_queued_rows
         self.on_commit = on_commit
+        self._queued = 0  # rows submitted and not yet taken into a batch
+        self._count_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
         self._closed = False
@@ -58,6 +68,14 @@ class GroupCommitWriter:
         if self._closed:
             raise RuntimeError("the log writer is closed")
         pending = _Pending(records, failures)
+        with self._count_lock:
+            if self._queued and self._queued + _size(pending) > self.max_queued_rows:
+                raise Overloaded(
+                    f"{self._queued:,} prediction-log rows are waiting for the database "
+                    f"(LOG_QUEUE_ROWS={self.max_queued_rows:,}): it is not keeping up. To fix "
+                    "this, retry in a moment; if it persists, the database needs attention.",
+                    retry_after=1)
+            self._queued += _size(pending)
         self._queue.put(pending)
         return pending.future
 
@@ -102,6 +120,13 @@ class GroupCommitWriter:
                 return
 
     def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            self._append(batch)
+        finally:  # the batch's rows are no longer held here
+            with self._count_lock:
+                self._queued -= sum(_size(item) for item in batch)
+
+    def _append(self, batch: list[_Pending]) -> None:
         records = [r for item in batch for r in item.records]
         failures = [f for item in batch for f in item.failures]
         started = time.perf_counter()

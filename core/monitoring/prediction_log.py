@@ -70,12 +70,17 @@ class PredictionRecord:
     client: str | None = None
     variant: str | None = None
     ood_score: float | None = None  # None: the version has no OOD detector
+    # What pairs a shadow row with the answer: the server's id of the request (never
+    # the client's) and the instance's place in it. Routed traffic only.
+    server_request_id: str | None = None
+    instance: int | None = None
 
     @classmethod
     def of(cls, prediction: "Prediction", *, model: str, source: str, at: datetime,
            size: tuple[int, int], true_label: int | None = None,
            request_id: str | None = None, client: str | None = None,
-           variant: str | None = None) -> "PredictionRecord":
+           variant: str | None = None, server_request_id: str | None = None,
+           instance: int | None = None) -> "PredictionRecord":
         """The log row of one served prediction (``size``: the upload's width, height)."""
         from core.ml.images import encode_png
 
@@ -92,7 +97,8 @@ class PredictionRecord:
             height=size[1], embedding=prediction.embedding,
             pixels=encode_png(prediction.pixels), true_label=true_label,
             request_id=request_id, client=client, variant=variant,
-            ood_score=prediction.ood_score)
+            ood_score=prediction.ood_score, server_request_id=server_request_id,
+            instance=instance)
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ class RequestRow:
 
 
 ERROR_KINDS = ("invalid_input", "not_found", "unauthenticated", "refused", "too_large",
-               "rate_limited", "internal")
+               "rate_limited", "overloaded", "internal")
 
 
 @dataclass(frozen=True)
@@ -212,9 +218,10 @@ class PredictionLog(ABC):
 
     @abstractmethod
     def shadow_pairs(self, model: str, champion: int, candidate: int) -> np.ndarray:
-        """Requests the candidate shadowed while ``champion`` answered, oldest first: int64
+        """Instances the candidate shadowed while ``champion`` answered, oldest first: int64
         [n, 5] of champion row id, candidate row id, champion's class, candidate's class,
-        true class (-1: unknown; feedback on either row)."""
+        true class (-1: unknown; feedback on either row). Rows pair on the server's request
+        id and the instance's place in the request: the same image, never another one."""
 
     @abstractmethod
     def variant_outcomes(self, model: str, version: int, variant: str) -> np.ndarray:
@@ -258,7 +265,7 @@ class PredictionLog(ABC):
 _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidence",
             "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
             "height", "embedding", "true_label", "pixels", "request_id", "client", "variant",
-            "ood_score")
+            "ood_score", "server_request_id", "instance")
 _FAILURE_COLUMNS = ("at", "model", "version", "variant", "status", "error_kind",
                     "latency_ms", "client", "request_id")
 
@@ -276,10 +283,15 @@ def _check_failure(failure: FailedRequest) -> dict:
 
 
 class SQLPredictionLog(PredictionLog):
-    """The log in the registry's database (any database ``core.storage`` supports)."""
+    """The log in the registry's database (any database ``core.storage`` supports).
 
-    def __init__(self, database: Database):
-        self.database = database
+    Args:
+        write_wait: seconds an append waits for another writer before ``Overloaded``:
+            requests wait on appends, so a locked database is a quick 503, not a minute.
+    """
+
+    def __init__(self, database: Database, write_wait: float = 5.0):
+        self.database, self.write_wait = database, write_wait
 
     def append(self, records, failures=()):
         failure_rows = [_check_failure(f) for f in failures]
@@ -292,10 +304,11 @@ class SQLPredictionLog(PredictionLog):
             np.asarray(r.embedding, np.float16).tobytes(),
             None if r.true_label is None else int(r.true_label), r.pixels, r.request_id,
             r.client, _check_variant(r.variant),
-            None if r.ood_score is None else float(r.ood_score)))) for r in records]
+            None if r.ood_score is None else float(r.ood_score), r.server_request_id,
+            r.instance))) for r in records]
         # NORMAL: a killed process loses nothing committed; the registry's own
         # decisions keep FULL. Predictions are frequent, decisions rare.
-        with self.database.write(synchronous="NORMAL") as conn:
+        with self.database.write(synchronous="NORMAL", wait=self.write_wait) as conn:
             if failure_rows:
                 conn.execute(_INSERT_FAILURE, failure_rows)
             if not rows:
@@ -393,7 +406,8 @@ class SQLPredictionLog(PredictionLog):
             "SELECT MIN(at), version, variant, MAX(latency_ms) FROM predictions WHERE "
             "model = :model AND source = 'api' AND at >= :since AND at < :until"
             + ("" if version is None else " AND version = :version")
-            + " GROUP BY request_id, version, variant", args)
+            # One row per request: the server's id (a client may reuse its own ids).
+            + " GROUP BY COALESCE(server_request_id, request_id), version, variant", args)
         failed = self.database.read(
             "SELECT at, version, variant, status, latency_ms, error_kind FROM "
             "request_failures WHERE model = :model AND at >= :since AND at < :until"
@@ -406,8 +420,9 @@ class SQLPredictionLog(PredictionLog):
     def shadow_pairs(self, model, champion, candidate):
         rows = self.database.read(
             "SELECT c.id, s.id, c.predicted, s.predicted, COALESCE(c.true_label, "
-            "s.true_label, -1) FROM predictions AS s JOIN predictions AS c ON c.request_id "
-            "= s.request_id AND c.model = s.model AND c.id != s.id WHERE s.model = :model AND "
+            "s.true_label, -1) FROM predictions AS s JOIN predictions AS c ON "
+            "c.server_request_id = s.server_request_id AND c.instance = s.instance AND "
+            "c.model = s.model AND c.id != s.id WHERE s.model = :model AND "
             "s.version = :candidate AND s.variant = 'shadow' AND c.version = :champion "
             "ORDER BY s.id", {"model": model, "champion": champion, "candidate": candidate})
         return np.asarray(rows, np.int64).reshape(-1, 5)

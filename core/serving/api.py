@@ -7,9 +7,12 @@ anonymous), runs the endpoint, turns a ``CoreError`` into TF Serving's
 and counts everything in Prometheus metrics. A prediction is answered only after
 its log row is committed.
 
-The model call runs on the event loop, not in a thread pool: a TFLite call on
-one small image takes well under a millisecond, less than a thread hop.
-Grad-CAM (TensorFlow, tens of milliseconds) runs in the thread pool.
+Parsing a body and decoding its images run in the thread pool (big images in a
+decoding process, ``core.app.uploads``), within the process's budget of decoded pixels:
+a request that would pass it is answered 413 (its own limit) or 503 with
+``Retry-After`` (the process's), before any pixel is decoded. The model call runs on the
+event loop: a TFLite call on one small image takes well under a millisecond, less than a
+thread hop. Grad-CAM (TensorFlow, tens of milliseconds) runs in the thread pool.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -50,8 +54,10 @@ from core.errors import (
     CoreError,
     ImageError,
     ModelError,
+    Overloaded,
     RateLimited,
     RegistryError,
+    RequestTooLarge,
     StorageUnavailable,
     Unauthenticated,
     VersionNotFound,
@@ -68,7 +74,7 @@ def body_limit(config: Config) -> int:
     return config.max_upload_bytes * 4 // 3 + BODY_OVERHEAD
 
 
-class BodyTooLarge(CoreError):
+class BodyTooLarge(RequestTooLarge):
     def __init__(self, size: int, limit: int):
         super().__init__(f"the request body is over {size:,} bytes, over the limit of "
                          f"{limit:,}. To fix this, send a smaller image (the limit follows "
@@ -77,8 +83,10 @@ class BodyTooLarge(CoreError):
 
 def _status_of(error: Exception) -> tuple[int, str]:
     """HTTP status and error kind (as logged) of an error."""
-    if isinstance(error, BodyTooLarge):
+    if isinstance(error, RequestTooLarge):
         return 413, "too_large"
+    if isinstance(error, Overloaded):
+        return 503, "overloaded"
     if isinstance(error, Unauthenticated):
         return 401, "unauthenticated"
     if isinstance(error, ActionRefused):
@@ -94,6 +102,15 @@ def _status_of(error: Exception) -> tuple[int, str]:
     if isinstance(error, CoreError):  # InvalidInput, ImageError, DatasetError
         return 400, "invalid_input"
     return 500, "internal"
+
+
+def header_text(value: str) -> str:
+    """``value`` as an HTTP header value: as it is when plain printable ASCII, otherwise
+    RFC 8187's UTF-8 form (``UTF-8''T%E6%81%A4`` for "T恤"): HTTP headers carry bytes
+    Latin-1 at most, and a class name may be in any script."""
+    if value.isascii() and value.isprintable():
+        return value
+    return "UTF-8''" + quote(value, safe="")
 
 
 def _client(key: ApiKey | None) -> str:
@@ -150,7 +167,7 @@ class _Handler:
         else:
             message = str(error)
         response = _json({"error": message}, status)
-        if isinstance(error, RateLimited):
+        if isinstance(error, (RateLimited, Overloaded)):
             response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
         if isinstance(error, Unauthenticated):
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -321,12 +338,14 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
             session.check_model(name)
             chosen = (session.version(version) if version is not None
                       else session.label(label) if label is not None else None)
-            body = protocol.parse_predict_body(await request.body())
-            instances = [protocol.to_instance(session, value) for value in body.values]
-            predictions, assignment = await handler.predict(
-                instances, client=_client(key), request_id=request_id, started=started,
-                version=chosen)
-            return Outcome(_json(protocol.predict_reply(predictions, body.columnar)),
+            body = await request.body()
+            with session.backends.decoder.request() as pixels:
+                instances, columnar = await run_in_threadpool(protocol.instances, session,
+                                                              body, pixels)
+                predictions, assignment = await handler.predict(
+                    instances, client=_client(key), request_id=request_id, started=started,
+                    version=chosen)
+            return Outcome(_json(protocol.predict_reply(predictions, columnar)),
                            assignment.version, assignment.variant)
         return endpoint
 
@@ -375,9 +394,11 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
         """One uploaded image -> label, confidence, probabilities, version, latency."""
         async def endpoint(actor, key, request_id, started) -> Outcome:
             session.authorize(actor, key, "predict", datetime.now(UTC))
-            instance = session.image_instance(await uploaded(request))
-            predictions, assignment = await handler.predict(
-                [instance], client=_client(key), request_id=request_id, started=started)
+            data = await uploaded(request)
+            with session.backends.decoder.request() as pixels:
+                instances = await run_in_threadpool(session.instances, [data], pixels)
+                predictions, assignment = await handler.predict(
+                    instances, client=_client(key), request_id=request_id, started=started)
             answer = predictions[0]
             return Outcome(_json(answer.as_dict() | {
                 "variant": assignment.variant, "request_id": request_id,
@@ -398,12 +419,12 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
             data = await uploaded(request)
             result = await run_in_threadpool(
                 explain_image, session.backends, data, actor=actor.name, source="api",
-                now=now, class_name=request.query_params.get("class"))
+                now=now, class_name=request.query_params.get("class"), wait=0)
             png = await run_in_threadpool(encode_png, result.overlay)
             version = result.prediction.version
             return Outcome(Response(png, media_type="image/png", headers={
-                "X-Predicted-Class": result.prediction.label,
-                "X-Explained-Class": result.explained_class,
+                "X-Predicted-Class": header_text(result.prediction.label),
+                "X-Explained-Class": header_text(result.explained_class),
                 # true: no region raised the class's score; the PNG shows no heat.
                 "X-Heatmap-Empty": "true" if result.heatmap_empty else "false",
                 "X-Model-Version": str(version)}), version, "direct")

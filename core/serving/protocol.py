@@ -25,12 +25,11 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from core.app import Instance, ModelVersion, Prediction, ServingSession
+from core.app import Instance, ModelVersion, Prediction, RequestPixels, ServingSession
 from core.errors import InvalidInput
 
 INPUT_NAME = "image"
 SIGNATURE = "serving_default"
-MAX_INSTANCES = 256
 _SHAPE_FIX = ("To fix this, send {\"instances\": [<[height][width][channels] floats>, ...]} "
               "or {\"instances\": [{\"b64\": \"<base64 image file>\"}]}.")
 
@@ -41,12 +40,16 @@ class PredictBody:
     columnar: bool
 
 
-def parse_predict_body(body: bytes) -> PredictBody:
-    """Checks a ``:predict`` body's shape; the values are decoded by ``to_instance``."""
+def parse_predict_body(body: bytes, max_instances: int) -> PredictBody:
+    """Checks a ``:predict`` body's shape; the values are decoded by ``instances``."""
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidInput(f"the body is not valid JSON ({error}). {_SHAPE_FIX}") from None
+    except RecursionError:
+        raise InvalidInput("the body's JSON is nested too deeply to read. To fix this, send "
+                           "[height][width][channels] numbers (three levels) per instance. "
+                           f"{_SHAPE_FIX}") from None
     if not isinstance(document, dict):
         raise InvalidInput(f"the body is a JSON {type(document).__name__}, not an object. "
                            f"{_SHAPE_FIX}")
@@ -66,9 +69,9 @@ def parse_predict_body(body: bytes) -> PredictBody:
     if not isinstance(values, list) or not values:
         raise InvalidInput(f"\"{'inputs' if columnar else 'instances'}\" must be a non-empty "
                            f"list. {_SHAPE_FIX}")
-    if len(values) > MAX_INSTANCES:
+    if len(values) > max_instances:
         raise InvalidInput(f"the request has {len(values)} instances. To fix this, send at "
-                           f"most {MAX_INSTANCES} per request.")
+                           f"most {max_instances} per request (or raise MAX_INSTANCES).")
     if not columnar:
         values = [_named_input(v) if isinstance(v, dict) and not _is_b64(v) else v
                   for v in values]
@@ -86,18 +89,29 @@ def _named_input(value: dict):
     return value[INPUT_NAME]
 
 
-def to_instance(session: ServingSession, value) -> Instance:
-    if _is_b64(value):
-        encoded = value["b64"]
-        if not isinstance(encoded, str):
-            raise InvalidInput("\"b64\" must be a string of base64. " + _SHAPE_FIX)
-        try:
-            data = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput("\"b64\" is not valid base64. To fix this, encode the image "
-                               "file's bytes with standard base64 (RFC 4648).") from None
-        return session.image_instance(data)
-    return session.array_instance(value)
+def instances(session: ServingSession, body: bytes, pixels: RequestPixels
+              ) -> tuple[list[Instance], bool]:
+    """A ``:predict`` body's instances, images decoded within ``pixels``, and whether it
+    was columnar. Runs off the event loop: parsing and decoding take CPU time."""
+    # Parsed JSON takes several bytes of memory per byte of text: counted like pixels.
+    pixels.take(len(body), "the JSON body")
+    parsed = parse_predict_body(body, session.backends.config.max_instances)
+    return session.instances([_input(value) for value in parsed.values], pixels), \
+        parsed.columnar
+
+
+def _input(value) -> bytes | object:
+    """An instance's image file (from ``{"b64": ...}``), or its tensor as sent."""
+    if not _is_b64(value):
+        return value
+    encoded = value["b64"]
+    if not isinstance(encoded, str):
+        raise InvalidInput("\"b64\" must be a string of base64. " + _SHAPE_FIX)
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("\"b64\" is not valid base64. To fix this, encode the image "
+                           "file's bytes with standard base64 (RFC 4648).") from None
 
 
 def predict_reply(predictions: list[Prediction], columnar: bool) -> dict:

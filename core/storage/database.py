@@ -15,6 +15,11 @@ is implemented, and kept by both:
   stores build on: ids handed out by the database grow in commit order (the
   monitor reads the log "up to the newest id seen"), and the audit chain has one
   head.
+- A writer waits for its turn at most ``wait`` seconds (default a minute; the
+  prediction log's writes, which requests wait on, much less). Past it, and when the
+  disk is full, the write fails as one of core's errors: ``Overloaded`` ("retry in a
+  moment", HTTP 503 with ``Retry-After``) or ``StorageUnavailable`` naming the fix,
+  never a driver's exception. Nothing of a failed transaction is kept.
 - ``read()`` never creates anything: reading a registry that does not exist yet
   leaves the disk (or the server) untouched and finds no rows.
 - The schema is brought up to date (``core.storage.migrations``) in a
@@ -38,7 +43,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import QueuePool
 
-from core.errors import InvalidInput, StorageUnavailable
+from core.errors import CoreError, InvalidInput, Overloaded, StorageUnavailable
 
 BUSY_TIMEOUT_SECONDS = 60
 SYNCHRONOUS = ("FULL", "NORMAL")
@@ -98,8 +103,31 @@ class Database:
     def _prepare(self) -> None:
         """Once, before the schema is first created: what the engine needs set up."""
 
-    def _take_write_turn(self, conn: Connection) -> None:
-        """Inside a new write transaction: wait for this writer's turn."""
+    def _take_write_turn(self, conn: Connection, wait: float) -> None:
+        """Inside a new write transaction: wait up to ``wait`` s for this writer's turn."""
+
+    def _failure(self, error: Exception, wait: float) -> CoreError | None:
+        """The error a failed write means to a user (None: a fault of ours, re-raised)."""
+        driver_error = getattr(error, "orig", None) or error
+        reason = (str(driver_error).strip().splitlines() or [type(driver_error).__name__])[0]
+        if self._is_busy(driver_error):
+            return Overloaded(f"the database is busy: another writer has held it for over "
+                              f"{wait:g} s ({reason}). To fix this, retry in a moment.",
+                              retry_after=1)
+        if self._is_full(driver_error):
+            return StorageUnavailable(f"the disk holding the database {self.describe()} is "
+                                      f"full ({reason}); nothing was written. To fix this, "
+                                      "free space on it (PREDICTION_LOG_RETENTION_DAYS keeps "
+                                      "the prediction log from growing without end).")
+        return None
+
+    def _is_busy(self, error: Exception) -> bool:
+        """Whether the driver's ``error`` says another writer held the lock too long."""
+        raise NotImplementedError
+
+    def _is_full(self, error: Exception) -> bool:
+        """Whether the driver's ``error`` says the disk is full."""
+        raise NotImplementedError
 
     # --- the contract --------------------------------------------------------------------
 
@@ -127,15 +155,18 @@ class Database:
         self._prepare()
         with self.connect(begin="IMMEDIATE") as conn:
             with conn.begin():
-                self._take_write_turn(conn)
+                self._take_write_turn(conn, BUSY_TIMEOUT_SECONDS)
                 migrations.upgrade(conn)
         self._schema_ready = True
 
     @contextmanager
-    def write(self, synchronous: str = "FULL") -> Iterator[Connection]:
+    def write(self, synchronous: str = "FULL", wait: float = BUSY_TIMEOUT_SECONDS
+              ) -> Iterator[Connection]:
         """A connection inside a write transaction (see the module's contract).
 
         Args:
+            wait: the most seconds to wait for another writer's turn to end; then
+                ``Overloaded``.
             synchronous: ``FULL`` survives a power cut; ``NORMAL`` survives a killed
                 process (committed pages are in the OS) but not a power cut. Frequent
                 writes such as predictions use NORMAL on SQLite; decisions keep FULL.
@@ -146,10 +177,17 @@ class Database:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
         self.ensure_schema()
-        with self.connect(begin="IMMEDIATE", synchronous=synchronous) as conn:
-            with conn.begin():
-                self._take_write_turn(conn)
-                yield conn
+        try:
+            with self.connect(begin="IMMEDIATE", synchronous=synchronous, wait=wait) as conn:
+                with conn.begin():
+                    self._take_write_turn(conn, wait)
+                    yield conn
+        # sqlite3's own error where BEGIN IMMEDIATE runs in the "begin" hook (below).
+        except (OperationalError, sqlite3.OperationalError) as error:
+            failure = self._failure(error, wait)
+            if failure is None:
+                raise
+            raise failure from None
 
     def read(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         """The rows of one query, as tuples; none while the database does not exist."""
@@ -176,6 +214,12 @@ class SQLiteDatabase(Database):
 
     def exists(self) -> bool:
         return self.path.exists()
+
+    def _is_busy(self, error):
+        return "locked" in str(error) or "busy" in str(error)
+
+    def _is_full(self, error):
+        return "full" in str(error)
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +255,10 @@ class SQLiteDatabase(Database):
             synchronous = options.get("synchronous")
             if synchronous:
                 driver.execute(f"PRAGMA synchronous={synchronous}")
+            # How long BEGIN IMMEDIATE waits for another writer (the connection's own
+            # timeout otherwise): set on every write, since connections are pooled.
+            wait = options.get("wait", BUSY_TIMEOUT_SECONDS)
+            driver.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
             driver.execute("BEGIN IMMEDIATE" if options.get("begin") == "IMMEDIATE"
                            else "BEGIN")
 
@@ -242,8 +290,16 @@ class PostgresDatabase(Database):
     def _prepare(self) -> None:
         self._exists = True  # about to create the schema
 
-    def _take_write_turn(self, conn: Connection) -> None:
+    def _take_write_turn(self, conn: Connection, wait: float) -> None:
+        # lock_timeout bounds the wait for the advisory lock (and any row lock after it).
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait * 1000)}")
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+    def _is_busy(self, error):
+        return getattr(error, "sqlstate", None) in ("55P03", "40P01")  # lock timeout
+
+    def _is_full(self, error):
+        return getattr(error, "sqlstate", None) == "53100"  # disk_full
 
     def _create_engine(self) -> Engine:
         # pre_ping: a pooled connection that died with a restarted server is replaced

@@ -108,6 +108,26 @@ def _ood_scores(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN ood_score DOUBLE PRECISION")
 
 
+def _instance_pairs(conn: Connection) -> None:
+    """Step 7: shadow pairs join on the server's own request id and the instance's place
+    in the request, not on the client-chosen request id (one 15-instance request made
+    225 "pairs"). Older rows get both only where that is certain: their request id has
+    one row per variant (a single-instance request); the rest stay unpaired."""
+    present = {column["name"] for column in inspect(conn).get_columns("predictions")}
+    if "server_request_id" not in present:
+        conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN server_request_id TEXT")
+    if "instance" not in present:
+        conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN instance INTEGER")
+    conn.exec_driver_sql(
+        "UPDATE predictions SET server_request_id = request_id, instance = 0 WHERE "
+        "request_id IN (SELECT request_id FROM predictions WHERE request_id IS NOT NULL "
+        "GROUP BY request_id HAVING COUNT(*) = COUNT(DISTINCT COALESCE(variant, '')))")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS predictions_by_request")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS predictions_by_server_request ON "
+                         "predictions (server_request_id, instance) WHERE server_request_id "
+                         "IS NOT NULL")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -117,6 +137,7 @@ MIGRATIONS = (
     Migration(4, "monitoring snapshots and alerts", _monitoring),
     Migration(5, "where each job's worker runs", _job_runners),
     Migration(6, "each prediction's out-of-distribution score", _ood_scores),
+    Migration(7, "shadow pairs by the server's request id and instance", _instance_pairs),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -127,13 +127,19 @@ predictions = Table(
     Column("embedding", LargeBinary, nullable=False),
     Column("true_label", Integer),
     Column("pixels", LargeBinary, nullable=False),
-    # Step 3: API traffic. request_id pairs a shadow prediction with the answer;
-    # variant: champion, canary, shadow or direct (a version or label asked for by name).
+    # Step 3: API traffic. request_id: the id the client sees (its X-Request-ID, or one
+    # made for it); variant: champion, canary, shadow or direct (a version or label asked
+    # for by name).
     Column("request_id", Text),
     Column("client", Text),
     Column("variant", Text),
     # Step 6: the image's out-of-distribution score (NULL: the version had no detector).
     Column("ood_score", Float),
+    # Step 7: what pairs a shadow prediction with the answer: the server's own id of the
+    # request (never the client's X-Request-ID, kept in request_id) and the instance's
+    # place in it. NULL on rows logged before step 7 that could not be paired for sure.
+    Column("server_request_id", Text),
+    Column("instance", Integer),
     sqlite_autoincrement=True,
 )
 Index("predictions_by_version", predictions.c.model, predictions.c.version, predictions.c.id)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from bench.http_serving import BOUNDARY, multipart
 from bench.servers import free_port
@@ -132,3 +133,85 @@ def logged_ids(config: Config) -> set[str]:
     """The request ids in the prediction log of ``config``'s registry."""
     return {row[0] for row in backends_of(config).database.read(
         "SELECT request_id FROM predictions WHERE request_id IS NOT NULL")}
+
+
+def group_rss(group: int) -> int:
+    """Resident memory in bytes of every process in process group ``group`` (a server
+    started in a session of its own, with its decoding processes)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != group:  # fields after the name: state, ppid, pgrp, ...
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError):
+            continue  # the process ended while being read
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+class Flood:
+    """Client threads sending one body over and over (each its own connection), while a
+    watcher times ``/healthz`` every 20 ms and samples the server group's memory.
+
+    Attributes:
+        statuses: status -> count of the flood's answers.
+        retry_after: how many 503 answers carried ``Retry-After``.
+        healthz: seconds each /healthz took; rss: bytes of the server group, sampled.
+    """
+
+    def __init__(self, port: int, group: int, bodies: list[bytes], threads: int = 6):
+        self.port, self.group, self.bodies = port, group, bodies
+        self.statuses: dict[int, int] = {}
+        self.retry_after = 0
+        self.healthz: list[float] = []
+        self.rss: list[int] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._send, args=(bodies[i % len(bodies)],),
+                                          daemon=True) for i in range(threads)]
+        self._threads += [threading.Thread(target=self._time_healthz, daemon=True),
+                          threading.Thread(target=self._sample_memory, daemon=True)]
+
+    def run(self, seconds: float) -> "Flood":
+        for thread in self._threads:
+            thread.start()
+        time.sleep(seconds)
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        return self
+
+    def _send(self, body: bytes) -> None:
+        while not self._stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            try:
+                connection.request("POST", "/v1/models/classifier:predict", body=body,
+                                   headers={"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                with self._lock:
+                    self.statuses[response.status] = self.statuses.get(response.status, 0) + 1
+                    self.retry_after += (response.status == 503
+                                         and response.getheader("Retry-After") is not None)
+            except (OSError, http.client.HTTPException) as error:
+                with self._lock:
+                    self.errors.append(repr(error))
+            finally:
+                connection.close()
+
+    def _time_healthz(self) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        while not self._stop.wait(0.02):
+            started = time.perf_counter()
+            connection.request("GET", "/healthz")
+            connection.getresponse().read()
+            self.healthz.append(time.perf_counter() - started)
+
+    def _sample_memory(self) -> None:
+        while not self._stop.wait(0.05):
+            self.rss.append(group_rss(self.group))

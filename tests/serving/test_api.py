@@ -350,6 +350,38 @@ def test_shadow_logs_both_predictions_paired_and_answers_with_the_champion(
         session.refresh()
 
 
+def test_a_shadowed_request_pairs_each_instance_with_itself_whatever_the_client_id(
+        config, client, session):
+    backends = backends_of(config)
+    log = backends.prediction_log
+    set_traffic(backends, actor="rita", mode="shadow", candidate=2, percent=None,
+                reason="pairs by instance", now=FIXED_NOW)
+    session.refresh()
+    images, _ = fashion_test_images(15)
+    try:
+        before = len(log.shadow_pairs("classifier", 1, 2))
+        headers = {"X-Request-ID": "chosen-by-the-client"}
+        many = client.post(f"{MODEL}:predict", headers=headers,
+                           json={"instances": [b64(png(image)) for image in images]})
+        # The same client id again: another request, paired on its own.
+        one = client.post(f"{MODEL}:predict", headers=headers,
+                          json={"instances": [b64(png(images[0]))]})
+        assert many.status_code == one.status_code == 200
+        pairs = log.shadow_pairs("classifier", 1, 2)[before:]
+    finally:
+        set_traffic(backends, actor="rita", mode="off", candidate=None, percent=None,
+                    reason="done", now=FIXED_NOW)
+        session.refresh()
+    assert len(pairs) == 16  # 15 + 1 instances, not 15 x 15 + ...
+    champion_rows, shadow_rows = log.images("classifier", [int(r[0]) for r in pairs]), \
+        log.images("classifier", [int(r[1]) for r in pairs])
+    assert [png for png, _ in champion_rows] == [png for png, _ in shadow_rows]
+    assert len({int(r[0]) for r in pairs}) == 16  # each champion row in one pair only
+    # The client's id is kept, as the client's; the two requests stay two.
+    assert rows(config, "SELECT COUNT(*), COUNT(DISTINCT server_request_id) FROM predictions "
+                        "WHERE request_id = 'chosen-by-the-client'") == [(32, 2)]
+
+
 def test_canary_answers_its_share_deterministically_per_request_id(config, client, session):
     backends = backends_of(config)
     set_traffic(backends, actor="rex", mode="canary", candidate=2, percent=30,

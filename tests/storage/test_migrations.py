@@ -159,3 +159,41 @@ def test_unsupported_database_urls_are_refused_clearly(url):
 def test_unsupported_postgresql_urls_are_refused_clearly(url):
     with pytest.raises(InvalidInput, match="To fix this"):
         PostgresDatabase(url)
+
+
+def database_at_step(path: Path, step: int) -> SQLiteDatabase:
+    """A new database whose schema stops at ``step`` (as that release left it)."""
+    database = SQLiteDatabase(f"sqlite:///{path}")
+    database._prepare()
+    with database.engine.begin() as conn:
+        from core.storage import schema
+
+        schema.schema_version.create(conn)
+        for migration in migrations.MIGRATIONS[:step]:
+            migration.apply(conn)
+            conn.execute(schema.schema_version.insert().values(
+                version=migration.version, description=migration.description,
+                applied_at="2026-01-01T00:00:00"))
+    return database
+
+
+def test_step_7_pairs_old_shadow_rows_only_where_certain(tmp_path):
+    path = tmp_path / "registry.db"
+    database_at_step(path, 6).dispose()
+    db = sqlite3.connect(path)
+    rows = [("single", "champion", 1), ("single", "shadow", 2),  # one instance: certain
+            ("multi", "champion", 1), ("multi", "champion", 1),  # two instances: which
+            ("multi", "shadow", 2), ("multi", "shadow", 2)]  # shadow row is whose?
+    for request_id, variant, version in rows:
+        db.execute("INSERT INTO predictions (at, model, version, source, predicted, label, "
+                   "confidence, probabilities, latency_ms, brightness, contrast, sharpness, "
+                   "width, height, embedding, pixels, request_id, variant) VALUES "
+                   "('2026-01-01T00:00:00.000+00:00', 'classifier', ?, 'api', 0, 'a', 0.9, "
+                   "x'00', 1, 0.5, 0.2, 0.01, 28, 28, x'00', x'00', ?, ?)",
+                   (version, request_id, variant))
+    db.commit()
+    db.close()
+    log = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}"))
+    pairs = log.shadow_pairs("classifier", 1, 2)  # the first read upgrades to step 7
+    assert pairs[:, :2].tolist() == [[1, 2]]
+    assert len(log.api_requests("classifier", "2000")) == 4  # per request and variant
