@@ -80,6 +80,13 @@ class Config:
             older rows once their periods' snapshots exist; snapshots are kept.
         smtp_password: The password of e-mail channels' SMTP user (env ``SMTP_PASSWORD``);
             never stored in the registry.
+        alert_allow_private_targets: Whether alert channels may reach loopback, private,
+            link-local and other non-public addresses (env ``ALERT_ALLOW_PRIVATE_TARGETS``:
+            1 for receivers on your own network; default 0, so a channel cannot probe the
+            network the monitor runs in, e.g. a cloud's metadata service).
+        secrets_key: The Fernet key that seals alert channels' targets and signing keys
+            in the database (env ``SECRETS_KEY``; empty: they are stored as given, and
+            anyone who can read the database file can read them).
     """
 
     registry_dir: Path = PROJECT_ROOT / "model_registry"
@@ -108,6 +115,8 @@ class Config:
     monitor_grace_seconds: int = 60
     prediction_log_retention_days: int = 0
     smtp_password: str = field(default="", repr=False)
+    alert_allow_private_targets: bool = False
+    secrets_key: str = field(default="", repr=False)
 
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
@@ -174,6 +183,8 @@ _ENV_NAMES = {
     "monitor_grace_seconds": "MONITOR_GRACE_SECONDS",
     "prediction_log_retention_days": "PREDICTION_LOG_RETENTION_DAYS",
     "smtp_password": "SMTP_PASSWORD",
+    "alert_allow_private_targets": "ALERT_ALLOW_PRIVATE_TARGETS",
+    "secrets_key": "SECRETS_KEY",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 

@@ -211,6 +211,8 @@ ERROR_KINDS = {
     "action_refused": N_("Action refused"),
     "unauthenticated": N_("Not signed in"),
     "rate_limited": N_("Too many requests"),
+    "too_large": N_("Too large"),
+    "overloaded": N_("Server busy"),
 }
 
 # Core's fixed vocabulary as pages show it (statuses, roles, sources, actions, outcomes).

@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests' alert receivers (tests/monitoring/receivers.py) listen on loopback, which
+# channels refuse by default: the tests' registries, and every process they start, allow it.
+TEST_ENVIRONMENT = {"ALERT_ALLOW_PRIVATE_TARGETS": "1"}
+os.environ.update(TEST_ENVIRONMENT)
 
 from core.app import Backends, add_user, bootstrap, build_backends  # noqa: E402
 from core.config import Config, load_config  # noqa: E402
@@ -152,7 +156,7 @@ def now() -> datetime:
 @pytest.fixture
 def config(tmp_path, database_backend, request) -> Config:
     """A configuration pointing at an empty registry in a temporary folder."""
-    config = load_config({}).with_overrides(registry_dir=tmp_path / "registry")
+    config = load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=tmp_path / "registry")
     return on_database(config, database_backend, request)
 
 
@@ -187,7 +191,7 @@ def exported_registry(trained_registry, tmp_path_factory) -> Path:
 
 @pytest.fixture
 def trained_config(trained_registry) -> Config:
-    return load_config({}).with_overrides(registry_dir=trained_registry)
+    return load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=trained_registry)
 
 
 @pytest.fixture
@@ -195,8 +199,8 @@ def registry_copy(trained_registry, tmp_path, database_backend, request) -> Conf
     """A private, writable copy of the trained registry."""
     root = tmp_path / "registry"
     shutil.copytree(trained_registry, root)
-    return on_database(load_config({}).with_overrides(registry_dir=root), database_backend,
-                       request)
+    return on_database(load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root),
+                       database_backend, request)
 
 
 def salt_noise(seed: int = 0):
@@ -239,5 +243,5 @@ def candidate_copy(candidate_registry, tmp_path, database_backend, request) -> C
     """A private, writable copy of ``candidate_registry``."""
     root = tmp_path / "registry"
     shutil.copytree(candidate_registry, root)
-    return on_database(load_config({}).with_overrides(registry_dir=root), database_backend,
-                       request)
+    return on_database(load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root),
+                       database_backend, request)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -32,6 +32,7 @@ from core.monitoring.alerts import (
     Episode,
     Finding,
     check_rule,
+    new_channel,
     parse_setting,
     rule_settings,
 )
@@ -47,7 +48,9 @@ Send = Callable[[Channel, dict], tuple[bool, str, "str | None"]]
 
 
 def default_sender(backends: Backends) -> Send:
-    return functools.partial(senders.send, smtp_password=backends.config.smtp_password)
+    config = backends.config
+    return functools.partial(senders.send, smtp_password=config.smtp_password,
+                             allow_private=config.alert_allow_private_targets)
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,8 @@ def deliver_due(backends: Backends, now: datetime, send: Send,
         outcome: tuple[bool, str, str | None]
         if channel is None:
             outcome = (False, "no channel", f"the channel {delivery.channel!r} was removed")
+        elif channel.problem is not None:
+            outcome = (False, "unreadable", channel.problem)
         else:
             outcome = send(channel, delivery.payload)
         done.append(store.record_attempt(delivery, now, *outcome))
@@ -303,25 +308,26 @@ def add_alert_channel(backends: Backends, *, actor: str, name: str, now: datetim
         raise InvalidInput("a channel is one of --webhook URL, --slack URL or --email "
                            "ADDRESS. To fix this, pass exactly one of them.")
     kind = given[0]
+    allow_private = backends.config.alert_allow_private_targets
     if kind == "webhook":
-        target = senders.check_url(webhook or "")
+        target = senders.check_url(webhook or "", allow_private)
         if not secret:
             raise InvalidInput("a webhook channel signs its messages with a secret. To fix "
                                "this, pass --secret SECRET (the receiver checks X-Signature "
                                "with it).")
     elif kind == "slack":
-        target = senders.check_url(slack or "")
+        target = senders.check_url(slack or "", allow_private)
     else:
         target = senders.check_address(email or "")
         if not smtp:
             raise InvalidInput("an e-mail channel needs its SMTP server. To fix this, pass "
                                "--smtp HOST:PORT.")
-        senders.check_smtp(smtp)
+        senders.check_smtp(smtp, allow_private)
     if kind != "webhook" and secret:
         raise InvalidInput("--secret signs webhook messages only. To fix this, drop it.")
-    channel = Channel(name, kind, target, secret if kind == "webhook" else None,
-                      smtp if kind == "email" else None,
-                      smtp_user if kind == "email" else None, stamp(now), acting.name)
+    channel = new_channel(name, kind, target, secret if kind == "webhook" else None,
+                          smtp if kind == "email" else None,
+                          smtp_user if kind == "email" else None, stamp(now), acting.name)
     return backends.alerts.add_channel(channel, actor=acting)
 
 
@@ -389,10 +395,16 @@ def acknowledge_alert(backends: Backends, episode: int, *, actor: str, reason: s
 
 def alert_deliveries(backends: Backends, *, actor: str, now: datetime, limit: int = 100
                      ) -> list[tuple[Delivery, list[Attempt]]]:
-    """Recent messages, newest first, each with its attempts (time, status, error)."""
+    """Recent messages, newest first, each with its attempts (time, status, error).
+
+    An attempt's error names hosts, addresses and servers' answers on the monitor's
+    network: only those who manage channels see it; others see its status alone.
+    """
     backends.access.authorize(actor, "view", now, target="alerts")
     deliveries = backends.alerts.deliveries(limit)
     attempts = backends.alerts.attempts([d.id for d in deliveries])
+    if not backends.access.may(actor, "manage_alerts"):
+        attempts = [replace(attempt, error=None) for attempt in attempts]
     return [(d, [a for a in attempts if a.delivery == d.id]) for d in deliveries]
 
 

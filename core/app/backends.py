@@ -33,6 +33,7 @@ from core.registry.artifacts import ArtifactStore, LocalArtifactStore, S3Artifac
 from core.registry.catalog import Catalog, SQLCatalog
 from core.registry.registry import Registry
 from core.storage.database import Database, PostgresDatabase, SQLiteDatabase
+from core.storage.secrets import SecretBox
 
 
 def _file_artifacts(url: str, config: Config) -> ArtifactStore:
@@ -139,6 +140,6 @@ def build_backends(config: Config) -> Backends:
         catalog=catalog, artifacts=artifacts, registry=registry,
         prediction_log=SQLPredictionLog(database, config.log_write_wait_seconds),
         snapshots=SnapshotStore(database, config.model_name),
-        alerts=AlertStore(database, config.model_name),
+        alerts=AlertStore(database, config.model_name, SecretBox(config.secrets_key)),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
         models=ModelCache(artifacts), decoder=ImageDecoder(config))

@@ -19,6 +19,7 @@ from core.ml.images import preprocess_batch
 from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario
 from core.ml.tensorboard import TENSORBOARD_DIR
+from core.monitoring.alerts import redacted_entry
 from core.monitoring.live import LiveEvidence, arm, paired_evidence
 from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
 
@@ -157,9 +158,9 @@ def check_audit_log(backends: Backends, *, actor: str, now: datetime,
 
 
 def audit_entries(backends: Backends, *, actor: str, now: datetime) -> list[AuditEntry]:
-    """Every audit entry, oldest first."""
+    """Every audit entry, oldest first (channels' targets redacted, as everywhere)."""
     backends.access.authorize(actor, "view", now, target="audit log")
-    return backends.audit_log.read_entries()
+    return [redacted_entry(entry) for entry in backends.audit_log.read_entries()]
 
 
 def export_audit_log(backends: Backends, fmt: str, *, actor: str, now: datetime) -> str:

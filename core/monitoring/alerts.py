@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
@@ -27,6 +27,8 @@ from core.errors import InvalidInput
 from core.governance.audit import Actor, AuditEntry, append
 from core.storage import schema
 from core.storage.database import Database
+from core.storage.secrets import PREFIX as SEALED_PREFIX
+from core.storage.secrets import SecretBox, fingerprint, redact
 
 CONDITION, EVENT = "condition", "event"
 
@@ -153,21 +155,49 @@ class Episode:
 
 @dataclass(frozen=True)
 class Channel:
+    """Where messages go. ``target`` and ``secret`` are what sending needs: never shown,
+    listed or logged (``as_dict`` has the redacted target and its fingerprint)."""
+
     name: str
     kind: str
-    target: str  # URL or e-mail address
-    secret: str | None
+    target: str = field(repr=False)  # URL or e-mail address; "" if it cannot be opened
+    secret: str | None = field(repr=False)  # the webhook's signing key
     smtp: str | None
     smtp_user: str | None
     created_at: str
     created_by: str
+    shown: str = ""  # the target, redacted
+    fingerprint: str = ""
+    encrypted: bool = False  # stored sealed with SECRETS_KEY
+    problem: str | None = None  # why the stored target cannot be used here
 
     def as_dict(self) -> dict:
-        """What ``alerts channels --json`` shows: never the webhook's secret."""
-        return {"name": self.name, "kind": self.kind, "target": self.target,
+        """What listings, pages and the audit log show: no secret, the target redacted."""
+        return {"name": self.name, "kind": self.kind, "target": self.shown,
+                "target_fingerprint": self.fingerprint, "encrypted": self.encrypted,
                 "signed": self.secret is not None, "smtp": self.smtp,
                 "smtp_user": self.smtp_user, "created_at": self.created_at,
                 "created_by": self.created_by}
+
+
+def new_channel(name: str, kind: str, target: str, secret: str | None, smtp: str | None,
+                smtp_user: str | None, created_at: str, created_by: str) -> Channel:
+    """A channel as an admin gives it (its target shown redacted, with a fingerprint)."""
+    return Channel(name, kind, target, secret, smtp, smtp_user, created_at, created_by,
+                   redact(target), fingerprint(target))
+
+
+def redacted_entry(entry: AuditEntry) -> AuditEntry:
+    """An audit entry of a channel as it may be shown. Entries written before targets were
+    redacted hold the whole URL: it is shown redacted (the stored entry, which the chain
+    hashes, is unchanged)."""
+    target = entry.details.get("target")
+    if entry.action not in ("add_alert_channel", "remove_alert_channel") \
+            or not isinstance(target, str) or "target_fingerprint" in entry.details:
+        return entry
+    return replace(entry, details=entry.details | {"target": redact(target),
+                                                   "target_fingerprint": fingerprint(target),
+                                                   "redacted_when_read": True})
 
 
 @dataclass(frozen=True)
@@ -207,7 +237,7 @@ _EPISODE = ("id", "rule", "subject", "version", "summary", "details", "started_a
             "resolved_at", "notified_at", "acknowledged_by", "acknowledged_at",
             "silenced_until")
 _CHANNEL = ("name", "kind", "target", "secret", "smtp", "smtp_user", "created_at",
-            "created_by")
+            "created_by", "target_shown", "target_fingerprint")
 _DELIVERY = ("id", "episode", "channel", "state", "payload", "created_at", "status",
              "attempts", "next_attempt_at", "delivered_at")
 
@@ -232,17 +262,36 @@ def message(episode: Episode, state: str, model: str, at: datetime) -> dict:
 
 
 class AlertStore:
-    """Channels, rule overrides, episodes and deliveries of one model."""
+    """Channels, rule overrides, episodes and deliveries of one model.
 
-    def __init__(self, database: Database, model: str):
+    Args:
+        secrets: seals channels' targets and signing keys at rest (``SECRETS_KEY``).
+    """
+
+    def __init__(self, database: Database, model: str, secrets: SecretBox | None = None):
         self.database, self.model = database, model
+        self.secrets = secrets or SecretBox()
 
     # --- channels and rules (admins; audited) ------------------------------------------
 
     def channels(self) -> list[Channel]:
         rows = self.database.read(f"SELECT {', '.join(_CHANNEL)} FROM alert_channels WHERE "
                                   "model = :model ORDER BY name", {"model": self.model})
-        return [Channel(*row) for row in rows]
+        return [self._channel(row) for row in rows]
+
+    def _channel(self, row) -> Channel:
+        values = dict(zip(_CHANNEL, row))
+        sealed, secret = values["target"], values["secret"]
+        problem = None
+        try:
+            target = self.secrets.open(sealed)
+            secret = None if secret is None else self.secrets.open(secret)
+        except InvalidInput as error:
+            target, secret, problem = "", None, str(error)
+        return Channel(values["name"], values["kind"], target, secret, values["smtp"],
+                       values["smtp_user"], values["created_at"], values["created_by"],
+                       values["target_shown"], values["target_fingerprint"],
+                       sealed.startswith(SEALED_PREFIX), problem)
 
     def channel(self, name: str) -> Channel:
         found = [c for c in self.channels() if c.name == name]
@@ -263,14 +312,20 @@ class AlertStore:
                                    "fix this, choose another name or remove it first "
                                    "('python -m core alerts remove-channel').")
             conn.execute(schema.alert_channels.insert().values(
-                model=self.model, **{c: getattr(channel, c) for c in _CHANNEL}))
+                model=self.model, name=channel.name, kind=channel.kind,
+                target=self.secrets.seal(channel.target),
+                secret=None if channel.secret is None else self.secrets.seal(channel.secret),
+                smtp=channel.smtp, smtp_user=channel.smtp_user,
+                created_at=channel.created_at, created_by=channel.created_by,
+                target_shown=channel.shown, target_fingerprint=channel.fingerprint))
+            stored = replace(channel, encrypted=self.secrets.sealing)
             append(conn, AuditEntry(
                 at=channel.created_at, actor=actor.name, role=actor.role,
                 action="add_alert_channel", outcome="done", model=self.model,
                 target=f"alert channel {channel.name}",
-                details={k: v for k, v in channel.as_dict().items()
+                details={k: v for k, v in stored.as_dict().items()
                          if k not in ("created_at", "created_by")}))
-        return channel
+        return stored
 
     def remove_channel(self, name: str, *, actor: Actor, now: datetime) -> None:
         channel = self.channel(name)

@@ -128,6 +128,24 @@ def _instance_pairs(conn: Connection) -> None:
                          "IS NOT NULL")
 
 
+def _redacted_channels(conn: Connection) -> None:
+    """Step 8: channels' targets are shown redacted with a fingerprint, never whole (a
+    Slack webhook URL is itself a secret); earlier rows get both from their target."""
+    from core.storage.secrets import fingerprint, redact
+
+    present = {column["name"] for column in inspect(conn).get_columns("alert_channels")}
+    for column in ("target_shown", "target_fingerprint"):
+        if column not in present:
+            conn.exec_driver_sql(f"ALTER TABLE alert_channels ADD COLUMN {column} TEXT "
+                                 "NOT NULL DEFAULT ''")
+    rows = conn.exec_driver_sql("SELECT model, name, target FROM alert_channels WHERE "
+                                "target_shown = ''").all()
+    for model, name, target in rows:
+        conn.execute(schema.alert_channels.update().where(
+            schema.alert_channels.c.model == model, schema.alert_channels.c.name == name
+        ).values(target_shown=redact(target), target_fingerprint=fingerprint(target)))
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -138,6 +156,7 @@ MIGRATIONS = (
     Migration(5, "where each job's worker runs", _job_runners),
     Migration(6, "each prediction's out-of-distribution score", _ood_scores),
     Migration(7, "shadow pairs by the server's request id and instance", _instance_pairs),
+    Migration(8, "alert channels' targets shown redacted", _redacted_channels),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -225,13 +225,17 @@ alert_channels = Table(
     Column("model", Text, primary_key=True),
     Column("name", Text, primary_key=True),
     Column("kind", Text, nullable=False),
-    Column("target", Text, nullable=False),  # URL, or e-mail address
-    # The webhook's HMAC key: kept as given, since signing needs it (as MLflow does).
+    # URL, or e-mail address; sealed (fernet:...) when SECRETS_KEY is set.
+    Column("target", Text, nullable=False),
+    # The webhook's HMAC key: signing needs it, so it is kept (sealed, as the target).
     Column("secret", Text),
     Column("smtp", Text),  # HOST:PORT
     Column("smtp_user", Text),
     Column("created_at", Text, nullable=False),
     Column("created_by", Text, nullable=False),
+    # Step 8: what may be shown of the target (redacted) and its fingerprint.
+    Column("target_shown", Text, nullable=False, server_default=""),
+    Column("target_fingerprint", Text, nullable=False, server_default=""),
     CheckConstraint("kind IN ('webhook', 'slack', 'email')", name="channel_kind"),
 )
 

@@ -26,6 +26,7 @@ class HttpReceiver:
 
     port: int = field(default_factory=free_port)
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every answer
     received: list[Received] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
 
@@ -37,10 +38,15 @@ class HttpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                self.do_POST()
+
+            def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.received.append(Received(self.path, dict(self.headers), body))
                 self.send_response(receiver.status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
 
             def log_message(self, *args):
