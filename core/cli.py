@@ -44,6 +44,7 @@ from core.app import (
     compare_versions,
     create_key,
     create_reference_profile,
+    database_reachable,
     decide_version,
     decision_evidence,
     drift_for_version,
@@ -989,9 +990,24 @@ def cmd_monitor(args, backends: Backends) -> int:
     def period_done(period: str, start: str, count: int) -> None:
         print(f"{period} {start}: {count} snapshot(s)", file=sys.stderr, flush=True)
 
+    # A pass records what failed in it and goes on; one that fails as a whole is retried
+    # next time. Only a database that cannot be reached at all stops the monitor.
     while True:
-        result = monitor_pass(backends, _now(), on_period=period_done)
-        print(f"{_now().isoformat(timespec='seconds')} {result.line()}", flush=True)
+        started = _now().isoformat(timespec="seconds")
+        try:
+            result = monitor_pass(backends, _now(), on_period=period_done)
+        except Exception as error:  # noqa: BLE001 - see above
+            if not database_reachable(backends):
+                print(f"{started} the database cannot be reached ({error}); the monitor "
+                      "stops. To fix this, start it or correct DATABASE_URL, then run the "
+                      "monitor again.", file=sys.stderr, flush=True)
+                return 1
+            print(f"{started} the pass failed ({type(error).__name__}: {error}); the next "
+                  "one retries", file=sys.stderr, flush=True)
+        else:
+            print(f"{started} {result.line()}", flush=True)
+            for item, problem in result.problems.items():
+                print(f"  {item} failed: {problem}", file=sys.stderr, flush=True)
         if args.once:
             return 0
         time.sleep(interval)

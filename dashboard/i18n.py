@@ -71,6 +71,11 @@ class _Missing(gettext.NullTranslations):
         return self._missing(f"{context}: {message}")
 
 
+class _Uncompiled(gettext.NullTranslations):
+    """A language whose catalog is not compiled (``streamlit run`` without ``make``):
+    its pages are shown in English, with a note saying so (``selector``)."""
+
+
 @cache
 def catalog(language: str) -> gettext.NullTranslations:
     """The compiled catalog of ``language`` (English is the source: no catalog)."""
@@ -79,9 +84,7 @@ def catalog(language: str) -> gettext.NullTranslations:
     try:
         translations = gettext.translation(DOMAIN, LOCALE_DIR, languages=[language])
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"the {language} catalog is not compiled. To fix this, run `make translations` "
-            f"(it writes dashboard/locale/{language}/LC_MESSAGES/{DOMAIN}.mo)") from None
+        return _Uncompiled()
     translations.add_fallback(_Missing(language))
     return translations
 
@@ -173,6 +176,11 @@ def error_text(error: CoreError) -> str:
 def selector() -> None:
     """The sidebar's language choice; it lands in the URL, so it is remembered."""
     current = language()
+    if isinstance(catalog(current), _Uncompiled):
+        st.sidebar.warning(_("The {language} translation is not compiled, so the pages are "
+                             "in English. To fix this, run `make translations` (or `make "
+                             "run`) and reload.").format(language=LANGUAGES[current]),
+                           icon=":material/translate:")
     chosen = st.sidebar.segmented_control(
         _("Language"), list(LANGUAGES), format_func=LANGUAGES.get, default=current,
         key="language_choice")

@@ -5,9 +5,11 @@ acknowledge or silence them)."""
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 
@@ -37,7 +39,10 @@ from core.monitoring.alerts import (
     rule_settings,
 )
 from core.monitoring.report import DriftReport
+from core.monitoring.snapshots import Snapshot
 
+LOGGER = logging.getLogger("core.monitor")
+T = TypeVar("T")
 # Who the monitor acts as in the audit log (it is a system process, like a worker).
 MONITOR = Actor("monitor", "system")
 RETRAIN_JOB = "retrain"
@@ -55,107 +60,246 @@ def default_sender(backends: Backends) -> Send:
 
 @dataclass(frozen=True)
 class PassResult:
-    """What one monitor pass did."""
+    """What one monitor pass did, and what failed in it (item -> error)."""
 
     snapshots: int
     changes: Changes
     sent: int
     failed: int
     deleted: int = 0  # prediction-log rows past PREDICTION_LOG_RETENTION_DAYS
+    problems: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"snapshots +{self.snapshots}; alerts fired {len(self.changes.fired)}, "
                 f"resolved {len(self.changes.resolved)}, reminded {len(self.changes.reminded)}; "
                 f"messages sent {self.sent}, failed {self.failed}"
-                + (f"; old log rows deleted {self.deleted}" if self.deleted else ""))
+                + (f"; old log rows deleted {self.deleted}" if self.deleted else "")
+                + (f"; FAILED: {', '.join(self.problems)}" if self.problems else ""))
 
 
 def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
                  on_period: Callable[[str, str, int], None] | None = None) -> PassResult:
     """One pass of ``python -m core monitor run``: closed periods' snapshots, the alert
     rules on the current window, the retraining suggestion, due messages, then the
-    log's retention (rows already summarized)."""
-    snapshots = compute_snapshots(backends, now, on_period)
-    changes = evaluate_alerts(backends, now)
-    sent = deliver_due(backends, now, send or default_sender(backends))
-    deleted = apply_retention(backends, now)
+    log's retention (rows already summarized).
+
+    Nothing one item does stops the others: a period kind, a rule, a message or the
+    retention that fails is recorded (``PassResult.problems``, and the store's monitor
+    problems the Alerts page shows) and the pass goes on. Only a database that cannot be
+    written at all ends the pass with its error.
+    """
+    problems = Problems()
+    snapshots: list[Snapshot] = problems.run("snapshots", lambda: compute_snapshots(
+        backends, now, on_period, on_error=problems.record), [])
+    changes = problems.run("alert rules", lambda: evaluate_alerts(backends, now, problems),
+                           Changes([], [], [], 0))
+    sent: list[Delivery] = problems.run("deliveries", lambda: deliver_due(
+        backends, now, send or default_sender(backends)), [])
+    deleted = problems.run("retention", lambda: apply_retention(backends, now), 0)
+    backends.alerts.set_problems(problems.items, now)
     return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
-                      sum(d.status != "delivered" for d in sent), deleted)
+                      sum(d.status != "delivered" for d in sent), deleted, problems.items)
+
+
+def database_reachable(backends: Backends) -> bool:
+    """Whether the registry's database answers (a pass that failed as a whole for another
+    reason is retried; the monitor stops only when this is False)."""
+    try:
+        backends.database.read("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer means unreachable here
+        return False
 
 
 # --- rules -------------------------------------------------------------------------------
 
-def evaluate_alerts(backends: Backends, now: datetime) -> Changes:
-    """Checks every enabled rule now and records what changed (episodes, messages)."""
+class Problems:
+    """What failed in one monitor pass, by item ("rule drift", "hour periods",
+    "deliveries", ...): each failure is logged and recorded, and the pass goes on with the
+    next item. With ``strict`` (direct calls, tests) failures are raised instead."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.items: dict[str, str] = {}
+
+    def record(self, item: str, error: Exception) -> None:
+        if self.strict:
+            raise error
+        # A user-fixable error is one line; anything else is a bug: its traceback is kept.
+        LOGGER.error("monitor: %s failed: %s", item, error,
+                     exc_info=None if isinstance(error, CoreError) else error)
+        self.items[item] = f"{type(error).__name__}: {error}"[:1000]
+
+    def run(self, item: str, work: Callable[[], T], otherwise: T) -> T:
+        """``work()``, or ``otherwise`` once its failure is recorded."""
+        try:
+            return work()
+        except Exception as error:  # noqa: BLE001 - one item's failure ends only that item
+            self.record(item, error)
+            return otherwise
+
+
+@dataclass
+class _Pass:
+    """What every rule's check reads in one pass."""
+
+    backends: Backends
+    now: datetime
+    settings: dict[str, dict]
+    open_episodes: list[Episode]
+    _reports: dict[int, DriftReport] | None = None
+
+    @property
+    def served(self) -> list[int]:
+        return _served_versions(self.backends)
+
+    @property
+    def reports(self) -> dict[int, DriftReport]:
+        if self._reports is None:  # shared by the drift and accuracy_drop rules
+            self._reports = _reports(self.backends, self.served, self.settings)
+        return self._reports
+
+
+Checked = set[tuple[str, str]]  # (rule, subject) pairs whose condition was evaluated
+
+
+def evaluate_alerts(backends: Backends, now: datetime,
+                    problems: Problems | None = None) -> Changes:
+    """Checks every enabled rule now and records what changed (episodes, messages).
+
+    Each rule is checked on its own: one that fails is recorded in ``problems`` and its
+    episodes stay as they are, while the others go on.
+    """
+    problems = problems or Problems(strict=True)
     store = backends.alerts
     overrides = store.overrides()
     settings = {name: rule_settings(name, overrides.get(name, {})) for name in RULES}
     enabled = {name for name, s in settings.items() if s["enabled"]}
+    state = _Pass(backends, now, settings, store.episodes(open_only=True))
     findings: list[Finding] = []
-    checked: set[tuple[str, str]] = set()
-    served = _served_versions(backends)
-    reports = _reports(backends, served, settings)
-    for version, report in reports.items():
-        subject = f"version {version}"
-        if "drift" in enabled:
-            checked.add(("drift", subject))
-            if report.alert:
-                findings.append(Finding("drift", subject, f"version {version}'s last "
-                                        f"{report.n} predictions drifted: "
-                                        + "; ".join(report.reasons[:3]), version,
-                                        {"reasons": report.reasons, "n": report.n,
-                                         "window": [report.window_start, report.window_end]}))
-        if "accuracy_drop" in enabled:
-            checked.add(("accuracy_drop", subject))
-            drop = report.reference_accuracy - report.estimated_accuracy
-            if drop > settings["accuracy_drop"]["max_drop"]:
-                findings.append(Finding(
-                    "accuracy_drop", subject, f"version {version}'s estimated accuracy is "
-                    f"{report.estimated_accuracy:.1%}, {drop * 100:.1f} points below its "
-                    f"validation accuracy ({report.reference_accuracy:.1%})", version,
-                    {"estimated": report.estimated_accuracy, "n": report.n,
-                     "reference": report.reference_accuracy}))
-    open_episodes = store.episodes(open_only=True)
-    # A version no longer served has nothing left to drift: its episodes resolve.
-    for episode in open_episodes:
-        if episode.rule in ("drift", "accuracy_drop") and episode.version not in served:
-            checked.add((episode.rule, episode.subject))
-    findings += _traffic_findings(backends, now, settings, enabled, checked)
-    if "candidate_registered" in enabled:
-        for registered in backends.registry.list_versions():
-            subject = f"version {registered.version}"
-            checked.add(("candidate_registered", subject))
-            if registered.status == "candidate":
-                findings.append(Finding(
-                    "candidate_registered", subject, f"candidate version {registered.version} "
-                    f"(by {registered.created_by}) waits for review", registered.version,
-                    {"created_at": registered.created_at,
-                     "created_by": registered.created_by}))
-        for episode in open_episodes:
-            if episode.rule == "candidate_registered":
-                checked.add((episode.rule, episode.subject))
-    if "job_failed" in enabled:
-        for job in backends.jobs.list(now):
-            subject = f"job {job.id}"
-            if (job.status == "failed" and job.finished_at
-                    and datetime.fromisoformat(job.finished_at) >= now - JOB_EVENT_HORIZON
-                    and not store.has_episode("job_failed", subject)):
-                findings.append(Finding("job_failed", subject, f"{job.kind} job {job.id} "
-                                        f"(by {job.submitted_by}) failed: {job.error}",
-                                        job.result_version, {"error": job.error}))
-    findings += _decision_findings(backends, now, "decision_made" in enabled)
-    if "audit_chain" in enabled:
-        checked.add(("audit_chain", "audit log"))
-        verification = verify_audit(backends.audit_log, backends.registry)
-        if not verification.ok:
-            findings.append(Finding("audit_chain", "audit log", "the audit log fails "
-                                    f"verification: {verification.problem}", None,
-                                    verification.as_dict()))
-    findings += _suggest_retraining(backends, now, settings["retraining_suggested"],
-                                    "retraining_suggested" in enabled, open_episodes)
+    checked: Checked = set()
+    for rule, check in _CHECKS.items():
+        # decision_made always runs: it moves the cursor of audit entries seen.
+        if rule not in enabled and rule != "decision_made":
+            continue
+        seen: Checked = set()
+        found = problems.run(f"rule {rule}",
+                             functools.partial(check, state, seen, rule in enabled), None)
+        if found is not None:
+            findings += found
+            checked |= seen
     reminders = {name: s.get("reminder_minutes", 0) for name, s in settings.items()
                  if RULES[name].kind == CONDITION}
     return store.record(findings, checked, now, reminders)
+
+
+def _check_drift(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    findings = []
+    for version, report in state.reports.items():
+        subject = f"version {version}"
+        checked.add(("drift", subject))
+        if report.alert:
+            findings.append(Finding("drift", subject, f"version {version}'s last "
+                                    f"{report.n} predictions drifted: "
+                                    + "; ".join(report.reasons[:3]), version,
+                                    {"reasons": report.reasons, "n": report.n,
+                                     "window": [report.window_start, report.window_end]}))
+    _resolve_unserved(state, "drift", checked)
+    return findings
+
+
+def _check_accuracy_drop(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    findings = []
+    for version, report in state.reports.items():
+        subject = f"version {version}"
+        checked.add(("accuracy_drop", subject))
+        drop = report.reference_accuracy - report.estimated_accuracy
+        if drop > state.settings["accuracy_drop"]["max_drop"]:
+            findings.append(Finding(
+                "accuracy_drop", subject, f"version {version}'s estimated accuracy is "
+                f"{report.estimated_accuracy:.1%}, {drop * 100:.1f} points below its "
+                f"validation accuracy ({report.reference_accuracy:.1%})", version,
+                {"estimated": report.estimated_accuracy, "n": report.n,
+                 "reference": report.reference_accuracy}))
+    _resolve_unserved(state, "accuracy_drop", checked)
+    return findings
+
+
+def _resolve_unserved(state: _Pass, rule: str, checked: Checked) -> None:
+    """A version no longer served has nothing left to drift: its episodes resolve."""
+    served = state.served
+    for episode in state.open_episodes:
+        if episode.rule == rule and episode.version not in served:
+            checked.add((episode.rule, episode.subject))
+
+
+def _check_candidates(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    findings = []
+    for registered in state.backends.registry.list_versions():
+        subject = f"version {registered.version}"
+        checked.add(("candidate_registered", subject))
+        if registered.status == "candidate":
+            findings.append(Finding(
+                "candidate_registered", subject, f"candidate version {registered.version} "
+                f"(by {registered.created_by}) waits for review", registered.version,
+                {"created_at": registered.created_at, "created_by": registered.created_by}))
+    for episode in state.open_episodes:
+        if episode.rule == "candidate_registered":
+            checked.add((episode.rule, episode.subject))
+    return findings
+
+
+def _check_failed_jobs(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    findings = []
+    for job in state.backends.jobs.list(state.now):
+        subject = f"job {job.id}"
+        if (job.status == "failed" and job.finished_at
+                and datetime.fromisoformat(job.finished_at) >= state.now - JOB_EVENT_HORIZON
+                and not state.backends.alerts.has_episode("job_failed", subject)):
+            findings.append(Finding("job_failed", subject, f"{job.kind} job {job.id} "
+                                    f"(by {job.submitted_by}) failed: {job.error}",
+                                    job.result_version, {"error": job.error}))
+    return findings
+
+
+def _check_audit_chain(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    checked.add(("audit_chain", "audit log"))
+    verification = verify_audit(state.backends.audit_log, state.backends.registry)
+    if verification.ok:
+        return []
+    return [Finding("audit_chain", "audit log", "the audit log fails verification: "
+                    f"{verification.problem}", None, verification.as_dict())]
+
+
+def _check_traffic(rule: str):
+    """The check of ``error_rate`` or ``latency_p95`` over the API's recent requests."""
+
+    def check(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+        setting = state.settings[rule]
+        rows = state.backends.prediction_log.api_requests(
+            state.backends.model, stamp(state.now - timedelta(minutes=setting["minutes"])))
+        if len(rows) < setting["min_requests"]:
+            return []  # too few requests to judge: episodes stay as they are
+        checked.add((rule, "api"))
+        details = {"requests": len(rows), "minutes": setting["minutes"]}
+        if rule == "error_rate":
+            errors = sum(row.status != 200 for row in rows)
+            rate = errors / len(rows)
+            if rate > setting["max_rate"]:
+                return [Finding(rule, "api", f"{rate:.1%} of {len(rows)} API requests in the "
+                                f"last {setting['minutes']} min failed (limit "
+                                f"{setting['max_rate']:.1%})", None,
+                                details | {"errors": errors, "rate": rate})]
+            return []
+        answered = [row.latency_ms for row in rows if row.status == 200]
+        p95 = float(np.percentile(answered, 95)) if answered else 0.0
+        if p95 > setting["max_ms"]:
+            return [Finding(rule, "api", f"API latency p95 is {p95:.0f} ms over the last "
+                            f"{setting['minutes']} min (limit {setting['max_ms']:g} ms)",
+                            None, details | {"p95_ms": p95})]
+        return []
+
+    return check
 
 
 def _served_versions(backends: Backends) -> list[int]:
@@ -181,42 +325,9 @@ def _reports(backends: Backends, versions: list[int], settings: dict
     return reports
 
 
-def _traffic_findings(backends: Backends, now: datetime, settings: dict, enabled: set[str],
-                      checked: set[tuple[str, str]]) -> list[Finding]:
-    findings = []
-    for rule in ("error_rate", "latency_p95"):
-        if rule not in enabled:
-            continue
-        setting = settings[rule]
-        rows = backends.prediction_log.api_requests(
-            backends.model, stamp(now - timedelta(minutes=setting["minutes"])))
-        if len(rows) < setting["min_requests"]:
-            continue  # too few requests to judge: episodes stay as they are
-        checked.add((rule, "api"))
-        details = {"requests": len(rows), "minutes": setting["minutes"]}
-        if rule == "error_rate":
-            errors = sum(row.status != 200 for row in rows)
-            rate = errors / len(rows)
-            if rate > setting["max_rate"]:
-                findings.append(Finding(rule, "api", f"{rate:.1%} of {len(rows)} API requests "
-                                        f"in the last {setting['minutes']} min failed (limit "
-                                        f"{setting['max_rate']:.1%})", None,
-                                        details | {"errors": errors, "rate": rate}))
-        else:
-            answered = [row.latency_ms for row in rows if row.status == 200]
-            if not answered:
-                continue
-            p95 = float(np.percentile(answered, 95))
-            if p95 > setting["max_ms"]:
-                findings.append(Finding(rule, "api", f"API latency p95 is {p95:.0f} ms over "
-                                        f"the last {setting['minutes']} min (limit "
-                                        f"{setting['max_ms']:g} ms)", None,
-                                        details | {"p95_ms": p95}))
-    return findings
-
-
-def _decision_findings(backends: Backends, now: datetime, enabled: bool) -> list[Finding]:
+def _check_decisions(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
     """Decisions since the last pass (the first pass starts from the log's end)."""
+    backends, now = state.backends, state.now
     store = backends.snapshots
     seen = store.cursor("audit.seen")
     entries = backends.audit_log.read_entries(backends.model)
@@ -238,12 +349,11 @@ def _decision_findings(backends: Backends, now: datetime, enabled: bool) -> list
     return findings
 
 
-def _suggest_retraining(backends: Backends, now: datetime, setting: dict, enabled: bool,
-                        open_episodes: list[Episode]) -> list[Finding]:
+def _suggest_retraining(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
     """When the champion's drift episode has lasted ``after_minutes``, records a retraining
     job for a human to start or discard (never started here), once per episode."""
-    if not enabled:
-        return []
+    backends, now = state.backends, state.now
+    setting, open_episodes = state.settings["retraining_suggested"], state.open_episodes
     store = backends.alerts
     champion = next((v.version for v in backends.registry.list_versions()
                      if v.status == "champion"), None)
@@ -269,6 +379,20 @@ def _suggest_retraining(backends: Backends, now: datetime, setting: dict, enable
     return []
 
 
+# Every rule's check, in the order a pass runs them.
+_CHECKS: dict[str, Callable[[_Pass, Checked, bool], list[Finding]]] = {
+    "drift": _check_drift,
+    "accuracy_drop": _check_accuracy_drop,
+    "error_rate": _check_traffic("error_rate"),
+    "latency_p95": _check_traffic("latency_p95"),
+    "candidate_registered": _check_candidates,
+    "job_failed": _check_failed_jobs,
+    "decision_made": _check_decisions,
+    "audit_chain": _check_audit_chain,
+    "retraining_suggested": _suggest_retraining,
+}
+
+
 # --- deliveries ----------------------------------------------------------------------------
 
 def deliver_due(backends: Backends, now: datetime, send: Send,
@@ -285,7 +409,11 @@ def deliver_due(backends: Backends, now: datetime, send: Send,
         elif channel.problem is not None:
             outcome = (False, "unreadable", channel.problem)
         else:
-            outcome = send(channel, delivery.payload)
+            try:
+                outcome = send(channel, delivery.payload)
+            except Exception as error:  # noqa: BLE001 - one message never stops the others
+                LOGGER.exception("sending delivery %s failed", delivery.id)
+                outcome = (False, "error", f"{type(error).__name__}: {error}"[:1000])
         done.append(store.record_attempt(delivery, now, *outcome))
     return done
 
@@ -398,14 +526,42 @@ def alert_deliveries(backends: Backends, *, actor: str, now: datetime, limit: in
     """Recent messages, newest first, each with its attempts (time, status, error).
 
     An attempt's error names hosts, addresses and servers' answers on the monitor's
-    network: only those who manage channels see it; others see its status alone.
+    network: only those who manage channels see it; others see what kind of failure it
+    was (``public_error``).
     """
     backends.access.authorize(actor, "view", now, target="alerts")
     deliveries = backends.alerts.deliveries(limit)
     attempts = backends.alerts.attempts([d.id for d in deliveries])
     if not backends.access.may(actor, "manage_alerts"):
-        attempts = [replace(attempt, error=None) for attempt in attempts]
+        attempts = [replace(attempt, error=public_error(attempt)) for attempt in attempts]
     return [(d, [a for a in attempts if a.delivery == d.id]) for d in deliveries]
+
+
+_PUBLIC_ERRORS = {
+    "unreachable": "could not reach the receiver",
+    "timeout": "the receiver did not answer in time",
+    "refused": "not sent: the channel's address or server is not allowed",
+    "unreadable": "not sent: the channel's stored address cannot be read",
+    "no channel": "the channel was removed",
+    "error": "the sender failed",
+}
+
+
+def public_error(attempt: Attempt) -> str | None:
+    """What anyone may read of a failed attempt: its kind, no host, address or answer."""
+    if attempt.ok:
+        return None
+    if attempt.status.isdigit():
+        return f"the receiver answered {attempt.status}"
+    return _PUBLIC_ERRORS.get(attempt.status, "not delivered") + " (details: admins)"
+
+
+def monitor_problems(backends: Backends, *, actor: str, now: datetime
+                     ) -> list[tuple[str, str, str]]:
+    """(item, at, error) of what failed in the monitor's last pass (operators and up:
+    errors name hosts and servers)."""
+    backends.access.authorize(actor, "alerts", now, target="monitor problems")
+    return backends.alerts.problems()
 
 
 def parse_duration(value: str) -> timedelta:

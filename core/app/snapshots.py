@@ -33,10 +33,15 @@ def _parse(value: str) -> datetime:
 
 
 def compute_snapshots(backends: Backends, now: datetime,
-                      on_period: Callable[[str, str, int], None] | None = None
+                      on_period: Callable[[str, str, int], None] | None = None,
+                      on_error: Callable[[str, Exception], None] | None = None
                       ) -> list[Snapshot]:
     """Summarizes every closed period not summarized yet (hours, then days); returns the
     new snapshots.
+
+    With ``on_error``, a period that cannot be summarized is reported (as "hour periods"
+    or "day periods") and that kind stops for this pass, to be retried by the next one,
+    while the other kind goes on; without it, the error is raised.
 
     A period is closed once it ended ``monitor_grace_seconds`` ago. Each period's
     snapshots commit with the cursor that marks it done, so a monitor killed at any
@@ -45,34 +50,50 @@ def compute_snapshots(backends: Backends, now: datetime,
     to the log id seen when the pass began; any arriving later for a done period are
     counted on its snapshot as late rows by the next pass.
     """
-    store, log = backends.snapshots, backends.prediction_log
     cutoff = now - timedelta(seconds=backends.config.monitor_grace_seconds)
-    high = log.max_id(backends.model)
+    high = backends.prediction_log.max_id(backends.model)
     _count_late_rows(backends, high, now)
     versions = [v.version for v in backends.registry.list_versions()]
     computed: list[Snapshot] = []
     for period, length in PERIODS.items():
-        name = f"{period}.done_until"
-        done = store.cursor(name)
-        while True:
-            first = log.first_at(backends.model, done)
-            if first is None:
-                break
-            start = period_start(_parse(first), period)
-            if start + length > cutoff:
-                break
-            snapshots = [_snapshot(backends, period, start, version, high, now)
-                         for version in log.versions_between(
-                             backends.model, stamp(start), stamp(start + length), versions)]
-            with backends.database.write() as conn:
-                if store.cursor(name, conn) != done:
-                    break  # another monitor got here first
-                store.save(conn, snapshots)
-                done = stamp(start + length)
-                store.set_cursor(conn, name, done, now)
-            computed += snapshots
-            if on_period:
-                on_period(period, stamp(start), len(snapshots))
+        try:
+            computed += _summarize(backends, period, length, cutoff, high, versions, now,
+                                   on_period)
+        except Exception as error:  # noqa: BLE001 - the other period kind goes on
+            if on_error is None:
+                raise
+            on_error(f"{period} periods", error)
+    return computed
+
+
+def _summarize(backends: Backends, period: str, length: timedelta, cutoff: datetime,
+               high: int, versions: list[int], now: datetime,
+               on_period: Callable[[str, str, int], None] | None) -> list[Snapshot]:
+    """Snapshots of every closed period of one kind, oldest first, each committed with
+    the cursor that marks it done."""
+    store, log = backends.snapshots, backends.prediction_log
+    computed: list[Snapshot] = []
+    name = f"{period}.done_until"
+    done = store.cursor(name)
+    while True:
+        first = log.first_at(backends.model, done)
+        if first is None:
+            break
+        start = period_start(_parse(first), period)
+        if start + length > cutoff:
+            break
+        snapshots = [_snapshot(backends, period, start, version, high, now)
+                     for version in log.versions_between(
+                         backends.model, stamp(start), stamp(start + length), versions)]
+        with backends.database.write() as conn:
+            if store.cursor(name, conn) != done:
+                break  # another monitor got here first
+            store.save(conn, snapshots)
+            done = stamp(start + length)
+            store.set_cursor(conn, name, done, now)
+        computed += snapshots
+        if on_period:
+            on_period(period, stamp(start), len(snapshots))
     return computed
 
 

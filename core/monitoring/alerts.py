@@ -502,6 +502,23 @@ class AlertStore:
                          "silenced_until": until}))
         return self.episode(episode_id)
 
+    # --- the monitor's own problems -----------------------------------------------------
+
+    def set_problems(self, problems: dict[str, str], now: datetime) -> None:
+        """Replaces what failed in the last pass (item -> error; empty: nothing)."""
+        with self.database.write() as conn:
+            conn.execute(text("DELETE FROM monitor_problems WHERE model = :model"),
+                         {"model": self.model})
+            for item, error in problems.items():
+                conn.execute(schema.monitor_problems.insert().values(
+                    model=self.model, item=item, at=_stamp(now), error=error))
+
+    def problems(self) -> list[tuple[str, str, str]]:
+        """(item, at, error) of what failed in the monitor's last pass."""
+        return [tuple(row) for row in self.database.read(
+            "SELECT item, at, error FROM monitor_problems WHERE model = :model ORDER BY item",
+            {"model": self.model})]
+
     # --- deliveries ----------------------------------------------------------------------
 
     def queue_test(self, channel: str, now: datetime) -> Delivery:

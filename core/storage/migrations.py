@@ -146,6 +146,11 @@ def _redacted_channels(conn: Connection) -> None:
         ).values(target_shown=redact(target), target_fingerprint=fingerprint(target)))
 
 
+def _monitor_problems(conn: Connection) -> None:
+    """Step 9: what failed in the monitor's last pass (each item on its own)."""
+    schema.metadata.create_all(conn, tables=[schema.monitor_problems], checkfirst=True)
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -157,6 +162,7 @@ MIGRATIONS = (
     Migration(6, "each prediction's out-of-distribution score", _ood_scores),
     Migration(7, "shadow pairs by the server's request id and instance", _instance_pairs),
     Migration(8, "alert channels' targets shown redacted", _redacted_channels),
+    Migration(9, "what failed in the monitor's last pass", _monitor_problems),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -295,6 +295,16 @@ alert_attempts = Table(
     sqlite_autoincrement=True,
 )
 
+# Step 9: what failed in the monitor's last pass, per item ("rule drift", "deliveries",
+# "hour periods", ...): the Alerts page shows them; a pass replaces them.
+monitor_problems = Table(
+    "monitor_problems", metadata,
+    Column("model", Text, primary_key=True),
+    Column("item", Text, primary_key=True),
+    Column("at", Text, nullable=False),
+    Column("error", Text, nullable=False),
+)
+
 schema_version = Table(
     "schema_version", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),

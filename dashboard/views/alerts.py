@@ -12,6 +12,7 @@ from core.app import (
     alert_rules,
     list_alert_channels,
     list_alert_episodes,
+    monitor_problems,
     send_test_alert,
 )
 from core.errors import CoreError
@@ -24,6 +25,14 @@ user, now = state.current_user(), state.now()
 st.caption(_("The monitor (`python -m core monitor run`, started by `make serve`) checks the "
              "rules on every pass and sends one message when an alert starts, one when it "
              "resolves, and reminders only as often as the rule says."))
+
+if state.allowed("alerts"):
+    # What failed in the monitor's last pass: the rest of the pass went on without it.
+    for item, at, error in monitor_problems(backends, actor=user, now=now):
+        # The item and error are core's own English (searchable in the monitor's log).
+        st.warning(_("The monitor's last pass could not complete {item} ({at}): "
+                     "{error}").format(item=item, at=i18n.moment(at), error=error),
+                   icon=":material/warning:")
 
 episodes = list_alert_episodes(backends, actor=user, now=now)
 open_episodes = [e for e in episodes if e.open]

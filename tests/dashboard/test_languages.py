@@ -167,3 +167,18 @@ def test_numbers_and_dates_follow_the_locale():
     assert i18n.moment(moment, "en") == "Nov 25, 2026, 2:03:00\u202fPM"  # CLDR: narrow space
     hindi = i18n.moment(moment.isoformat(), "hi")
     assert hindi.startswith("25 नव") and "2026" in hindi
+
+
+def test_a_language_whose_catalog_is_not_compiled_is_shown_in_english(monkeypatch, tmp_path,
+                                                                       trained_registry):
+    """`streamlit run dashboard/app.py` on a fresh clone, before `make`: ?lang=hi works,
+    in English, and says why and how to fix it."""
+    monkeypatch.setattr(i18n, "LOCALE_DIR", tmp_path)  # no compiled catalog in it
+    i18n.catalog.cache_clear()
+    try:
+        app = start(monkeypatch, trained_registry, language="hi")
+        assert app.title[0].value == "Predict"
+        [note] = app.sidebar.warning
+        assert "not compiled" in note.value and "make translations" in note.value
+    finally:
+        i18n.catalog.cache_clear()
