@@ -93,12 +93,19 @@ class JobStore:
         return self.get(job_id)
 
     def start_suggested(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
-        """Queues a suggested job on a human's word (audited); the worker then claims it."""
+        """Queues a suggested job on a human's word (audited); the worker then claims it.
+
+        The person who starts it becomes its submitter of record: the worker acts as them
+        (the monitor that suggested it is no user, and may not train), and separation of
+        duties bars them from deciding on the candidate it produces.
+        """
         job = self.get(job_id)
         at = now.isoformat(timespec="seconds")
         with self.database.write() as db:
-            started = db.execute(text("UPDATE jobs SET status = 'queued' WHERE id = :id AND "
-                                      "status = 'suggested'"), {"id": job_id}).rowcount
+            started = db.execute(text(
+                "UPDATE jobs SET status = 'queued', submitted_by = :by, submitted_at = :at "
+                "WHERE id = :id AND status = 'suggested'"),
+                {"id": job_id, "by": actor.name, "at": at}).rowcount
             if not started:
                 raise InvalidInput(f"job {job_id} is {job.status}, not suggested; only a "
                                    "suggested job can be started. To fix this, submit a new "
