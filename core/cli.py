@@ -74,11 +74,13 @@ from core.app import (
     parse_version,
     predict_image,
     remove_alert_channel,
+    reset_password,
     revoke_key,
     send_test_alert,
     set_alert_rule,
     set_role,
     set_traffic,
+    set_user_disabled,
     simulate,
     start_job,
     submit_retrain,
@@ -221,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     role.add_argument("name", metavar="NAME")
     role.add_argument("role", choices=ROLES)
     role.add_argument("--reason", required=True)
+    for action, text in (("disable", "disable an account: it can do nothing until enabled"),
+                         ("enable", "enable a disabled account again"),
+                         ("reset-password", "give a user a new password, read from stdin")):
+        change = user_commands.add_parser(action, parents=[acting], help=text)
+        change.add_argument("name", metavar="NAME")
+        change.add_argument("--reason", required=True)
     user_commands.add_parser("setup", help="at first start, ask for the first admin's name "
                              "and password (does nothing once users exist or without a "
                              "terminal)")
@@ -878,6 +886,16 @@ def cmd_users(args, backends: Backends) -> int:
         user = set_role(backends, actor=_actor(args), name=args.name, role=args.role,
                         reason=args.reason, now=_now())
         print(f"{user.name} is now {user.role}")
+    elif args.users_command in ("disable", "enable"):
+        user = set_user_disabled(backends, actor=_actor(args), name=args.name,
+                                 disabled=args.users_command == "disable", reason=args.reason,
+                                 now=_now())
+        print(f"{user.name} is now {'disabled' if user.disabled else 'enabled'}")
+    elif args.users_command == "reset-password":
+        validate_user_name(args.name)  # before asking for a password it would not use
+        user = reset_password(backends, actor=_actor(args), name=args.name,
+                              password=_read_password(), reason=args.reason, now=_now())
+        print(f"{user.name} has a new password")
     else:
         listed = [user.as_dict() for user in list_users(backends, actor=_actor(args),
                                                          now=_now())]
@@ -890,7 +908,8 @@ def cmd_users(args, backends: Backends) -> int:
             for row in listed:
                 print(f"{row['name']:<24} {row['role']:<9} "
                       f"{'password' if row['password_login'] else 'oidc':<9} "
-                      f"added {row['created_at']} by {row['created_by']}")
+                      f"added {row['created_at']} by {row['created_by']}"
+                      + ("  DISABLED" if row["disabled"] else ""))
     return 0
 
 

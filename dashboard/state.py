@@ -139,12 +139,19 @@ def sign_in_panel() -> None:
                                      autocomplete="current-password")
             if st.form_submit_button(_("Sign in"), icon=":material/login:"):
                 try:
-                    signed = sign_in(backends(), name, password, now())
+                    signed = sign_in(backends(), name, password, now(),
+                                     client=client_address())
                 except CoreError as error:
                     st.error(i18n.error_text(error))
                 else:
                     st.session_state[SIGNED_IN] = signed.name
                     st.rerun()
+
+
+def client_address() -> str:
+    """Who is signing in, as far as the server can tell (the browser's address; behind a
+    proxy, the proxy's): failed sign-ins slow down this address only."""
+    return st.context.ip_address or "unknown"
 
 
 def now() -> datetime:

@@ -13,8 +13,10 @@ from core.app.access import (
                             list_keys,
                             list_users,
                             may,
+                            reset_password,
                             revoke_key,
                             set_role,
+                            set_user_disabled,
                             sign_in,
 )
 from core.app.alerts import (
@@ -159,6 +161,7 @@ __all__ = [
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
     "last_prediction_id", "label_prediction", "label_queue", "top_losses",
     "NONE_OF_THESE_CLASSES", "LabelQueue", "QueueItem", "TopLoss", "TopLosses",
-    "retrain", "run_jobs", "set_role", "sign_in", "simulate",
+    "retrain", "run_jobs", "set_role", "sign_in", "simulate", "reset_password",
+    "set_user_disabled",
     "status_history", "submit_retrain", "validate_user_name",
 ]

@@ -12,9 +12,11 @@ from core.governance.keys import ApiKey
 from core.governance.users import User
 
 
-def sign_in(backends: Backends, name: str, password: str, now: datetime) -> Actor:
-    """Checks a password (every attempt audited; repeated failures lock the name out)."""
-    return backends.access.sign_in(name, password, now)
+def sign_in(backends: Backends, name: str, password: str, now: datetime,
+            client: str = "local") -> Actor:
+    """Checks a password (every check audited); repeated failures slow down ``client``
+    (the browser's address), never anyone else."""
+    return backends.access.sign_in(name, password, now, client)
 
 
 def current_actor(backends: Backends, name: str) -> Actor:
@@ -66,3 +68,17 @@ def revoke_key(backends: Backends, *, actor: str, name: str, reason: str | None,
     acting = backends.access.authorize(actor, "manage_users", now, target=f"key {name}")
     return backends.keys.revoke(name, actor=acting, at=stamp(now),
                                 reason=(reason or "").strip()[:MAX_REASON_LENGTH])
+
+
+def set_user_disabled(backends: Backends, *, actor: str, name: str, disabled: bool,
+                      reason: str, now: datetime) -> User:
+    """Disables an account, or enables it again (admins; audited with the reason)."""
+    return backends.access.set_disabled(actor=actor, name=name, disabled=disabled,
+                                        reason=reason, now=now)
+
+
+def reset_password(backends: Backends, *, actor: str, name: str, password: str, reason: str,
+                   now: datetime) -> User:
+    """Gives a user a new password (admins; audited, the password never kept in clear)."""
+    return backends.access.reset_password(actor=actor, name=name, password=password,
+                                          reason=reason, now=now)

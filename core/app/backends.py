@@ -20,6 +20,7 @@ from core.errors import InvalidInput
 from core.governance.access import AccessControl
 from core.governance.audit import AuditLog
 from core.governance.keys import KeyStore
+from core.governance.throttle import SignInThrottle
 from core.governance.traffic import TrafficStore
 from core.governance.users import UserStore
 from core.jobs.executor import JobExecutor, LocalProcessExecutor, RayJobExecutor
@@ -135,7 +136,8 @@ def build_backends(config: Config) -> Backends:
     registry = Registry(catalog, artifacts, config.model_name)
     return Backends(
         config=config, database=database, audit_log=audit_log, users=users, keys=keys,
-        access=AccessControl(users, keys, audit_log, config.model_name, config.anonymous_role),
+        access=AccessControl(users, keys, audit_log, config.model_name, config.anonymous_role,
+                             SignInThrottle(database)),
         traffic=TrafficStore(database, config.model_name),
         catalog=catalog, artifacts=artifacts, registry=registry,
         prediction_log=SQLPredictionLog(database, config.log_write_wait_seconds),

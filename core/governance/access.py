@@ -7,14 +7,16 @@ Refusals are written to the audit log before ``ActionRefused`` is raised.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import NoReturn
 
 from core.errors import ActionRefused, InvalidInput
-from core.governance.audit import Actor, AuditEntry, AuditLog
+from core.governance.audit import Actor, AuditEntry, AuditLog, append
 from core.governance.keys import KEY_ACTOR_PREFIX, KeyStore
+from core.governance.throttle import SignInThrottle
 from core.governance.users import (
     ANONYMOUS,
+    DISABLED,
     ROLE_PERMISSIONS,
     ROLES,
     User,
@@ -22,8 +24,6 @@ from core.governance.users import (
     validate_user_name,
 )
 
-MAX_FAILED_SIGN_INS = 5  # in a row, within SIGN_IN_LOCKOUT: further attempts are refused
-SIGN_IN_LOCKOUT = timedelta(minutes=15)
 MAX_REASON_LENGTH = 2000
 
 
@@ -59,9 +59,10 @@ class AccessControl:
     """
 
     def __init__(self, users: UserStore, keys: KeyStore, audit_log: AuditLog, model: str,
-                 anonymous_role: str):
+                 anonymous_role: str, throttle: SignInThrottle):
         self.users, self.keys, self.audit_log = users, keys, audit_log
         self.model, self.anonymous_role = model, anonymous_role
+        self.throttle = throttle
 
     def anonymous(self) -> Actor:
         if self.anonymous_role not in ROLES + ("none",):
@@ -71,13 +72,15 @@ class AccessControl:
 
     def resolve_actor(self, name: str) -> Actor:
         """The actor with the role they hold now; role ``unknown`` for a name not in the
-        store (or a revoked key: ``key:<name>``)."""
+        store (or a revoked key: ``key:<name>``), ``disabled`` for a disabled account."""
         if name == ANONYMOUS:
             return self.anonymous()
         if name.startswith(KEY_ACTOR_PREFIX):
             key = self.keys.find_active(name.removeprefix(KEY_ACTOR_PREFIX))
             return Actor(name, key.role if key else "unknown")
         user = self.users.find_user(name)
+        if user is not None and user.disabled:
+            return Actor(name, DISABLED)
         return Actor(name, user.role if user else "unknown")
 
     def may(self, name: str, permission: str) -> bool:
@@ -100,6 +103,9 @@ class AccessControl:
         if actor.role == "unknown" and actor.name.startswith(KEY_ACTOR_PREFIX):
             message = (f"the API key {actor.name.removeprefix(KEY_ACTOR_PREFIX)!r} is revoked. "
                        "To fix this, ask an admin for a new key ('python -m core keys create').")
+        elif actor.role == DISABLED:
+            message = (f"the account {actor.name!r} is disabled. To fix this, ask an admin "
+                       f"to enable it ('python -m core users enable {actor.name}').")
         elif actor.role == "unknown":
             message = (f"there is no user {actor.name!r}. To fix this, an admin adds them with "
                        f"'python -m core users add {actor.name} --role "
@@ -125,31 +131,42 @@ class AccessControl:
             reason=message, details=details or {}))
         raise ActionRefused(message)
 
-    def sign_in(self, name: str, password: str, now: datetime) -> Actor:
-        """Checks a password; every attempt is logged, failures without saying which part
-        was wrong. After MAX_FAILED_SIGN_INS failures in a row within SIGN_IN_LOCKOUT,
-        attempts for that name are refused without checking the password."""
-        name = name.strip()[:128]
-        user = self.users.find_user(name)
-        actor = Actor(name, user.role if user else "unknown")
-        target = f"user {name}"
-        if self._locked_out(name, now):
-            self.refuse(actor, "login", f"too many failed sign-ins for {name!r}. To fix this, "
-                        f"wait {SIGN_IN_LOCKOUT.seconds // 60} minutes, then try again.", now,
-                        target=target)
-        if self.users.check_password(name, password) is None:
-            self.refuse(actor, "login", "wrong user name or password. To fix this, check both "
-                        "and try again (an admin can reset a password).", now, target=target)
-        self.audit_log.append_alone(AuditEntry(
-            at=stamp(now), actor=name, role=actor.role, action="login", outcome="done",
-            model=self.model, target=target))
-        return actor
+    def sign_in(self, name: str, password: str, now: datetime, client: str = "local") -> Actor:
+        """Checks a password; every check is audited, failures without saying which part
+        was wrong. Failures slow down the client that makes them (``core.governance.
+        throttle``): while it waits, it is refused without a check, and nobody else is.
 
-    def _locked_out(self, name: str, now: datetime) -> bool:
-        recent = self.audit_log.recent("login", name, MAX_FAILED_SIGN_INS)
-        return (len(recent) == MAX_FAILED_SIGN_INS
-                and all(outcome == "refused" for outcome, _ in recent)
-                and now - datetime.fromisoformat(recent[-1][1]) < SIGN_IN_LOCKOUT)
+        Args:
+            client: who is trying, e.g. the browser's address (the dashboard passes it).
+        """
+        name = name.strip()
+        validate_user_name(name)  # before any lookup, check or audit row
+        target = f"user {name}"
+        until = self.throttle.blocked_until(client, name, now)
+        if until is not None:
+            wait = max(1, int((until - now).total_seconds()))
+            raise ActionRefused(f"too many failed sign-ins for {name!r} from this address. To "
+                                f"fix this, wait {wait} s and try again (an admin can reset "
+                                "a forgotten password).")
+        user = self.users.check_password(name, password)
+        if user is None:
+            with self.audit_log.database.write() as conn:
+                self.throttle.record_failure(conn, client, name, now)
+                append(conn, AuditEntry(
+                    at=stamp(now), actor=name, role="unknown", action="login",
+                    outcome="refused", model=self.model, target=target,
+                    reason="wrong user name or password", details={"client": client}))
+            raise ActionRefused("wrong user name or password. To fix this, check both and try "
+                                "again (an admin can reset a password).")
+        if user.disabled:
+            self.refuse(Actor(name, DISABLED), "login", f"the account {name!r} is disabled. To "
+                        "fix this, ask an admin to enable it.", now, target=target)
+        with self.audit_log.database.write() as conn:
+            self.throttle.clear(conn, client, name)
+            append(conn, AuditEntry(
+                at=stamp(now), actor=name, role=user.role, action="login", outcome="done",
+                model=self.model, target=target, details={"client": client}))
+        return Actor(name, user.role)
 
     def add_user(self, *, actor: str, name: str, role: str, password: str | None,
                  now: datetime) -> User:
@@ -166,3 +183,18 @@ class AccessControl:
         acting = self.authorize(actor, "manage_users", now, target=f"user {name}")
         return self.users.set_role(name, role, actor=acting, at=stamp(now),
                                    reason=check_reason(reason))
+
+    def set_disabled(self, *, actor: str, name: str, disabled: bool, reason: str,
+                     now: datetime) -> User:
+        """Disables an account (admins; audited): it can do nothing, sign in included,
+        until enabled again. Its history stays."""
+        acting = self.authorize(actor, "manage_users", now, target=f"user {name}")
+        return self.users.set_disabled(name, disabled, actor=acting, at=stamp(now),
+                                       reason=check_reason(reason))
+
+    def reset_password(self, *, actor: str, name: str, password: str, reason: str,
+                       now: datetime) -> User:
+        """Sets a user's new password (admins; audited without the password)."""
+        acting = self.authorize(actor, "manage_users", now, target=f"user {name}")
+        return self.users.set_password(name, password, actor=acting, at=stamp(now),
+                                       reason=check_reason(reason))

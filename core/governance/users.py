@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -41,6 +42,11 @@ ANONYMOUS = "anonymous"
 MIN_PASSWORD_LENGTH = 10
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 _HASHER = PasswordHasher()
+# Each check takes 64 MiB for ~0.1 s: a process runs at most this many at once, so a
+# flood of sign-ins queues instead of taking the memory of hundreds.
+_CHECKS_AT_ONCE = threading.BoundedSemaphore(2)
+# The role an account an admin disabled acts with: it may do nothing.
+DISABLED = "disabled"
 
 
 @functools.cache
@@ -83,10 +89,12 @@ class User:
     created_at: str
     created_by: str
     password_login: bool  # False: signs in only through the OIDC provider
+    disabled: bool = False
 
     def as_dict(self) -> dict:
         return {"name": self.name, "role": self.role, "created_at": self.created_at,
-                "created_by": self.created_by, "password_login": self.password_login}
+                "created_by": self.created_by, "password_login": self.password_login,
+                "disabled": self.disabled}
 
 
 class UserStore:
@@ -96,12 +104,13 @@ class UserStore:
         # ``model`` only labels the audit entries; users are shared by the registry.
         self.database, self.model = database, model
 
-    _COLUMNS = "name, role, created_at, created_by, password_hash != ''"
+    _COLUMNS = "name, role, created_at, created_by, password_hash != '', disabled_at"
 
     @staticmethod
     def _user(row) -> User:
-        name, role, created_at, created_by, password_login = row
-        return User(name, role, created_at, created_by, bool(password_login))
+        name, role, created_at, created_by, password_login, disabled_at = row
+        return User(name, role, created_at, created_by, bool(password_login),
+                    disabled_at is not None)
 
     def list_users(self) -> list[User]:
         rows = self.database.read(f"SELECT {self._COLUMNS} FROM users ORDER BY name")
@@ -182,7 +191,54 @@ class UserStore:
                                   {"name": name})
         stored = rows[0][0] if rows and rows[0][0] else _dummy_hash()
         try:
-            _HASHER.verify(stored, password)
+            with _CHECKS_AT_ONCE:
+                _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
         return self.find_user(name) if stored is not _dummy_hash() else None
+
+    def _change(self, name: str, action: str, sql: str, values: dict, *, actor: Actor,
+                at: str, reason: str, details: dict) -> User:
+        """One change to an existing user and its audit entry, in one transaction."""
+        with self.database.write() as db:
+            if db.execute(text("SELECT 1 FROM users WHERE name = :name"),
+                          {"name": name}).first() is None:
+                raise InvalidInput(f"there is no user {name!r}. To fix this, see "
+                                   "'python -m core users list'.")
+            self._keep_an_admin(db, name, action)
+            db.execute(text(sql), values | {"name": name})
+            append(db, AuditEntry(
+                at=at, actor=actor.name, role=actor.role, action=action, outcome="done",
+                model=self.model, target=f"user {name}", reason=reason,
+                details={"user": name} | details))
+        return self.get_user(name)
+
+    @staticmethod
+    def _keep_an_admin(db, name: str, action: str) -> None:
+        if action != "disable_user":
+            return
+        admins = db.execute(text("SELECT name FROM users WHERE role = 'admin' AND "
+                                 "disabled_at IS NULL")).scalars().all()
+        if admins == [name]:
+            raise ActionRefused(f"{name} is the last enabled admin; without one nobody can "
+                                "manage users. To fix this, make someone else admin first.")
+
+    def set_disabled(self, name: str, disabled: bool, *, actor: Actor, at: str,
+                     reason: str) -> User:
+        """Disables an account (it keeps its history and can do nothing) or enables it."""
+        if disabled:
+            return self._change(name, "disable_user", "UPDATE users SET disabled_at = :at, "
+                                "disabled_by = :by WHERE name = :name",
+                                {"at": at, "by": actor.name}, actor=actor, at=at,
+                                reason=reason, details={})
+        return self._change(name, "enable_user", "UPDATE users SET disabled_at = NULL, "
+                            "disabled_by = NULL WHERE name = :name", {}, actor=actor, at=at,
+                            reason=reason, details={})
+
+    def set_password(self, name: str, password: str, *, actor: Actor, at: str,
+                     reason: str) -> User:
+        """Sets a new password (an admin's reset); the audit entry never holds it."""
+        hashed = _HASHER.hash(check_password(password))
+        return self._change(name, "reset_password", "UPDATE users SET password_hash = :hash "
+                            "WHERE name = :name", {"hash": hashed}, actor=actor, at=at,
+                            reason=reason, details={})

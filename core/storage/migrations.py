@@ -151,6 +151,17 @@ def _monitor_problems(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.monitor_problems], checkfirst=True)
 
 
+def _accounts(conn: Connection) -> None:
+    """Step 10: accounts an admin disabled, and failed sign-ins per client address for
+    exponential back-off (replacing the lockout per user name, which anyone could
+    trigger for anyone)."""
+    present = {column["name"] for column in inspect(conn).get_columns("users")}
+    for column in ("disabled_at", "disabled_by"):
+        if column not in present:
+            conn.exec_driver_sql(f"ALTER TABLE users ADD COLUMN {column} TEXT")
+    schema.metadata.create_all(conn, tables=[schema.sign_in_failures], checkfirst=True)
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -163,6 +174,7 @@ MIGRATIONS = (
     Migration(7, "shadow pairs by the server's request id and instance", _instance_pairs),
     Migration(8, "alert channels' targets shown redacted", _redacted_channels),
     Migration(9, "what failed in the monitor's last pass", _monitor_problems),
+    Migration(10, "disabled accounts; sign-in back-off per client", _accounts),
 )
 LATEST = MIGRATIONS[-1].version
 

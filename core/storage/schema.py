@@ -80,7 +80,21 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_at", Text, nullable=False),
     Column("created_by", Text, nullable=False),
+    # Step 10: an admin may disable an account (it keeps its history; it can do nothing).
+    Column("disabled_at", Text),
+    Column("disabled_by", Text),
     CheckConstraint("role IN ('viewer', 'operator', 'reviewer', 'admin')", name="users_role"),
+)
+
+# Step 10: failed sign-ins per client address and user name (name '*': any name from that
+# client), for exponential back-off that slows guessing without locking anyone out.
+sign_in_failures = Table(
+    "sign_in_failures", metadata,
+    Column("client", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_at", Text, nullable=False),
+    Column("blocked_until", Text),
 )
 
 jobs = Table(

@@ -14,7 +14,10 @@ from core.app import (
     export_audit_log,
     find_comparison,
     gate_advice,
+    list_users,
     live_evidence,
+    reset_password,
+    set_user_disabled,
 )
 from core.errors import CoreError
 from dashboard import charts, i18n, state
@@ -305,3 +308,43 @@ downloads[1].download_button(_("Export JSON"), export_audit_log(backends, "json"
                                                                now=state.now()),
                              file_name="audit.json", mime="application/json",
                              icon=":material/download:")
+
+if state.allowed("manage_users"):
+    st.header(_("Users (admins)"))
+    users = list_users(backends, actor=actor.name, now=state.now())
+    st.dataframe(pd.DataFrame([{
+        _("user"): u.name, _("role"): term(u.role),
+        _("sign-in"): _("password") if u.password_login else "OIDC",
+        _("state"): _("disabled") if u.disabled else _("active"),
+        _("added"): u.created_at} for u in users]), hide_index=True, width="stretch")
+    names = [u.name for u in users]
+    with st.form("user_access"):
+        st.markdown(_("**Disable or enable an account, or give it a new password** (audited "
+                      "with your reason)"))
+        cells = st.columns([1, 2])
+        chosen_user = cells[0].selectbox(_("User"), names)
+        why = cells[1].text_input(_("Reason (required; audited)"))
+        cells = st.columns(2)
+        new_password = cells[0].text_input(_("New password (for a reset)"), type="password",
+                                           autocomplete="new-password")
+        again = cells[1].text_input(_("The new password again"), type="password",
+                                    autocomplete="new-password")
+        pressed = [label for label, column in zip(
+            ("disable", "enable", "reset"), st.columns(3)) if column.form_submit_button(
+            {"disable": _("Disable"), "enable": _("Enable"),
+             "reset": _("Reset password")}[label])]
+        try:
+            if pressed and pressed[0] == "reset":
+                if new_password != again:
+                    st.error(_("The two passwords differ. To fix this, type the same twice."))
+                else:
+                    reset_password(backends, actor=actor.name, name=chosen_user,
+                                   password=new_password, reason=why, now=state.now())
+                    st.success(_("{name} has a new password.").format(name=chosen_user))
+            elif pressed:
+                set_user_disabled(backends, actor=actor.name, name=chosen_user,
+                                  disabled=pressed[0] == "disable", reason=why,
+                                  now=state.now())
+                st.rerun()
+        except CoreError as error:
+            st.error(i18n.error_text(error))

@@ -421,3 +421,25 @@ def test_alerts_page_lets_an_admin_add_and_test_a_channel(monkeypatch, config):
     assert json.loads(receiver.received[0].body)["text"].startswith("[TEST]")
     [channel] = backends_of(config).alerts.channels()
     assert (channel.name, channel.kind, channel.created_by) == ("team", "slack", "ada")
+
+
+def test_governance_lets_an_admin_disable_an_account_and_reset_a_password(monkeypatch,
+                                                                          registry_copy):
+    from core.app import sign_in
+    from core.errors import ActionRefused
+    from tests.conftest import FIXED_NOW
+
+    app = start(monkeypatch, registry_copy.registry_dir, user="ada")
+    app.switch_page("views/governance.py").run()
+    assert not app.exception
+    next(s for s in app.selectbox if s.label == "User").set_value("vic")
+    next(t for t in app.text_input if t.label == "Reason (required; audited)").set_value(
+        "left the team")
+    next(b for b in app.button if b.label == "Disable").click().run()
+    assert not app.exception and not app.error
+    backends = backends_of(registry_copy)
+    with pytest.raises(ActionRefused, match="disabled"):
+        sign_in(backends, "vic", "correct horse battery", FIXED_NOW)
+    viewer = start(monkeypatch, registry_copy.registry_dir, user="rita")
+    viewer.switch_page("views/governance.py").run()
+    assert not [b for b in viewer.button if b.label == "Disable"]  # admins only
