@@ -662,8 +662,10 @@ def cmd_review(args, backends: Backends) -> int:
     actor, now = _actor(args), _now()
     if args.review_command == "label":
         label = NONE_OF_THESE_CLASSES if args.none_of_these else args.class_name
-        label_prediction(backends, args.prediction, label, actor=actor, now=now)
-        print(f"prediction {args.prediction} labelled: {label}")
+        kept = label_prediction(backends, args.prediction, label, actor=actor, now=now)
+        print(f"prediction {args.prediction} labelled: {label}" if kept.counted else
+              f"prediction {args.prediction}: {label} kept as a suggestion; it counts once a "
+              "signed-in user gives the same label (--actor NAME)")
         return 0
     if args.out is not None and not args.out.is_dir():
         raise InvalidInput(f"folder {args.out} does not exist. To fix this, create it or "

@@ -151,7 +151,8 @@ def sign_in_panel() -> None:
 def client_address() -> str:
     """Who is signing in, as far as the server can tell (the browser's address; behind a
     proxy, the proxy's): failed sign-ins slow down this address only."""
-    return st.context.ip_address or "unknown"
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "unknown"
 
 
 def now() -> datetime:

@@ -168,8 +168,9 @@ def explain_disagreements(backends: Backends, champion: int, candidate: int,
                           prediction_ids: list[int], *, actor: str,
                           now: datetime) -> list[SideBySide]:
     """Grad-CAM of both versions on logged live images they disagreed on (the ids of the
-    candidate's shadow rows, as ``LiveEvidence.disagreements`` lists them)."""
-    backends.access.authorize(actor, "view", now, target="heatmaps")
+    candidate's shadow rows, as ``LiveEvidence.disagreements`` lists them). People's
+    uploads: for signed-in users only."""
+    backends.access.authorize_signed_in(actor, "view", now, target="uploaded images")
     chosen = [backends.registry.get_version(v) for v in (champion, candidate)]
     logged = backends.prediction_log.images(backends.model, prediction_ids)
     if not logged:

@@ -20,11 +20,13 @@ from core.app.backends import Backends
 from core.app.predict import is_empty
 from core.app.review import holdout_probabilities
 from core.errors import InvalidInput
+from core.governance.access import stamp
+from core.governance.users import ANONYMOUS
 from core.ml.comparison import Holdout, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
 from core.ml.images import InputSpec, decode_logged, preprocess
-from core.monitoring.prediction_log import NONE_OF_THESE, SOURCES
+from core.monitoring.prediction_log import NONE_OF_THESE, SOURCES, Label
 from core.text import N_
 
 NONE_OF_THESE_CLASSES = N_("none of these classes")
@@ -110,13 +112,14 @@ class QueueItem:
     candidate: int | None  # the shadowing candidate, for a disagreement
     candidate_label: str | None  # what it answered instead
     image: np.ndarray  # uint8 [H, W, 3], sized for display
+    suggestion: str | None = None  # a visitor's label, waiting for a signed-in user's
 
     def as_dict(self) -> dict:
         return {"id": self.log_id, "at": self.at, "source": self.source,
                 "version": self.version, "label": self.label,
                 "confidence": round(self.confidence, 4), "ood_score": self.ood_score,
                 "reasons": list(self.reasons), "candidate": self.candidate,
-                "candidate_label": self.candidate_label}
+                "candidate_label": self.candidate_label, "suggestion": self.suggestion}
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,11 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
     Looks at its newest ``QUEUE_SCAN`` predictions from people and programs (simulations
     carry their own labels) and, of those nobody has labelled, keeps the ones that are
     unfamiliar, that a shadowing candidate answered differently, or below
-    ``LOW_CONFIDENCE``; more reasons first, then the least confident.
+    ``LOW_CONFIDENCE``; more reasons first, then the least confident. The images are
+    people's uploads: only signed-in users see them. A visitor's pending suggestion is
+    shown with its image.
     """
-    backends.access.authorize(actor, "view", now, target="predictions")
+    backends.access.authorize_signed_in(actor, "view", now, target="uploaded images")
     _check_count(n)
     chosen = backends.registry.resolve(version)
     log, model = backends.prediction_log, backends.model
@@ -169,6 +174,7 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
     pixels = decode_logged([png for png, _ in pngs],
                            InputSpec.from_dict(chosen.metadata.input_spec))
     names = chosen.class_names
+    suggested = _pending_suggestions(backends, [int(window.ids[k]) for k in chosen_rows])
     items = []
     for k, image in zip(chosen_rows, pixels):
         log_id = int(window.ids[k])
@@ -179,7 +185,8 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
             log_id, window.at[k], window.sources[k], chosen.version,
             names[window.predicted[k]], float(window.confidence[k]),
             None if np.isnan(score) else float(score), reasons[k], candidate,
-            None if answer is None else names[answer], fit_for_display(image)))
+            None if answer is None else names[answer], fit_for_display(image),
+            _label_name(names, suggested[log_id]) if log_id in suggested else None))
     outside = log.none_of_these_scores(model, chosen.version)
     flagged = int(np.sum(detector.unfamiliar(outside))) if detector is not None else 0
     return LabelQueue(chosen.version, len(unlabelled),
@@ -200,19 +207,42 @@ def _shadow_answers(backends: Backends, version: int) -> dict[int, tuple[int, in
 
 
 def label_prediction(backends: Backends, prediction_id: int, label: str, *, actor: str,
-                     now: datetime) -> None:
-    """Stores what a person says a logged image is: one of the version's classes or
-    ``NONE_OF_THESE_CLASSES``. A later label replaces an earlier one."""
-    backends.access.authorize(actor, "feedback", now)
+                     now: datetime) -> Label:
+    """Keeps what a person says a logged image is: one of the version's classes or
+    ``NONE_OF_THESE_CLASSES``, with who said it and when.
+
+    A signed-in user's label counts at once (realized accuracy, retraining, the gate) and
+    is audited; a later one replaces it, the history stays. A visitor's (not signed in)
+    is kept as a suggestion that counts nowhere until a signed-in user gives the same
+    label: a label decides what the next model learns, so an anonymous one cannot.
+    """
+    acting = backends.access.authorize(actor, "feedback", now)
     log, model = backends.prediction_log, backends.model
     class_names = backends.registry.get_version(log.version_of(model, prediction_id)).class_names
     if label == NONE_OF_THESE_CLASSES:
-        log.set_true_label(model, prediction_id, NONE_OF_THESE)
-        return
-    if label not in class_names:
+        value = NONE_OF_THESE
+    elif label in class_names:
+        value = class_names.index(label)
+    else:
         raise InvalidInput(f"unknown class {label!r}. To fix this, choose one of: "
                            f"{', '.join(class_names)}, or {NONE_OF_THESE_CLASSES!r}.")
-    log.set_true_label(model, prediction_id, class_names.index(label))
+    return log.record_label(model, prediction_id, value, by=acting, at=stamp(now),
+                            counted=acting.name != ANONYMOUS, class_name=label)
+
+
+def _pending_suggestions(backends: Backends, ids: list[int]) -> dict[int, int]:
+    """Prediction id -> the label a visitor suggested after the last counted one."""
+    pending: dict[int, int] = {}
+    for row in backends.prediction_log.labels(backends.model, ids):
+        if row.counted:
+            pending.pop(row.prediction, None)
+        else:
+            pending[row.prediction] = row.label
+    return pending
+
+
+def _label_name(names: list[str], label: int) -> str:
+    return NONE_OF_THESE_CLASSES if label == NONE_OF_THESE else names[label]
 
 
 def _check_count(n: int) -> None:

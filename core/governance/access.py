@@ -93,6 +93,17 @@ class AccessControl:
         return self.authorize_actor(self.resolve_actor(name[:128]), permission, now,
                                     target=target, version=version)
 
+    def authorize_signed_in(self, name: str, permission: str, now: datetime, *,
+                            target: str) -> Actor:
+        """``authorize``, and the actor must have signed in: a visitor may not, whatever
+        ANONYMOUS_ROLE allows (for people's uploaded images)."""
+        actor = self.authorize(name, permission, now, target=target)
+        if actor.name == ANONYMOUS:
+            self.refuse(actor, permission, f"signing in is required to see {target}. To fix "
+                        "this, sign in (dashboard sidebar) or pass --actor NAME.", now,
+                        target=target)
+        return actor
+
     def authorize_actor(self, actor: Actor, permission: str, now: datetime, *,
                         target: str = "", version: int | None = None) -> Actor:
         """``authorize`` for an actor already resolved (the API resolves keys from a

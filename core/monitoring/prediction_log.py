@@ -20,6 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from core.errors import InvalidInput
+from core.governance.audit import Actor, AuditEntry, append
 from core.storage import schema
 from core.storage.database import Database
 
@@ -130,6 +131,22 @@ class RequestRow:
     status: int
     latency_ms: float
     error_kind: str | None
+
+
+@dataclass(frozen=True)
+class Label:
+    """One label a person gave a logged prediction. ``counted``: a signed-in user's, which
+    sets the prediction's true class; otherwise a visitor's suggestion, which counts
+    nowhere (not in realized accuracy, retraining or the gate) until a signed-in user
+    gives the same label."""
+
+    id: int
+    prediction: int
+    label: int  # class index, or NONE_OF_THESE
+    by: str
+    role: str
+    at: str
+    counted: bool
 
 
 ERROR_KINDS = ("invalid_input", "not_found", "unauthenticated", "refused", "too_large",
@@ -244,6 +261,18 @@ class PredictionLog(ABC):
     def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
         """Records the true class a user gave for a prediction (feedback), or
         ``NONE_OF_THESE``."""
+
+    @abstractmethod
+    def record_label(self, model: str, prediction_id: int, label: int, *, by: Actor, at: str,
+                     counted: bool, class_name: str) -> Label:
+        """Keeps a label with who gave it and when, in one transaction: a counted one also
+        sets the prediction's true class and writes an audit entry (what it was before,
+        and the visitor's suggestion it confirms, if any); an uncounted one (a visitor's)
+        replaces that visitor kind's earlier pending suggestion for the prediction."""
+
+    @abstractmethod
+    def labels(self, model: str, prediction_ids: Sequence[int]) -> list[Label]:
+        """Every label given to these predictions, oldest first."""
 
     @abstractmethod
     def version_of(self, model: str, prediction_id: int) -> int:
@@ -444,10 +473,13 @@ class SQLPredictionLog(PredictionLog):
 
     def delete_before(self, conn, model, before, limit):
         args = {"model": model, "before": before, "limit": limit}
-        predictions = conn.execute(text(
-            "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions WHERE model = "
-            ":model AND at < :before AND (true_label IS NULL OR source LIKE 'simulation:%') "
-            "ORDER BY id LIMIT :limit)"), args).rowcount
+        doomed = ("SELECT id FROM predictions WHERE model = :model AND at < :before AND "
+                  "(true_label IS NULL OR source LIKE 'simulation:%') ORDER BY id LIMIT :limit")
+        # A visitor's pending suggestion goes with its prediction.
+        conn.execute(text(f"DELETE FROM labels WHERE model = :model AND prediction IN "
+                          f"({doomed})"), args)
+        predictions = conn.execute(text(f"DELETE FROM predictions WHERE id IN ({doomed})"),
+                                   args).rowcount
         failures = conn.execute(text(
             "DELETE FROM request_failures WHERE id IN (SELECT id FROM request_failures "
             "WHERE model = :model AND at < :before ORDER BY id LIMIT :limit)"), args).rowcount
@@ -460,6 +492,48 @@ class SQLPredictionLog(PredictionLog):
                 {"label": int(true_label), "model": model, "id": int(prediction_id)}).rowcount
         if updated != 1:
             raise _no_prediction(model, prediction_id)
+
+    def record_label(self, model, prediction_id, label, *, by, at, counted, class_name):
+        args = {"model": model, "id": int(prediction_id)}
+        with self.database.write() as conn:
+            row = conn.execute(text("SELECT version, true_label FROM predictions WHERE model = "
+                                    ":model AND id = :id"), args).first()
+            if row is None:
+                raise _no_prediction(model, prediction_id)
+            version, previous = row
+            pending = conn.execute(text(
+                "SELECT id, label, by FROM labels WHERE model = :model AND prediction = :id "
+                "AND counted = 0 AND id > COALESCE((SELECT MAX(id) FROM labels WHERE model = "
+                ":model AND prediction = :id AND counted = 1), 0) ORDER BY id DESC LIMIT 1"),
+                args).first()
+            if not counted and pending is not None:
+                # One pending suggestion per prediction: a visitor's flood adds no rows.
+                conn.execute(text("DELETE FROM labels WHERE id = :id"), {"id": pending[0]})
+            label_id = conn.execute(schema.labels.insert().values(
+                model=model, prediction=int(prediction_id), label=int(label), by=by.name,
+                role=by.role, at=at, counted=int(counted)).returning(schema.labels.c.id)
+            ).scalar_one()
+            if counted:
+                conn.execute(text("UPDATE predictions SET true_label = :label WHERE model = "
+                                  ":model AND id = :id"), args | {"label": int(label)})
+                confirms = (None if pending is None or pending[1] != int(label)
+                            else {"suggestion": pending[0], "by": pending[2]})
+                append(conn, AuditEntry(
+                    at=at, actor=by.name, role=by.role, action="label", outcome="done",
+                    model=model, target=f"prediction {int(prediction_id)}", version=version,
+                    details={"label": int(label), "class": class_name, "previous": previous,
+                             "confirms": confirms}))
+        return Label(label_id, int(prediction_id), int(label), by.name, by.role, at, counted)
+
+    def labels(self, model, prediction_ids):
+        if not prediction_ids:
+            return []
+        rows = self.database.read(
+            "SELECT id, prediction, label, by, role, at, counted FROM labels WHERE model = "
+            f":model AND prediction IN ({', '.join(str(int(i)) for i in prediction_ids)}) "
+            "ORDER BY id", {"model": model})
+        return [Label(int(i), int(prediction), int(label), by, role, at, bool(counted))
+                for i, prediction, label, by, role, at, counted in rows]
 
     def version_of(self, model, prediction_id):
         rows = self.database.read("SELECT version FROM predictions WHERE model = :model AND "

@@ -162,6 +162,13 @@ def _accounts(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=[schema.sign_in_failures], checkfirst=True)
 
 
+def _labels(conn: Connection) -> None:
+    """Step 11: labels with who gave them and when; a visitor's only a suggestion."""
+    schema.metadata.create_all(conn, tables=[schema.labels], checkfirst=True)
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS labels_by_prediction ON labels "
+                         "(model, prediction)")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -175,6 +182,7 @@ MIGRATIONS = (
     Migration(8, "alert channels' targets shown redacted", _redacted_channels),
     Migration(9, "what failed in the monitor's last pass", _monitor_problems),
     Migration(10, "disabled accounts; sign-in back-off per client", _accounts),
+    Migration(11, "labels with provenance; visitors' labels as suggestions", _labels),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -319,6 +319,22 @@ monitor_problems = Table(
     Column("error", Text, nullable=False),
 )
 
+# Step 11: every label a person gave a logged prediction, with who and when. A signed-in
+# user's label counts (predictions.true_label follows the latest); a visitor's is a
+# suggestion (counted 0) until a signed-in user gives the same label.
+labels = Table(
+    "labels", metadata,
+    Column("id", LOG_ID, primary_key=True, autoincrement=True),
+    Column("model", Text, nullable=False),
+    Column("prediction", LOG_ID, nullable=False),
+    Column("label", Integer, nullable=False),  # class index, or -2: none of these classes
+    Column("by", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Column("counted", Integer, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 schema_version = Table(
     "schema_version", metadata,
     Column("version", Integer, primary_key=True, autoincrement=False),

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.app import (
+    ANONYMOUS,
     Comparison,
     audit_entries,
     check_audit_log,
@@ -138,7 +139,10 @@ def show_live(candidate: int, comparison: Comparison | None) -> None:
                 width="stretch", key=f"live_confusion_{candidate}")
             st.caption(_("Off the diagonal: the requests where they disagree."))
         with right:
-            if live.disagreements:
+            if live.disagreements and user == ANONYMOUS:
+                # The disagreements are people's uploads: signed-in users only.
+                st.caption(_("Sign in to see the images they disagree on."))
+            elif live.disagreements:
                 with st.spinner(_("Computing Grad-CAM of both versions…")):
                     samples = disagreement_gallery(backends.artifacts.url, champion.version,
                                                    candidate, tuple(live.disagreements[:4]),

@@ -4,7 +4,7 @@ from functools import partial
 
 import streamlit as st
 
-from core.app import NONE_OF_THESE_CLASSES, label_prediction, label_queue, top_losses
+from core.app import ANONYMOUS, NONE_OF_THESE_CLASSES, label_prediction, label_queue, top_losses
 from core.errors import CoreError
 from dashboard import i18n, state
 from dashboard.i18n import _, class_name
@@ -23,6 +23,11 @@ shown = partial(class_name, version.metadata.dataset.name)
 
 
 with live:
+    if state.current_user() == ANONYMOUS:
+        # People's uploads are shown to signed-in users only (core refuses anyone else).
+        st.info(_("Sign in (sidebar) to see and label the live images people uploaded."),
+                icon=":material/lock:")
+        st.stop()
     try:
         queue = label_queue(state.backends(), chosen, actor=state.current_user(),
                             now=state.now(), n=12)
@@ -59,10 +64,13 @@ with live:
                 if item.candidate_label:
                     answered += " " + _("Version {version} (shadow) said {label}.").format(
                         version=item.candidate, label=shown(item.candidate_label))
+                if item.suggestion:
+                    answered += " " + _("A visitor suggested {label}: your label confirms or "
+                                        "replaces it.").format(label=shown(item.suggestion))
                 st.caption(answered)
                 with st.form(f"label-{item.log_id}", border=False):
                     answer = st.selectbox(_("What is it?"), choices, format_func=choice_labels.get,
-                                          index=choices.index(item.label),
+                                          index=choices.index(item.suggestion or item.label),
                                           key=f"answer-{item.log_id}")
                     if st.form_submit_button(_("Save the label"), icon=":material/label:"):
                         try:

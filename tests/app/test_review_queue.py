@@ -139,12 +139,15 @@ def test_the_queue_asks_about_unfamiliar_disputed_and_unsure_images_and_labels_c
 
     # The CLI: the same queue as JSON, and labelling by id.
     registry = candidate_copy.registry_dir
-    printed = json.loads(run_cli(registry, "review", "queue", "--n", "50", "--json").stdout)
+    printed = json.loads(run_cli(registry, "review", "queue", "--n", "50", "--json",
+                                 "--actor", "vic").stdout)  # uploads: for signed-in users
     assert [item["id"] for item in printed["items"]] == [item.log_id for item in after.items]
     assert printed["none_of_these"] == 1
-    result = run_cli(registry, "review", "label", str(ids["noise-1"]), "--none-of-these")
+    result = run_cli(registry, "review", "label", str(ids["noise-1"]), "--none-of-these",
+                     "--actor", "vic")
     assert result.returncode == 0 and "none of these classes" in result.stdout
-    wrong = run_cli(registry, "review", "label", str(ids["noise-2"]), "--class", "Hat")
+    wrong = run_cli(registry, "review", "label", str(ids["noise-2"]), "--class", "Hat",
+                    "--actor", "vic")
     assert wrong.returncode == 1 and "unknown class 'Hat'" in wrong.stderr
     assert backends.prediction_log.none_of_these_scores("classifier", 1).size == 2
 

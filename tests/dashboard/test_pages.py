@@ -163,7 +163,7 @@ def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_c
 
 def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
 
-    app = start(monkeypatch, registry_copy.registry_dir)
+    app = start(monkeypatch, registry_copy.registry_dir, user="vic")  # a signed-in viewer
     upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
     chooser = next(s for s in app.selectbox if s.label == "The right class")
     chooser.set_value("Sandal")  # a form: the value and the submit go in one run
@@ -175,12 +175,25 @@ def test_feedback_from_the_predict_page(monkeypatch, registry_copy):
     assert labels.tolist() == [5] and sources == ["upload"]
 
 
+def test_a_visitors_correction_is_kept_as_a_suggestion_only(monkeypatch, registry_copy):
+    app = start(monkeypatch, registry_copy.registry_dir)  # not signed in
+    upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
+    next(s for s in app.selectbox if s.label == "The right class").set_value("Sandal")
+    button(app, "Save the correct class").click().run()
+    assert not app.exception
+    assert any("kept as a suggestion" in s.value for s in app.success)
+    log = backends_of(registry_copy).prediction_log
+    assert log.labelled_images("classifier", ("upload",))[0] == []  # counts nowhere yet
+    app.switch_page("views/review_queue.py").run()
+    assert any("Sign in" in i.value for i in app.info) and not app.get("image")
+
+
 def test_review_queue_page_labels_an_unfamiliar_upload_and_shows_top_losses(monkeypatch,
                                                                            registry_copy):
     log = backends_of(registry_copy).prediction_log
     prediction, _ = predict_image(backends_of(registry_copy), encode_png(salt_noise()),
                                   actor="vic", source="upload", now=FIXED_NOW)
-    app = start(monkeypatch, registry_copy.registry_dir)  # not signed in: a viewer labels
+    app = start(monkeypatch, registry_copy.registry_dir, user="vic")  # a signed-in viewer
     app.switch_page("views/review_queue.py").run()
     assert not app.exception and app.title[0].value == "Review queue"
     assert any(f"#{prediction.log_id} · upload" in c.value for c in app.caption)

@@ -90,6 +90,7 @@ def test_the_review_queue_takes_a_label_for_the_unfamiliar_upload(desktop, dashb
     noise = int(log.window("classifier", 1, last=1, sources=["upload"]).ids[0])  # just above
     before = log.none_of_these_scores("classifier", 1).size
     open_page(desktop, dashboard_url, "review_queue")
+    sign_in(desktop, "vic")  # people's uploads are for signed-in users
     card = desktop.locator(f".st-key-queue-{noise}")
     assert "unfamiliar" in card.inner_text()
     screenshot(desktop, SCREENSHOTS / "review-queue-desktop.png")

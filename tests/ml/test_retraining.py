@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 # A demo visitor who has not signed in (the anonymous role is viewer by default).
 VISITOR_FEEDBACK = dict(actor="anonymous", now=FIXED_NOW)
 VISITOR = VISITOR_FEEDBACK | {"source": "upload"}
+# Labels count when a signed-in user gives them (a visitor's are only suggestions).
+SIGNED_IN_FEEDBACK = dict(actor="vic", now=FIXED_NOW)
 
 
 def clock():
@@ -62,9 +64,9 @@ def test_feedback_joins_the_pool_and_the_realized_accuracy(registry_copy):
     for image in images:
         prediction, _ = predict_image(backends, encode_png(image), **VISITOR)
         label_prediction(backends, prediction.log_id, prediction.label,  # "this is right"
-                        **VISITOR_FEEDBACK)
+                         **SIGNED_IN_FEEDBACK)
     label_prediction(backends, prediction.log_id, "Bag",  # a correction replaces the label
-                    **VISITOR_FEEDBACK)
+                     **SIGNED_IN_FEEDBACK)
     pngs, stored, sources = log.labelled_images("classifier", ("upload",))
     assert len(pngs) == 3 and sources == ["upload"] * 3
     assert stored[-1] == 8  # Bag
@@ -74,4 +76,4 @@ def test_feedback_joins_the_pool_and_the_realized_accuracy(registry_copy):
     assert candidate.metadata.dataset.retraining_data["feedback"] == {"train": 3,
                                                                             "holdout": 0}
     with pytest.raises(Exception, match="unknown class 'Hat'"):
-        label_prediction(backends, prediction.log_id, "Hat", **VISITOR_FEEDBACK)
+        label_prediction(backends, prediction.log_id, "Hat", **SIGNED_IN_FEEDBACK)
