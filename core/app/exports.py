@@ -47,7 +47,7 @@ def stored_exports(backends: Backends, version: int) -> list[dict] | None:
     """The table ``build_exports`` stored for a version, or None (callers authorize)."""
     if not backends.artifacts.has_file(backends.model, version, EXPORTS_TABLE):
         return None
-    return json.loads(backends.artifacts.read_bytes(backends.model, version, EXPORTS_TABLE))
+    return json.loads(backends.registry.read_file(version, EXPORTS_TABLE))
 
 
 def build_exports(backends: Backends, version: int, *, actor: str,
@@ -74,11 +74,9 @@ def build_exports(backends: Backends, version: int, *, actor: str,
         paths = {fmt: folder / name for fmt, name in BASE_FILES.items()} | portable
         table = measure_exports(paths, preprocess_batch(holdout.images, spec), holdout.labels)
         for fmt, path in portable.items():
-            backends.artifacts.put_file(backends.model, version, PORTABLE_FILES[fmt],
-                                        path.read_bytes())
+            backends.registry.add_file(version, PORTABLE_FILES[fmt], path.read_bytes())
     # Last: a table on disk means every file it lists is there.
-    backends.artifacts.put_file(backends.model, version, EXPORTS_TABLE,
-                                json.dumps(table, indent=2).encode())
+    backends.registry.add_file(version, EXPORTS_TABLE, json.dumps(table, indent=2).encode())
     return table
 
 
@@ -100,7 +98,7 @@ def export_file(backends: Backends, version: int, fmt: str, *, actor: str,
     if fmt == "saved_model":
         data, name = _zip_folder(folder / SAVED_MODEL_DIR), f"{SAVED_MODEL_DIR}.zip"
     else:
-        data = backends.artifacts.read_bytes(backends.model, version, name)
+        data = backends.registry.read_file(version, name)
     backends.audit_log.append_alone(AuditEntry(
         at=stamp(now), actor=acting.name, role=acting.role, action="download_export",
         outcome="done", model=backends.model, target=f"version {version}", version=version,

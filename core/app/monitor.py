@@ -228,5 +228,5 @@ def create_reference_profile(backends: Backends, version: int, *, actor: str,
                                            meta.seed))
     files = reference.files()
     for name in missing:  # a file once published never changes: its hash is recorded
-        backends.artifacts.put_file(backends.model, version, name, files[name])
+        backends.registry.add_file(version, name, files[name])
     return missing

@@ -135,7 +135,8 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def _files(self, version: ModelVersion) -> Path:
-        return self.artifacts.local_path(version.model, version.version)
+        return self.artifacts.local_path(version.model, version.version,
+                                         version.metadata.files)
 
     def has_predictor(self, version: ModelVersion) -> bool:
         return (version.model, version.version) in self._predictors

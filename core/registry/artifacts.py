@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,6 +29,7 @@ from core.errors import InvalidInput, RegistryError, StorageUnavailable, Version
 from core.names import parse_version, validate_model_name
 
 METADATA_FILE = "metadata.json"
+LOGGER = logging.getLogger("core.registry")
 
 
 class ArtifactStore(ABC):
@@ -63,8 +66,14 @@ class ArtifactStore(ABC):
         """The published version numbers, ascending."""
 
     @abstractmethod
-    def local_path(self, model: str, version: int) -> Path:
-        """A local folder holding the version's files (for Keras, TFLite, numpy)."""
+    def local_path(self, model: str, version: int,
+                   expected: Mapping[str, str] | None = None) -> Path:
+        """A local folder holding the version's files (for Keras, TFLite, numpy).
+
+        Args:
+            expected: each file's content hash by name, as the catalog recorded it: a
+                store that downloads files fetches only these, and checks each.
+        """
 
     @abstractmethod
     def read_bytes(self, model: str, version: int, name: str) -> bytes:
@@ -127,7 +136,7 @@ class LocalArtifactStore(ArtifactStore):
             return []
         return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
 
-    def local_path(self, model, version):
+    def local_path(self, model, version, expected=None):
         folder = self._version_dir(model, version)
         if not folder.is_dir():
             raise VersionNotFound(f"model {model!r} has no files for version {version} in "
@@ -135,17 +144,38 @@ class LocalArtifactStore(ArtifactStore):
         return folder
 
     def read_bytes(self, model, version, name):
-        path = self.local_path(model, version) / name
+        path = self.local_path(model, version) / check_file_name(name)
         if not path.is_file():
             raise VersionNotFound(f"version {version} of {model!r} has no {name} in "
                                   f"{path.parent}. To fix this, register the version again.")
         return path.read_bytes()
 
     def has_file(self, model, version, name):
-        return (self._version_dir(model, version) / name).is_file()
+        return (self._version_dir(model, version) / check_file_name(name)).is_file()
 
     def put_file(self, model, version, name, data):
-        _write_atomically(self.local_path(model, version) / name, data)
+        _write_atomically(self.local_path(model, version) / check_file_name(name), data)
+
+
+def check_file_name(name: str) -> str:
+    """A file's path inside a version's folder, refused unless it stays inside: relative,
+    '/'-separated, no empty, '.' or '..' part, no backslash or control character. Every
+    name that becomes a path (a key listed in a bucket included) passes here first."""
+    parts = name.split("/")
+    if (not name or name.startswith("/") or "\\" in name
+            or any(part in ("", ".", "..") for part in parts)
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise RegistryError(f"{name!r} is not a file name inside a version's folder. To fix "
+                            "this, use a relative path without '..' (the artifact store may "
+                            "hold a key that someone else wrote there).")
+    return name
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name`` for a checked name, its parent folders made."""
+    target = folder / check_file_name(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def _new_staging(model_dir: Path) -> Path:
@@ -333,29 +363,39 @@ class S3ArtifactStore(ArtifactStore):
                       for number, _, rest in [key[len(base):].partition("/")]
                       if number.isdigit() and rest == METADATA_FILE)
 
-    def _metadata(self, model: str, version: int) -> dict:
-        return json.loads(self.read_bytes(model, version, METADATA_FILE))
-
-    def local_path(self, model, version):
-        """The cached copy, topped up with files added since, each checked against the
-        content hashes recorded at registration."""
+    def local_path(self, model, version, expected=None):
+        """The cached copy, topped up with files added since. Only the version's files are
+        fetched (a key outside them, e.g. ``m/1/../../x``, is never written), each checked
+        against its content hash: the catalog's (``expected``), or without one the hashes
+        the version was published with (its ``metadata.json``). A version registered
+        before hashes were recorded fetches what its prefix holds, names checked only."""
         folder = self.cache_dir / validate_model_name(model) / str(parse_version(version))
-        expected = self._metadata(model, version).get("files") or {}
+        if not self._published(model, version):
+            raise VersionNotFound(f"model {model!r} has no version {version} in {self.url}. "
+                                  "To fix this, register the version again.")
+        marker = self.read_bytes(model, version, METADATA_FILE)
+        if expected is None:
+            expected = json.loads(marker).get("files") or {}
+        _write_atomically(_inside(folder, METADATA_FILE), marker)
         base = self._key(model, version)
         for key in self._keys(base):
             name = key[len(base):]
-            target = folder / name
+            if name == METADATA_FILE or (expected and name not in expected):
+                continue  # not a file of the version as recorded
+            try:
+                target = _inside(folder, name)
+            except RegistryError:
+                LOGGER.warning("skipping the key %r in %s: not a file name", key, self.url)
+                continue
             if target.is_file():
                 continue
             data = self._call("read a file", self.client.get_object, Key=key)["Body"].read()
-            if name in expected and f"sha256:{hashlib.sha256(data).hexdigest()}" != \
-                    expected[name]:
+            if expected and f"sha256:{hashlib.sha256(data).hexdigest()}" != expected[name]:
                 raise RegistryError(
                     f"{self.url}/{model}/{version}/{name} does not match the content hash "
-                    "recorded when the version was registered: it was changed or damaged in "
-                    "the bucket. To fix this, restore it from the bucket's versioning or "
-                    "a backup; it is not loaded.")
-            target.parent.mkdir(parents=True, exist_ok=True)
+                    "recorded when it was stored: it was changed or damaged in the "
+                    "bucket. To fix this, restore it from the bucket's versioning or a "
+                    "backup; it is not loaded.")
             _write_atomically(target, data)
         return folder
 
@@ -365,6 +405,7 @@ class S3ArtifactStore(ArtifactStore):
     def read_bytes(self, model, version, name):
         from botocore.exceptions import ClientError
 
+        check_file_name(name)
         missing = VersionNotFound(f"version {version} of {model!r} has no {name} in "
                                   f"{self.url}. To fix this, register the version again.")
         if name != METADATA_FILE and not self._published(model, version):
@@ -377,7 +418,8 @@ class S3ArtifactStore(ArtifactStore):
         return response["Body"].read()
 
     def has_file(self, model, version, name):
-        return self._published(model, version) and self._exists(self._key(model, version, name))
+        return self._published(model, version) and self._exists(
+            self._key(model, version, check_file_name(name)))
 
     def put_file(self, model, version, name, data):
         if not self._published(model, version):
@@ -385,4 +427,4 @@ class S3ArtifactStore(ArtifactStore):
                                   "To fix this, register the version first.")
         # One PUT is atomic: readers see the old object or the new one, never a mix.
         self._call("store a file", self.client.put_object, Body=data,
-                   Key=self._key(model, version, name))
+                   Key=self._key(model, version, check_file_name(name)))

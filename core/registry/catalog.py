@@ -47,6 +47,11 @@ class Catalog(ABC):
         """Runs ``cleanup(known_versions)`` while holding the catalog's write lock."""
 
     @abstractmethod
+    def record_file(self, model: str, version: int, name: str, digest: str) -> None:
+        """Records the content hash of a file added to a published version (an export, a
+        later reference profile): stores that download files check it."""
+
+    @abstractmethod
     def get_model_version(self, model: str, version: int) -> ModelVersion:
         """Returns the version or raises VersionNotFound (listing the versions that exist)."""
 
@@ -134,6 +139,21 @@ class SQLCatalog(Catalog):
                                       "parent": parent,
                                       "test_accuracy": metadata.metric("test", "accuracy")}))
         return ModelVersion(model, version, status, created_at, actor.name, parent, metadata)
+
+    def record_file(self, model, version, name, digest):
+        with self.database.write() as conn:
+            row = conn.execute(text("SELECT metadata FROM versions WHERE model = :model AND "
+                                    "version = :version"),
+                               {"model": model, "version": version}).first()
+            if row is None:
+                raise VersionNotFound(f"model {model!r} has no version {version}. To fix "
+                                      "this, register it first.")
+            metadata = json.loads(row[0])
+            metadata["files"] = (metadata.get("files") or {}) | {name: digest}
+            conn.execute(text("UPDATE versions SET metadata = :metadata WHERE model = :model "
+                              "AND version = :version"),
+                         {"metadata": json.dumps(metadata), "model": model,
+                          "version": version})
 
     def clean_uncommitted(self, model, cleanup):
         with self.database.write() as conn:

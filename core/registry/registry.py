@@ -10,6 +10,7 @@ first. Every artifact store and catalog keeps this property.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from core.errors import VersionNotFound
 from core.governance.audit import Actor
 from core.names import parse_version, validate_model_name
-from core.registry.artifacts import ArtifactStore, file_digests
+from core.registry.artifacts import ArtifactStore, check_file_name, file_digests
 from core.registry.catalog import Catalog
 from core.registry.records import Comparison, ModelVersion, StatusChange, VersionMetadata
 
@@ -34,8 +35,27 @@ class Registry:
         self.model = validate_model_name(model)
 
     def files(self, version: int) -> Path:
-        """A local folder holding the version's files."""
-        return self.artifacts.local_path(self.model, parse_version(version))
+        """A local folder holding the version's files (downloaded ones checked against the
+        content hashes the catalog recorded)."""
+        found = self.get_version(version)
+        return self.artifacts.local_path(self.model, found.version, found.metadata.files)
+
+    def read_file(self, version: int, name: str) -> bytes:
+        """One file of a version, as ``files`` holds it (checked when downloaded)."""
+        path = self.files(version) / check_file_name(name)
+        if not path.is_file():
+            raise VersionNotFound(f"version {version} of {self.model!r} has no {name}. To "
+                                  "fix this, build or register it again.")
+        return path.read_bytes()
+
+    def add_file(self, version: int, name: str, data: bytes) -> None:
+        """Adds a file to a published version (an export, a later reference profile). Its
+        content hash is recorded first, so the file is never loaded unchecked; adding it
+        again (after a crash, say) records the new hash."""
+        number = parse_version(version)
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        self.catalog.record_file(self.model, number, check_file_name(name), digest)
+        self.artifacts.put_file(self.model, number, name, data)
 
     def register_version(self, write_artifacts: ArtifactWriter, metadata: VersionMetadata, *,
                          actor: Actor, now: datetime, parent: int | None = None

@@ -152,3 +152,34 @@ def test_an_unreachable_store_is_one_clear_error(tmp_path):
     from core.errors import StorageUnavailable
     with pytest.raises(StorageUnavailable, match="cannot reach the artifact store.*To fix"):
         store.list_versions("m")
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/etc/passwd", "a/../../b", "a//b", "a\\b",
+                                  ".", "x\n"])
+def test_file_names_that_leave_a_versions_folder_are_refused(store, name):
+    store.publish("m", stage_files(store), 1, {"version": 1})
+    for attempt in (lambda: store.read_bytes("m", 1, name),
+                    lambda: store.put_file("m", 1, name, b"x"),
+                    lambda: store.has_file("m", 1, name)):
+        with pytest.raises(RegistryError, match="not a file name inside"):
+            attempt()
+
+
+def test_a_key_with_dot_dot_in_the_bucket_is_never_written_outside_the_cache(s3_store):
+    staged = stage_files(s3_store)
+    hashes = file_digests(staged)
+    s3_store.publish("m", staged, 1, {"version": 1, "files": hashes})
+    # Someone with write access to the bucket adds keys under the version's prefix.
+    for key in ("registry/m/1/../../../../escaped.txt", "registry/m/1/extra.bin"):
+        s3_store.client.put_object(Bucket=s3_store.bucket, Key=key, Body=b"planted")
+    root = s3_store.cache_dir.parent
+    local = s3_store.local_path("m", 1, expected=hashes)  # as the registry calls it
+    planted = [p for p in root.rglob("*") if p.is_file() and p.read_bytes() == b"planted"]
+    assert planted == []  # neither the escaping key nor the unrecorded file is fetched
+    assert (local / "model.tflite").read_bytes() == b"tflite"
+    # Without recorded hashes (a version from before they existed), names are still checked.
+    legacy = S3ArtifactStore(s3_store.url, root / "legacy-cache")
+    s3_store.client.put_object(Bucket=s3_store.bucket, Key="registry/m/1/metadata.json",
+                               Body=json.dumps({"version": 1}).encode())
+    legacy.local_path("m", 1)
+    assert not any(p.name == "escaped.txt" for p in root.rglob("*"))

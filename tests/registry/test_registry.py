@@ -11,7 +11,7 @@ import pytest
 
 from core.app import build_backends
 from core.config import load_config
-from core.errors import ActionRefused, InvalidInput, VersionNotFound
+from core.errors import ActionRefused, InvalidInput, RegistryError, VersionNotFound
 from core.governance.audit import Actor, AuditEntry
 from core.registry.catalog import INITIAL_BASELINE_NOTE
 from core.registry.records import VersionMetadata
@@ -261,3 +261,19 @@ def test_registration_survives_a_concurrent_writer(tmp_path):
     assert [v.version for v in versions] == list(range(1, 11))
     assert sum(v.status == "champion" for v in versions) == 1
     assert os.listdir(root / "fashion") and len(os.listdir(root / "fashion")) == 10
+
+
+def test_an_added_file_is_recorded_and_checked_like_a_registered_one(registry):
+    version = register(registry).version
+    registry.add_file(version, "reference.npz", b"profile")
+    assert registry.get_version(version).metadata.files["reference.npz"].startswith("sha256:")
+    assert registry.read_file(version, "reference.npz") == b"profile"
+    store = registry.artifacts
+    if not hasattr(store, "client"):
+        return  # a local folder is read where it is written: nothing is downloaded
+    # Someone swaps the file in the bucket: a fresh cache refuses it (the catalog's hash).
+    store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}/fashion/{version}/"
+                            "reference.npz", Body=b"swapped")
+    store.cache_dir = store.cache_dir.parent / "fresh-cache"
+    with pytest.raises(RegistryError, match="does not match the content hash"):
+        registry.read_file(version, "reference.npz")
