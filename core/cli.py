@@ -35,6 +35,7 @@ from core.app import (
     add_user,
     alert_deliveries,
     alert_rules,
+    audit_head,
     bootstrap,
     build_backends,
     build_exports,
@@ -76,6 +77,7 @@ from core.app import (
     remove_alert_channel,
     reset_password,
     revoke_key,
+    seal_audit_log,
     send_test_alert,
     set_alert_rule,
     set_role,
@@ -386,9 +388,17 @@ def build_parser() -> argparse.ArgumentParser:
     log_commands = log.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     check = log_commands.add_parser("verify", parents=[acting],
                                     help="check the chain; exit 1 naming the first bad entry")
-    check.add_argument("--anchor", metavar="SEQ:HASH",
-                       help="a head recorded earlier: entry SEQ must still have HASH")
+    check.add_argument("--anchor", metavar="SEQ:HASH|FILE",
+                       help="a head recorded earlier: entry SEQ must still have HASH (or the "
+                       "file 'audit head --json' wrote)")
     check.add_argument("--json", action="store_true")
+    head = log_commands.add_parser("head", parents=[acting],
+                                   help="the newest entry and its hash: keep it outside the "
+                                   "database, check the log against it later (--anchor)")
+    head.add_argument("--json", action="store_true")
+    seal = log_commands.add_parser("seal", parents=[acting],
+                                   help="add a keyed entry once AUDIT_KEY is set (admins)")
+    seal.add_argument("--reason", required=True)
     dump = log_commands.add_parser("export", parents=[acting], help="print every entry")
     dump.add_argument("--format", choices=("csv", "json"), default="json")
     evidence = log_commands.add_parser("evidence", parents=[acting],
@@ -1165,6 +1175,14 @@ def cmd_audit(args, backends: Backends) -> int:
     if args.audit_command == "export":
         print(export_audit_log(backends, args.format, actor=_actor(args), now=_now()), end="")
         return 0
+    if args.audit_command == "head":
+        head = audit_head(backends, actor=_actor(args), now=_now())
+        print(json.dumps(head, indent=2) if args.json else f"{head['seq']}:{head['hash']}")
+        return 0
+    if args.audit_command == "seal":
+        entry = seal_audit_log(backends, actor=_actor(args), reason=args.reason, now=_now())
+        print(f"sealed: entry {entry.seq} is keyed ({entry.hash})")
+        return 0
     result = check_audit_log(backends, actor=_actor(args), now=_now(),
                              anchor=_anchor(args.anchor))
     if args.json:
@@ -1178,8 +1196,16 @@ def cmd_audit(args, backends: Backends) -> int:
 
 
 def _anchor(value: str | None) -> tuple[int, str] | None:
+    """``SEQ:HASH``, or a file holding what ``audit head --json`` printed."""
     if value is None:
         return None
+    if ":" not in value and Path(value).is_file():
+        try:
+            head = json.loads(Path(value).read_text())
+            value = f"{int(head['seq'])}:{head['hash']}"
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"--anchor {value} is not a file 'audit head --json' wrote. To "
+                               "fix this, give that file or SEQ:HASH.") from None
     seq, _, digest = value.partition(":")
     if not seq.isdigit() or len(digest) != 64:
         raise InvalidInput(f"--anchor {value!r} is not SEQ:HASH. To fix this, copy the head "

@@ -84,6 +84,11 @@ class Config:
             link-local and other non-public addresses (env ``ALERT_ALLOW_PRIVATE_TARGETS``:
             1 for receivers on your own network; default 0, so a channel cannot probe the
             network the monitor runs in, e.g. a cloud's metadata service).
+        audit_key: The key of the audit log's HMAC chain (env ``AUDIT_KEY``, at least 32
+            characters, the same on every process). Set, entries are chained with
+            HMAC-SHA256, so someone who can write the database but not read this key
+            cannot rewrite history unnoticed; empty, with plain SHA-256 (edits by anyone
+            who can recompute the hashes are caught only by an anchor kept elsewhere).
         secrets_key: The Fernet key that seals alert channels' targets and signing keys
             in the database (env ``SECRETS_KEY``; empty: they are stored as given, and
             anyone who can read the database file can read them).
@@ -117,10 +122,15 @@ class Config:
     smtp_password: str = field(default="", repr=False)
     alert_allow_private_targets: bool = False
     secrets_key: str = field(default="", repr=False)
+    audit_key: str = field(default="", repr=False)
 
     def __post_init__(self):
         # Every path and job record is keyed by the model name: refuse a bad one at once.
         validate_model_name(self.model_name)
+        if self.audit_key and len(self.audit_key) < 32:
+            raise InvalidInput("AUDIT_KEY is shorter than 32 characters. To fix this, set it "
+                               "to e.g. the output of python -c 'import secrets; "
+                               "print(secrets.token_hex(32))'.")
         if self.max_pixels_in_flight < self.max_request_pixels:
             raise InvalidInput(
                 f"MAX_PIXELS_IN_FLIGHT ({self.max_pixels_in_flight:,}) is below "
@@ -185,6 +195,7 @@ _ENV_NAMES = {
     "smtp_password": "SMTP_PASSWORD",
     "alert_allow_private_targets": "ALERT_ALLOW_PRIVATE_TARGETS",
     "secrets_key": "SECRETS_KEY",
+    "audit_key": "AUDIT_KEY",
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 

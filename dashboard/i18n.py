@@ -16,6 +16,7 @@ from __future__ import annotations
 import gettext
 import html
 import os
+import re
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -169,8 +170,20 @@ def labels(values, label) -> dict:
 
 def error_text(error: CoreError) -> str:
     """What a page shows for a core error: its kind in the reader's language, its stable
-    English code (what logs and support search for), then core's own message."""
-    return f"{_(ERROR_KINDS.get(error.code, ERROR_KINDS['core_error']))} (`{error.code}`): {error}"
+    English code (what logs and support search for), then core's own message (which may
+    quote what someone typed: shown as text, never as Markdown)."""
+    return (f"{_(ERROR_KINDS.get(error.code, ERROR_KINDS['core_error']))} (`{error.code}`): "
+            + plain(str(error)))
+
+
+# Markdown's inline syntax, and Streamlit's ($ for formulas, [...] for :color[...]).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()!|~$])")
+
+
+def plain(text: str) -> str:
+    """``text`` to show as it is inside Markdown: a reason saying ``[docs](https://evil)``
+    or ``**urgent**`` is shown as typed, not as a link or bold."""
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def selector() -> None:
@@ -267,7 +280,7 @@ def core_sentence(text: str) -> str:
     detail) as inline HTML marked ``lang="en"``: screen readers pronounce it as English,
     and the language test knows it is core's, not an untranslated dashboard string.
     Pages render it with ``unsafe_allow_html=True``."""
-    return f'<span lang="en">{html.escape(text)}</span>'
+    return f'<span lang="en">{plain(html.escape(text, quote=False))}</span>'
 
 
 def points(difference: float) -> str:

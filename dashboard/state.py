@@ -100,8 +100,17 @@ def oidc_configured() -> bool:
 def current_user() -> str:
     """The signed-in user's name, or 'anonymous'. Core checks this name's role on every action."""
     if oidc_configured():
-        return (st.user.get("email") or ANONYMOUS) if st.user.is_logged_in else ANONYMOUS
+        return (verified_email(st.user) or ANONYMOUS) if st.user.is_logged_in else ANONYMOUS
     return st.session_state.get(SIGNED_IN, ANONYMOUS)
+
+
+def verified_email(claims) -> str | None:
+    """The e-mail address an identity provider vouches for, or None. Its ``email`` claim
+    alone is not enough: some providers let anyone put any address on an account, so only
+    one the provider says it verified (``email_verified``) names a user here."""
+    email = claims.get("email")
+    verified = claims.get("email_verified")
+    return email if email and (verified is True or verified == "true") else None
 
 
 def signed_in_actor() -> Actor:
@@ -127,6 +136,10 @@ def sign_in_panel() -> None:
                 st.session_state.pop(SIGNED_IN, None)
                 st.rerun()
             return
+        if oidc_configured() and st.user.is_logged_in:
+            st.warning(_("Your identity provider has not verified your e-mail address, so "
+                         "you act as a visitor. To fix this, verify it with the provider, "
+                         "then sign in again."), icon=":material/mark_email_unread:")
         st.caption(_("Not signed in: you act as a {role} visitor.").format(
             role=i18n.term(actor.role)) if actor.role != "none"
             else _("Sign in to use this dashboard."))

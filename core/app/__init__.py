@@ -63,6 +63,7 @@ from core.app.predict import (
 )
 from core.app.review import (
                             audit_entries,
+                            audit_head,
                             check_audit_log,
                             compare_versions,
                             decide_version,
@@ -73,6 +74,7 @@ from core.app.review import (
                             has_tensorboard_run,
                             list_versions,
                             live_evidence,
+                            seal_audit_log,
                             status_history,
 )
 from core.app.review_queue import (
@@ -151,7 +153,7 @@ __all__ = [
     "DECISIONS", "DriftView", "Explanation", "JOB_FINISHED", "Job", "ModelVersion",
     "PIXEL_SCENARIOS", "Prediction", "Progress", "ROLES", "ROLE_PERMISSIONS", "RetrainRequest",
     "SCENARIOS", "STATISTICS", "SideBySide", "SimulationResult", "StatusChange", "Thresholds",
-    "add_user", "audit_entries", "bootstrap", "build_backends", "cancel_job",
+    "add_user", "audit_entries", "audit_head", "seal_audit_log", "bootstrap", "build_backends", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_reference_profile",
     "current_actor", "decide_version", "drift_for_version", "drift_view", "encode_png",
     "CARD_FORMATS", "ModelCard", "model_card", "decision_evidence", "build_exports", "export_file",

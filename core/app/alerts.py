@@ -262,6 +262,19 @@ def _check_failed_jobs(state: _Pass, checked: Checked, enabled: bool) -> list[Fi
     return findings
 
 
+def _check_witness(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
+    """Once a day: the audit log's head, sent outside the database (a witness)."""
+    subject = f"audit head on {state.now:%Y-%m-%d}"
+    head = state.backends.audit_log.head()
+    if head is None or state.backends.alerts.has_episode("audit_witness", subject):
+        return []
+    seq, digest = head
+    return [Finding("audit_witness", subject, f"the audit log's head is entry {seq}, hash "
+                    f"{digest}: keep this message; 'python -m core audit verify --anchor "
+                    f"{seq}:{digest}' checks the log against it", None,
+                    {"seq": seq, "hash": digest})]
+
+
 def _check_audit_chain(state: _Pass, checked: Checked, enabled: bool) -> list[Finding]:
     checked.add(("audit_chain", "audit log"))
     verification = verify_audit(state.backends.audit_log, state.backends.registry)
@@ -389,6 +402,7 @@ _CHECKS: dict[str, Callable[[_Pass, Checked, bool], list[Finding]]] = {
     "job_failed": _check_failed_jobs,
     "decision_made": _check_decisions,
     "audit_chain": _check_audit_chain,
+    "audit_witness": _check_witness,
     "retraining_suggested": _suggest_retraining,
 }
 

@@ -64,8 +64,8 @@ def _ray_executor(config: Config) -> JobExecutor:
                           PROJECT_ROOT)
 
 
-DATABASES: dict[str, Callable[[str], Database]] = {"sqlite": SQLiteDatabase,
-                                                  "postgresql": PostgresDatabase}
+DATABASES: dict[str, Callable[[str, str], Database]] = {"sqlite": SQLiteDatabase,
+                                                       "postgresql": PostgresDatabase}
 ARTIFACT_STORES: dict[str, Callable[[str, Config], ArtifactStore]] = {"file": _file_artifacts,
                                                                       "s3": _s3_artifacts}
 JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_executor,
@@ -113,9 +113,11 @@ class Backends:
         return self.config.model_name
 
 
-def open_database(url: str) -> Database:
-    """The database a ``DATABASE_URL`` names (connects to nothing yet)."""
-    return _choose(DATABASES, urlparse(url).scheme.split("+")[0], "DATABASE_URL", url)(url)
+def open_database(url: str, audit_key: str = "") -> Database:
+    """The database a ``DATABASE_URL`` names (connects to nothing yet), its audit chain
+    keyed with ``audit_key`` (AUDIT_KEY)."""
+    return _choose(DATABASES, urlparse(url).scheme.split("+")[0], "DATABASE_URL", url)(
+        url, audit_key)
 
 
 def open_artifact_store(url: str, config: Config) -> ArtifactStore:
@@ -125,7 +127,7 @@ def open_artifact_store(url: str, config: Config) -> ArtifactStore:
 
 def build_backends(config: Config) -> Backends:
     """Builds every backend named by ``config``; connects to nothing until first used."""
-    database = open_database(config.effective_database_url)
+    database = open_database(config.effective_database_url, config.audit_key)
     artifacts = open_artifact_store(config.effective_artifacts_url, config)
     executor = _choose(JOB_EXECUTORS, config.job_executor.split("://")[0], "JOB_EXECUTOR",
                        config.job_executor)(config)

@@ -41,14 +41,15 @@ def decision_evidence(backends: Backends, seq: int, *, actor: str,
         raise InvalidInput(f"audit entry {seq} records a {row['action']!r}, not a decision. "
                            f"To fix this, pick a {', '.join(DECISIONS)} entry from "
                            "'python -m core audit export'.")
-    check = check_entry(rows, backends.audit_log.head(), seq)
+    key = backends.database.audit_key
+    check = check_entry(rows, backends.audit_log.head(), seq, key)
     try:
         details = json.loads(row["details"])
     except ValueError:
         details = None
     title = (f"Evidence for audit entry {seq}: {row['action']} version {row['version']} "
              f"({row['outcome']})")
-    sections = [_integrity(check, verify_rows(rows, backends.audit_log.head())),
+    sections = [_integrity(check, verify_rows(rows, backends.audit_log.head(), key=key)),
                 _decision(row, details)]
     if isinstance(details, dict):
         sections += [_comparison(details), _gate(details), _drift(details), _live(details),

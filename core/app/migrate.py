@@ -49,7 +49,7 @@ def migrate_registry(backends: Backends, *, to_url: str, artifacts_url: str | No
     """Copies the registry of ``backends`` to the database ``to_url`` (and its versions'
     files to ``artifacts_url``); see the module's docstring."""
     source = backends.database
-    target = open_database(to_url)
+    target = open_database(to_url, backends.config.audit_key)
     if target.describe() == source.describe():
         raise InvalidInput(f"--to names the registry's own database ({source.describe()}). "
                            "To fix this, name the new, empty database to copy into.")

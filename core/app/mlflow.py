@@ -8,12 +8,15 @@ from collections.abc import Callable
 from contextlib import redirect_stdout
 from datetime import datetime
 from urllib.error import URLError
+from urllib.parse import urlparse
 from urllib.request import urlopen
 
 from core.app.backends import Backends
 from core.app.cards import model_card
 from core.app.exports import stored_exports
 from core.errors import InvalidInput
+from core.governance.access import stamp
+from core.governance.audit import AuditEntry
 from core.governance.decisions import DECISIONS
 from core.ml.exports import EXPORTS_TABLE, KERAS_FILE, PORTABLE_FILES, TFLITE_FILE
 from core.registry.mlflow_sync import SyncResult, VersionFacts, sync_versions
@@ -25,7 +28,7 @@ def mlflow_sync(backends: Backends, *, tracking_uri: str, registered_model: str 
     """Brings the MLflow server at ``tracking_uri`` in step with the registry (operators:
     it sends the versions' files out). Runs and registered model versions are created
     once; statuses, decision hashes and the ``champion`` alias follow ours."""
-    backends.access.authorize(actor, "export", now, target="mlflow")
+    acting = backends.access.authorize(actor, "export", now, target="mlflow")
     _check_reachable(tracking_uri)
     import mlflow
 
@@ -57,8 +60,22 @@ def mlflow_sync(backends: Backends, *, tracking_uri: str, registered_model: str 
     # MLflow's client prints links to the runs it ends on standard output: keep them off
     # it, where `mlflow sync --json` writes its result.
     with redirect_stdout(sys.stderr):
-        return sync_versions(client, name, name, facts,
-                             champion.version if champion else None, on_version)
+        result = sync_versions(client, name, name, facts,
+                               champion.version if champion else None, on_version)
+    # The versions' files left for another system: who sent what where is kept.
+    backends.audit_log.append_alone(AuditEntry(
+        at=stamp(now), actor=acting.name, role=acting.role, action="mlflow_sync",
+        outcome="done", model=backends.model, target=f"mlflow {_without_credentials(tracking_uri)}",
+        details=result.as_dict() | {"registered_model": name}))
+    return result
+
+
+def _without_credentials(url: str) -> str:
+    """The URL as it may be kept: a password in it (user:password@host) is dropped."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def _check_reachable(tracking_uri: str) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.monitor import drift_snapshot, scenarios_seen
 from core.errors import CoreError, InvalidInput
+from core.governance.access import check_reason, stamp
 from core.governance.audit import AuditEntry, Verification, export
 from core.governance.decisions import decide, verify_audit
 from core.governance.gate import GatePolicy, recommend, with_live
@@ -155,6 +156,33 @@ def check_audit_log(backends: Backends, *, actor: str, now: datetime,
     """Verifies the hash chain and the catalog's statuses against it."""
     backends.access.authorize(actor, "view", now, target="audit log")
     return verify_audit(backends.audit_log, backends.registry, anchor)
+
+
+def audit_head(backends: Backends, *, actor: str, now: datetime) -> dict:
+    """The audit log's head (newest entry, its hash and scheme), to keep outside the
+    database and check the log against later (``audit verify --anchor``)."""
+    backends.access.authorize(actor, "view", now, target="audit log")
+    entries = backends.audit_log.read_entries()
+    if not entries:
+        return {"seq": 0, "hash": None, "at": None, "keyed": False}
+    last = entries[-1]
+    return {"seq": last.seq, "hash": last.hash, "at": last.at,
+            "keyed": last.hash_scheme is not None}
+
+
+def seal_audit_log(backends: Backends, *, actor: str, reason: str, now: datetime
+                   ) -> AuditEntry:
+    """Appends a keyed entry (admins): after AUDIT_KEY is first set, the log verifies
+    once its newest entry is keyed; any write does that, this one on purpose."""
+    acting = backends.access.authorize(actor, "manage_users", now, target="audit log")
+    if not backends.database.audit_key:
+        raise InvalidInput("AUDIT_KEY is not set here, so there is nothing to seal with. To "
+                           "fix this, set AUDIT_KEY (the same on every process) and run "
+                           "this again.")
+    return backends.audit_log.append_alone(AuditEntry(
+        at=stamp(now), actor=acting.name, role=acting.role, action="seal_audit_log",
+        outcome="done", model=backends.model, target="audit log",
+        reason=check_reason(reason)))
 
 
 def audit_entries(backends: Backends, *, actor: str, now: datetime) -> list[AuditEntry]:

@@ -7,25 +7,37 @@ hash of its own content, so ``verify`` detects an edited, deleted, inserted or
 reordered entry and names the first bad one. A head row records the last
 entry, so deleting entries from the end is detected too.
 
-What a hash chain cannot stop is someone who rewrites the whole chain from the
-first bad entry on. Against that, record the head hash somewhere else (a ticket,
-a CI log) and pass it back to ``verify`` as an anchor.
+What a plain hash chain cannot stop is someone who can write the database and
+rewrites the whole chain from the first bad entry on. Two defences:
+
+- ``AUDIT_KEY``: entries are chained with HMAC-SHA256 under a key that lives in the
+  processes' environment, not in the database, so a database-only attacker cannot
+  compute a valid entry. Entries written before the key was set keep their plain
+  SHA-256 (``hash_scheme`` empty) and keep verifying; after the first keyed entry no
+  unkeyed one may follow, and with the key set the newest entry must be keyed (a chain
+  rewritten entirely as unkeyed is refused; a log that had no write since the key was
+  set is sealed by any keyed entry, e.g. ``audit seal``).
+- a witness outside the database: the head (``audit head``), published daily by the
+  monitor to the alert channels, and passed back to ``verify`` as an anchor.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from sqlalchemy import Connection, text
 
+from core.errors import InvalidInput
 from core.storage.database import Database
 
 GENESIS_HASH = "0" * 64
 OUTCOMES = ("done", "refused")
+KEYED = "hmac-sha256"  # hash_scheme of entries chained under AUDIT_KEY; empty: SHA-256
 
 
 
@@ -67,6 +79,7 @@ class AuditEntry:
     seq: int | None = None
     prev_hash: str | None = None
     hash: str | None = None
+    hash_scheme: str | None = None  # KEYED, or None: plain SHA-256 (no AUDIT_KEY)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,15 +88,31 @@ class AuditEntry:
 _COLUMNS = tuple(f.name for f in fields(AuditEntry))
 
 
-def entry_hash(row: dict) -> str:
-    """SHA-256 of an entry's content (every column but ``hash``), canonical JSON.
+class AuditKeyMissing(ValueError):
+    """A keyed entry was checked without AUDIT_KEY."""
+
+
+def entry_hash(row: dict, key: str = "") -> str:
+    """The hash of an entry's content (every column but ``hash``), canonical JSON: plain
+    SHA-256, or HMAC-SHA256 under ``key`` for an entry whose ``hash_scheme`` is KEYED.
 
     ``details`` is hashed as the exact text stored, so reading it back can never
-    change the hash (no float round-trips).
+    change the hash (no float round-trips). An entry from before schemes existed (no
+    ``hash_scheme``) is hashed exactly as it was then.
     """
-    content = {name: row[name] for name in _COLUMNS if name != "hash"}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    content = {name: row[name] for name in _COLUMNS if name not in ("hash", "hash_scheme")}
+    scheme = row.get("hash_scheme") or None
+    if scheme is not None:
+        content["hash_scheme"] = scheme
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False).encode("utf-8")
+    if scheme is None:
+        return hashlib.sha256(canonical).hexdigest()
+    if scheme != KEYED:
+        raise ValueError(f"unknown hash scheme {scheme!r}")
+    if not key:
+        raise AuditKeyMissing(row.get("seq"))
+    return hmac.new(key.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
 
 
 _INSERT = text(f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
@@ -95,20 +124,44 @@ def append(conn: Connection, entry: AuditEntry) -> AuditEntry:
 
     The caller's connection comes from ``Database.write()``, which holds the write
     lock, so no other writer can append between reading the last entry and this insert.
+    It also carries the database's AUDIT_KEY: a keyed chain is never extended by a
+    process without the key, or with another one (the action fails, nothing is written).
     """
     if entry.outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {entry.outcome!r}")
-    last = conn.execute(text("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                        ).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    key = conn.get_execution_options().get("audit_key") or ""
+    last = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq "
+                             "DESC LIMIT 1")).first()
+    if last is None:
+        seq, prev_hash = 1, GENESIS_HASH
+    else:
+        previous = dict(zip(_COLUMNS, last))
+        seq, prev_hash = previous["seq"] + 1, previous["hash"]
+        _check_key(previous, key)
     row = entry.as_dict() | {"seq": seq, "prev_hash": prev_hash,
-                             "details": json.dumps(entry.details, sort_keys=True)}
-    row["hash"] = entry_hash(row)
+                             "details": json.dumps(entry.details, sort_keys=True),
+                             "hash_scheme": KEYED if key else None}
+    row["hash"] = entry_hash(row, key)
     conn.execute(_INSERT, row)
     conn.execute(text("DELETE FROM audit_head WHERE id = 1"))
     conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, :seq, :hash)"),
                  {"seq": seq, "hash": row["hash"]})
-    return replace(entry, seq=seq, prev_hash=prev_hash, hash=row["hash"])
+    return replace(entry, seq=seq, prev_hash=prev_hash, hash=row["hash"],
+                   hash_scheme=row["hash_scheme"])
+
+
+def _check_key(last: dict, key: str) -> None:
+    """Refuses to extend a keyed chain without its key, or with another key."""
+    if last.get("hash_scheme") != KEYED:
+        return
+    if not key:
+        raise InvalidInput("the audit log is keyed (AUDIT_KEY) and this process has no "
+                           "AUDIT_KEY, so it may not add to it. To fix this, set AUDIT_KEY "
+                           "as on the other processes.")
+    if not hmac.compare_digest(entry_hash(last, key), last["hash"]):
+        raise InvalidInput("this process's AUDIT_KEY is not the key the audit log is kept "
+                           "with, so it may not add to it. To fix this, set the same "
+                           "AUDIT_KEY as on the other processes.")
 
 
 class AuditLog:
@@ -158,7 +211,7 @@ class AuditLog:
             anchor: (seq, hash) recorded earlier elsewhere; the entry ``seq`` must still
                 carry that hash, which catches a chain rewritten from before it on.
         """
-        return verify_rows(self.raw_rows(), self.head(), anchor)
+        return verify_rows(self.raw_rows(), self.head(), anchor, self.database.audit_key)
 
 
 @dataclass(frozen=True)
@@ -176,14 +229,16 @@ class Verification:
 
 
 def verify_rows(rows: list[dict], head: tuple | None,
-                anchor: tuple[int, str] | None = None) -> Verification:
-    """Checks the chain of ``rows`` (oldest first) against the recorded ``head``."""
+                anchor: tuple[int, str] | None = None, key: str = "") -> Verification:
+    """Checks the chain of ``rows`` (oldest first) against the recorded ``head``, keyed
+    entries with ``key`` (AUDIT_KEY; see the module)."""
 
     def bad(seq: int, problem: str) -> Verification:
         return Verification(False, len(rows), rows[-1]["hash"] if rows else GENESIS_HASH,
                             seq, problem)
 
     expected_prev = GENESIS_HASH
+    keyed_from: int | None = None  # the first keyed entry
     for position, row in enumerate(rows, start=1):
         seq = row["seq"]
         if seq != position:
@@ -191,8 +246,19 @@ def verify_rows(rows: list[dict], head: tuple | None,
             return bad(missing, f"entry {missing} is missing or out of place: the log jumps "
                                 f"from entry {position - 1} to entry {seq} (deleted or "
                                 "inserted entries)")
-        if entry_hash(row) != row["hash"]:
+        if keyed_from is not None and not row.get("hash_scheme"):
+            return bad(seq, f"entry {seq} is not keyed though entry {keyed_from} before it "
+                            "is: it was written without AUDIT_KEY, or the chain was rewritten "
+                            "from there by someone without the key")
+        try:
+            recomputed = entry_hash(row, key)
+        except AuditKeyMissing:
+            return bad(seq, f"entries from {seq} on are keyed with AUDIT_KEY, which is not "
+                            "set here. To fix this, verify with AUDIT_KEY set.")
+        if not hmac.compare_digest(recomputed, row["hash"]):
             return bad(seq, f"entry {seq} was edited: its content no longer matches its hash")
+        if row.get("hash_scheme") and keyed_from is None:
+            keyed_from = seq
         if row["prev_hash"] != expected_prev:
             return bad(seq, f"entry {seq} does not follow entry {seq - 1}: its link to the "
                             "previous entry is broken (an entry before it was deleted, "
@@ -209,6 +275,12 @@ def verify_rows(rows: list[dict], head: tuple | None,
         if seq > len(rows) or rows[seq - 1]["hash"] != expected:
             return bad(seq, f"entry {seq} no longer has the anchored hash {expected[:12]}…: "
                             "the chain was rewritten from there on")
+    if key and rows and not rows[-1].get("hash_scheme"):
+        # Else a chain rewritten wholly without the key would pass as one never keyed.
+        return bad(last_seq, f"the newest entry ({last_seq}) is not keyed although "
+                             "AUDIT_KEY is set: the chain was rewritten by someone without "
+                             "the key, or nothing was written since the key was set. In the "
+                             "second case, seal it: python -m core audit seal --actor ADMIN.")
     return Verification(True, len(rows), last_hash)
 
 
@@ -232,7 +304,7 @@ class EntryCheck:
         return self.content_matches and self.links_to_previous and self.linked_from_next
 
 
-def check_entry(rows: list[dict], head: tuple | None, seq: int) -> EntryCheck:
+def check_entry(rows: list[dict], head: tuple | None, seq: int, key: str = "") -> EntryCheck:
     """Checks entry ``seq`` of ``rows`` (every entry as stored, oldest first)."""
     position = next(i for i, row in enumerate(rows) if row["seq"] == seq)
     row = rows[position]
@@ -241,7 +313,11 @@ def check_entry(rows: list[dict], head: tuple | None, seq: int) -> EntryCheck:
         linked = rows[position + 1]["prev_hash"] == row["hash"]
     else:
         linked = head is not None and tuple(head) == (seq, row["hash"])
-    return EntryCheck(seq, row["hash"], entry_hash(row), row["prev_hash"] == previous, linked)
+    try:
+        recomputed = entry_hash(row, key)
+    except AuditKeyMissing:
+        recomputed = "unknown: the entry is keyed and AUDIT_KEY is not set here"
+    return EntryCheck(seq, row["hash"], recomputed, row["prev_hash"] == previous, linked)
 
 
 def export(entries: list[AuditEntry], fmt: str) -> str:
@@ -256,6 +332,16 @@ def export(entries: list[AuditEntry], fmt: str) -> str:
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow(row | {"details": json.dumps(row["details"], sort_keys=True)})
+            writer.writerow({name: _spreadsheet_safe(value) for name, value in (
+                row | {"details": json.dumps(row["details"], sort_keys=True)}).items()})
         return out.getvalue()
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _spreadsheet_safe(value):
+    """A CSV cell a spreadsheet shows as text: one starting with ``= + - @`` (or a tab or
+    carriage return) would run as a formula (``=HYPERLINK(...)`` as a user name), so it
+    gets a leading ``'`` (OWASP's advice). JSON export keeps every value exactly."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

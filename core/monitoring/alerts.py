@@ -59,6 +59,9 @@ RULES = {rule.name: rule for rule in (
     Rule("decision_made", EVENT, "a version was promoted, rejected or rolled back", {}),
     Rule("audit_chain", CONDITION, "the audit log fails verification (an entry edited, "
          "deleted or reordered, or a status changed outside a decision)", dict(_REMIND)),
+    Rule("audit_witness", EVENT, "once a day, the audit log's head (its newest entry and "
+         "hash) goes to every channel: a copy outside the database to check the log "
+         "against ('python -m core audit verify --anchor SEQ:HASH')", {}),
     Rule("retraining_suggested", EVENT, "drift has been alerting for `after_minutes`: a "
          "retraining job was queued for a human to start or discard (off by default)",
          {"after_minutes": 360}),

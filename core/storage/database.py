@@ -60,8 +60,11 @@ class Database:
 
     unreachable_fix = "correct DATABASE_URL"
 
-    def __init__(self, url: URL):
+    def __init__(self, url: URL, audit_key: str = ""):
         self.url = url
+        # The key of the audit chain's HMAC (AUDIT_KEY): it travels with every write
+        # transaction, where audit entries are appended (core.governance.audit).
+        self.audit_key = audit_key
         self._engine: Engine | None = None
         self._schema_ready = False
         self._lock = threading.Lock()
@@ -178,7 +181,8 @@ class Database:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
         self.ensure_schema()
         try:
-            with self.connect(begin="IMMEDIATE", synchronous=synchronous, wait=wait) as conn:
+            with self.connect(begin="IMMEDIATE", synchronous=synchronous, wait=wait,
+                              audit_key=self.audit_key) as conn:
                 with conn.begin():
                     self._take_write_turn(conn, wait)
                     yield conn
@@ -204,12 +208,12 @@ class SQLiteDatabase(Database):
     unreachable_fix = ("make the registry folder writable, or correct MODEL_REGISTRY_DIR or "
                        "DATABASE_URL")
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, audit_key: str = ""):
         parsed = _parse(url)
         if parsed.get_backend_name() != "sqlite" or not parsed.database:
             raise InvalidInput(f"unsupported database URL {url!r}. To fix this, use "
                                "sqlite:///<path to registry.db>.")
-        super().__init__(parsed)
+        super().__init__(parsed, audit_key)
         self.path = Path(parsed.database)
 
     def exists(self) -> bool:
@@ -272,13 +276,13 @@ class PostgresDatabase(Database):
 
     unreachable_fix = "start the PostgreSQL server, or correct DATABASE_URL (and PGPASSWORD)"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, audit_key: str = ""):
         parsed = _parse(url)
         if parsed.get_backend_name() != "postgresql" or not parsed.database:
             raise InvalidInput(f"unsupported database URL {url!r}. To fix this, use "
                                "postgresql://USER@HOST:PORT/DATABASE.")
         # psycopg (3) is the driver we install and test, whatever the URL names.
-        super().__init__(parsed.set(drivername="postgresql+psycopg"))
+        super().__init__(parsed.set(drivername="postgresql+psycopg"), audit_key)
         self._exists = False
 
     def exists(self) -> bool:

@@ -169,6 +169,14 @@ def _labels(conn: Connection) -> None:
                          "(model, prediction)")
 
 
+def _keyed_audit_chain(conn: Connection) -> None:
+    """Step 12: an audit entry may be chained with HMAC-SHA256 under AUDIT_KEY; entries
+    written before keep their plain SHA-256 (hash_scheme NULL) and keep verifying."""
+    present = {column["name"] for column in inspect(conn).get_columns("audit_log")}
+    if "hash_scheme" not in present:
+        conn.exec_driver_sql("ALTER TABLE audit_log ADD COLUMN hash_scheme TEXT")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -183,6 +191,7 @@ MIGRATIONS = (
     Migration(9, "what failed in the monitor's last pass", _monitor_problems),
     Migration(10, "disabled accounts; sign-in back-off per client", _accounts),
     Migration(11, "labels with provenance; visitors' labels as suggestions", _labels),
+    Migration(12, "audit entries chained under AUDIT_KEY", _keyed_audit_chain),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -63,6 +63,8 @@ audit_log = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
+    # Step 12: NULL, plain SHA-256; "hmac-sha256", chained under AUDIT_KEY.
+    Column("hash_scheme", Text),
 )
 
 audit_head = Table(

@@ -70,3 +70,7 @@ def test_sync_mirrors_versions_and_follows_a_promotion(candidate_copy, mlflow_se
         mlflow_sync(backends, tracking_uri=uri, actor="vic", now=FIXED_NOW)
     with pytest.raises(InvalidInput, match="cannot reach the MLflow server"):
         mlflow_sync(backends, tracking_uri="http://127.0.0.1:9", actor="olga", now=FIXED_NOW)
+    # Each sync is audited: who sent the versions' files where, and what changed there.
+    synced = [e for e in backends.audit_log.read_entries() if e.action == "mlflow_sync"]
+    assert [(e.actor, e.target) for e in synced] == [("olga", f"mlflow {uri}")] * 4
+    assert synced[0].details["runs_created"] == [1, 2] and not synced[-1].details["changed"]

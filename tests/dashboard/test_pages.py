@@ -456,3 +456,25 @@ def test_governance_lets_an_admin_disable_an_account_and_reset_a_password(monkey
     viewer = start(monkeypatch, registry_copy.registry_dir, user="rita")
     viewer.switch_page("views/governance.py").run()
     assert not [b for b in viewer.button if b.label == "Disable"]  # admins only
+
+
+@pytest.mark.parametrize("claims, name", [
+    ({"email": "ann@example.com", "email_verified": True}, "ann@example.com"),
+    ({"email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),
+    ({"email": "ann@example.com"}, None),  # a provider that does not say: not trusted
+    ({"email": "ann@example.com", "email_verified": False}, None),
+    ({"email_verified": True}, None)])
+def test_an_identity_providers_email_names_a_user_only_when_verified(claims, name):
+    from dashboard.state import verified_email
+
+    assert verified_email(claims) == name
+
+
+def test_text_people_typed_is_shown_as_text_not_markdown():
+    from dashboard import i18n
+
+    shown = i18n.core_sentence("rita promoted v2: see [the docs](https://evil.example) "
+                               "**now** <img src=x onerror=alert(1)> $x$ :red[boo]")
+    for markup in ("[the docs](", "**now**", "<img", "$x$", ":red["):
+        assert markup not in shown
+    assert "\\[the docs\\]" in shown and "&lt;img" in shown
