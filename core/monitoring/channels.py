@@ -61,8 +61,20 @@ def check_url(url: str, allow_private: bool = False) -> str:
     except ValueError:
         raise InvalidInput(f"{redact(url)!r} has no valid port. To fix this, give a port "
                            "between 1 and 65535, or none.") from None
-    resolve(parsed.hostname, port or (443 if parsed.scheme == "https" else 80), allow_private)
+    _check_where(parsed.hostname, port or (443 if parsed.scheme == "https" else 80),
+                 allow_private)
     return url
+
+
+def _check_where(host: str, port: int, allow_private: bool) -> None:
+    """At a channel's creation: a host that resolves to an address not allowed is
+    refused; one that does not resolve now (no DNS here, a name not yet published) is
+    taken, since every send resolves and checks it again."""
+    try:
+        resolve(host, port, allow_private)
+    except InvalidInput as error:
+        if "does not resolve" not in str(error):
+            raise
 
 
 def check_smtp(value: str, allow_private: bool = False) -> str:
@@ -70,7 +82,7 @@ def check_smtp(value: str, allow_private: bool = False) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidInput(f"--smtp {value!r} is not HOST:PORT. To fix this, pass e.g. "
                            "--smtp smtp.example.com:587.")
-    resolve(host.strip("[]"), int(port), allow_private)
+    _check_where(host.strip("[]"), int(port), allow_private)
     return value
 
 

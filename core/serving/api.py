@@ -172,10 +172,14 @@ class _Handler:
         if isinstance(error, Unauthenticated):
             response.headers["WWW-Authenticate"] = "Bearer"
         try:
-            await asyncio.wrap_future(self.session.record_failure(
+            recorded = self.session.record_failure(
                 now=datetime.now(UTC), status=status, error_kind=kind,
                 latency_ms=(time.perf_counter() - started) * 1000, client=client,
-                request_id=request_id, version=version, variant=variant))
+                request_id=request_id, version=version, variant=variant)
+            # Busy is about the database or the log writer: the failure's row would wait
+            # on the same, so the answer goes out now and the row follows when it can.
+            if not isinstance(error, Overloaded):
+                await asyncio.wrap_future(recorded)
         except Exception:  # noqa: BLE001 - the answer still goes out
             LOGGER.exception("could not record failed request %s", request_id)
         return response

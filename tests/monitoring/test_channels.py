@@ -175,3 +175,13 @@ def test_attempt_errors_are_for_those_who_manage_channels(config, now):
     assert "127.0.0.1" in seen_by_admin.error
     assert seen_by_viewer.status == "unreachable" and "127.0.0.1" not in seen_by_viewer.error
     assert seen_by_viewer.error.startswith("could not reach the receiver")
+
+
+def test_a_host_that_does_not_resolve_yet_is_taken_and_checked_at_each_send(config, now):
+    strict = config.with_overrides(alert_allow_private_targets=False)
+    add_users(strict)
+    backends = build_backends(strict)
+    add_alert_channel(backends, actor="ada", name="later", now=now,
+                      slack="https://hooks.example.invalid/services/T0/B0/x")
+    _, attempts = send_test_alert(backends, actor="ada", name="later", now=now)
+    assert attempts[-1].status == "refused" and "does not resolve" in attempts[-1].error
