@@ -66,7 +66,9 @@ RULES = {rule.name: rule for rule in (
          "retraining job was queued for a human to start or discard (off by default)",
          {"after_minutes": 360}),
 )}
-DEFAULT_OFF = frozenset({"retraining_suggested"})  # optional: turned on per model
+# Optional, turned on per model: the retraining suggestion, and the daily witness (its
+# message goes to every channel, so an admin chooses to send it).
+DEFAULT_OFF = frozenset({"retraining_suggested", "audit_witness"})
 CHANNEL_KINDS = ("webhook", "slack", "email")
 # Retries: 10 s, 20 s, 40 s ... at most 30 min apart; given up after a day.
 FIRST_RETRY = timedelta(seconds=10)

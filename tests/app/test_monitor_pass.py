@@ -71,9 +71,9 @@ def test_a_failing_rule_and_a_failing_channel_leave_the_rest_of_the_pass(config,
         receiver.stop()
     assert list(result.problems) == ["rule audit_chain"]
     assert [e.rule for e in result.changes.fired] == ["error_rate"]  # the other rules ran
-    statuses = {d.channel: (d.status, attempts[-1].status)
+    statuses = {(d.channel, d.status, attempts[-1].status)
                 for d, attempts in alert_deliveries(backends, actor="ada", now=now)}
-    assert statuses == {"working": ("delivered", "200"), "broken": ("pending", "error")}
+    assert statuses == {("working", "delivered", "200"), ("broken", "pending", "error")}
     [(item, _, error)] = monitor_problems(backends, actor="olga", now=now)
     assert item == "rule audit_chain" and "unreadable" in error
     monkeypatch.undo()

@@ -126,7 +126,7 @@ def test_the_head_kept_outside_catches_a_rewrite_with_the_cli(tmp_path):
 def test_the_monitor_sends_the_head_to_the_channels_once_a_day(tmp_path):
     from datetime import timedelta
 
-    from core.app import add_alert_channel, monitor_pass
+    from core.app import add_alert_channel, monitor_pass, set_alert_rule
     from tests.monitoring.receivers import HttpReceiver
 
     config = load_config({"ALERT_ALLOW_PRIVATE_TARGETS": "1"}).with_overrides(
@@ -137,6 +137,9 @@ def test_the_monitor_sends_the_head_to_the_channels_once_a_day(tmp_path):
     try:
         add_alert_channel(backends, actor="ada", name="witness", slack=receiver.url,
                           now=FIXED_NOW)
+        set_alert_rule(backends, actor="ada", rule="audit_witness",
+                       assignments=["enabled=true"], reason="a copy of the head outside",
+                       now=FIXED_NOW)
         head = audit_head(backends, actor="ada", now=FIXED_NOW)
         for hours in (0, 1, 25):
             monitor_pass(backends, FIXED_NOW + timedelta(hours=hours))
