@@ -176,8 +176,9 @@ def error_text(error: CoreError) -> str:
             + plain(str(error)))
 
 
-# Markdown's inline syntax, and Streamlit's ($ for formulas, [...] for :color[...]).
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()!|~$])")
+# What turns inline text into markup: emphasis, code, links and images ([...](...),
+# ![...](...)), strikethrough, and Streamlit's own ($...$ formulas, :red[...]).
+_MARKDOWN = re.compile(r"([\\`*_\[\]~$])")
 
 
 def plain(text: str) -> str:

@@ -7,7 +7,7 @@ import base64
 import io
 import json
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import numpy as np
 import pytest
@@ -42,19 +42,27 @@ def rows(config: Config, sql: str, args=()) -> list[tuple]:
         return db.execute(sql, args).fetchall()
 
 
-@pytest.fixture(scope="module")
-def served(candidate_registry, tmp_path_factory):
-    """A copy of the candidate registry (v1 champion, v2 candidate) behind one API."""
+@contextmanager
+def api_on_a_copy(registry, folder):
+    """A copy of ``registry`` in ``folder`` behind one started API:
+    (config, client, session)."""
     import shutil
 
     from core.config import load_config
 
-    root = tmp_path_factory.mktemp("served") / "registry"
-    shutil.copytree(candidate_registry, root)
+    root = folder / "registry"
+    shutil.copytree(registry, root)
     config = load_config({}).with_overrides(registry_dir=root)
     app = create_app(config)
     with TestClient(app) as client:
         yield config, client, app.state.session
+
+
+@pytest.fixture(scope="module")
+def served(candidate_registry, tmp_path_factory):
+    """A copy of the candidate registry (v1 champion, v2 candidate) behind one API."""
+    with api_on_a_copy(candidate_registry, tmp_path_factory.mktemp("served")) as served:
+        yield served
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from core.serving.api import create_app
 from tests.conftest import fashion_test_images
 from tests.images_factory import webp_bomb
 from tests.serving.processes import Flood, group_rss, server
-from tests.serving.test_api import b64, png
+from tests.serving.test_api import api_on_a_copy, b64, png
 
 MODEL = "/v1/models/classifier"
 IMAGES, _ = fashion_test_images(4)
@@ -47,13 +47,9 @@ def count(config, table: str) -> int:
 
 @pytest.fixture(scope="module")
 def limited(trained_registry, tmp_path_factory):
-    """A copy of the trained registry behind one API whose budgets are small."""
-    root = tmp_path_factory.mktemp("limited") / "registry"
-    shutil.copytree(trained_registry, root)
-    config = load_config({}).with_overrides(registry_dir=root)
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield config, client, app.state.session
+    """A copy of the trained registry behind one API."""
+    with api_on_a_copy(trained_registry, tmp_path_factory.mktemp("limited")) as served:
+        yield served
 
 
 def test_images_over_the_request_budget_are_413_before_any_decoding(limited):
