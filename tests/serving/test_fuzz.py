@@ -61,9 +61,12 @@ def test_no_route_answers_a_server_error_to_any_input(fuzzed):
             # input to generate.
             assert mode == GenerationMode.NEGATIVE, operation.label
 
+    served = {"name": "classifier", "version": "1", "label": "champion"}
     for operation in operations:
-        # Random model names mostly meet a 404: the served model's name reaches the rest.
-        named = [None, {"name": "classifier"}] if "{name}" in operation.path else [None]
+        # Random names, versions and labels mostly meet a 404: the served ones reach the
+        # rest (body parsing, decoding, predicting).
+        fixed = {k: v for k, v in served.items() if f"{{{k}}}" in operation.path}
+        named = [None, fixed] if fixed else [None]
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for headers in ({}, {"Authorization": f"Bearer {secret}"}):
                 for path_parameters in named:
