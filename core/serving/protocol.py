@@ -94,7 +94,7 @@ def instances(session: ServingSession, body: bytes, pixels: RequestPixels
     """A ``:predict`` body's instances, images decoded within ``pixels``, and whether it
     was columnar. Runs off the event loop: parsing and decoding take CPU time."""
     # Parsed JSON takes several bytes of memory per byte of text: counted like pixels.
-    pixels.take(len(body), "the JSON body")
+    pixels.take(len(body), "the JSON body (one pixel per byte until parsed)")
     parsed = parse_predict_body(body, session.backends.config.max_instances)
     return session.instances([_input(value) for value in parsed.values], pixels), \
         parsed.columnar

@@ -208,3 +208,21 @@ def test_a_flood_of_bombs_leaves_healthz_fast_and_memory_bounded(registry_copy):
     assert max(flood.healthz) < 0.1 and len(flood.healthz) > 100
     # One bomb decoding at a time (MAX_PIXELS_IN_FLIGHT): ~650 MB for WebP's decoder.
     assert growth < 1.2 * 2**30
+
+
+def test_a_phone_photo_at_the_image_limit_costs_a_fraction_of_the_budget(limited):
+    from PIL import Image
+
+    from core.app import predict_image
+    from tests.images_factory import save
+
+    backends = limited[2].backends
+    photo = save(Image.new("RGB", (7296, 5472), (120, 90, 60)), "JPEG", quality=85)  # 40 MP
+    with backends.decoder.request() as pixels:
+        (decoded,) = backends.decoder.decode([photo], pixels)
+    # Its decoder works at 1/4 scale: 2.5 million pixels reserved, not 40 million.
+    assert pixels.taken == 1824 * 1368 and decoded.pixels.shape[:2] == (1368, 1824)
+    assert decoded.original_size == (7296, 5472)
+    prediction, _ = predict_image(backends, photo, actor="anonymous", source="camera",
+                                  now=datetime.now(UTC))
+    assert prediction.label

@@ -130,3 +130,23 @@ def test_migrate_to_postgresql_and_s3_then_serve_from_the_bucket(postgres, s3, r
     cached = tmp_path / "elsewhere" / "cache" / "classifier" / "1"
     assert (cached / "model.tflite").is_file()
     assert backends.prediction_log.count("classifier") == 1
+
+
+def test_a_writer_waiting_too_long_for_its_turn_is_told_to_retry(postgres):
+    import time
+
+    from core.errors import Overloaded
+    from core.monitoring.prediction_log import SQLPredictionLog
+
+    database = PostgresDatabase(new_database(postgres))
+    log = SQLPredictionLog(database, write_wait=1)
+    log.append([record(1)])
+    with database.write() as holding:  # another writer's turn, held
+        assert holding is not None
+        started = time.perf_counter()
+        with pytest.raises(Overloaded, match="database is busy"):
+            log.append([record(2)])
+        assert time.perf_counter() - started < 5
+    assert log.count("m") == 1
+    log.append([record(3)])  # the turn is free again
+    assert log.count("m") == 2
