@@ -20,6 +20,7 @@ from core.app.predict import SideBySide, explain_disagreements, explain_side_by_
 from core.errors import CoreError, InvalidInput
 from core.governance.audit import EntryCheck, check_entry, verify_rows
 from core.governance.decisions import DECISIONS
+from core.governance.users import ANONYMOUS
 from core.ml.images import encode_png
 from core.registry.records import Comparison
 
@@ -190,7 +191,10 @@ def _heatmaps(backends: Backends, row: dict, details: dict, *, actor: str,
                                            now=now, n=HEATMAP_IMAGES, scenario=scenario)
             blocks.append(_gallery(samples, champion, version, f"holdout {name}"))
         disagreements = (details.get("live") or {}).get("disagreements") or []
-        if disagreements:
+        if disagreements and actor == ANONYMOUS:
+            blocks.append("The live requests the two versions answered differently are "
+                          "people's uploads: sign in (--actor NAME) to see their heatmaps.")
+        elif disagreements:
             samples = explain_disagreements(backends, champion, version,
                                             disagreements[:HEATMAP_IMAGES], actor=actor,
                                             now=now)
