@@ -114,8 +114,8 @@ def _with_shadow_version(registry: Path, model: str) -> Path:
     from datetime import UTC, datetime
 
     from core.app import build_backends, set_traffic
+    from core.audit import Actor
     from core.config import load_config
-    from core.governance.audit import Actor
 
     copy = Path(tempfile.mkdtemp(prefix="bench-shadow-")) / "registry"
     shutil.copytree(registry, copy)

@@ -19,7 +19,11 @@ FRONT_ENDS = [CORE / "cli.py", CORE / "worker.py", *(CORE / "serving").rglob("*.
 # What a front end may import from core: the application layer, its errors and settings
 # (and the serving API, which ``python -m core serve`` starts).
 FRONT_END_IMPORTS = ("core.app", "core.errors", "core.text", "core.config", "core.serving")
-DOMAIN_PACKAGES = ("storage", "registry", "governance", "jobs", "ml", "monitoring")
+# The domain packages, lowest first: each imports only packages before it (and the plain
+# modules: errors, names, text, config). The audit log sits below every package that
+# writes to it; the OOD detector is a model component, in ml.
+DOMAIN_ORDER = ("storage", "audit", "registry", "ml", "monitoring", "governance", "jobs")
+DOMAIN_PACKAGES = DOMAIN_ORDER
 
 
 def modules(folder: Path) -> list[Path]:
@@ -111,3 +115,15 @@ def test_storage_knows_nothing_of_the_domain():
     own = {dotted(p) for p in modules(CORE / "storage")}  # schema, database, secrets, ...
     assert {name for name in imports if name.startswith("core.")} <= {
         "core.errors", "core.storage"} | own
+
+
+def test_domain_packages_import_only_packages_below_them():
+    offenders = {}
+    for rank, package in enumerate(DOMAIN_ORDER):
+        higher = tuple(f"core.{other}" for other in DOMAIN_ORDER[rank + 1:])
+        for path in modules(CORE / package):
+            upward = sorted(name for name in imported(path)
+                            if name.startswith(higher) and name.split(".")[1] != package)
+            if upward:
+                offenders[dotted(path)] = upward
+    assert offenders == {}

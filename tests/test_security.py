@@ -11,10 +11,10 @@ import keras
 import pytest
 
 from core.app import explain_image, sign_in
+from core.audit import Actor
 from core.cli import main
 from core.config import load_config
 from core.errors import ActionRefused, ModelError
-from core.governance.audit import Actor
 from core.ml.images import encode_png
 from tests.conftest import FIXED_NOW, PASSWORD, PROJECT_ROOT, backends_of, fashion_test_images
 

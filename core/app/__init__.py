@@ -109,7 +109,7 @@ from core.app.train import (
                             submit_retrain,
 )
 from core.app.uploads import RequestPixels
-from core.governance.audit import Actor, AuditEntry
+from core.audit import Actor, AuditEntry
 from core.governance.decisions import DECISIONS
 from core.governance.gate import FAILED_CHECK as GATE_FAILED_CHECK
 from core.governance.gate import SENTENCES as GATE_SENTENCES

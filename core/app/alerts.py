@@ -18,9 +18,9 @@ from core.app.monitor import report_for_version
 from core.app.retention import apply_retention
 from core.app.snapshots import compute_snapshots
 from core.app.traffic import policy_status
+from core.audit import Actor
 from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason, stamp
-from core.governance.audit import Actor
 from core.governance.decisions import DECISIONS, past_tense, verify_audit
 from core.ml.params import RetrainRequest
 from core.monitoring import channels as senders

@@ -15,10 +15,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.app.uploads import ImageDecoder
+from core.audit import AuditLog
 from core.config import PROJECT_ROOT, Config
 from core.errors import InvalidInput
 from core.governance.access import AccessControl
-from core.governance.audit import AuditLog
 from core.governance.keys import KeyStore
 from core.governance.throttle import SignInThrottle
 from core.governance.traffic import TrafficStore

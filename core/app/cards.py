@@ -22,8 +22,8 @@ from core.errors import RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.evaluation import ConfidenceBin, reliability
+from core.ml.ood import QUANTILE
 from core.ml.scenarios import SCENARIOS
-from core.monitoring.ood import QUANTILE
 from core.registry.records import ModelVersion
 
 CARD_FORMATS = FORMATS

@@ -17,8 +17,8 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.documents import Block, Bullets, Document, Picture, Section, Table
 from core.app.predict import SideBySide, explain_disagreements, explain_side_by_side
+from core.audit import EntryCheck, check_entry, verify_rows
 from core.errors import CoreError, InvalidInput
-from core.governance.audit import EntryCheck, check_entry, verify_rows
 from core.governance.decisions import DECISIONS
 from core.governance.users import ANONYMOUS
 from core.ml.images import encode_png

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from core.app.backends import Backends, build_backends, open_artifact_store, open_database
+from core.audit import Verification
 from core.errors import InvalidInput, RegistryError
-from core.governance.audit import Verification
 from core.governance.decisions import verify_audit
 from core.registry.artifacts import ArtifactStore
 from core.storage.copy import copy_database, row_counts

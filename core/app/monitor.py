@@ -15,9 +15,9 @@ from core.errors import CoreError, InvalidInput, RegistryError
 from core.governance.traffic import active_candidate, assign
 from core.ml.data import load_version_dataset, traffic_pool
 from core.ml.images import DecodedImage, preprocess_batch
+from core.ml.ood import OOD_FILE
 from core.ml.scenarios import check_severity, get_scenario, sample_indices
 from core.monitoring.drift import Thresholds
-from core.monitoring.ood import OOD_FILE
 from core.monitoring.prediction_log import PredictionRecord, Window
 from core.monitoring.report import (
     MIN_WINDOW,

@@ -17,9 +17,9 @@ from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
 from core.ml.images import DecodedImage, InputSpec, decode_logged, preprocess
+from core.ml.ood import QUANTILE
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
-from core.monitoring.ood import QUANTILE
 from core.monitoring.prediction_log import PredictionRecord, check_source
 from core.registry.records import ModelVersion
 from core.text import N_

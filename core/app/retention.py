@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core.app.backends import Backends
-from core.governance.audit import Actor, AuditEntry, append
+from core.audit import Actor, AuditEntry, append
 from core.monitoring.snapshots import PERIODS, stamp
 
 RETENTION_BATCH_ROWS = 50_000

@@ -27,6 +27,7 @@ import numpy as np
 
 from core.app.backends import Backends
 from core.app.uploads import RequestPixels
+from core.audit import Actor
 from core.errors import (
     CoreError,
     ImageError,
@@ -35,7 +36,6 @@ from core.errors import (
     Unauthenticated,
     VersionNotFound,
 )
-from core.governance.audit import Actor
 from core.governance.keys import ApiKey, hash_secret, key_actor
 from core.governance.traffic import Assignment, TrafficPolicy, active_candidate, assign
 from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS

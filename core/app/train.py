@@ -12,7 +12,7 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
 from core.app.review import compare_versions
-from core.governance.audit import Actor
+from core.audit import Actor
 from core.jobs.records import Job
 from core.jobs.worker import JobHandler, ProgressCallback, run_worker
 from core.ml.data import (

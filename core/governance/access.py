@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NoReturn
 
+from core.audit import Actor, AuditEntry, AuditLog, append
 from core.errors import ActionRefused, InvalidInput
-from core.governance.audit import Actor, AuditEntry, AuditLog, append
 from core.governance.keys import KEY_ACTOR_PREFIX, KeyStore
 from core.governance.throttle import SignInThrottle
 from core.governance.users import (

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.governance.users import check_role, validate_user_name
 from core.storage.database import Database
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.storage.database import Database
 
 MODES = ("off", "shadow", "canary")

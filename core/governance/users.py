@@ -17,8 +17,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import ActionRefused, InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.storage.database import Database
 
 ROLES = ("viewer", "operator", "reviewer", "admin")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.governance.audit import Actor
+from core.audit import Actor
 from core.jobs.executor import JobExecutor
 from core.jobs.records import Job, JobStore, queue_stalled
 from core.registry.registry import Registry

@@ -15,8 +15,8 @@ from datetime import datetime
 
 from sqlalchemy import text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.storage.database import Database
 
 # suggested: queued by the monitor for a human to start (then queued) or discard

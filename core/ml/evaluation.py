@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.monitoring.ood import BANK_SIZE
+from core.ml.ood import BANK_SIZE
 
 ECE_BINS = 15
 

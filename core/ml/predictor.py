@@ -17,7 +17,7 @@ from core.errors import ModelError
 from core.ml.exports import TFLITE_FILE, load_keras_model
 from core.ml.gradcam import GradCam
 from core.ml.images import DecodedImage, InputSpec, image_statistics, preprocess, resize_to_spec
-from core.monitoring.ood import OOD_FILE, OodDetector
+from core.ml.ood import OOD_FILE, OodDetector
 from core.registry.artifacts import ArtifactStore
 from core.registry.records import ModelVersion
 

@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.storage import schema
 from core.storage.database import Database
 from core.storage.secrets import PREFIX as SEALED_PREFIX

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import Connection, text
 
+from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditEntry, append
 from core.storage import schema
 from core.storage.database import Database
 

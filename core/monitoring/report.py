@@ -2,7 +2,7 @@
 
 A version's reference profile is computed at registration on the validation
 split and stored beside the model: ``reference.npz`` (what the model saw) and
-``ood.npz`` (its out-of-distribution detector, ``core.monitoring.ood``; versions
+``ood.npz`` (its out-of-distribution detector, ``core.ml.ood``; versions
 registered before it have none until ``python -m core profile``). A drift report compares
 a window of the prediction log against it with every statistic in ``core.monitoring.drift``
 and estimates accuracy without labels (CBPE: calibrated confidences).
@@ -19,8 +19,8 @@ import numpy as np
 
 from core.errors import InvalidInput
 from core.ml.images import IMAGE_STATISTICS, image_statistics
+from core.ml.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring import drift
-from core.monitoring.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring.prediction_log import NONE_OF_THESE, Window
 
 REFERENCE_FILE = "reference.npz"

@@ -13,8 +13,8 @@ from dataclasses import replace
 
 from sqlalchemy import Connection, text
 
+from core.audit import Actor, AuditEntry, AuditLog, append
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
-from core.governance.audit import Actor, AuditEntry, AuditLog, append
 from core.registry.records import STATUSES, Comparison, ModelVersion, StatusChange, VersionMetadata
 from core.storage.database import Database
 

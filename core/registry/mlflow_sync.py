@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.governance.audit import AuditEntry
+from core.audit import AuditEntry
 from core.registry.records import Comparison, ModelVersion
 
 VERSION_TAG = "registry.version"  # our version number, on the run and the model version

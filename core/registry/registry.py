@@ -16,8 +16,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from core.audit import Actor
 from core.errors import VersionNotFound
-from core.governance.audit import Actor
 from core.names import parse_version, validate_model_name
 from core.registry.artifacts import ArtifactStore, check_file_name, file_digests
 from core.registry.catalog import Catalog

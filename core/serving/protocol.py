@@ -9,7 +9,7 @@ signature our versions export (``serving_default``: input ``image`` float32
 - columnar ``{"inputs": ...}`` -> ``{"outputs": {name: [...]}}``.
 
 Besides the signature's outputs, a reply carries ``ood_score`` and ``unfamiliar``
-(``core.monitoring.ood``; null for a version without an OOD detector): our extension,
+(``core.ml.ood``; null for a version without an OOD detector): our extension,
 where TF Serving clients that read only the outputs they know see no difference.
 
 An instance is the input tensor (nested lists), that tensor keyed by the input's

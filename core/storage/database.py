@@ -63,7 +63,7 @@ class Database:
     def __init__(self, url: URL, audit_key: str = ""):
         self.url = url
         # The key of the audit chain's HMAC (AUDIT_KEY): it travels with every write
-        # transaction, where audit entries are appended (core.governance.audit).
+        # transaction, where audit entries are appended (core.audit).
         self.audit_key = audit_key
         self._engine: Engine | None = None
         self._schema_ready = False

@@ -102,7 +102,7 @@ def _job_runners(conn: Connection) -> None:
 
 
 def _ood_scores(conn: Connection) -> None:
-    """Step 6: each prediction's out-of-distribution score (``core.monitoring.ood``)."""
+    """Step 6: each prediction's out-of-distribution score (``core.ml.ood``)."""
     present = {column["name"] for column in inspect(conn).get_columns("predictions")}
     if "ood_score" not in present:
         conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN ood_score DOUBLE PRECISION")

@@ -13,11 +13,11 @@ from contextlib import closing
 
 import pytest
 
+from core import audit
 from core.app import audit_head, build_backends, check_audit_log, seal_audit_log
+from core.audit import AuditEntry
 from core.config import load_config
 from core.errors import InvalidInput
-from core.governance import audit
-from core.governance.audit import AuditEntry
 from tests.conftest import FIXED_NOW, add_users
 from tests.storage.test_migrations import release_1_database
 from tests.test_cli import run_cli

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 from sqlalchemy.exc import DBAPIError
 
+from core import audit
 from core.app import (
     RetrainRequest,
     add_user,
@@ -22,7 +23,6 @@ from core.app import (
     submit_retrain,
 )
 from core.errors import ActionRefused, InvalidInput
-from core.governance import audit
 from core.ml.images import encode_png
 from tests.conftest import (
     FIXED_NOW,
@@ -266,7 +266,7 @@ def add_candidate_copy(config, compared=True) -> int:
     """Registers v2's artifacts again as a new candidate (optionally with v2's comparison)."""
     import shutil
 
-    from core.governance.audit import Actor
+    from core.audit import Actor
     registry = backends_of(config).registry
     source = registry.get_version(2)
     version = registry.register_version(

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from core.app.backends import JOB_EXECUTORS, build_backends
+from core.audit import Actor
 from core.config import load_config
-from core.governance.audit import Actor
 from core.jobs.records import FINISHED
 from tests.conftest import on_database
 

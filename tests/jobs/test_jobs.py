@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.app import RetrainRequest, cancel_job, submit_retrain
+from core.audit import Actor, AuditLog
 from core.config import load_config
 from core.errors import InvalidInput
-from core.governance.audit import Actor, AuditLog
 from core.jobs.executor import worker_alive
 from core.jobs.records import FINISHED, WORKER_START_GRACE_SECONDS, JobStore
 from core.jobs.worker import JobCancelled, progress_tracker

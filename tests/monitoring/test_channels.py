@@ -21,8 +21,8 @@ from core.app import (
     list_alert_channels,
     send_test_alert,
 )
+from core.audit import AuditEntry
 from core.errors import InvalidInput
-from core.governance.audit import AuditEntry
 from core.monitoring import channels
 from tests.conftest import add_users
 from tests.monitoring.receivers import HttpReceiver, SmtpReceiver

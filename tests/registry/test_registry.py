@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from core.app import build_backends
+from core.audit import Actor, AuditEntry
 from core.config import load_config
 from core.errors import ActionRefused, InvalidInput, RegistryError, VersionNotFound
-from core.governance.audit import Actor, AuditEntry
 from core.registry.catalog import INITIAL_BASELINE_NOTE
 from core.registry.records import VersionMetadata
 from core.registry.registry import Registry
@@ -174,7 +174,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from core.app import build_backends
     from core.config import load_config
-    from core.governance.audit import Actor
+    from core.audit import Actor
     from tests.conftest import sample_metadata
     ALICE = Actor("alice", "operator")
     root, pause_at = sys.argv[1], sys.argv[2]
@@ -247,7 +247,7 @@ def test_registration_survives_a_concurrent_writer(tmp_path):
     root = tmp_path / "registry"
     code = ("import sys; from pathlib import Path; from datetime import datetime, timezone\n"
             "from core.app import build_backends; from core.config import load_config\n"
-            "from core.governance.audit import Actor\n"
+            "from core.audit import Actor\n"
             "from tests.conftest import sample_metadata\n"
             "r = build_backends(load_config({}).with_overrides(registry_dir=Path(sys.argv[1]), "
             "model_name='fashion')).registry\n"

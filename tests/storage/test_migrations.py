@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.audit import GENESIS_HASH, AuditEntry, AuditLog, entry_hash
 from core.errors import InvalidInput
-from core.governance.audit import GENESIS_HASH, AuditEntry, AuditLog, entry_hash
 from core.governance.users import UserStore
 from core.jobs.records import JobStore
 from core.monitoring.prediction_log import SQLPredictionLog

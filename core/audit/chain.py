@@ -1,91 +1,20 @@
-"""The append-only, hash-chained audit log: a table in the registry's database.
-
-Every state change writes its entry inside the same transaction as the change
-itself (see ``append``), so the log and the state can never disagree: both
-commit or neither does. Each entry stores the hash of the one before it and a
-hash of its own content, so ``verify`` detects an edited, deleted, inserted or
-reordered entry and names the first bad one. A head row records the last
-entry, so deleting entries from the end is detected too.
-
-What a plain hash chain cannot stop is someone who can write the database and
-rewrites the whole chain from the first bad entry on. Two defences:
-
-- ``AUDIT_KEY``: entries are chained with HMAC-SHA256 under a key that lives in the
-  processes' environment, not in the database, so a database-only attacker cannot
-  compute a valid entry. Entries written before the key was set keep their plain
-  SHA-256 (``hash_scheme`` empty) and keep verifying; after the first keyed entry no
-  unkeyed one may follow, and with the key set the newest entry must be keyed (a chain
-  rewritten entirely as unkeyed is refused; a log that had no write since the key was
-  set is sealed by any keyed entry, e.g. ``audit seal``).
-- a witness outside the database: the head (``audit head``), published daily by the
-  monitor to the alert channels, and passed back to ``verify`` as an anchor.
-"""
+"""The chain: each entry's hash (SHA-256, or HMAC-SHA256 under AUDIT_KEY), appending an
+entry inside a write transaction, and verifying a chain (see ``core.audit``)."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 from sqlalchemy import Connection, text
 
+from core.audit.entries import COLUMNS, OUTCOMES, AuditEntry
 from core.errors import InvalidInput
-from core.storage.database import Database
 
 GENESIS_HASH = "0" * 64
-OUTCOMES = ("done", "refused")
 KEYED = "hmac-sha256"  # hash_scheme of entries chained under AUDIT_KEY; empty: SHA-256
-
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts, with the role they held at that moment."""
-
-    name: str
-    role: str
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One audit record. ``seq``, ``prev_hash`` and ``hash`` are set when appended.
-
-    Attributes:
-        at: UTC time, ISO 8601.
-        actor, role: who acted and the role they held.
-        action: e.g. register, promote, reject, rollback, archive, submit_job,
-            cancel_job, add_user, set_role, login.
-        outcome: ``done`` or ``refused``.
-        target: what was acted on, e.g. ``version 3``, ``job 5``, ``user alice``.
-        version: the model version concerned, if any.
-        reason: the written reason (decisions), or why it was refused.
-        details: the evidence at that moment (comparison, gate, drift status) and
-            the status change (``from_status``, ``to_status``).
-    """
-
-    at: str
-    actor: str
-    role: str
-    action: str
-    outcome: str
-    model: str
-    target: str
-    version: int | None = None
-    reason: str = ""
-    details: dict = field(default_factory=dict)
-    seq: int | None = None
-    prev_hash: str | None = None
-    hash: str | None = None
-    hash_scheme: str | None = None  # KEYED, or None: plain SHA-256 (no AUDIT_KEY)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-_COLUMNS = tuple(f.name for f in fields(AuditEntry))
 
 
 class AuditKeyMissing(ValueError):
@@ -100,7 +29,7 @@ def entry_hash(row: dict, key: str = "") -> str:
     change the hash (no float round-trips). An entry from before schemes existed (no
     ``hash_scheme``) is hashed exactly as it was then.
     """
-    content = {name: row[name] for name in _COLUMNS if name not in ("hash", "hash_scheme")}
+    content = {name: row[name] for name in COLUMNS if name not in ("hash", "hash_scheme")}
     scheme = row.get("hash_scheme") or None
     if scheme is not None:
         content["hash_scheme"] = scheme
@@ -115,8 +44,8 @@ def entry_hash(row: dict, key: str = "") -> str:
     return hmac.new(key.encode("utf-8"), canonical, hashlib.sha256).hexdigest()
 
 
-_INSERT = text(f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "
-               f"VALUES ({', '.join(':' + c for c in _COLUMNS)})")
+_INSERT = text(f"INSERT INTO audit_log ({', '.join(COLUMNS)}) "
+               f"VALUES ({', '.join(':' + c for c in COLUMNS)})")
 
 
 def append(conn: Connection, entry: AuditEntry) -> AuditEntry:
@@ -130,12 +59,12 @@ def append(conn: Connection, entry: AuditEntry) -> AuditEntry:
     if entry.outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}, got {entry.outcome!r}")
     key = conn.get_execution_options().get("audit_key") or ""
-    last = conn.execute(text(f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq "
+    last = conn.execute(text(f"SELECT {', '.join(COLUMNS)} FROM audit_log ORDER BY seq "
                              "DESC LIMIT 1")).first()
     if last is None:
         seq, prev_hash = 1, GENESIS_HASH
     else:
-        previous = dict(zip(_COLUMNS, last))
+        previous = dict(zip(COLUMNS, last))
         seq, prev_hash = previous["seq"] + 1, previous["hash"]
         _check_key(previous, key)
     row = entry.as_dict() | {"seq": seq, "prev_hash": prev_hash,
@@ -162,56 +91,6 @@ def _check_key(last: dict, key: str) -> None:
         raise InvalidInput("this process's AUDIT_KEY is not the key the audit log is kept "
                            "with, so it may not add to it. To fix this, set the same "
                            "AUDIT_KEY as on the other processes.")
-
-
-class AuditLog:
-    """Reading the log, and appending entries that change no other state."""
-
-    def __init__(self, database: Database):
-        self.database = database
-
-    def append_alone(self, entry: AuditEntry) -> AuditEntry:
-        """Appends ``entry`` in a transaction of its own (refusals, logins: no state changes)."""
-        with self.database.write() as conn:
-            return append(conn, entry)
-
-    def raw_rows(self) -> list[dict]:
-        """Every entry as stored (``details`` the JSON text that was hashed), oldest first."""
-        rows = self.database.read(f"SELECT {', '.join(_COLUMNS)} FROM audit_log ORDER BY seq")
-        return [dict(zip(_COLUMNS, row)) for row in rows]
-
-    def head(self) -> tuple[int, str] | None:
-        """(seq, hash) of the last entry as the head row records it."""
-        rows = self.database.read("SELECT seq, hash FROM audit_head WHERE id = 1")
-        return (int(rows[0][0]), rows[0][1]) if rows else None
-
-    def read_entries(self, model: str | None = None) -> list[AuditEntry]:
-        """Every entry (of ``model``, if given), oldest first."""
-        return [AuditEntry(**(row | {"details": json.loads(row["details"])}))
-                for row in self.raw_rows() if model is None or row["model"] == model]
-
-    def recent(self, action: str, actor: str, limit: int) -> list[tuple[str, str]]:
-        """(outcome, at) of ``actor``'s last ``limit`` entries of ``action``, newest first."""
-        return [(outcome, at) for outcome, at in self.database.read(
-            "SELECT outcome, at FROM audit_log WHERE action = :action AND actor = :actor "
-            "ORDER BY seq DESC LIMIT :limit", {"action": action, "actor": actor,
-                                               "limit": limit})]
-
-    def last_done(self, conn: Connection, model: str, version: int) -> tuple | None:
-        """(actor, action, at) of the last change of a version, inside a transaction."""
-        return conn.execute(text(
-            "SELECT actor, action, at FROM audit_log WHERE model = :model AND version = "
-            ":version AND outcome = 'done' ORDER BY seq DESC LIMIT 1"),
-            {"model": model, "version": version}).first()
-
-    def verify(self, anchor: tuple[int, str] | None = None) -> "Verification":
-        """Checks every entry's hash and link, and the head; names the first problem.
-
-        Args:
-            anchor: (seq, hash) recorded earlier elsewhere; the entry ``seq`` must still
-                carry that hash, which catches a chain rewritten from before it on.
-        """
-        return verify_rows(self.raw_rows(), self.head(), anchor, self.database.audit_key)
 
 
 @dataclass(frozen=True)
@@ -318,30 +197,3 @@ def check_entry(rows: list[dict], head: tuple | None, seq: int, key: str = "") -
     except AuditKeyMissing:
         recomputed = "unknown: the entry is keyed and AUDIT_KEY is not set here"
     return EntryCheck(seq, row["hash"], recomputed, row["prev_hash"] == previous, linked)
-
-
-def export(entries: list[AuditEntry], fmt: str) -> str:
-    """The entries as ``json`` (a list of objects) or ``csv`` (details as JSON text)."""
-    rows = [entry.as_dict() for entry in entries]
-    if fmt == "json":
-        return json.dumps(rows, indent=2)
-    if fmt == "csv":
-        out = io.StringIO()
-        # The sequence number first: it is what people sort and cite by.
-        columns = ("seq",) + tuple(c for c in _COLUMNS if c != "seq")
-        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({name: _spreadsheet_safe(value) for name, value in (
-                row | {"details": json.dumps(row["details"], sort_keys=True)}).items()})
-        return out.getvalue()
-    raise ValueError(f"unknown format {fmt!r}")
-
-
-def _spreadsheet_safe(value):
-    """A CSV cell a spreadsheet shows as text: one starting with ``= + - @`` (or a tab or
-    carriage return) would run as a formula (``=HYPERLINK(...)`` as a user name), so it
-    gets a leading ``'`` (OWASP's advice). JSON export keeps every value exactly."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from core.monitoring.ood import OodDetector, fit_ood_detector, unit_length
+from core.ml.ood import OodDetector, fit_ood_detector, unit_length
 
 AXES = np.eye(4, dtype=np.float32)  # four training embeddings: the unit axes
 
