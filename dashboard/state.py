@@ -15,6 +15,7 @@ from core.app import (
     ModelVersion,
     build_backends,
     current_actor,
+    find_champion_in,
     list_versions,
     may,
     sign_in,
@@ -74,13 +75,16 @@ def versions_or_stop() -> list[ModelVersion]:
 
 
 def champion_of(versions: list[ModelVersion]) -> ModelVersion:
-    return next(v for v in versions if v.status == "champion")
+    """The champion (a registry with versions has one: the first is registered as it)."""
+    champion = find_champion_in(versions)
+    assert champion is not None, "a registry with versions has a champion"
+    return champion
 
 
 def version_selector(versions: list[ModelVersion], container=st, **options) -> int:
     """A select box of versions, newest first, defaulting to the champion."""
     labels = {v.version: f"v{v.version} · {i18n.term(v.status)}" for v in reversed(versions)}
-    champion = next((v for v in versions if v.status == "champion"), None)
+    champion = find_champion_in(versions)
     default = list(labels).index(champion.version) if champion else 0
     return container.selectbox(_("Model version"), list(labels), format_func=labels.get,
                                index=default, **options)

@@ -132,7 +132,7 @@ from core.monitoring.live import LiveEvidence
 from core.monitoring.prediction_log import SOURCE_KINDS, SOURCES, VARIANTS
 from core.monitoring.snapshots import PERIODS, Snapshot
 from core.names import parse_version
-from core.registry.records import Comparison, ModelVersion, StatusChange
+from core.registry.records import Comparison, ModelVersion, StatusChange, find_champion_in
 
 __all__ = [
     "GATE_FAILED_CHECK", "GATE_SENTENCES",
@@ -163,7 +163,7 @@ __all__ = [
     "list_versions", "may", "observed_scenarios", "parse_version", "predict_image",
     "last_prediction_id", "label_prediction", "label_queue", "top_losses",
     "NONE_OF_THESE_CLASSES", "LabelQueue", "QueueItem", "TopLoss", "TopLosses",
-    "retrain", "run_jobs", "set_role", "sign_in", "simulate", "reset_password",
+    "find_champion_in", "retrain", "run_jobs", "set_role", "sign_in", "simulate", "reset_password",
     "set_user_disabled",
     "status_history", "submit_retrain", "validate_user_name",
 ]

@@ -18,6 +18,7 @@ from core.app.monitor import report_for_version
 from core.app.retention import apply_retention
 from core.app.snapshots import compute_snapshots
 from core.app.traffic import policy_status
+from core.app.train import RETRAIN_JOB
 from core.audit import Actor
 from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason, stamp
@@ -45,7 +46,6 @@ LOGGER = logging.getLogger("core.monitor")
 T = TypeVar("T")
 # Who the monitor acts as in the audit log (it is a system process, like a worker).
 MONITOR = Actor("monitor", "system")
-RETRAIN_JOB = "retrain"
 MAX_SILENCE = timedelta(days=30)
 JOB_EVENT_HORIZON = timedelta(days=1)  # failed jobs older than this never alert
 
@@ -368,8 +368,8 @@ def _suggest_retraining(state: _Pass, checked: Checked, enabled: bool) -> list[F
     backends, now = state.backends, state.now
     setting, open_episodes = state.settings["retraining_suggested"], state.open_episodes
     store = backends.alerts
-    champion = next((v.version for v in backends.registry.list_versions()
-                     if v.status == "champion"), None)
+    found = backends.registry.find_champion()
+    champion = found.version if found is not None else None
     for episode in open_episodes:
         if episode.rule != "drift" or episode.version != champion:
             continue

@@ -44,7 +44,7 @@ from core.ml.predictor import Prediction, Predictor
 from core.monitoring.group_commit import GroupCommitWriter
 from core.monitoring.prediction_log import FailedRequest, PredictionRecord
 from core.names import parse_version
-from core.registry.records import ModelVersion
+from core.registry.records import ModelVersion, find_champion_in
 
 LOGGER = logging.getLogger("core.serving")
 LABELS = ("champion", "candidate")
@@ -187,11 +187,11 @@ class ServingSession:
         """Re-reads champion, versions, policy and keys; loads models before swapping."""
         with self._refresh_lock:
             versions = {v.version: v for v in self.backends.registry.list_versions()}
-            champions = [v for v in versions.values() if v.status == "champion"]
-            if not champions:
+            champion = find_champion_in(versions.values())
+            if champion is None:
                 raise VersionNotFound(f"model {self.model!r} has no champion yet. To fix "
                                       "this, run 'python -m core bootstrap'.")
-            state = ServingState(champions[0], versions, self.backends.traffic.get(),
+            state = ServingState(champion, versions, self.backends.traffic.get(),
                                  self.backends.keys.active_keys(), time.monotonic())
             self.predictor(state.champion)
             candidate = state.active_candidate

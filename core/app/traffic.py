@@ -13,6 +13,7 @@ from core.governance.access import check_reason, stamp
 from core.governance.traffic import TrafficPolicy, active_candidate
 from core.monitoring.prediction_log import RequestRow
 from core.monitoring.snapshots import NO_VERSION, Snapshot, VariantTraffic, period_start
+from core.registry.records import find_champion_in
 
 BUCKETS = {"hour": (13, 3600), "day": (10, 86400)}  # ISO prefix length, seconds
 
@@ -36,7 +37,8 @@ def policy_status(backends: Backends, policy: TrafficPolicy) -> TrafficStatus:
     """Whether ``policy`` is in force given the versions' statuses now (no authorization:
     for callers that have checked it, or system processes such as the monitor)."""
     versions = backends.registry.list_versions()
-    champion = next((v.version for v in versions if v.status == "champion"), None)
+    found = find_champion_in(versions)
+    champion = None if found is None else found.version
     statuses = {v.version: v.status for v in versions}
     active = champion is not None and active_candidate(policy, champion, statuses) is not None
     return TrafficStatus(policy, champion, active)

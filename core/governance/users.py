@@ -36,7 +36,6 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "reviewer": _REVIEWER,
     "admin": _OPERATOR | _REVIEWER | {"manage_users", "manage_alerts"},
 }
-PERMISSIONS = frozenset().union(*ROLE_PERMISSIONS.values())
 # The name of whoever has not signed in; its role is Config.anonymous_role.
 ANONYMOUS = "anonymous"
 MIN_PASSWORD_LENGTH = 10

@@ -1,8 +1,10 @@
 """Where jobs run: the executor seam.
 
-An executor starts work on queued jobs, says whether a job's worker still runs
-it, and passes on a cancellation. Job records (``core.jobs.records``) and what a
-job does (its kind's handler, ``core.jobs.worker``) are not its concern.
+An executor starts work on queued jobs and says whether a job's worker still runs
+it. Cancelling is not its concern: the record's flag, which every worker reads at each
+training step wherever it runs, stops a job and lets it record the cancellation itself
+(stopping a Ray job from outside would kill it before it could). Job records
+(``core.jobs.records``) and what a job does (``core.jobs.worker``) are not its concern.
 """
 
 from __future__ import annotations
@@ -34,17 +36,9 @@ class JobExecutor(ABC):
     def is_running(self, job: Job) -> bool:
         """Whether ``job``'s worker is still alive (recovery fails the jobs of dead ones)."""
 
-    @abstractmethod
-    def cancel(self, job: Job) -> None:
-        """Passes a cancellation on to a running job's worker, beyond the record's flag."""
-
 
 class LocalProcessExecutor(JobExecutor):
-    """A worker process on this machine (``python -m core.worker``), one job at a time.
-
-    The worker reads the cancellation flag with every progress update and stops at
-    the next training step, so ``cancel`` has nothing more to do.
-    """
+    """A worker process on this machine (``python -m core.worker``), one job at a time."""
 
     name = "local"
 
@@ -66,9 +60,6 @@ class LocalProcessExecutor(JobExecutor):
 
     def is_running(self, job):
         return worker_alive(job.pid)
-
-    def cancel(self, job):
-        pass
 
 
 def worker_alive(pid: int | None) -> bool:
@@ -156,8 +147,3 @@ class RayJobExecutor(JobExecutor):
         except ConnectionError:
             return True
         return status in (JobStatus.PENDING, JobStatus.RUNNING)
-
-    def cancel(self, job):
-        # The worker stops at the next training step on the job's cancel flag and
-        # records the cancellation itself; stopping the Ray job would kill it first.
-        pass

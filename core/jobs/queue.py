@@ -63,7 +63,4 @@ class JobQueue:
     def cancel(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
         """Cancels a queued job at once; a running one stops at its next training step
         (a job already past training, exporting or comparing, finishes)."""
-        job = self.store.request_cancel(job_id, actor=actor, now=now)
-        if job.status == "running":
-            self.executor.cancel(job)
-        return job
+        return self.store.request_cancel(job_id, actor=actor, now=now)

@@ -17,7 +17,7 @@ outage. Every attempt is recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -595,5 +595,3 @@ class AlertStore:
                  "next": _stamp(now + wait), "delivered": _stamp(now) if ok else None})
         return self.delivery(delivery.id)
 
-
-Sender = Callable[[Channel, dict], tuple[bool, str, str | None]]

@@ -15,7 +15,14 @@ from sqlalchemy import Connection, text
 
 from core.audit import Actor, AuditEntry, AuditLog, append
 from core.errors import ActionRefused, InvalidInput, VersionNotFound
-from core.registry.records import STATUSES, Comparison, ModelVersion, StatusChange, VersionMetadata
+from core.registry.records import (
+    STATUSES,
+    Comparison,
+    ModelVersion,
+    StatusChange,
+    VersionMetadata,
+    find_champion_in,
+)
 from core.storage.database import Database
 
 INITIAL_BASELINE_NOTE = "initial baseline: the first version becomes champion without review"
@@ -83,8 +90,7 @@ class Catalog(ABC):
         """The stored comparison of two versions, or None."""
 
     def find_champion(self, model: str) -> ModelVersion | None:
-        return next((v for v in self.search_model_versions(model) if v.status == "champion"),
-                    None)
+        return find_champion_in(self.search_model_versions(model))
 
 
 _COLUMNS = "model, version, status, created_at, created_by, parent, metadata"

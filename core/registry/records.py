@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 
 STATUSES = ("candidate", "champion", "rejected", "archived")
@@ -134,6 +135,11 @@ class ModelVersion:
                 "test_ece": meta.metric("test", "ece"),
             },
         }
+
+
+def find_champion_in(versions: Iterable[ModelVersion]) -> ModelVersion | None:
+    """The champion among ``versions`` (None: none is): the one lookup of it."""
+    return next((v for v in versions if v.status == "champion"), None)
 
 
 @dataclass(frozen=True)
