@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.app.backends import Backends
-from core.audit import Actor
-from core.governance.access import MAX_REASON_LENGTH, stamp
+from core.audit import Actor, stamp
+from core.governance.access import MAX_REASON_LENGTH
 from core.governance.keys import ApiKey
 from core.governance.users import User
 

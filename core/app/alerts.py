@@ -19,9 +19,9 @@ from core.app.retention import apply_retention
 from core.app.snapshots import compute_snapshots
 from core.app.traffic import policy_status
 from core.app.train import RETRAIN_JOB
-from core.audit import Actor
+from core.audit import Actor, stamp
 from core.errors import CoreError, InvalidInput
-from core.governance.access import check_reason, stamp
+from core.governance.access import check_reason
 from core.governance.decisions import DECISIONS, past_tense, verify_audit
 from core.ml.params import RetrainRequest
 from core.monitoring import channels as senders

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from core.app.backends import Backends
-from core.audit import AuditEntry
+from core.audit import AuditEntry, stamp
 from core.errors import InvalidInput
-from core.governance.access import stamp
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.exports import (

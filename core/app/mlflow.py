@@ -14,9 +14,8 @@ from urllib.request import urlopen
 from core.app.backends import Backends
 from core.app.cards import model_card
 from core.app.exports import stored_exports
-from core.audit import AuditEntry
+from core.audit import AuditEntry, stamp
 from core.errors import InvalidInput
-from core.governance.access import stamp
 from core.governance.decisions import DECISIONS
 from core.ml.exports import EXPORTS_TABLE, KERAS_FILE, PORTABLE_FILES, TFLITE_FILE
 from core.registry.mlflow_sync import SyncResult, VersionFacts, sync_versions

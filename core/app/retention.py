@@ -13,8 +13,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core.app.backends import Backends
-from core.audit import Actor, AuditEntry, append
-from core.monitoring.snapshots import PERIODS, stamp
+from core.audit import Actor, AuditEntry, append, stamp
+from core.monitoring.snapshots import PERIODS
 
 RETENTION_BATCH_ROWS = 50_000
 RETENTION = Actor("monitor", "system")

@@ -9,9 +9,9 @@ import numpy as np
 
 from core.app.backends import Backends
 from core.app.monitor import drift_snapshot, scenarios_seen
-from core.audit import AuditEntry, Verification, export
+from core.audit import AuditEntry, Verification, export, stamp
 from core.errors import CoreError, InvalidInput
-from core.governance.access import check_reason, stamp
+from core.governance.access import check_reason
 from core.governance.decisions import decide, verify_audit
 from core.governance.gate import GatePolicy, recommend, with_live
 from core.ml.comparison import Holdout, build_holdouts, compare, comparison_holdout

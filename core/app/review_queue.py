@@ -19,8 +19,8 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.predict import is_empty
 from core.app.review import holdout_probabilities
+from core.audit import stamp
 from core.errors import InvalidInput
-from core.governance.access import stamp
 from core.governance.users import ANONYMOUS
 from core.ml.comparison import Holdout, comparison_holdout
 from core.ml.data import load_version_dataset

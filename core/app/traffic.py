@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from core.app.backends import Backends
+from core.audit import stamp
 from core.errors import InvalidInput
-from core.governance.access import check_reason, stamp
+from core.governance.access import check_reason
 from core.governance.traffic import TrafficPolicy, active_candidate
 from core.monitoring.prediction_log import RequestRow
 from core.monitoring.snapshots import NO_VERSION, Snapshot, VariantTraffic, period_start

@@ -31,8 +31,9 @@ from core.audit.chain import (
     entry_hash,
     verify_rows,
 )
-from core.audit.entries import OUTCOMES, Actor, AuditEntry, export
+from core.audit.entries import OUTCOMES, Actor, AuditEntry, export, stamp
 from core.audit.log import AuditLog
 
 __all__ = ["GENESIS_HASH", "KEYED", "OUTCOMES", "Actor", "AuditEntry", "AuditLog", "EntryCheck",
-           "Verification", "append", "check_entry", "entry_hash", "export", "verify_rows"]
+           "Verification", "append", "check_entry", "entry_hash", "export", "stamp",
+           "verify_rows"]

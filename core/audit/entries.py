@@ -7,8 +7,16 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 
 OUTCOMES = ("done", "refused")
+
+
+def stamp(at: datetime) -> str:
+    """The one text form of times in records (audit entries, snapshots, alerts, sign-in
+    failures): ISO 8601 to the second, in the zone ``at`` carries (core's are UTC), so
+    they sort as text."""
+    return at.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)

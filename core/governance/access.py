@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NoReturn
 
-from core.audit import Actor, AuditEntry, AuditLog, append
+from core.audit import Actor, AuditEntry, AuditLog, append, stamp
 from core.errors import ActionRefused, InvalidInput
 from core.governance.keys import KEY_ACTOR_PREFIX, KeyStore
 from core.governance.throttle import SignInThrottle
@@ -25,10 +25,6 @@ from core.governance.users import (
 )
 
 MAX_REASON_LENGTH = 2000
-
-
-def stamp(now: datetime) -> str:
-    return now.isoformat(timespec="seconds")
 
 
 def roles_allowed(permission: str) -> list[str]:

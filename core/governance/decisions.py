@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import NoReturn
 
-from core.audit import AuditEntry, AuditLog, Verification
+from core.audit import AuditEntry, AuditLog, Verification, stamp
 from core.errors import ActionRefused, InvalidInput
-from core.governance.access import AccessControl, check_reason, stamp
+from core.governance.access import AccessControl, check_reason
 from core.governance.gate import with_live
 from core.monitoring.live import LiveEvidence
 from core.registry.registry import Registry

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from core.audit import stamp
 from core.storage.database import Database
 
 FREE_FAILURES = 5  # per client and user name, before the first wait
@@ -33,10 +34,6 @@ def backoff(failures: int, free: int) -> timedelta:
     return min(FIRST_WAIT * 2 ** (failures - free), MAX_WAIT)
 
 
-def _stamp(at: datetime) -> str:
-    return at.isoformat(timespec="seconds")
-
-
 class SignInThrottle:
     """Failed sign-ins per client, in the registry's database (shared by every dashboard)."""
 
@@ -48,7 +45,7 @@ class SignInThrottle:
         rows = self.database.read(
             "SELECT MAX(blocked_until) FROM sign_in_failures WHERE client = :client AND "
             "name IN (:name, :any) AND blocked_until > :now",
-            {"client": client, "name": name, "any": ANY_NAME, "now": _stamp(now)})
+            {"client": client, "name": name, "any": ANY_NAME, "now": stamp(now)})
         return datetime.fromisoformat(rows[0][0]) if rows and rows[0][0] else None
 
     def record_failure(self, conn: Connection, client: str, name: str, now: datetime) -> None:
@@ -66,8 +63,8 @@ class SignInThrottle:
             conn.execute(text(
                 "INSERT INTO sign_in_failures (client, name, failures, last_at, blocked_until) "
                 "VALUES (:client, :name, :failures, :at, :until)"),
-                {"client": client, "name": key, "failures": failures, "at": _stamp(now),
-                 "until": _stamp(now + wait) if wait else None})
+                {"client": client, "name": key, "failures": failures, "at": stamp(now),
+                 "until": stamp(now + wait) if wait else None})
 
     def clear(self, conn: Connection, client: str, name: str) -> None:
         """Forgets ``client``'s failures for ``name`` (it signed in)."""

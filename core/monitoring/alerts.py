@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
-from core.audit import Actor, AuditEntry, append
+from core.audit import Actor, AuditEntry, append, stamp
 from core.errors import InvalidInput
 from core.storage import schema
 from core.storage.database import Database
@@ -76,10 +76,6 @@ MAX_RETRY = timedelta(minutes=30)
 GIVE_UP_AFTER = timedelta(days=1)
 # A claimed delivery is not sent by another monitor for this long (one sender at a time).
 CLAIM = timedelta(seconds=60)
-
-
-def _stamp(at: datetime) -> str:
-    return at.isoformat(timespec="seconds")
 
 
 def check_rule(name: str) -> Rule:
@@ -152,7 +148,7 @@ class Episode:
         return self.resolved_at is None
 
     def silenced(self, now: datetime) -> bool:
-        return self.silenced_until is not None and self.silenced_until > _stamp(now)
+        return self.silenced_until is not None and self.silenced_until > stamp(now)
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "open": self.open}
@@ -262,7 +258,7 @@ def _delivery(row) -> Delivery:
 def message(episode: Episode, state: str, model: str, at: datetime) -> dict:
     """The JSON body every channel starts from (a webhook gets it as is)."""
     return {"rule": episode.rule, "state": state, "model": model, "version": episode.version,
-            "summary": episode.summary, "details": episode.details, "at": _stamp(at),
+            "summary": episode.summary, "details": episode.details, "at": stamp(at),
             "episode": episode.id, "subject": episode.subject}
 
 
@@ -342,7 +338,7 @@ class AlertStore:
                               ":model AND channel = :name AND status = 'pending'"),
                          {"model": self.model, "name": name})
             append(conn, AuditEntry(
-                at=_stamp(now), actor=actor.name, role=actor.role,
+                at=stamp(now), actor=actor.name, role=actor.role,
                 action="remove_alert_channel", outcome="done", model=self.model,
                 target=f"alert channel {name}", details=channel.as_dict()))
 
@@ -368,9 +364,9 @@ class AlertStore:
                          {"model": self.model, "rule": rule})
             conn.execute(schema.alert_rules.insert().values(
                 model=self.model, rule=rule, settings=json.dumps(new, sort_keys=True),
-                set_at=_stamp(now), set_by=actor.name))
+                set_at=stamp(now), set_by=actor.name))
             append(conn, AuditEntry(
-                at=_stamp(now), actor=actor.name, role=actor.role, action="set_alert_rule",
+                at=stamp(now), actor=actor.name, role=actor.role, action="set_alert_rule",
                 outcome="done", model=self.model, target=f"alert rule {rule}", reason=reason,
                 details={"from": rule_settings(rule, old), "to": rule_settings(rule, new)}))
         return rule_settings(rule, new)
@@ -413,7 +409,7 @@ class AlertStore:
             reminders: rule -> minutes between reminders (0: none).
         """
         fired, resolved, reminded = [], [], []
-        at = _stamp(now)
+        at = stamp(now)
         found = {(f.rule, f.subject): f for f in findings}
         with self.database.write() as conn:
             channels = [row[0] for row in conn.execute(text(
@@ -475,8 +471,8 @@ class AlertStore:
         for channel in channels:
             conn.execute(schema.alert_deliveries.insert().values(
                 model=self.model, episode=episode.id, channel=channel, state=state,
-                payload=payload, created_at=_stamp(now), status="pending",
-                next_attempt_at=_stamp(now)))
+                payload=payload, created_at=stamp(now), status="pending",
+                next_attempt_at=stamp(now)))
         return len(channels)
 
     def acknowledge(self, episode_id: int, *, actor: Actor, reason: str, now: datetime,
@@ -488,8 +484,8 @@ class AlertStore:
             raise InvalidInput(f"alert episode {episode_id} was resolved at "
                                f"{episode.resolved_at}; nothing to acknowledge. To fix this, "
                                "pick an open episode ('python -m core alerts list --open').")
-        at = _stamp(now)
-        until = _stamp(now + silence_for) if silence_for else None
+        at = stamp(now)
+        until = stamp(now + silence_for) if silence_for else None
         with self.database.write() as conn:
             if silence_for:
                 conn.execute(text("UPDATE alert_episodes SET silenced_until = :until WHERE id "
@@ -516,7 +512,7 @@ class AlertStore:
                          {"model": self.model})
             for item, error in problems.items():
                 conn.execute(schema.monitor_problems.insert().values(
-                    model=self.model, item=item, at=_stamp(now), error=error))
+                    model=self.model, item=item, at=stamp(now), error=error))
 
     def problems(self) -> list[tuple[str, str, str]]:
         """(item, at, error) of what failed in the monitor's last pass."""
@@ -531,13 +527,13 @@ class AlertStore:
         self.channel(channel)
         payload: dict = {"rule": "test", "state": "test", "model": self.model, "version": None,
                    "summary": f"Test message from the {self.model} monitor: this channel "
-                              "works.", "details": {}, "at": _stamp(now), "episode": None,
+                              "works.", "details": {}, "at": stamp(now), "episode": None,
                    "subject": "test"}
         with self.database.write() as conn:
             delivery_id = conn.execute(schema.alert_deliveries.insert().values(
                 model=self.model, episode=None, channel=channel, state="test",
-                payload=json.dumps(payload, sort_keys=True), created_at=_stamp(now),
-                status="pending", next_attempt_at=_stamp(now)
+                payload=json.dumps(payload, sort_keys=True), created_at=stamp(now),
+                status="pending", next_attempt_at=stamp(now)
             ).returning(schema.alert_deliveries.c.id)).scalar_one()
         return self.delivery(delivery_id)
 
@@ -568,12 +564,12 @@ class AlertStore:
                 f"SELECT {', '.join(_DELIVERY)} FROM alert_deliveries WHERE model = :model AND "
                 "status = 'pending' AND next_attempt_at <= :now"
                 + ("" if only is None else " AND id = :only") + " ORDER BY id"),
-                {"model": self.model, "now": _stamp(now), "only": only}).all()
+                {"model": self.model, "now": stamp(now), "only": only}).all()
             if rows:
                 conn.execute(text(
                     "UPDATE alert_deliveries SET next_attempt_at = :later WHERE id IN "
                     f"({', '.join(str(int(row[0])) for row in rows)})"),
-                    {"later": _stamp(now + CLAIM)})
+                    {"later": stamp(now + CLAIM)})
         return [_delivery(row) for row in rows]
 
     def record_attempt(self, delivery: Delivery, now: datetime, ok: bool, status: str,
@@ -586,12 +582,12 @@ class AlertStore:
         new_status = "delivered" if ok else ("gave_up" if expired else "pending")
         with self.database.write() as conn:
             conn.execute(schema.alert_attempts.insert().values(
-                delivery=delivery.id, at=_stamp(now), ok=int(ok), status=status,
+                delivery=delivery.id, at=stamp(now), ok=int(ok), status=status,
                 error=error))
             conn.execute(text(
                 "UPDATE alert_deliveries SET attempts = :attempts, status = :status, "
                 "next_attempt_at = :next, delivered_at = :delivered WHERE id = :id"),
                 {"attempts": attempts, "status": new_status, "id": delivery.id,
-                 "next": _stamp(now + wait), "delivered": _stamp(now) if ok else None})
+                 "next": stamp(now + wait), "delivered": stamp(now) if ok else None})
         return self.delivery(delivery.id)
 

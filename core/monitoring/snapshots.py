@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy import Connection, text
 
+from core.audit import stamp
 from core.errors import InvalidInput
 from core.monitoring.prediction_log import RequestRow
 from core.monitoring.report import DriftReport
@@ -32,11 +33,6 @@ def period_start(at: datetime, period: str) -> datetime:
     """The start of the hour or (UTC) day holding ``at``."""
     start = at.replace(minute=0, second=0, microsecond=0)
     return start.replace(hour=0) if period == "day" else start
-
-
-def stamp(at: datetime) -> str:
-    """The text form of times in snapshots (sorts like the log's ``at``)."""
-    return at.isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
