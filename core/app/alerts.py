@@ -141,23 +141,21 @@ class Problems:
 
 @dataclass
 class _Pass:
-    """What every rule's check reads in one pass."""
+    """What every rule's check reads in one pass (each read once, when first needed)."""
 
     backends: Backends
     now: datetime
     settings: dict[str, dict]
     open_episodes: list[Episode]
-    _reports: dict[int, DriftReport] | None = None
 
-    @property
+    @functools.cached_property
     def served(self) -> list[int]:
         return _served_versions(self.backends)
 
-    @property
+    @functools.cached_property
     def reports(self) -> dict[int, DriftReport]:
-        if self._reports is None:  # shared by the drift and accuracy_drop rules
-            self._reports = _reports(self.backends, self.served, self.settings)
-        return self._reports
+        """Shared by the drift and accuracy_drop rules."""
+        return _reports(self.backends, self.served, self.settings)
 
 
 Checked = set[tuple[str, str]]  # (rule, subject) pairs whose condition was evaluated

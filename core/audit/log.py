@@ -37,13 +37,6 @@ class AuditLog:
         return [AuditEntry(**(row | {"details": json.loads(row["details"])}))
                 for row in self.raw_rows() if model is None or row["model"] == model]
 
-    def recent(self, action: str, actor: str, limit: int) -> list[tuple[str, str]]:
-        """(outcome, at) of ``actor``'s last ``limit`` entries of ``action``, newest first."""
-        return [(outcome, at) for outcome, at in self.database.read(
-            "SELECT outcome, at FROM audit_log WHERE action = :action AND actor = :actor "
-            "ORDER BY seq DESC LIMIT :limit", {"action": action, "actor": actor,
-                                               "limit": limit})]
-
     def last_done(self, conn: Connection, model: str, version: int) -> tuple | None:
         """(actor, action, at) of the last change of a version, inside a transaction."""
         return conn.execute(text(

@@ -258,11 +258,6 @@ class PredictionLog(ABC):
         labelled (any source but a simulation) are kept: they are training data."""
 
     @abstractmethod
-    def set_true_label(self, model: str, prediction_id: int, true_label: int) -> None:
-        """Records the true class a user gave for a prediction (feedback), or
-        ``NONE_OF_THESE``."""
-
-    @abstractmethod
     def record_label(self, model: str, prediction_id: int, label: int, *, by: Actor, at: str,
                      counted: bool, class_name: str) -> Label:
         """Keeps a label with who gave it and when, in one transaction: a counted one also
@@ -484,14 +479,6 @@ class SQLPredictionLog(PredictionLog):
             "DELETE FROM request_failures WHERE id IN (SELECT id FROM request_failures "
             "WHERE model = :model AND at < :before ORDER BY id LIMIT :limit)"), args).rowcount
         return predictions, failures
-
-    def set_true_label(self, model, prediction_id, true_label):
-        with self.database.write() as conn:
-            updated = conn.execute(text(
-                "UPDATE predictions SET true_label = :label WHERE model = :model AND id = :id"),
-                {"label": int(true_label), "model": model, "id": int(prediction_id)}).rowcount
-        if updated != 1:
-            raise _no_prediction(model, prediction_id)
 
     def record_label(self, model, prediction_id, label, *, by, at, counted, class_name):
         args = {"model": model, "id": int(prediction_id)}

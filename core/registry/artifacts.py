@@ -373,10 +373,13 @@ class S3ArtifactStore(ArtifactStore):
         if not self._published(model, version):
             raise VersionNotFound(f"model {model!r} has no version {version} in {self.url}. "
                                   "To fix this, register the version again.")
-        marker = self.read_bytes(model, version, METADATA_FILE)
-        if expected is None:
-            expected = json.loads(marker).get("files") or {}
-        _write_atomically(_inside(folder, METADATA_FILE), marker)
+        cached_marker = folder / METADATA_FILE
+        if expected is None or not cached_marker.is_file():  # else nothing to read it for
+            marker = self.read_bytes(model, version, METADATA_FILE)
+            if expected is None:
+                expected = json.loads(marker).get("files") or {}
+            if not cached_marker.is_file():
+                _write_atomically(_inside(folder, METADATA_FILE), marker)
         base = self._key(model, version)
         for key in self._keys(base):
             name = key[len(base):]

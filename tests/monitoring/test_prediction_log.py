@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from core.audit import Actor
 from core.errors import InvalidInput
 from core.ml.images import encode_png
 from core.monitoring.prediction_log import NONE_OF_THESE, PredictionLog, PredictionRecord
@@ -103,18 +104,24 @@ def test_concurrent_writer_processes_lose_and_tear_nothing(config):
         np.testing.assert_allclose(window.embeddings[:, 1] - window.embeddings[:, 0], 1.0)
 
 
+def give_label(log, prediction_id: int, label: int) -> None:
+    """A signed-in viewer's label (it counts at once)."""
+    log.record_label("m", prediction_id, label, by=Actor("vic", "viewer"),
+                     at="2026-01-02T00:00:00+00:00", counted=True, class_name=f"c{label}")
+
+
 def test_feedback_labels_and_labelled_images(config):
     log = open_log(config)
     log.append([record(1, source="upload"), record(2, source="simulation:blur", true_label=4),
                 record(3, source="simulation:noise", true_label=5), record(4, source="cli")])
-    log.set_true_label("m", 1, 7)
+    give_label(log, 1, 7)
     images, labels, sources = log.labelled_images("m", ("upload", "simulation:blur"))
     assert images == [b"png-1", b"png-2"] and labels.tolist() == [7, 4]
     assert sources == ["upload", "simulation:blur"]
     assert log.labelled_images("m", ("simulation",))[2] == ["simulation:blur",
                                                             "simulation:noise"]
     with pytest.raises(InvalidInput, match="no prediction 99"):
-        log.set_true_label("m", 99, 1)
+        give_label(log, 99, 1)
 
 
 def test_images_of_none_of_the_classes_are_evidence_not_training_data(config):
@@ -125,8 +132,8 @@ def test_images_of_none_of_the_classes_are_evidence_not_training_data(config):
     with pytest.raises(InvalidInput, match="no prediction 99"):
         log.version_of("m", 99)
     for prediction_id in (1, 2, 3):
-        log.set_true_label("m", prediction_id, NONE_OF_THESE)
-    log.set_true_label("m", 3, 6)  # a later label replaces it
+        give_label(log, prediction_id, NONE_OF_THESE)
+    give_label(log, 3, 6)  # a later label replaces it
     assert log.labelled_images("m", ("upload", "api", "camera"))[1].tolist() == [6]
     assert log.none_of_these_scores("m", 2).tolist() == [pytest.approx(0.4)]
     assert np.isnan(log.none_of_these_scores("m", 1)).tolist() == [True]  # not scored

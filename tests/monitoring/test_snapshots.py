@@ -15,6 +15,7 @@ from core.app import (
     add_alert_channel,
     build_backends,
     cancel_job,
+    label_prediction,
     list_jobs,
     monitor_pass,
     set_alert_rule,
@@ -204,7 +205,8 @@ def test_retention_deletes_summarized_old_rows_in_audited_batches(registry_copy)
     upload, _ = predict_image(backends, encode_png(images[0]), actor="anonymous",
                               source="upload", now=T0 + timedelta(minutes=5))
     kept = upload.log_id
-    backends.prediction_log.set_true_label("classifier", kept, 3)  # a person's label
+    label_prediction(backends, kept, backends.registry.get_version(1).class_names[3],
+                     actor="vic", now=T0)  # a person's label
     now = T0 + timedelta(days=2)
     assert apply_retention(backends, now) == 0  # nothing summarized yet: nothing goes
     compute_snapshots(backends, now)
