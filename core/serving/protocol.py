@@ -48,8 +48,8 @@ def parse_predict_body(body: bytes, max_instances: int) -> PredictBody:
         raise InvalidInput(f"the body is not valid JSON ({error}). {_SHAPE_FIX}") from None
     except RecursionError:
         raise InvalidInput("the body's JSON is nested too deeply to read. To fix this, send "
-                           "[height][width][channels] numbers (three levels) per instance. "
-                           f"{_SHAPE_FIX}") from None
+                           "each instance as [height][width][channels] numbers (three "
+                           "levels), or as {\"b64\": \"<base64 image file>\"}.") from None
     if not isinstance(document, dict):
         raise InvalidInput(f"the body is a JSON {type(document).__name__}, not an object. "
                            f"{_SHAPE_FIX}")
