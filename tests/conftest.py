@@ -179,11 +179,11 @@ def trained_registry(tmp_path_factory) -> Path:
 def exported_registry(trained_registry, tmp_path_factory) -> Path:
     """The trained registry with version 1's portable exports built by an operator through
     the CLI (whose --json output must be the table alone). Read-only."""
-    from tests.test_cli import run_cli
+    from tests.cli_runner import run_cli_process
 
     root = tmp_path_factory.mktemp("exported") / "registry"
     shutil.copytree(trained_registry, root)
-    built = run_cli(root, "exports", "1", "--json", "--actor", "olga")
+    built = run_cli_process(root, "exports", "1", "--json", "--actor", "olga")
     assert built.returncode == 0, built.stderr
     json.loads(built.stdout)  # nothing but the JSON on stdout, though TFLite's C++ prints
     return root

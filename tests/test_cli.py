@@ -1,48 +1,18 @@
-"""The CLI as a user runs it: a subprocess, its stdout, stderr and exit status."""
+"""The CLI as a user runs it: its stdout, stderr and exit status (in this process; the
+first tests as a real ``python -m core`` process)."""
 
-import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-from contextlib import closing
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from core.ml.images import encode_png
-from tests.conftest import FIXED_NOW, PROJECT_ROOT, backends_of, fashion_test_images, salt_noise
+from tests.cli_runner import run_cli, run_cli_process, snapshot
+from tests.conftest import FIXED_NOW, backends_of, fashion_test_images, salt_noise
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(registry, *args, stdin=None):
-    env = {k: v for k, v in os.environ.items() if k != "MODEL_REGISTRY_DIR"}
-    result = subprocess.run([sys.executable, "-m", "core", "--registry", str(registry), *args],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, env=env,
-                            timeout=300, input=stdin)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
-def snapshot(folder):
-    """Every file under ``folder`` with a hash of its content; the database by its rows.
-
-    SQLite's write-ahead log and its index (``registry.db-wal``, ``-shm``) change when a
-    process only opens or reads the database, and a checkpoint moves pages from one file
-    to the other: the database is compared by what it holds, every other file by bytes.
-    """
-    files = {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(folder.rglob("*"))
-             if p.is_file() and not p.name.startswith("registry.db")}
-    database = folder / "registry.db"
-    if database.exists():
-        with closing(sqlite3.connect(database)) as db:
-            rows = "\n".join(db.iterdump())
-        files["registry.db (its rows)"] = hashlib.sha256(rows.encode()).hexdigest()
-    return files
 
 
 @pytest.fixture
@@ -57,7 +27,7 @@ def image_files(tmp_path):
 
 
 def test_versions_json(trained_registry):
-    result = run_cli(trained_registry, "versions", "--json")
+    result = run_cli_process(trained_registry, "versions", "--json")
     assert result.returncode == 0
     (entry,) = json.loads(result.stdout)
     assert entry["version"] == 1 and isinstance(entry["version"], int)
@@ -149,12 +119,12 @@ def test_unknown_version_is_one_clear_error_and_writes_nothing(trained_registry,
                                                                 tmp_path):
     paths, _ = image_files
     before = snapshot(trained_registry)
-    result = run_cli(trained_registry, "predict", str(paths[0]), "--version", "7")
+    result = run_cli_process(trained_registry, "predict", str(paths[0]), "--version", "7")
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         "error: model 'classifier' has no version 7 (versions: 1). To fix this, pick one of those.")
     out = tmp_path / "heat.png"
-    result = run_cli(trained_registry, "explain", str(paths[0]), "--out", str(out), "--version", "7")
+    result = run_cli_process(trained_registry, "explain", str(paths[0]), "--out", str(out), "--version", "7")
     assert result.returncode == 1 and "no version 7" in result.stderr
     assert not out.exists()
     assert snapshot(trained_registry) == before
@@ -226,9 +196,9 @@ def test_bootstrap_with_progress_then_idempotent(tmp_path):
 
 def test_bootstrap_refuses_bad_options(tmp_path):
     registry = tmp_path / "fresh"
-    result = run_cli(registry, "bootstrap", "--dataset", "folder:/does/not/exist")
+    result = run_cli_process(registry, "bootstrap", "--dataset", "folder:/does/not/exist")
     assert result.returncode == 1 and "does not exist" in result.stderr
-    result = run_cli(registry, "--model-name", "../escape", "versions")
+    result = run_cli_process(registry, "--model-name", "../escape", "versions")
     assert result.returncode == 1 and "invalid model name" in result.stderr
     assert not registry.exists()
 
@@ -325,17 +295,17 @@ def test_retrain_wait_json_then_jobs_and_compare(registry_copy):
 
 def test_users_add_reads_the_password_from_stdin_and_list_hides_hashes(tmp_path):
     registry = tmp_path / "registry"
-    first = run_cli(registry, "users", "add", "ann", "--role", "admin", "--actor", "root",
+    first = run_cli_process(registry, "users", "add", "ann", "--role", "admin", "--actor", "root",
                     stdin="a long enough password\n")
     assert first.returncode == 0 and "added ann as admin" in first.stdout
-    refused = run_cli(registry, "users", "add", "bob", "--role", "viewer", "--actor", "root",
+    refused = run_cli_process(registry, "users", "add", "bob", "--role", "viewer", "--actor", "root",
                       stdin="a long enough password\n")
     assert refused.returncode == 1 and "there is no user 'root'" in refused.stderr
-    assert run_cli(registry, "users", "add", "bob", "--role", "reviewer", "--actor", "ann",
+    assert run_cli_process(registry, "users", "add", "bob", "--role", "reviewer", "--actor", "ann",
                    stdin="another long password\n").returncode == 0
-    assert run_cli(registry, "users", "set-role", "bob", "operator", "--actor", "ann",
+    assert run_cli_process(registry, "users", "set-role", "bob", "operator", "--actor", "ann",
                    "--reason", "moved team").returncode == 0
-    listing = run_cli(registry, "users", "list", "--json")
+    listing = run_cli_process(registry, "users", "list", "--json")
     users = json.loads(listing.stdout)
     assert [(u["name"], u["role"]) for u in users] == [("ann", "admin"), ("bob", "operator")]
     assert "argon2" not in listing.stdout and "password" not in json.dumps(

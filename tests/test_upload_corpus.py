@@ -13,8 +13,8 @@ from core.app import explain_image
 from core.config import load_config
 from core.errors import CoreError
 from tests import upload_corpus
+from tests.cli_runner import run_cli, snapshot
 from tests.conftest import FIXED_NOW, backends_of
-from tests.test_cli import run_cli, snapshot
 
 pytestmark = pytest.mark.slow
 CASES = upload_corpus.build(upload_corpus.fashion_base())

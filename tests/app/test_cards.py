@@ -7,9 +7,9 @@ import pytest
 
 from core.app import decide_version, model_card
 from core.errors import InvalidInput
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of
 from tests.governance.test_governance import tamper
-from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 SECTIONS = ["Intended use and classes", "Training data", "Lineage", "Metrics", "Calibration",

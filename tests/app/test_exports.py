@@ -16,8 +16,8 @@ from core.config import load_config
 from core.errors import ActionRefused, InvalidInput
 from core.ml.exports import EXPORTS_TABLE, PORTABLE_FILES, export_runner
 from core.ml.images import InputSpec, preprocess_batch
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of, fashion_test_images
-from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 

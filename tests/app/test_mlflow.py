@@ -10,8 +10,8 @@ import pytest
 
 from core.app import decide_version, mlflow_sync
 from core.errors import ActionRefused, InvalidInput
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of
-from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 

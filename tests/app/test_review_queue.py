@@ -26,8 +26,8 @@ from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.images import InputSpec, encode_png, preprocess_batch
 from core.serving.api import create_app
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of, fashion_test_images, salt_noise
-from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 MODEL = "/v1/models/classifier"

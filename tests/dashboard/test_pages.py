@@ -51,7 +51,7 @@ def test_predict_page_shows_label_probabilities_and_heatmap(monkeypatch, registr
     # The label shown is the one the CLI gives for the same file.
     path = tmp_path / "boot.png"
     path.write_bytes(image)
-    from tests.test_cli import run_cli
+    from tests.cli_runner import run_cli
     cli_label = json.loads(run_cli(trained_registry, "predict", str(path), "--json").stdout)[0]["label"]
     assert app.subheader[0].value.startswith(cli_label + " · ")
     assert "Answered by version 1" in app.caption[1].value

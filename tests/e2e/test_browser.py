@@ -22,10 +22,10 @@ from bench.dashboard import (
     wait_until_idle,
 )
 from core.app import encode_png
+from tests.cli_runner import run_cli
 from tests.conftest import PASSWORD, USERS, backends_of, salt_noise
 from tests.dashboard.test_languages import KEPT_IN_LATIN
 from tests.e2e.conftest import SCREENSHOTS, sign_in
-from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
 EXCEPTION = "[data-testid='stException']"

@@ -18,9 +18,9 @@ from core.app import audit_head, build_backends, check_audit_log, seal_audit_log
 from core.audit import AuditEntry
 from core.config import load_config
 from core.errors import InvalidInput
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, add_users
 from tests.storage.test_migrations import release_1_database
-from tests.test_cli import run_cli
 
 KEY = "k" * 16 + "0123456789abcdef0123"
 OTHER_KEY = "x" * 40

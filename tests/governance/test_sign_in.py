@@ -18,9 +18,9 @@ from core.app import (
 )
 from core.errors import ActionRefused, InvalidInput
 from core.governance.throttle import FREE_FAILURES, FREE_FAILURES_ANY_NAME
+from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, PASSWORD, backends_of
 from tests.serving.test_api import png
-from tests.test_cli import run_cli
 
 ATTACKER, RITA_AT_HOME = "203.0.113.9", "198.51.100.7"
 

@@ -19,9 +19,9 @@ from core.errors import InvalidInput, StorageUnavailable
 from core.storage import migrations
 from core.storage.copy import row_counts
 from core.storage.database import PostgresDatabase
+from tests.cli_runner import run_cli, snapshot
 from tests.conftest import PROJECT_ROOT, backends_of
 from tests.monitoring.test_prediction_log import record
-from tests.test_cli import run_cli, snapshot
 
 
 def new_database(postgres) -> str:
