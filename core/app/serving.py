@@ -231,15 +231,11 @@ class ServingSession:
 
     # --- who is calling ---------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> tuple[Actor, ApiKey | None]:
-        """The caller of a request from its ``Authorization`` header (none: anonymous)."""
-        if not authorization:
+    def identify(self, secret: str | None) -> tuple[Actor, ApiKey | None]:
+        """The caller with this API key's secret (none: anonymous)."""
+        if secret is None:
             return self.backends.access.anonymous(), None
-        scheme, _, secret = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise Unauthenticated("the Authorization header is not 'Bearer <key>'. To fix "
-                                  "this, send 'Authorization: Bearer <your API key>'.")
-        key = self.state.keys.get(hash_secret(secret.strip()))
+        key = self.state.keys.get(hash_secret(secret))
         if key is None:
             raise Unauthenticated("the API key is not valid (unknown or revoked). To fix "
                                   "this, check the key, or ask an admin for a new one "

@@ -1,0 +1,93 @@
+"""What the model routes depend on: the process's serving session, the caller (from
+``Authorization: Bearer <key>``, else anonymous) allowed to do what the route does, and
+the one way a route predicts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from core.app import (
+    ANONYMOUS,
+    Actor,
+    ApiKey,
+    Assignment,
+    Instance,
+    ModelVersion,
+    Prediction,
+    ServingSession,
+)
+from core.errors import Unauthenticated
+from core.serving import metrics
+from core.serving.bookkeeping import answered_by, session_of
+
+
+async def _session(request: Request) -> ServingSession:
+    return session_of(request)  # async: FastAPI runs a plain function in a thread
+
+
+Session = Annotated[ServingSession, Depends(_session)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    actor: Actor
+    key: ApiKey | None
+
+    @property
+    def client(self) -> str:
+        """The name the prediction log keeps: the key's, else anonymous."""
+        return self.key.name if self.key else ANONYMOUS
+
+
+def identify(session: ServingSession, authorization: str | None) -> Caller:
+    """The caller of a request from its ``Authorization`` header (none: anonymous)."""
+    if not authorization:
+        return Caller(*session.identify(None))
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("the Authorization header is not 'Bearer <key>'. To fix "
+                              "this, send 'Authorization: Bearer <your API key>'.")
+    return Caller(*session.identify(secret.strip()))
+
+
+def allowed(permission: str) -> Callable[[Request], Awaitable[Caller]]:
+    """A dependency: the caller, once allowed ``permission`` (rate limit, role)."""
+
+    async def caller(request: Request) -> Caller:
+        session = session_of(request)
+        who = identify(session, request.headers.get("authorization"))
+        request.state.client = who.client  # a refusal's row names who was refused
+        session.authorize(who.actor, who.key, permission, datetime.now(UTC))
+        return who
+
+    return caller
+
+
+Viewer = Annotated[Caller, Depends(allowed("view"))]
+Predictor = Annotated[Caller, Depends(allowed("predict"))]
+
+
+async def predict_and_log(request: Request, session: ServingSession, caller: Caller,
+                  instances: Sequence[Instance], version: ModelVersion | None = None
+                  ) -> tuple[list[Prediction], Assignment]:
+    """Predicts with the version asked for, else the traffic policy's; answers once the
+    rows are committed; counts the predictions."""
+    state = request.state
+    assignment = session.assignment(state.request_id, version=version)
+    served = session.predict(instances, assignment, client=caller.client,
+                             request_id=state.request_id, now=datetime.now(UTC),
+                             started=state.started)
+    await asyncio.wrap_future(served.logged)
+    for prediction in served.predictions:
+        metrics.PREDICTIONS.labels(session.model, str(prediction.version), assignment.variant,
+                                   prediction.label).inc()
+    if served.shadow is not None and served.shadow_error:
+        metrics.SHADOW_ERRORS.labels(session.model, str(served.shadow)).inc()
+    answered_by(request, assignment.version, assignment.variant)
+    return served.predictions, assignment

@@ -1,0 +1,1 @@
+"""The API's routers: TF Serving's REST protocol, plain endpoints, operations."""

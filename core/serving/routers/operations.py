@@ -1,0 +1,35 @@
+"""For the platform running the server: liveness, readiness, Prometheus metrics. Neither
+named, logged nor counted (``core.serving.bookkeeping``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from core.serving import metrics
+from core.serving.bookkeeping import json_response
+from core.serving.dependencies import Session
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """The process is alive."""
+    return json_response({"status": "alive"})
+
+
+@router.get("/readyz")
+async def readyz(session: Session) -> Response:
+    """A model is loaded and the database answers (503 otherwise)."""
+    ready, detail = session.ready()
+    return json_response({"status": "ready" if ready else "not ready", "detail": detail},
+                         200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def prometheus(session: Session) -> Response:
+    """Prometheus exposition: requests, latency, predictions by class, model loads,
+    log batches."""
+    body, content_type = metrics.exposition(session.backends.config.metrics_dir)
+    return Response(body, media_type=content_type)
