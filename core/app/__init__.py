@@ -51,6 +51,7 @@ from core.app.monitor import (
                             observed_scenarios,
                             simulate,
 )
+from core.app.monitor_rules import RULES as ALERT_RULES
 from core.app.predict import (
                             EMPTY_HEATMAP,
                             Explanation,
@@ -125,8 +126,7 @@ from core.ml.images import check_upload_size, encode_png
 from core.ml.params import ARCHITECTURES, Progress, RetrainRequest
 from core.ml.predictor import Prediction
 from core.ml.scenarios import SCENARIOS
-from core.monitoring.alerts import RULES as ALERT_RULES
-from core.monitoring.alerts import Attempt, Channel, Delivery, Episode
+from core.monitoring.alerts.records import Attempt, Channel, Delivery, Episode
 from core.monitoring.drift import STATISTICS, Thresholds
 from core.monitoring.live import LiveEvidence
 from core.monitoring.prediction_log import SOURCE_KINDS, SOURCES, VARIANTS

@@ -1,5 +1,5 @@
 """Use cases of the monitor and of alerts: one monitor pass (snapshots, the rules of
-``core.app.rule_checks``, deliveries, retention), channels and rules (admins), episodes
+``core.app.monitor_rules``, deliveries, retention), channels and rules (admins), episodes
 (operators acknowledge or silence them)."""
 
 from __future__ import annotations
@@ -7,31 +7,31 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from core.app.backends import Backends
+from core.app.monitor_rules import EVENT, RULES, Context, effective_settings, rule_named
 from core.app.retention import apply_retention
-from core.app.rule_checks import Problems, evaluate_alerts
 from core.app.snapshots import compute_snapshots
 from core.audit import stamp
-from core.errors import InvalidInput
+from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason
 from core.monitoring import channels as senders
-from core.monitoring.alerts import (
-    RULES,
+from core.monitoring.alerts.records import (
     Attempt,
     Changes,
     Channel,
     Delivery,
     Episode,
-    check_rule,
+    Finding,
     new_channel,
-    parse_setting,
 )
 from core.monitoring.snapshots import Snapshot
 
 LOGGER = logging.getLogger("core.monitor")
+T = TypeVar("T")
 MAX_SILENCE = timedelta(days=30)
 
 Send = Callable[[Channel, dict], tuple[bool, str, "str | None"]]
@@ -81,9 +81,61 @@ def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
     sent: list[Delivery] = problems.run("deliveries", lambda: deliver_due(
         backends, now, send or default_sender(backends)), [])
     deleted = problems.run("retention", lambda: apply_retention(backends, now), 0)
-    backends.alerts.set_problems(problems.items, now)
+    backends.alerts.problems.replace(problems.items, now)
     return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
                       sum(d.status != "delivered" for d in sent), deleted, problems.items)
+
+
+class Problems:
+    """What failed in one monitor pass, by item ("rule drift", "hour periods",
+    "deliveries", ...): each failure is logged and recorded, and the pass goes on with the
+    next item. With ``strict`` (direct calls, tests) failures are raised instead."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.items: dict[str, str] = {}
+
+    def record(self, item: str, error: Exception) -> None:
+        if self.strict:
+            raise error
+        # A user-fixable error is one line; anything else is a bug: its traceback is kept.
+        LOGGER.error("monitor: %s failed: %s", item, error,
+                     exc_info=None if isinstance(error, CoreError) else error)
+        self.items[item] = f"{type(error).__name__}: {error}"[:1000]
+
+    def run(self, item: str, work: Callable[[], T], otherwise: T) -> T:
+        """``work()``, or ``otherwise`` once its failure is recorded."""
+        try:
+            return work()
+        except Exception as error:  # noqa: BLE001 - one item's failure ends only that item
+            self.record(item, error)
+            return otherwise
+
+
+def evaluate_alerts(backends: Backends, now: datetime,
+                    problems: Problems | None = None) -> Changes:
+    """Checks every enabled rule now and records what changed (episodes, messages).
+
+    Each rule is checked on its own: one that fails is recorded in ``problems`` and its
+    episodes stay as they are, while the others go on.
+    """
+    problems = problems or Problems(strict=True)
+    settings = effective_settings(backends)
+    context = Context(backends, now, settings, backends.alerts.episodes.recent(open_only=True))
+    findings: list[Finding] = []
+    checked: set[tuple[str, str]] = set()
+    for name, rule in RULES.items():
+        if not rule.runs(settings[name]):
+            continue
+        found = problems.run(f"rule {name}",
+                             functools.partial(rule.check, context, settings[name]), None)
+        if found is not None:
+            findings += found.findings
+            checked |= {(name, subject) for subject in found.checked}
+    reminders = {name: getattr(settings[name], "reminder_minutes", 0) for name in RULES}
+    events = frozenset(name for name, rule in RULES.items() if rule.kind == EVENT)
+    return backends.alerts.episodes.record(findings, checked, now, reminders=reminders,
+                                           events=events)
 
 
 def database_reachable(backends: Backends) -> bool:
@@ -101,10 +153,10 @@ def database_reachable(backends: Backends) -> bool:
 def deliver_due(backends: Backends, now: datetime, send: Send,
                 only: int | None = None) -> list[Delivery]:
     """Sends every message due now (or just delivery ``only``); records each attempt."""
-    store = backends.alerts
-    channels = {c.name: c for c in store.channels()}
+    outbox = backends.alerts.outbox
+    channels = {c.name: c for c in backends.alerts.channels.all()}
     done = []
-    for delivery in store.claim_due(now, only):
+    for delivery in outbox.claim_due(now, only):
         channel = channels.get(delivery.channel)
         outcome: tuple[bool, str, str | None]
         if channel is None:
@@ -117,7 +169,7 @@ def deliver_due(backends: Backends, now: datetime, send: Send,
             except Exception as error:  # noqa: BLE001 - one message never stops the others
                 LOGGER.exception("sending delivery %s failed", delivery.id)
                 outcome = (False, "error", f"{type(error).__name__}: {error}"[:1000])
-        done.append(store.record_attempt(delivery, now, *outcome))
+        done.append(outbox.record_attempt(delivery, now, *outcome))
     return done
 
 
@@ -159,35 +211,38 @@ def add_alert_channel(backends: Backends, *, actor: str, name: str, now: datetim
     channel = new_channel(name, kind, target, secret if kind == "webhook" else None,
                           smtp if kind == "email" else None,
                           smtp_user if kind == "email" else None, stamp(now), acting.name)
-    return backends.alerts.add_channel(channel, actor=acting)
+    return backends.alerts.channels.add(channel, actor=acting)
 
 
 def remove_alert_channel(backends: Backends, *, actor: str, name: str, now: datetime) -> None:
     acting = backends.access.authorize(actor, "manage_alerts", now,
                                        target=f"alert channel {name}")
-    backends.alerts.remove_channel(name, actor=acting, now=now)
+    backends.alerts.channels.remove(name, actor=acting, now=now)
 
 
 def list_alert_channels(backends: Backends, *, actor: str, now: datetime) -> list[Channel]:
     backends.access.authorize(actor, "view", now, target="alert channels")
-    return backends.alerts.channels()
+    return backends.alerts.channels.all()
 
 
 def send_test_alert(backends: Backends, *, actor: str, name: str, now: datetime,
                        send: Send | None = None) -> tuple[Delivery, list[Attempt]]:
     """Sends a test message to one channel now (one attempt; retried like any message)."""
     backends.access.authorize(actor, "manage_alerts", now, target=f"alert channel {name}")
-    delivery = backends.alerts.queue_test(name, now)
+    backends.alerts.channels.get(name)  # it must exist
+    outbox = backends.alerts.outbox
+    delivery = outbox.queue_test(name, now)
     deliver_due(backends, now, send or default_sender(backends), only=delivery.id)
-    delivery = backends.alerts.delivery(delivery.id)
-    return delivery, backends.alerts.attempts([delivery.id])
+    delivery = outbox.delivery(delivery.id)
+    return delivery, outbox.attempts([delivery.id])
 
 
 def alert_rules(backends: Backends, *, actor: str, now: datetime) -> dict[str, dict]:
     """Every rule with its effective settings, kind and meaning."""
     backends.access.authorize(actor, "view", now, target="alert rules")
+    settings = effective_settings(backends)
     return {name: {"kind": rule.kind, "meaning": rule.meaning,
-                   "settings": backends.alerts.settings(name)}
+                   "settings": asdict(settings[name])}
             for name, rule in RULES.items()}
 
 
@@ -196,12 +251,17 @@ def set_alert_rule(backends: Backends, *, actor: str, rule: str, assignments: li
     """Overrides settings of a rule for this model, e.g. ``["max_rate=0.1"]`` (admins)."""
     acting = backends.access.authorize(actor, "manage_alerts", now,
                                        target=f"alert rule {rule}")
-    check_rule(rule)
+    named = rule_named(rule)
     if not assignments:
         raise InvalidInput("nothing to set. To fix this, pass KEY=VALUE, e.g. enabled=false.")
-    changes = dict(parse_setting(rule, a) for a in assignments)
-    return backends.alerts.set_rule(rule, changes, actor=acting, reason=check_reason(reason),
-                                    now=now)
+    changes = dict(named.parse(a) for a in assignments)
+
+    def effective(overrides: dict) -> dict:
+        return asdict(named.settings(overrides))
+
+    overrides = backends.alerts.rules.set(rule, changes, effective=effective, actor=acting,
+                                          reason=check_reason(reason), now=now)
+    return effective(overrides)
 
 
 # --- episodes ------------------------------------------------------------------------------
@@ -209,7 +269,7 @@ def set_alert_rule(backends: Backends, *, actor: str, rule: str, assignments: li
 def list_alert_episodes(backends: Backends, *, actor: str, now: datetime,
                         open_only: bool = False) -> list[Episode]:
     backends.access.authorize(actor, "view", now, target="alerts")
-    return backends.alerts.episodes(open_only=open_only)
+    return backends.alerts.episodes.recent(open_only=open_only)
 
 
 def acknowledge_alert(backends: Backends, episode: int, *, actor: str, reason: str,
@@ -220,8 +280,9 @@ def acknowledge_alert(backends: Backends, episode: int, *, actor: str, reason: s
     if silence_for is not None and not timedelta(0) < silence_for <= MAX_SILENCE:
         raise InvalidInput(f"a silence lasts between a minute and {MAX_SILENCE.days} days. "
                            "To fix this, pass e.g. --for 2h.")
-    return backends.alerts.acknowledge(episode, actor=acting, reason=check_reason(reason),
-                                       now=now, silence_for=silence_for)
+    return backends.alerts.episodes.acknowledge(episode, actor=acting,
+                                                reason=check_reason(reason), now=now,
+                                                silence_for=silence_for)
 
 
 def alert_deliveries(backends: Backends, *, actor: str, now: datetime, limit: int = 100
@@ -233,8 +294,8 @@ def alert_deliveries(backends: Backends, *, actor: str, now: datetime, limit: in
     was (``public_error``).
     """
     backends.access.authorize(actor, "view", now, target="alerts")
-    deliveries = backends.alerts.deliveries(limit)
-    attempts = backends.alerts.attempts([d.id for d in deliveries])
+    deliveries = backends.alerts.outbox.deliveries(limit)
+    attempts = backends.alerts.outbox.attempts([d.id for d in deliveries])
     if not backends.access.may(actor, "manage_alerts"):
         attempts = [replace(attempt, error=public_error(attempt)) for attempt in attempts]
     return [(d, [a for a in attempts if a.delivery == d.id]) for d in deliveries]
@@ -264,7 +325,7 @@ def monitor_problems(backends: Backends, *, actor: str, now: datetime
     """(item, at, error) of what failed in the monitor's last pass (operators and up:
     errors name hosts and servers)."""
     backends.access.authorize(actor, "alerts", now, target="monitor problems")
-    return backends.alerts.problems()
+    return backends.alerts.problems.last()
 
 
 def parse_duration(value: str) -> timedelta:

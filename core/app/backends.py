@@ -150,6 +150,6 @@ def build_backends(config: Config) -> Backends:
         catalog=catalog, artifacts=artifacts, registry=registry,
         prediction_log=SQLPredictionLog(database, config.log_write_wait_seconds),
         snapshots=SnapshotStore(database, config.model_name),
-        alerts=AlertStore(database, config.model_name, SecretBox(config.secrets_key)),
+        alerts=AlertStore.open(database, config.model_name, SecretBox(config.secrets_key)),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
         models=ModelCache(artifacts), decoder=ImageDecoder(config))

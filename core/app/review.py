@@ -20,7 +20,7 @@ from core.ml.images import preprocess_batch
 from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario
 from core.ml.tensorboard import TENSORBOARD_DIR
-from core.monitoring.alerts import redacted_entry
+from core.monitoring.alerts.records import redacted_entry
 from core.monitoring.live import LiveEvidence, arm, paired_evidence
 from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
 

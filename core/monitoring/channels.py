@@ -34,7 +34,7 @@ from email.message import EmailMessage
 from urllib.parse import urlparse
 
 from core.errors import InvalidInput
-from core.monitoring.alerts import Channel
+from core.monitoring.alerts.records import Channel
 from core.storage.secrets import redact
 
 TIMEOUT_SECONDS = 10  # the whole delivery

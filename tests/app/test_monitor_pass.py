@@ -14,7 +14,7 @@ from core.app import (
     decide_version,
     monitor_pass,
     monitor_problems,
-    rule_checks,
+    monitor_rules,
 )
 from core.monitoring import channels
 from core.monitoring.prediction_log import FailedRequest
@@ -64,7 +64,7 @@ def test_a_failing_rule_and_a_failing_channel_leave_the_rest_of_the_pass(config,
             raise ValueError("a bug in a sender")
         return channels.send(channel, payload, allow_private=True)
 
-    monkeypatch.setattr(rule_checks, "verify_audit", verify_fails)
+    monkeypatch.setattr(monitor_rules, "verify_audit", verify_fails)
     try:
         result = monitor_pass(backends, now, send=send)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from core.app import RetrainRequest, get_job, get_version, run_jobs, start_job
-from core.app.rule_checks import MONITOR
+from core.app.monitor_rules import MONITOR
 from core.app.train import RETRAIN_JOB
 from tests.conftest import FIXED_NOW, backends_of
 
