@@ -56,10 +56,14 @@ tensorboard: install
 	$(PYTHON) -m tensorboard.main --logdir "$${MODEL_REGISTRY_DIR:-model_registry}/$${MODEL_NAME:-classifier}" \
 		--host 0.0.0.0 --port $(TENSORBOARD_PORT)
 
+# The suite in two processes (pytest-xdist; a module's tests stay together), then the
+# tests that assert a latency bound, alone.
+TEST_PROCESSES ?= 2
 test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial"
+	$(PYTHON) -m pytest -m serial
 
 # docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
 rehearsal: install

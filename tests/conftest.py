@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +54,34 @@ def sample_metadata(**changes) -> VersionMetadata:
 
 # The databases every contract suite runs against (see ``on_database``).
 DATABASE_BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_collection_modifyitems(items):
+    """For ``make test``'s two processes (pytest-xdist, ``--dist loadgroup``): a module's
+    tests run in one process (its module fixtures are built once), and every test that
+    uses the Ray head in one process (stopping a head stops every head)."""
+    for item in items:
+        group = "ray" if item.get_closest_marker("ray") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A read-only registry built once per test run, also when the run is split over
+    processes: the first to ask builds it (``build(folder)``) under a lock, the others
+    wait for it and use the same folder."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder every worker's own temporary folder is in
+    folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
+    with FileLock(str(base / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder / "registry")
+            done.touch()
+    return folder / "registry"
 
 
 def pytest_generate_tests(metafunc):
@@ -167,12 +196,13 @@ def trained_registry(tmp_path_factory) -> Path:
     Session-scoped and read-only: tests that change a registry copy it first
     (see ``registry_copy``).
     """
-    root = tmp_path_factory.mktemp("trained") / "registry"
-    config = load_config({}).with_overrides(registry_dir=root)
-    bootstrap(build_backends(config), actor="tester", now=FIXED_NOW, epochs=EPOCHS,
-              train_limit=TRAIN_LIMIT, eval_limit=EVAL_LIMIT)
-    add_users(config)
-    return root
+    def build(root: Path) -> None:
+        config = load_config({}).with_overrides(registry_dir=root)
+        bootstrap(build_backends(config), actor="tester", now=FIXED_NOW, epochs=EPOCHS,
+                  train_limit=TRAIN_LIMIT, eval_limit=EVAL_LIMIT)
+        add_users(config)
+
+    return shared(tmp_path_factory, "trained", build)
 
 
 @pytest.fixture(scope="session")
@@ -181,12 +211,13 @@ def exported_registry(trained_registry, tmp_path_factory) -> Path:
     the CLI (whose --json output must be the table alone). Read-only."""
     from tests.cli_runner import run_cli_process
 
-    root = tmp_path_factory.mktemp("exported") / "registry"
-    shutil.copytree(trained_registry, root)
-    built = run_cli_process(root, "exports", "1", "--json", "--actor", "olga")
-    assert built.returncode == 0, built.stderr
-    json.loads(built.stdout)  # nothing but the JSON on stdout, though TFLite's C++ prints
-    return root
+    def build(root: Path) -> None:
+        shutil.copytree(trained_registry, root)
+        built = run_cli_process(root, "exports", "1", "--json", "--actor", "olga")
+        assert built.returncode == 0, built.stderr
+        json.loads(built.stdout)  # nothing but the JSON on stdout, though TFLite's C++ prints
+
+    return shared(tmp_path_factory, "exported", build)
 
 
 @pytest.fixture
@@ -227,15 +258,16 @@ def candidate_registry(trained_registry, tmp_path_factory) -> Path:
     v1 champion, v2 candidate compared with v1. Read-only, like ``trained_registry``."""
     from core.app import RetrainRequest, retrain, simulate
 
-    root = tmp_path_factory.mktemp("candidate") / "registry"
-    shutil.copytree(trained_registry, root)
-    config = load_config({}).with_overrides(registry_dir=root)
-    backends = build_backends(config)
-    simulate(backends, actor="olga", scenario="brightness", n=300, clock=lambda: FIXED_NOW)
-    retrain(backends, RetrainRequest(epochs=1, original_images=3000,
-                                     augmented_per_scenario=1000),
-            actor="olga", now=FIXED_NOW)
-    return root
+    def build(root: Path) -> None:
+        shutil.copytree(trained_registry, root)
+        backends = build_backends(load_config({}).with_overrides(registry_dir=root))
+        simulate(backends, actor="olga", scenario="brightness", n=300,
+                 clock=lambda: FIXED_NOW)
+        retrain(backends, RetrainRequest(epochs=1, original_images=3000,
+                                         augmented_per_scenario=1000),
+                actor="olga", now=FIXED_NOW)
+
+    return shared(tmp_path_factory, "candidate", build)
 
 
 @pytest.fixture

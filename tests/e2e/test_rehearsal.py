@@ -30,7 +30,7 @@ from tests.e2e.conftest import SCREENSHOTS, sign_in
 from tests.jobs.test_executor import wait_until_finished
 from tests.serving.processes import Load, logged_ids, server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SWITCH_SECONDS = 5  # the bar: from the decision to every API server answering with it
 
 

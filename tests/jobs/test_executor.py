@@ -19,6 +19,9 @@ from core.config import load_config
 from core.jobs.records import FINISHED
 from tests.conftest import on_database
 
+# The Ray head's tests run in one process of the suite (see tests/conftest.py).
+pytestmark = pytest.mark.ray
+
 ANN = Actor("ann", "operator")
 
 

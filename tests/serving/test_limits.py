@@ -191,6 +191,7 @@ def test_a_class_name_outside_latin_1_reaches_explain_headers_encoded(trained_re
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # /healthz's latency bound: no other test beside it
 def test_a_flood_of_bombs_leaves_healthz_fast_and_memory_bounded(registry_copy):
     one = json.dumps({"instances": [b64(BOMB)]}).encode()
     many = json.dumps({"instances": [b64(BOMB)] * 256}).encode()
