@@ -74,7 +74,7 @@ def _window_reads(config, first: datetime, repeats: int) -> dict[str, float]:
     backends = build_backends(config)
     log, model = backends.prediction_log, config.model_name
     version = backends.registry.get_champion().version
-    high = log.max_id(model)
+    high = log.last_id()
     hours = random.Random(0).sample(range(DAYS * 24), repeats)
     latest, hourly, sizes = [], [], []
     for hour in hours:

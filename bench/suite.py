@@ -244,7 +244,8 @@ LOG_WRITER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     from core.app.backends import open_database
-    from core.monitoring.prediction_log import PredictionRecord, SQLPredictionLog
+    from core.monitoring.prediction_log import SQLPredictionLog
+    from core.monitoring.log_records import PredictionRecord
     log = SQLPredictionLog(open_database(sys.argv[1]))
     worker, rows, go = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     batch = int(sys.argv[5]) if len(sys.argv) > 5 else 1  # rows per commit

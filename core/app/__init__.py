@@ -129,7 +129,7 @@ from core.ml.scenarios import SCENARIOS
 from core.monitoring.alerts.records import Attempt, Channel, Delivery, Episode
 from core.monitoring.drift import STATISTICS, Thresholds
 from core.monitoring.live import LiveEvidence
-from core.monitoring.prediction_log import SOURCE_KINDS, SOURCES, VARIANTS
+from core.monitoring.log_records import SOURCE_KINDS, SOURCES, VARIANTS
 from core.monitoring.snapshots import PERIODS, Snapshot
 from core.names import parse_version
 from core.registry.records import Comparison, ModelVersion, StatusChange, find_champion_in

@@ -18,7 +18,7 @@ from core.ml.images import DecodedImage, preprocess_batch
 from core.ml.ood import OOD_FILE
 from core.ml.scenarios import check_severity, get_scenario, sample_indices
 from core.monitoring.drift import Thresholds
-from core.monitoring.prediction_log import PredictionRecord, Window
+from core.monitoring.log_records import PredictionRecord, Window
 from core.monitoring.report import (
     MIN_WINDOW,
     REFERENCE_FILE,
@@ -183,7 +183,7 @@ def last_prediction_id(backends: Backends, *, actor: str, now: datetime) -> int:
     """The newest logged prediction's id (0: none): changes whenever traffic is logged, and
     costs one index lookup where counting 10 million rows takes a second."""
     backends.access.authorize(actor, "view", now, target="predictions")
-    return backends.prediction_log.max_id(backends.model)
+    return backends.prediction_log.last_id()
 
 
 def drift_snapshot(backends: Backends) -> dict:

@@ -20,7 +20,7 @@ from core.ml.images import DecodedImage, InputSpec, decode_logged, preprocess
 from core.ml.ood import QUANTILE
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
-from core.monitoring.prediction_log import PredictionRecord, check_source
+from core.monitoring.log_records import PredictionRecord, check_source
 from core.registry.records import ModelVersion
 from core.text import N_
 

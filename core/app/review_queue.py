@@ -26,7 +26,7 @@ from core.ml.comparison import Holdout, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
 from core.ml.images import InputSpec, decode_logged, preprocess
-from core.monitoring.prediction_log import NONE_OF_THESE, SOURCES, Label
+from core.monitoring.log_records import NONE_OF_THESE, SOURCES, Label
 from core.text import N_
 
 NONE_OF_THESE_CLASSES = N_("none of these classes")

@@ -42,7 +42,7 @@ from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS
 from core.ml.images import DecodedImage, InputSpec, preprocess, resize_to_spec
 from core.ml.predictor import Prediction, Predictor
 from core.monitoring.group_commit import GroupCommitWriter
-from core.monitoring.prediction_log import FailedRequest, PredictionRecord
+from core.monitoring.log_records import FailedRequest, PredictionRecord
 from core.names import parse_version
 from core.registry.records import ModelVersion, find_champion_in
 

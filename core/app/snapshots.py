@@ -51,7 +51,7 @@ def compute_snapshots(backends: Backends, now: datetime,
     counted on its snapshot as late rows by the next pass.
     """
     cutoff = now - timedelta(seconds=backends.config.monitor_grace_seconds)
-    high = backends.prediction_log.max_id(backends.model)
+    high = backends.prediction_log.last_id()
     _count_late_rows(backends, high, now)
     versions = [v.version for v in backends.registry.list_versions()]
     computed: list[Snapshot] = []

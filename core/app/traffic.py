@@ -12,7 +12,7 @@ from core.audit import stamp
 from core.errors import InvalidInput
 from core.governance.access import check_reason
 from core.governance.traffic import TrafficPolicy, active_candidate
-from core.monitoring.prediction_log import RequestRow
+from core.monitoring.log_records import RequestRow
 from core.monitoring.snapshots import NO_VERSION, Snapshot, VariantTraffic, period_start
 from core.registry.records import find_champion_in
 

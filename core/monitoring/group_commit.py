@@ -23,7 +23,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from core.errors import Overloaded
-from core.monitoring.prediction_log import FailedRequest, PredictionLog, PredictionRecord
+from core.monitoring.log_records import FailedRequest, PredictionRecord
+from core.monitoring.prediction_log import PredictionLog
 
 
 @dataclass

@@ -21,7 +21,7 @@ from core.errors import InvalidInput
 from core.ml.images import IMAGE_STATISTICS, image_statistics
 from core.ml.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring import drift
-from core.monitoring.prediction_log import NONE_OF_THESE, Window
+from core.monitoring.log_records import NONE_OF_THESE, Window
 
 REFERENCE_FILE = "reference.npz"
 EMBEDDING_SAMPLE = 1000  # reference and window embeddings used by the MMD test

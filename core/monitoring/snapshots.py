@@ -20,7 +20,7 @@ from sqlalchemy import Connection, text
 
 from core.audit import stamp
 from core.errors import InvalidInput
-from core.monitoring.prediction_log import RequestRow
+from core.monitoring.log_records import RequestRow
 from core.monitoring.report import DriftReport
 from core.storage import schema
 from core.storage.database import Database

@@ -17,7 +17,7 @@ from core.app import (
     monitor_rules,
 )
 from core.monitoring import channels
-from core.monitoring.prediction_log import FailedRequest
+from core.monitoring.log_records import FailedRequest
 from tests.conftest import FIXED_NOW, PROJECT_ROOT, add_users, backends_of, environment_of
 from tests.monitoring.receivers import HttpReceiver, SmtpReceiver
 

@@ -382,7 +382,7 @@ def test_alerts_page_lists_an_open_episode_an_operator_acknowledges(monkeypatch,
     from datetime import UTC, datetime
 
     from core.app import add_alert_channel, monitor_pass
-    from core.monitoring.prediction_log import FailedRequest
+    from core.monitoring.log_records import FailedRequest
     from tests.conftest import FIXED_NOW, add_users
     from tests.monitoring.receivers import HttpReceiver
 

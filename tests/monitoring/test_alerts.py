@@ -25,7 +25,7 @@ from core.app import (
     set_alert_rule,
 )
 from core.errors import ActionRefused, InvalidInput
-from core.monitoring.prediction_log import FailedRequest, PredictionRecord
+from core.monitoring.log_records import FailedRequest, PredictionRecord
 from tests.conftest import add_users
 from tests.monitoring.receivers import HttpReceiver, SmtpReceiver
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core.monitoring.group_commit import GroupCommitWriter
-from core.monitoring.prediction_log import FailedRequest, PredictionRecord
+from core.monitoring.log_records import FailedRequest, PredictionRecord
 from tests.conftest import backends_of
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.

@@ -10,7 +10,8 @@ import pytest
 from core.audit import Actor
 from core.errors import InvalidInput
 from core.ml.images import encode_png
-from core.monitoring.prediction_log import NONE_OF_THESE, PredictionLog, PredictionRecord
+from core.monitoring.log_records import NONE_OF_THESE, PredictionRecord
+from core.monitoring.prediction_log import PredictionLog
 from tests.conftest import (
     PROJECT_ROOT,
     backends_of,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.errors import InvalidInput
-from core.monitoring.prediction_log import Window
+from core.monitoring.log_records import Window
 from core.monitoring.report import (
     MIN_WINDOW,
     ReferenceProfile,
