@@ -131,3 +131,23 @@ def test_domain_packages_import_only_packages_below_them():
             if upward:
                 offenders[dotted(path)] = upward
     assert offenders == {}
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 60
+
+
+def test_modules_and_functions_stay_small():
+    """No module in core over 450 lines, no function over 60 (its docstring aside): a
+    reader sees a module's job and a function's steps at once."""
+    long_modules = {dotted(p): n for p in modules(CORE)
+                    if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    long_functions = {}
+    for path in modules(CORE):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if ast.get_docstring(node) is not None:
+                    lines -= node.body[0].end_lineno - node.body[0].lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long_functions[f"{dotted(path)}.{node.name}"] = lines
+    assert (long_modules, long_functions) == ({}, {})

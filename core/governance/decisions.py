@@ -15,6 +15,7 @@ from core.errors import ActionRefused, InvalidInput
 from core.governance.access import AccessControl, check_reason
 from core.governance.gate import with_live
 from core.monitoring.live import LiveEvidence
+from core.registry.records import Comparison, GateAdvice, ModelVersion
 from core.registry.registry import Registry
 
 # Decision -> (the status it starts from, the status it sets).
@@ -71,28 +72,15 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
         access.refuse(acting, action, message, now, target=target, version=version,
                       details={"reason_given": reason} | evidence)
 
-    if chosen.status != from_status:
-        refuse_decision(f"version {version} is {chosen.status}; only a {from_status} version "
-                        f"can be {past_tense(action)}. To fix this, pick a {from_status} version "
-                        "(see 'python -m core versions').")
-    if expected_champion is not None and expected_champion != champion.version:
-        refuse_decision(f"the champion is now version {champion.version}, not version "
-                        f"{expected_champion} as when you looked. To fix this, look at the "
-                        "current state and decide again.")
-    if action == "promote" and comparison is None:
-        refuse_decision(f"version {version} has not been compared with the champion (version "
-                        f"{champion.version}), so there is no evidence to decide on. To fix "
-                        f"this, run 'python -m core compare {champion.version} {version}'.")
     recommended = advice.recommendation if advice else None
     against_gate = ((action == "promote" and recommended != "promote")
                     or (action == "reject" and recommended == "promote"))
-    if against_gate and not override_gate:
-        reasons = "; ".join(advice.reasons) if advice else "no comparison"
-        refuse_decision(f"the gate recommends {recommended} for version {version} ({reasons}), "
-                        f"and you chose to {action}. "
-                        "To fix this, if you decide against the gate, acknowledge it "
-                        "explicitly (--override-gate, or the checkbox on the Governance page).")
-    evidence["gate_overridden"] = bool(against_gate)
+    problem = (_state_problem(action, chosen, champion, expected_champion, comparison)
+               or (_gate_problem(action, version, advice) if against_gate and not override_gate
+                   else None))
+    if problem:
+        refuse_decision(problem)
+    evidence["gate_overridden"] = against_gate
     if action == "promote" and separation_of_duties and chosen.created_by == acting.name:
         refuse_decision(f"{acting.name} submitted the retraining that produced version "
                         f"{version}, so cannot approve it (separation of duties). To fix "
@@ -108,6 +96,33 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
                                               expected=expected, entry=entry)
     except ActionRefused as error:  # lost a race to another decision: logged, then raised
         refuse_decision(str(error))
+
+
+def _state_problem(action: str, chosen: ModelVersion, champion: ModelVersion,
+                   expected_champion: int | None, comparison: Comparison | None) -> str | None:
+    """Why the versions' state forbids the decision (None: it allows it)."""
+    from_status, version = DECISIONS[action][0], chosen.version
+    if chosen.status != from_status:
+        return (f"version {version} is {chosen.status}; only a {from_status} version can be "
+                f"{past_tense(action)}. To fix this, pick a {from_status} version (see "
+                "'python -m core versions').")
+    if expected_champion is not None and expected_champion != champion.version:
+        return (f"the champion is now version {champion.version}, not version "
+                f"{expected_champion} as when you looked. To fix this, look at the current "
+                "state and decide again.")
+    if action == "promote" and comparison is None:
+        return (f"version {version} has not been compared with the champion (version "
+                f"{champion.version}), so there is no evidence to decide on. To fix this, run "
+                f"'python -m core compare {champion.version} {version}'.")
+    return None
+
+
+def _gate_problem(action: str, version: int, advice: GateAdvice | None) -> str:
+    recommended = advice.recommendation if advice else None
+    reasons = "; ".join(advice.reasons) if advice else "no comparison"
+    return (f"the gate recommends {recommended} for version {version} ({reasons}), and you "
+            f"chose to {action}. To fix this, if you decide against the gate, acknowledge it "
+            "explicitly (--override-gate, or the checkbox on the Governance page).")
 
 
 def past_tense(action: str) -> str:

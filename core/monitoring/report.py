@@ -229,13 +229,7 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
     reference_mix = np.bincount(reference.probabilities.argmax(axis=1), minlength=num_classes)
     reference_mix = reference_mix / reference_mix.sum()
     current_counts = np.bincount(window.predicted, minlength=num_classes)
-    rng = np.random.default_rng(seed)
-    current_embeddings = window.embeddings
-    if len(current_embeddings) > EMBEDDING_SAMPLE:
-        current_embeddings = current_embeddings[rng.choice(len(current_embeddings),
-                                                           EMBEDDING_SAMPLE, replace=False)]
-    mmd, mmd_p = drift.mmd_permutation_test(current_embeddings, reference.embeddings,
-                                            permutations, rng)
+    mmd, mmd_p = _embedding_mmd(reference, window, seed, permutations)
     estimated = reference.estimate_accuracy(window.confidence)
     bonferroni = len(IMAGE_STATISTICS)
     values = {
@@ -257,13 +251,7 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
         values["unfamiliar_rate"] = float(np.mean(reference.ood.unfamiliar(scored)))
         details["unfamiliar"] = {"scored": len(scored),
                                  "validation_rate": reference.ood.validation_rate}
-    results = []
-    for name, value in values.items():
-        spec = drift.STATISTICS[name]
-        warn, alert = thresholds.levels(name)
-        results.append(StatisticResult(name, float(value), alert, warn,
-                                       drift.status(name, float(value), thresholds),
-                                       spec.kind, spec.meaning))
+    results = [_result(name, float(value), thresholds) for name, value in values.items()]
     # Labels count in the realized accuracy only when they name a class: an image a person
     # said is none of the classes has no right answer, and counts as OOD evidence instead.
     labelled = window.true_labels >= 0
@@ -280,6 +268,24 @@ def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
                  "mean_confidence": {"reference": float(reference.confidence.mean()),
                                      "current": float(window.confidence.mean())}},
     )
+
+
+def _embedding_mmd(reference: ReferenceProfile, window: Window, seed: int,
+                   permutations: int) -> tuple[float, float]:
+    """MMD² between the window's embeddings (a sample of EMBEDDING_SAMPLE at most) and the
+    reference's, and its permutation test's p-value."""
+    rng = np.random.default_rng(seed)
+    current = window.embeddings
+    if len(current) > EMBEDDING_SAMPLE:
+        current = current[rng.choice(len(current), EMBEDDING_SAMPLE, replace=False)]
+    return drift.mmd_permutation_test(current, reference.embeddings, permutations, rng)
+
+
+def _result(name: str, value: float, thresholds: drift.Thresholds) -> StatisticResult:
+    spec = drift.STATISTICS[name]
+    warn, alert = thresholds.levels(name)
+    return StatisticResult(name, value, alert, warn, drift.status(name, value, thresholds),
+                           spec.kind, spec.meaning)
 
 
 def pca_2d(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
