@@ -75,6 +75,8 @@ def run(registry: Path, runs: int, n: int, scenarios=tuple(SCENARIOS),
             alerts += report.alert
             for statistic in report.statistics:
                 fired[statistic.name] += statistic.status == "alert"
+            # Simulated traffic carries its true labels: the realized accuracy is known.
+            assert report.realized_accuracy is not None
             gaps.append(abs(report.estimated_accuracy - report.realized_accuracy))
             accuracies.append(simulated.accuracy)
         results[scenario] = {"fired": fired, "alerts": alerts, "runs": runs,

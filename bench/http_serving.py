@@ -22,6 +22,7 @@ import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench.drift_detection import BENCH_ACTOR
 from bench.servers import free_port
@@ -89,7 +90,7 @@ def wrk(url: str, body_file: Path, content_type: str, connections: int,
                          text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk saw failed requests against {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return _number(r"Requests/sec:\s+([\d.]+)", out)
 
 
 def hey_latency(url: str, body_file: Path, content_type: str, rate: int,
@@ -103,10 +104,15 @@ def hey_latency(url: str, body_file: Path, content_type: str, rate: int,
     if re.search(r"\[(?!200\])\d+\]", out.split("Status code distribution:")[-1]):
         raise RuntimeError(f"hey saw failed requests against {url}:\n{out}")
 
-    def percentile(p: int) -> float:
-        return float(re.search(rf"{p}% in ([\d.]+) secs", out).group(1)) * 1000
+    return _number(r"50% in ([\d.]+) secs", out) * 1000, _number(r"99% in ([\d.]+) secs", out) * 1000
 
-    return percentile(50), percentile(99)
+
+def _number(pattern: str, output: str) -> float:
+    """The number ``pattern``'s group finds in a load generator's output."""
+    found = re.search(pattern, output)
+    if found is None:
+        raise RuntimeError(f"no {pattern!r} in the load generator's output:\n{output}")
+    return float(found.group(1))
 
 
 def _with_shadow_version(registry: Path, model: str) -> Path:
@@ -122,8 +128,11 @@ def _with_shadow_version(registry: Path, model: str) -> Path:
     backends = build_backends(load_config().with_overrides(registry_dir=copy, model_name=model))
     champion = backends.registry.get_champion()
     files = backends.registry.files(champion.version)
+    def write(folder: Path) -> None:
+        shutil.copytree(files, folder, dirs_exist_ok=True)
+
     candidate = backends.registry.register_version(
-        lambda folder: shutil.copytree(files, folder, dirs_exist_ok=True), champion.metadata,
+        write, champion.metadata,
         actor=Actor(BENCH_ACTOR, "admin"), now=datetime.now(UTC), parent=champion.version)
     set_traffic(backends, actor=BENCH_ACTOR, mode="shadow", candidate=candidate.version,
                 percent=None, reason="benchmark: what shadowing costs", now=datetime.now(UTC))
@@ -157,7 +166,8 @@ def http_rows(config: Config, png: bytes, quick: bool) -> list[Row]:
                 "TF_CPP_MIN_LOG_LEVEL": "2"}
     ours_cmd, ours_env = _ours(config.registry_dir)
     shadow_cmd, shadow_env = _ours(shadow_registry)
-    probe = {"method": "POST", "body": upload.read_bytes(), "headers": {"Content-Type": form}}
+    probe: dict[str, Any] = {"method": "POST", "body": upload.read_bytes(),
+                             "headers": {"Content-Type": form}}
     samples: dict[str, list[float]] = {}
     with ExitStack() as stack:
         hello = stack.enter_context(_server(_uvicorn("bench.serving_apps:hello_app"), {},

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from bench.drift_detection import BENCH_ACTOR
 from bench.streamlit_client import DashboardSession, timed_upload
 from bench.timing import Row
-from core.app import build_backends  # noqa: E402
+from core.app import Job, build_backends  # noqa: E402
 from core.config import Config
 from core.ml.images import encode_png
 
@@ -32,7 +32,7 @@ class LoadResult:
     latencies: list[float] = field(default_factory=list)  # upload -> page drawn, answered
     problems: list[str] = field(default_factory=list)  # anything but a clean answer
     logged: int = 0  # prediction-log rows added meanwhile
-    job: object = None  # the retraining job, when one ran
+    job: Job | None = None  # the retraining job, when one ran
 
     @property
     def answers(self) -> int:
@@ -122,8 +122,9 @@ def load_rows(url: str, config: Config, images, quick: bool) -> list[Row]:
     alone = run_load(url, config, images, sessions=1, seconds=10 if quick else 20)
     loaded = run_load(url, config, images, sessions=20, seconds=20 if quick else 60,
                       retrain_as=BENCH_ACTOR)
+    job_status = loaded.job.status if loaded.job else "not run"
     clean = (not loaded.problems and loaded.logged == loaded.answers
-             and loaded.job.status == "succeeded")
+             and job_status == "succeeded")
     return [Row(
         "upload to answer drawn, 20 sessions + a retraining job (median)",
         loaded.median, "s", "one session alone", alone.median, alone.median / loaded.median,
@@ -132,5 +133,5 @@ def load_rows(url: str, config: Config, images, quick: bool) -> list[Row]:
         f"{loaded.answers} answers in {loaded.seconds:.0f} s "
         f"({loaded.answers / loaded.seconds:.1f}/s); p95 {loaded.percentile(0.95):.2f} s, "
         f"max {max(loaded.latencies):.2f} s; {len(loaded.problems)} errors; "
-        f"{loaded.logged} log rows; retraining job {loaded.job.status}; "
+        f"{loaded.logged} log rows; retraining job {job_status}; "
         f"one session alone: {alone.answers} answers, median {alone.median:.3f} s")]

@@ -24,6 +24,7 @@ from core.app.monitor import load_reference
 from core.app.snapshots import compute_snapshots
 from core.config import Config
 from core.monitoring.snapshots import period_start
+from core.storage.database import SQLiteDatabase
 
 MONITORING_ROWS = 10_000_000  # the issues' scale; --quick: a tenth
 DAYS = 30
@@ -92,7 +93,7 @@ def fill(config: Config, rows: int, now: datetime, seed: int = 0) -> tuple[datet
     database.ensure_schema()
     first, batches = generated_batches(config, rows, now, seed)
     started = time.perf_counter()
-    if database.dialect == "sqlite":
+    if isinstance(database, SQLiteDatabase):
         connection = sqlite3.connect(database.path)
         connection.execute("PRAGMA synchronous=OFF")
         try:
@@ -106,7 +107,9 @@ def fill(config: Config, rows: int, now: datetime, seed: int = 0) -> tuple[datet
     else:
         raw = database.engine.raw_connection()
         try:
-            cursor = raw.driver_connection.cursor()
+            driver = raw.driver_connection
+            assert driver is not None  # psycopg's connection, open
+            cursor = driver.cursor()
             for batch in batches:
                 with cursor.copy(f"COPY predictions ({', '.join(COLUMNS)}) FROM STDIN") as copy:
                     for row in batch:

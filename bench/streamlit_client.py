@@ -23,6 +23,7 @@ from streamlit.proto.Common_pb2 import FileUploaderState, FileURLsRequest, Uploa
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.sync.client import connect
+from websockets.typing import Subprotocol
 
 XSRF_COOKIE = "_streamlit_xsrf"
 TIMEOUT_SECONDS = 120
@@ -50,12 +51,12 @@ class DashboardSession:
         self._http = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
         # The health endpoint sets the XSRF cookie, as loading the page does for a browser.
         self._http.open(f"{self.base_url}/_stcore/health", timeout=TIMEOUT_SECONDS).read()
-        self.xsrf = next(c.value for c in cookies if c.name == XSRF_COOKIE)
+        self.xsrf = next(c.value or "" for c in cookies if c.name == XSRF_COOKIE)
         self._cookie_header = "; ".join(f"{c.name}={c.value}" for c in cookies)
         self._connection = ExitStack()
         self._socket = self._connection.enter_context(connect(
             self.base_url.replace("http", "ws", 1) + "/_stcore/stream",
-            subprotocols=["streamlit", self.xsrf],
+            subprotocols=[Subprotocol("streamlit"), Subprotocol(self.xsrf)],
             additional_headers={"Cookie": self._cookie_header, "Origin": self.base_url},
             max_size=None, open_timeout=TIMEOUT_SECONDS))
         self.session_id: str | None = None
@@ -95,8 +96,8 @@ class DashboardSession:
 
     def upload(self, name: str, data: bytes, mime: str = "image/png") -> Page:
         """Uploads a file to the page's uploader, as its frontend does; the page drawn."""
-        if self.page.uploader_id is None:
-            raise RuntimeError("this page has no file uploader")
+        if self.page.uploader_id is None or self.session_id is None:
+            raise RuntimeError("this page has no file uploader (or no session yet)")
         request_id = uuid.uuid4().hex
         self._send(BackMsg(file_urls_request=FileURLsRequest(
             request_id=request_id, file_names=[name], session_id=self.session_id)))

@@ -11,6 +11,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +80,10 @@ def serving_rows(context: Context) -> list[Row]:
 
     for batch_size in (1, 32, 256):
         batch = preprocess_batch(np.repeat(images, batch_size, axis=0), spec)
-        ours_batch = measure(lambda batch=batch: predictor.predict_batch(batch),
+        ours_batch = measure(partial(predictor.predict_batch, batch),
                              repeats=context.repeats // 2)
-        theirs = measure(lambda batch=batch, size=batch_size: model.predict(
-            batch, verbose=0, batch_size=size), repeats=context.repeats // 4)
+        theirs = measure(partial(model.predict, batch, verbose=0, batch_size=batch_size),
+                         repeats=context.repeats // 4)
         ours_rate, their_rate = batch_size / ours_batch.median, batch_size / theirs.median
         rows.append(Row(f"throughput at batch {batch_size}", ours_rate, "images/s",
                         "Keras model.predict", their_rate, ours_rate / their_rate,
@@ -287,7 +288,7 @@ def log_rows(context: Context) -> list[Row]:
                                         stdout=subprocess.PIPE, text=True)
                        for w in range(processes)]
             for worker in workers:
-                assert worker.stdout.readline().strip() == "ready"
+                assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
             started = time.perf_counter()
             go.touch()
             for worker in workers:

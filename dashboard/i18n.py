@@ -17,9 +17,11 @@ import gettext
 import html
 import os
 import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import streamlit as st
 from babel.dates import format_datetime
@@ -31,6 +33,7 @@ from core.text import N_, parse
 
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 DOMAIN = "dashboard"
+K = TypeVar("K")
 # Each language's name in itself: the selector must be readable whatever is chosen.
 LANGUAGES = {"en": "English", "hi": "हिन्दी"}
 DEFAULT_LANGUAGE = "en"
@@ -196,7 +199,7 @@ def selector() -> None:
                              "run`) and reload.").format(language=LANGUAGES[current]),
                            icon=":material/translate:")
     chosen = st.sidebar.segmented_control(
-        _("Language"), list(LANGUAGES), format_func=LANGUAGES.get, default=current,
+        _("Language"), list(LANGUAGES), format_func=shown_by(LANGUAGES), default=current,
         key="language_choice")
     if chosen and chosen != current:
         st.session_state[LANGUAGE_KEY] = chosen
@@ -287,3 +290,8 @@ def core_sentence(text: str) -> str:
 def points(difference: float) -> str:
     """A difference of two rates in percentage points, signed (a metric's delta)."""
     return _("{points} pts").format(points=f"{difference * 100:+.1f}")
+
+
+def shown_by(names: Mapping[K, str]) -> Callable[[K], str]:
+    """A widget's ``format_func``: each option shown by its name in ``names``."""
+    return lambda option: names[option]

@@ -86,7 +86,7 @@ def version_selector(versions: list[ModelVersion], container=st, **options) -> i
     labels = {v.version: f"v{v.version} · {i18n.term(v.status)}" for v in reversed(versions)}
     champion = find_champion_in(versions)
     default = list(labels).index(champion.version) if champion else 0
-    return container.selectbox(_("Model version"), list(labels), format_func=labels.get,
+    return container.selectbox(_("Model version"), list(labels), format_func=i18n.shown_by(labels),
                                index=default, **options)
 
 

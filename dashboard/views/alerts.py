@@ -43,7 +43,7 @@ for episode in open_episodes:
     with st.container(border=True):
         state_note = (_("acknowledged by {who}").format(who=episode.acknowledged_by)
                       if episode.acknowledged_by
-                      else _("silenced until {at}").format(at=i18n.moment(episode.silenced_until))
+                      else _("silenced until {at}").format(at=i18n.moment(episode.silenced_until or now))
                       if episode.silenced(now) else _("firing"))
         # The rule and subject are names; the summary is core's own measured sentence.
         st.markdown(f"**{episode.rule}** · {i18n.core_sentence(episode.subject)} · "
@@ -121,10 +121,10 @@ if state.allowed("manage_alerts"):
         name = cells[0].text_input(_("Name"))
         kind = cells[1].selectbox(_("Kind"), ["webhook", "slack", "email"])
         target = cells[2].text_input(_("URL, or e-mail address"))
-        cells = st.columns(3)
-        secret = cells[0].text_input(_("Webhook secret (signs X-Signature)"), type="password")
-        smtp = cells[1].text_input(_("SMTP HOST:PORT (e-mail)"))
-        smtp_user = cells[2].text_input(_("SMTP user (password: $SMTP_PASSWORD)"))
+        more = st.columns(3)
+        secret = more[0].text_input(_("Webhook secret (signs X-Signature)"), type="password")
+        smtp = more[1].text_input(_("SMTP HOST:PORT (e-mail)"))
+        smtp_user = more[2].text_input(_("SMTP user (password: $SMTP_PASSWORD)"))
         if st.form_submit_button(_("Add channel"), icon=":material/add_alert:"):
             try:
                 add_alert_channel(backends, actor=user, name=name, now=now,

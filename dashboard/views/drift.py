@@ -25,7 +25,7 @@ settings = st.columns([2, 2, 1])
 chosen = state.version_selector(versions, settings[0])
 sources = settings[1].multiselect(
     _("Sources"), list(SOURCE_KINDS), default=list(SOURCE_KINDS),
-    format_func=i18n.labels(SOURCE_KINDS, term).get, placeholder=_("Choose at least one"),
+    format_func=i18n.shown_by(i18n.labels(SOURCE_KINDS, term)), placeholder=_("Choose at least one"),
     help=_("api: the serving API; upload and camera: this dashboard; cli: python -m core "
            "predict; simulation: simulated traffic."))
 window_size = settings[2].number_input(_("Window (last N predictions)"), min_value=30,
@@ -36,8 +36,8 @@ with st.expander(_("Simulate incoming traffic"), icon=":material/science:"):
                  "through the champion as logged production traffic (with true labels)."))
     form = st.columns([2, 1, 1, 1])
     scenario = form[0].selectbox(_("Scenario"), list(SCENARIOS),
-                                 format_func={s: f"{s}: {_(spec.description)}"
-                                              for s, spec in SCENARIOS.items()}.get)
+                                 format_func=i18n.shown_by({s: f"{s}: {_(spec.description)}"
+                                              for s, spec in SCENARIOS.items()}))
     spec = SCENARIOS[scenario]
     severity = form[1].number_input(_("Severity"), min_value=spec.min_severity,
                                     max_value=spec.max_severity,
@@ -51,13 +51,16 @@ with st.expander(_("Simulate incoming traffic"), icon=":material/science:"):
     if st.button(_("Run simulation"), type="primary", icon=":material/play_arrow:",
                  disabled=not allowed):
         bar = st.progress(0.0, text=_("Starting…"))
+
+        def progress(done: int, total: int) -> None:
+            bar.progress(done / total, text=_("{done} / {total} images").format(done=done,
+                                                                                total=total))
+
         try:
             result = simulate(
                 backends, actor=state.current_user(), scenario=scenario,
                 n=int(count), severity=float(severity), seed=int(seed), clock=state.now,
-                on_progress=lambda done, total: bar.progress(
-                    done / total, text=_("{done} / {total} images").format(done=done,
-                                                                           total=total)))
+                on_progress=progress)
             st.success(_("Logged {n} predictions of version {version} ({scenario}, severity "
                          "{severity}); accuracy on them {accuracy}.").format(
                 n=i18n.number(result.n), version=result.version, scenario=result.scenario,
@@ -81,7 +84,7 @@ def show_over_time() -> None:
     st.subheader(_("Over time"))
     cells = st.columns([2, 3])
     ranges = {"24h": _("Last 24 h"), "30d": _("Last 30 days"), "custom": _("Custom")}
-    range_ = cells[0].segmented_control(_("Range"), list(ranges), format_func=ranges.get,
+    range_ = cells[0].segmented_control(_("Range"), list(ranges), format_func=i18n.shown_by(ranges),
                                         default="24h", key="drift_range") or "custom"
     since = until = None
     if range_ == "custom":

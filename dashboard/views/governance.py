@@ -101,13 +101,14 @@ def show_live(candidate: int, comparison: Comparison | None) -> None:
                      "--shadow {n}`) to see how it answers live requests.").format(n=candidate))
         return
     cells = st.columns(4)
-    if live.paired:
+    if live.paired and live.agreement is not None:
         low, high = live.agreement_ci or (0.0, 1.0)
         cells[0].metric(_("Requests seen by both"), i18n.number(live.paired))
         cells[1].metric(_("Agreement"), i18n.percent(live.agreement),
                         help=_("Wilson interval (95%): {low} – {high}.").format(
                             low=i18n.percent(low), high=i18n.percent(high)))
-    if live.labelled:
+    if (live.labelled and live.candidate_accuracy is not None
+            and live.champion_accuracy is not None):
         cells[2].metric(_("Labelled accuracy v{champion} → v{candidate}").format(
                             champion=champion.version, candidate=candidate),
                         i18n.percent(live.candidate_accuracy),
@@ -286,7 +287,7 @@ actions = filters[0].multiselect(_("Action"), sorted(table["action"].unique()),
 actors = filters[1].multiselect(_("Actor"), sorted(table["actor"].unique()),
                                 placeholder=_("all"))
 outcomes = filters[2].multiselect(_("Outcome"), ["done", "refused"], placeholder=_("all"),
-                                  format_func=i18n.labels(["done", "refused"], term).get)
+                                  format_func=i18n.shown_by(i18n.labels(["done", "refused"], term)))
 search = filters[3].text_input(_("Reason or target contains"))
 keep = pd.Series(True, index=table.index)
 for column, wanted in (("action", actions), ("actor", actors), ("outcome", outcomes)):
@@ -328,10 +329,10 @@ if state.allowed("manage_users"):
         cells = st.columns([1, 2])
         chosen_user = cells[0].selectbox(_("User"), names)
         why = cells[1].text_input(_("Reason (required; audited)"))
-        cells = st.columns(2)
-        new_password = cells[0].text_input(_("New password (for a reset)"), type="password",
+        passwords = st.columns(2)
+        new_password = passwords[0].text_input(_("New password (for a reset)"), type="password",
                                            autocomplete="new-password")
-        again = cells[1].text_input(_("The new password again"), type="password",
+        again = passwords[1].text_input(_("The new password again"), type="password",
                                     autocomplete="new-password")
         pressed = [label for label, column in zip(
             ("disable", "enable", "reset"), st.columns(3)) if column.form_submit_button(

@@ -49,7 +49,7 @@ else:
             megapixels=f"{limits.max_image_pixels / 1e6:.0f}"))
     image_bytes, source = (upload.getvalue(), "upload") if upload else (None, None)
 
-if image_bytes is None:
+if image_bytes is None or source is None:
     st.info(_("Upload an image or take a photo to see the model's answer."),
             icon=":material/upload:")
     st.stop()
@@ -104,7 +104,8 @@ with st.expander(_("Is this answer wrong? Tell the model."), icon=":material/rat
         none=shown(NONE_OF_THESE_CLASSES)))
     with st.form("feedback"):
         choices = [*class_names, NONE_OF_THESE_CLASSES]
-        true_class = st.selectbox(_("The right class"), choices, format_func=i18n.labels(choices, shown).get,
+        true_class = st.selectbox(_("The right class"), choices,
+                                  format_func=i18n.shown_by(i18n.labels(choices, shown)),
                                   index=choices.index(prediction.label))
         if st.form_submit_button(_("Save the correct class")):
             try:

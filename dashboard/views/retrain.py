@@ -102,8 +102,9 @@ def show_jobs() -> None:
     if followed.status == "succeeded" and followed.result_version:
         candidate = get_version(backends, followed.result_version, actor=state.current_user(),
                                 now=state.now())
-        comparison = find_comparison(backends, candidate.parent, candidate.version,
-                                     actor=state.current_user(), now=state.now())
+        comparison = None if candidate.parent is None else find_comparison(
+            backends, candidate.parent, candidate.version, actor=state.current_user(),
+            now=state.now())
         st.markdown(_("Candidate **v{candidate}** registered. Champion v{parent} versus "
                       "candidate on the same holdouts:").format(candidate=candidate.version,
                                                                 parent=candidate.parent))

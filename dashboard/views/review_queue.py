@@ -69,7 +69,7 @@ with live:
                                         "replaces it.").format(label=shown(item.suggestion))
                 st.caption(answered)
                 with st.form(f"label-{item.log_id}", border=False):
-                    answer = st.selectbox(_("What is it?"), choices, format_func=choice_labels.get,
+                    answer = st.selectbox(_("What is it?"), choices, format_func=i18n.shown_by(choice_labels),
                                           index=choices.index(item.suggestion or item.label),
                                           key=f"answer-{item.log_id}")
                     if st.form_submit_button(_("Save the label"), icon=":material/label:"):

@@ -52,9 +52,10 @@ if state.allowed("traffic"):
     with st.form("traffic"):
         st.markdown(_("**Change the policy** (every server follows within a few seconds)"))
         cells = st.columns([1, 1, 1])
-        mode = cells[0].selectbox(_("Mode"), TRAFFIC_MODES, format_func=MODES.get,
+        mode = cells[0].selectbox(_("Mode"), TRAFFIC_MODES, format_func=i18n.shown_by(MODES),
                                   index=TRAFFIC_MODES.index(policy.mode))
-        candidate = cells[1].selectbox(_("Candidate"), candidates or [None],
+        options: list[int | None] = [*candidates] or [None]
+        candidate = cells[1].selectbox(_("Candidate"), options,
                                        format_func=lambda n: "—" if n is None else f"v{n}")
         percent = cells[2].number_input(_("Canary percent"), min_value=1, max_value=100,
                                         value=policy.percent or 10)
@@ -73,7 +74,7 @@ else:
     st.caption(_("Reviewers set the traffic policy: sign in as one (sidebar)."))
 
 bucket = st.segmented_control(_("Bucket"), ["hour", "day"], default="hour",
-                              format_func={"hour": _("hour"), "day": _("day")}.get)
+                              format_func=i18n.shown_by({"hour": _("hour"), "day": _("day")}))
 span = timedelta(days=1) if bucket == "hour" else timedelta(days=30)
 try:
     buckets = traffic_over_time(backends, actor=state.current_user(), now=state.now(),

@@ -20,6 +20,13 @@ from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term
 
+
+def _exported(version: int, fmt: str) -> bytes:
+    """A version's export file, read when its download button is clicked (audited)."""
+    return export_file(state.backends(), version, fmt, actor=state.current_user(),
+                       now=state.now())[1]
+
+
 # Where `make tensorboard` serves the runs (its default port, on this machine).
 TENSORBOARD_URL = "http://localhost:6006/"
 
@@ -88,7 +95,7 @@ card_md.download_button(
     "text/markdown", on_click="ignore", icon=":material/article:")
 
 split = st.radio(_("Split"), ["test", "validation"], horizontal=True,
-                 format_func={"test": _("test"), "validation": _("validation")}.get)
+                 format_func=i18n.shown_by({"test": _("test"), "validation": _("validation")}))
 metrics = meta.metrics[split]
 shown = partial(class_name, meta.dataset.name)
 
@@ -145,9 +152,7 @@ else:
         # Deferred: a file is read (and its download audited) only on a click.
         for column, fmt in zip(st.columns(4) * 2, EXPORT_FORMATS):
             column.download_button(
-                fmt, lambda fmt=fmt: export_file(state.backends(), chosen, fmt,
-                                                 actor=state.current_user(),
-                                                 now=state.now())[1],
+                fmt, partial(_exported, chosen, fmt),
                 f"v{chosen}-" + next(row["file"] for row in table if row["format"] == fmt)
                 + (".zip" if fmt == "saved_model" else ""),
                 "application/octet-stream", on_click="ignore", icon=":material/download:",
