@@ -57,12 +57,17 @@ DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_collection_modifyitems(items):
-    """For ``make test``'s two processes (pytest-xdist, ``--dist loadgroup``): a module's
-    tests run in one process (its module fixtures are built once), and every test that
-    uses the Ray head in one process (stopping a head stops every head)."""
+    """For ``make test``'s two processes (pytest-xdist, ``--dist loadgroup``): tests go
+    one by one to whichever process is free, except that every test using the Ray head
+    runs in one process (stopping a head stops every head), and a module with a module
+    fixture runs in one process (the fixture is built once)."""
     for item in items:
-        group = "ray" if item.get_closest_marker("ray") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif any(definition.scope == "module"
+                 for definitions in item._fixtureinfo.name2fixturedefs.values()
+                 for definition in definitions):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:

@@ -432,7 +432,7 @@ def test_alerts_page_lets_an_admin_add_and_test_a_channel(monkeypatch, config):
     finally:
         receiver.stop()
     assert json.loads(receiver.received[0].body)["text"].startswith("[TEST]")
-    [channel] = backends_of(config).alerts.channels()
+    [channel] = backends_of(config).alerts.channels.all()
     assert (channel.name, channel.kind, channel.created_by) == ("team", "slack", "ada")
 
 
