@@ -59,11 +59,15 @@ DATABASE_BACKENDS = ("sqlite", "postgresql")
 def pytest_collection_modifyitems(items):
     """For ``make test``'s two processes (pytest-xdist, ``--dist loadgroup``): tests go
     one by one to whichever process is free, except that every test using the Ray head
-    runs in one process (stopping a head stops every head), and a module with a module
-    fixture runs in one process (the fixture is built once)."""
+    runs in one process (stopping a head stops every head), the browser tests in one
+    (they share a dashboard), and a module with a module fixture in one (the fixture is
+    built once)."""
     for item in items:
         if item.get_closest_marker("ray"):
             item.add_marker(pytest.mark.xdist_group("ray"))
+        elif item.nodeid.startswith("tests/e2e/"):
+            # One dashboard for every e2e module, changed in a documented order.
+            item.add_marker(pytest.mark.xdist_group("e2e"))
         elif any(definition.scope == "module"
                  for definitions in item._fixtureinfo.name2fixturedefs.values()
                  for definition in definitions):

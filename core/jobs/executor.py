@@ -48,7 +48,7 @@ class LocalProcessExecutor(JobExecutor):
         self.project_root, self.log_dir = project_root, log_dir
         self.environment = dict(environment)  # the worker opens the same database
 
-    def start(self):
+    def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "worker.log", "ab") as log:
             # A new session: the worker outlives the dashboard run or CLI that started it.
@@ -58,7 +58,7 @@ class LocalProcessExecutor(JobExecutor):
                 cwd=self.project_root, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=self.environment, start_new_session=True)
 
-    def is_running(self, job):
+    def is_running(self, job: Job) -> bool:
         return worker_alive(job.pid)
 
 
@@ -126,14 +126,14 @@ class RayJobExecutor(JobExecutor):
                 ) from None
         return self._client
 
-    def start(self):
+    def start(self) -> None:
         submission_id = f"image-model-ops-{self.model}-{uuid.uuid4().hex[:12]}"
         self.client.submit_job(
             entrypoint=f"python -m {WORKER_MODULE}", submission_id=submission_id,
             runtime_env={"env_vars": self.settings | {"JOB_RUNNER": f"ray:{submission_id}"}},
             metadata={"model": self.model}, entrypoint_num_cpus=1)
 
-    def is_running(self, job):
+    def is_running(self, job: Job) -> bool:
         if not job.runner or not job.runner.startswith("ray:"):
             return False
         from ray.job_submission import JobStatus

@@ -172,7 +172,8 @@ class SQLPredictionLog(PredictionLog):
     def __init__(self, database: Database, write_wait: float = 5.0):
         self.database, self.write_wait = database, write_wait
 
-    def append(self, records, failures=()):
+    def append(self, records: list[PredictionRecord],
+               failures: Sequence[FailedRequest] = ()) -> list[int]:
         failure_rows = [_check_failure(f) for f in failures]
         rows = [dict(zip(_COLUMNS, (
             r.at, r.model, r.version, check_source(r.source), r.predicted, r.label,
@@ -198,8 +199,9 @@ class SQLPredictionLog(PredictionLog):
                                      execution_options={"sort_by_parameter_order": True}
                                      ).scalars())
 
-    def window(self, model, version, *, last=None, since=None, until=None, sources=None,
-               max_id=None):
+    def window(self, model: str, version: int, *, last: int | None = None,
+               since: str | None = None, until: str | None = None,
+               sources: Sequence[str] | None = None, max_id: int | None = None) -> Window:
         conditions = ["model = :model", "version = :version"]
         args = {"model": model, "version": version, "since": since, "until": until,
                 "last": last, "max_id": max_id}
@@ -233,7 +235,7 @@ class SQLPredictionLog(PredictionLog):
         rows = self.database.read(sql, args)[::-1]
         return _rows_to_window(rows)
 
-    def count(self, model, version=None):
+    def count(self, model: str, version: int | None = None) -> int:
         if version is None:
             rows = self.database.read("SELECT COUNT(*) FROM predictions WHERE model = :model",
                                       {"model": model})
@@ -243,17 +245,17 @@ class SQLPredictionLog(PredictionLog):
                                       {"model": model, "version": version})
         return rows[0][0] if rows else 0
 
-    def sources(self, model, version):
+    def sources(self, model: str, version: int) -> list[str]:
         rows = self.database.read("SELECT DISTINCT source FROM predictions WHERE model = "
                                   ":model AND version = :version ORDER BY source",
                                   {"model": model, "version": version})
         return [row[0] for row in rows]
 
-    def last_id(self):
+    def last_id(self) -> int:
         rows = self.database.read("SELECT MAX(id) FROM predictions")
         return rows[0][0] or 0 if rows else 0
 
-    def first_at(self, model, since):
+    def first_at(self, model: str, since: str | None) -> str | None:
         args = {"model": model, "since": since or ""}
         rows = self.database.read(
             "SELECT MIN(first) FROM (SELECT MIN(at) AS first FROM predictions WHERE model = "
@@ -261,7 +263,8 @@ class SQLPredictionLog(PredictionLog):
             "model = :model AND at >= :since) AS firsts", args)
         return rows[0][0] if rows else None
 
-    def versions_between(self, model, since, until, versions):
+    def versions_between(self, model: str, since: str, until: str,
+                         versions: Sequence[int]) -> list[int]:
         args = {"model": model, "since": since, "until": until}
         # Per version, so each lookup is a range of the (model, version, at) index.
         found = {v for v in versions if self.database.read(
@@ -272,13 +275,15 @@ class SQLPredictionLog(PredictionLog):
             "AND at >= :since AND at < :until", args)
         return sorted(found | {v for (v,) in failed})
 
-    def arrived(self, model, after_id, up_to_id, before):
+    def arrived(self, model: str, after_id: int, up_to_id: int, before: str
+                ) -> list[tuple[int, str]]:
         return [tuple(row) for row in self.database.read(
             "SELECT version, at FROM predictions WHERE id > :after AND id <= :upto AND "
             "model = :model AND at < :before",
             {"after": after_id, "upto": up_to_id, "model": model, "before": before})]
 
-    def api_requests(self, model, since, until=None, version=None):
+    def api_requests(self, model: str, since: str, until: str | None = None,
+                     version: int | None = None) -> list[RequestRow]:
         args = {"model": model, "since": since, "until": until or "9999",
                 "version": version}
         answered = self.database.read(
@@ -296,7 +301,7 @@ class SQLPredictionLog(PredictionLog):
                 + [RequestRow(*row) for row in failed])
         return sorted(rows, key=lambda row: row.at)
 
-    def shadow_pairs(self, model, champion, candidate):
+    def shadow_pairs(self, model: str, champion: int, candidate: int) -> np.ndarray:
         rows = self.database.read(
             "SELECT c.id, s.id, c.predicted, s.predicted, COALESCE(c.true_label, "
             "s.true_label, -1) FROM predictions AS s JOIN predictions AS c ON "
@@ -306,14 +311,14 @@ class SQLPredictionLog(PredictionLog):
             "ORDER BY s.id", {"model": model, "champion": champion, "candidate": candidate})
         return np.asarray(rows, np.int64).reshape(-1, 5)
 
-    def variant_outcomes(self, model, version, variant):
+    def variant_outcomes(self, model: str, version: int, variant: str) -> np.ndarray:
         rows = self.database.read(
             "SELECT predicted, COALESCE(true_label, -1) FROM predictions WHERE model = :model "
             "AND version = :version AND variant = :variant",
             {"model": model, "version": version, "variant": variant})
         return np.asarray(rows, np.int64).reshape(-1, 2)
 
-    def images(self, model, ids):
+    def images(self, model: str, ids: Sequence[int]) -> list[tuple[bytes, int]]:
         if not ids:
             return []
         rows = {row[0]: (row[1], -1 if row[2] is None else row[2]) for row in self.database.read(
@@ -321,7 +326,8 @@ class SQLPredictionLog(PredictionLog):
             f"({', '.join(str(int(i)) for i in ids)})", {"model": model})}
         return [rows[i] for i in ids if i in rows]
 
-    def delete_before(self, conn, model, before, limit):
+    def delete_before(self, conn: Connection, model: str, before: str, limit: int
+                      ) -> tuple[int, int]:
         args = {"model": model, "before": before, "limit": limit}
         doomed = ("SELECT id FROM predictions WHERE model = :model AND at < :before AND "
                   "(true_label IS NULL OR source LIKE 'simulation:%') ORDER BY id LIMIT :limit")
@@ -335,7 +341,8 @@ class SQLPredictionLog(PredictionLog):
             "WHERE model = :model AND at < :before ORDER BY id LIMIT :limit)"), args).rowcount
         return predictions, failures
 
-    def record_label(self, model, prediction_id, label, *, by, at, counted, class_name):
+    def record_label(self, model: str, prediction_id: int, label: int, *, by: Actor, at: str,
+                     counted: bool, class_name: str) -> Label:
         args = {"model": model, "id": int(prediction_id)}
         with self.database.write() as conn:
             row = conn.execute(text("SELECT version, true_label FROM predictions WHERE model = "
@@ -367,7 +374,7 @@ class SQLPredictionLog(PredictionLog):
                              "confirms": confirms}))
         return Label(label_id, int(prediction_id), int(label), by.name, by.role, at, counted)
 
-    def labels(self, model, prediction_ids):
+    def labels(self, model: str, prediction_ids: Sequence[int]) -> list[Label]:
         if not prediction_ids:
             return []
         rows = self.database.read(
@@ -377,21 +384,22 @@ class SQLPredictionLog(PredictionLog):
         return [Label(int(i), int(prediction), int(label), by, role, at, bool(counted))
                 for i, prediction, label, by, role, at, counted in rows]
 
-    def version_of(self, model, prediction_id):
+    def version_of(self, model: str, prediction_id: int) -> int:
         rows = self.database.read("SELECT version FROM predictions WHERE model = :model AND "
                                   "id = :id", {"model": model, "id": int(prediction_id)})
         if not rows:
             raise _no_prediction(model, prediction_id)
         return int(rows[0][0])
 
-    def none_of_these_scores(self, model, version):
+    def none_of_these_scores(self, model: str, version: int) -> np.ndarray:
         rows = self.database.read(
             "SELECT ood_score FROM predictions WHERE model = :model AND version = :version "
             "AND true_label = :none", {"model": model, "version": version,
                                         "none": NONE_OF_THESE})
         return np.asarray([np.nan if s is None else s for (s,) in rows], np.float32)
 
-    def labelled_images(self, model, sources):
+    def labelled_images(self, model: str, sources: tuple[str, ...]
+                        ) -> tuple[list[bytes], np.ndarray, list[str]]:
         if not sources:
             return [], np.zeros(0, np.int64), []
         matches = " OR ".join(f"source = :s{i} OR source LIKE :p{i}"

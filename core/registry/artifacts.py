@@ -104,10 +104,10 @@ class LocalArtifactStore(ArtifactStore):
     def _version_dir(self, model: str, version: int) -> Path:
         return self._model_dir(model) / str(parse_version(version))
 
-    def stage(self, model):
+    def stage(self, model: str) -> Path:
         return _new_staging(self._model_dir(model))
 
-    def publish(self, model, staged, version, metadata):
+    def publish(self, model: str, staged: Path, version: int, metadata: dict) -> None:
         target = self._version_dir(model, version)
         if target.exists():
             raise FileExistsError(f"{target} is already published")
@@ -117,11 +117,11 @@ class LocalArtifactStore(ArtifactStore):
         os.rename(staged, target)
         _fsync_dir(target.parent)
 
-    def discard(self, staged):
+    def discard(self, staged: Path) -> None:
         if staged.exists():
             shutil.rmtree(staged, ignore_errors=True)
 
-    def remove_unpublished(self, model, known):
+    def remove_unpublished(self, model: str, known: set[int]) -> None:
         model_dir = self._model_dir(model)
         if not model_dir.is_dir():
             return
@@ -130,30 +130,31 @@ class LocalArtifactStore(ArtifactStore):
                 shutil.rmtree(path, ignore_errors=True)
         _remove_dead_staging(model_dir)
 
-    def list_versions(self, model):
+    def list_versions(self, model: str) -> list[int]:
         model_dir = self._model_dir(model)
         if not model_dir.is_dir():
             return []
         return sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
 
-    def local_path(self, model, version, expected=None):
+    def local_path(self, model: str, version: int,
+                   expected: Mapping[str, str] | None = None) -> Path:
         folder = self._version_dir(model, version)
         if not folder.is_dir():
             raise VersionNotFound(f"model {model!r} has no files for version {version} in "
                                   f"{self.root}. To fix this, register the version again.")
         return folder
 
-    def read_bytes(self, model, version, name):
+    def read_bytes(self, model: str, version: int, name: str) -> bytes:
         path = self.local_path(model, version) / check_file_name(name)
         if not path.is_file():
             raise VersionNotFound(f"version {version} of {model!r} has no {name} in "
                                   f"{path.parent}. To fix this, register the version again.")
         return path.read_bytes()
 
-    def has_file(self, model, version, name):
+    def has_file(self, model: str, version: int, name: str) -> bool:
         return (self._version_dir(model, version) / check_file_name(name)).is_file()
 
-    def put_file(self, model, version, name, data):
+    def put_file(self, model: str, version: int, name: str, data: bytes) -> None:
         _write_atomically(self.local_path(model, version) / check_file_name(name), data)
 
 
@@ -325,10 +326,10 @@ class S3ArtifactStore(ArtifactStore):
         except ClientError:
             return False
 
-    def stage(self, model):
+    def stage(self, model: str) -> Path:
         return _new_staging(self.cache_dir / validate_model_name(model))
 
-    def publish(self, model, staged, version, metadata):
+    def publish(self, model: str, staged: Path, version: int, metadata: dict) -> None:
         marker = self._key(model, version, METADATA_FILE)
         if self._exists(marker):
             raise FileExistsError(f"{marker} is already published")
@@ -346,24 +347,25 @@ class S3ArtifactStore(ArtifactStore):
         (staged / METADATA_FILE).write_bytes(body)
         self._call("store a file", self.client.put_object, Body=body, Key=marker)
 
-    def discard(self, staged):
+    def discard(self, staged: Path) -> None:
         if staged.exists():
             shutil.rmtree(staged, ignore_errors=True)
 
-    def remove_unpublished(self, model, known):
+    def remove_unpublished(self, model: str, known: set[int]) -> None:
         for key in self._keys(self._key(model)):
             number = key[len(self._key(model)):].split("/", 1)[0]
             if number.isdigit() and int(number) not in known:
                 self._call("remove a file", self.client.delete_object, Key=key)
         _remove_dead_staging(self.cache_dir / validate_model_name(model))
 
-    def list_versions(self, model):
+    def list_versions(self, model: str) -> list[int]:
         base = self._key(model)
         return sorted(int(number) for key in self._keys(base)
                       for number, _, rest in [key[len(base):].partition("/")]
                       if number.isdigit() and rest == METADATA_FILE)
 
-    def local_path(self, model, version, expected=None):
+    def local_path(self, model: str, version: int,
+                   expected: Mapping[str, str] | None = None) -> Path:
         """The cached copy, topped up with files added since. Only the version's files are
         fetched (a key outside them, e.g. ``m/1/../../x``, is never written), each checked
         against its content hash: the catalog's (``expected``), or without one the hashes
@@ -405,7 +407,7 @@ class S3ArtifactStore(ArtifactStore):
     def _published(self, model: str, version: int) -> bool:
         return self._exists(self._key(model, version, METADATA_FILE))
 
-    def read_bytes(self, model, version, name):
+    def read_bytes(self, model: str, version: int, name: str) -> bytes:
         from botocore.exceptions import ClientError
 
         check_file_name(name)
@@ -420,11 +422,11 @@ class S3ArtifactStore(ArtifactStore):
             raise missing from None
         return response["Body"].read()
 
-    def has_file(self, model, version, name):
+    def has_file(self, model: str, version: int, name: str) -> bool:
         return self._published(model, version) and self._exists(
             self._key(model, version, check_file_name(name)))
 
-    def put_file(self, model, version, name, data):
+    def put_file(self, model: str, version: int, name: str, data: bytes) -> None:
         if not self._published(model, version):
             raise VersionNotFound(f"model {model!r} has no version {version} in {self.url}. "
                                   "To fix this, register the version first.")

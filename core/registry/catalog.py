@@ -120,8 +120,10 @@ class SQLCatalog(Catalog):
         return set(conn.execute(text("SELECT version FROM versions WHERE model = :model"),
                                 {"model": model}).scalars())
 
-    def create_model_version(self, model, *, created_at, actor, parent, metadata,
-                             publish, cleanup):
+    def create_model_version(self, model: str, *, created_at: str, actor: Actor,
+                             parent: int | None, metadata: VersionMetadata,
+                             publish: Callable[[int, VersionMetadata], None],
+                             cleanup: Callable[[set[int]], None]) -> ModelVersion:
         with self.database.write() as conn:
             known = self._known(conn, model)
             cleanup(known)
@@ -146,7 +148,7 @@ class SQLCatalog(Catalog):
                                       "test_accuracy": metadata.metric("test", "accuracy")}))
         return ModelVersion(model, version, status, created_at, actor.name, parent, metadata)
 
-    def record_file(self, model, version, name, digest):
+    def record_file(self, model: str, version: int, name: str, digest: str) -> None:
         with self.database.write() as conn:
             row = conn.execute(text("SELECT metadata FROM versions WHERE model = :model AND "
                                     "version = :version"),
@@ -161,11 +163,11 @@ class SQLCatalog(Catalog):
                          {"metadata": json.dumps(metadata), "model": model,
                           "version": version})
 
-    def clean_uncommitted(self, model, cleanup):
+    def clean_uncommitted(self, model: str, cleanup: Callable[[set[int]], None]) -> None:
         with self.database.write() as conn:
             cleanup(self._known(conn, model))
 
-    def get_model_version(self, model, version):
+    def get_model_version(self, model: str, version: int) -> ModelVersion:
         rows = self.database.read(_SELECT_ONE.text, {"model": model, "version": version})
         if not rows:
             existing = [v.version for v in self.search_model_versions(model)]
@@ -176,11 +178,12 @@ class SQLCatalog(Catalog):
                                   f"(versions: {listing}). To fix this, {fix}.")
         return self._row_to_version(rows[0])
 
-    def search_model_versions(self, model):
+    def search_model_versions(self, model: str) -> list[ModelVersion]:
         return [self._row_to_version(row)
                 for row in self.database.read(_SELECT.text, {"model": model})]
 
-    def change_status(self, model, version, status, *, expected, entry):
+    def change_status(self, model: str, version: int, status: str, *,
+                      expected: dict[int, str], entry: AuditEntry) -> AuditEntry:
         if status not in STATUSES:
             raise InvalidInput(f"unknown status {status!r}. To fix this, use one of: "
                                f"{', '.join(STATUSES)}.")
@@ -226,7 +229,7 @@ class SQLCatalog(Catalog):
                 "the decision was made on a state that has changed since. To fix this, look "
                 "at the current champion and candidates again and decide on them.")
 
-    def save_comparison(self, model, comparison):
+    def save_comparison(self, model: str, comparison: Comparison) -> None:
         key = {"model": model, "baseline": comparison.baseline,
                "candidate": comparison.candidate}
         with self.database.write() as conn:
@@ -237,14 +240,15 @@ class SQLCatalog(Catalog):
                          key | {"at": comparison.at or "",
                                 "result": json.dumps(comparison.as_dict())})
 
-    def find_comparison(self, model, baseline, candidate):
+    def find_comparison(self, model: str, baseline: int, candidate: int
+                        ) -> Comparison | None:
         rows = self.database.read(
             "SELECT result FROM comparisons WHERE model = :model AND baseline = :baseline "
             "AND candidate = :candidate",
             {"model": model, "baseline": baseline, "candidate": candidate})
         return Comparison.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def get_status_history(self, model):
+    def get_status_history(self, model: str) -> list[StatusChange]:
         return [StatusChange(version=e.version, at=e.at, actor=e.actor, role=e.role,
                              action=e.action, from_status=e.details.get("from_status"),
                              to_status=e.details["to_status"], reason=e.reason)

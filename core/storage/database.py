@@ -219,10 +219,10 @@ class SQLiteDatabase(Database):
     def exists(self) -> bool:
         return self.path.exists()
 
-    def _is_busy(self, error):
+    def _is_busy(self, error: Exception) -> bool:
         return "locked" in str(error) or "busy" in str(error)
 
-    def _is_full(self, error):
+    def _is_full(self, error: Exception) -> bool:
         return "full" in str(error)
 
     def _prepare(self) -> None:
@@ -299,10 +299,10 @@ class PostgresDatabase(Database):
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait * 1000)}")
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
-    def _is_busy(self, error):
+    def _is_busy(self, error: Exception) -> bool:
         return getattr(error, "sqlstate", None) in ("55P03", "40P01")  # lock timeout
 
-    def _is_full(self, error):
+    def _is_full(self, error: Exception) -> bool:
         return getattr(error, "sqlstate", None) == "53100"  # disk_full
 
     def _create_engine(self) -> Engine:
