@@ -124,7 +124,7 @@ class Config:
     secrets_key: str = field(default="", repr=False)
     audit_key: str = field(default="", repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # Every path and job record is keyed by the model name: refuse a bad one at once.
         validate_model_name(self.model_name)
         if self.audit_key and len(self.audit_key) < 32:
@@ -161,7 +161,7 @@ class Config:
         made this config."""
         return dict(os.environ) | self.registry_settings()
 
-    def with_overrides(self, **changes) -> "Config":
+    def with_overrides(self, **changes: Any) -> "Config":
         """Returns a copy with the given non-None fields replaced."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

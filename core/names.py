@@ -23,7 +23,7 @@ def validate_model_name(name: str) -> str:
     return name
 
 
-def parse_version(value) -> int:
+def parse_version(value: object) -> int:
     """Parses a user-given version number, raising InvalidInput if it is not one."""
     try:
         version = int(str(value).strip().lstrip("v"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlparse
 
 from core.app.uploads import ImageDecoder
@@ -72,7 +73,10 @@ JOB_EXECUTORS: dict[str, Callable[[Config], JobExecutor]] = {"local": _local_exe
                                                              "ray": _ray_executor}
 
 
-def _choose(table: dict, key: str, setting: str, value: str):
+T = TypeVar("T")
+
+
+def _choose(table: dict[str, T], key: str, setting: str, value: str) -> T:
     if key not in table:
         raise InvalidInput(f"{setting} {value!r} is not supported (known: "
                            f"{', '.join(sorted(table))}). To fix this, set {setting} to one "

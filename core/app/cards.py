@@ -22,8 +22,9 @@ from core.errors import RegistryError
 from core.ml.comparison import PIXEL_SCENARIOS, build_holdouts, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.evaluation import ConfidenceBin, reliability
-from core.ml.ood import QUANTILE
+from core.ml.ood import QUANTILE, OodDetector
 from core.ml.scenarios import SCENARIOS
+from core.monitoring.report import ReferenceProfile
 from core.registry.records import ModelVersion
 
 CARD_FORMATS = FORMATS
@@ -144,7 +145,7 @@ def _metrics(version: ModelVersion) -> Section:
     ])
 
 
-def _calibration(test: dict, reference) -> Section:
+def _calibration(test: dict, reference: ReferenceProfile | None) -> Section:
     blocks: list[Block] = [f"Expected calibration error on the test split: {test['ece']:.4f} "
                            "(0 = confidences match accuracy)."]
     if reference is None:
@@ -196,7 +197,7 @@ def _robustness(backends: Backends, version: ModelVersion) -> dict[str, float]:
             for h in holdouts}
 
 
-def _ood(reference, none_of_these: np.ndarray) -> Section:
+def _ood(reference: ReferenceProfile | None, none_of_these: np.ndarray) -> Section:
     """``none_of_these``: the OOD scores of live images people said fit no class."""
     detector = None if reference is None else reference.ood
     if detector is None:
@@ -235,7 +236,7 @@ def _exports(backends: Backends, version: ModelVersion) -> Section:
              f"{row['latency_ms']:.3f} ms"] for row in table])])
 
 
-def _none_of_these(detector, scores: np.ndarray) -> str:
+def _none_of_these(detector: OodDetector, scores: np.ndarray) -> str:
     """How many images people put outside the classes, and how many of those the detector
     had flagged: the only live check of the flag against people's judgement."""
     if not len(scores):
@@ -244,7 +245,8 @@ def _none_of_these(detector, scores: np.ndarray) -> str:
             f"{int(np.sum(detector.unfamiliar(scores)))}")
 
 
-def _known_limits(version: ModelVersion, robustness: dict[str, float], reference) -> Section:
+def _known_limits(version: ModelVersion, robustness: dict[str, float],
+                  reference: ReferenceProfile | None) -> Section:
     test = version.metadata.metrics["test"]
     weakest = sorted(version.class_names, key=lambda name: test["per_class"][name]["f1"])[:2]
     worst = min((name for name in robustness if name != "clean"),

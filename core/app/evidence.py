@@ -17,7 +17,7 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.documents import Block, Bullets, Document, Picture, Section, Table
 from core.app.predict import SideBySide, explain_disagreements, explain_side_by_side
-from core.audit import EntryCheck, check_entry, verify_rows
+from core.audit import EntryCheck, Verification, check_entry, verify_rows
 from core.errors import CoreError, InvalidInput
 from core.governance.decisions import DECISIONS
 from core.governance.users import ANONYMOUS
@@ -58,7 +58,7 @@ def decision_evidence(backends: Backends, seq: int, *, actor: str,
     return Document(title, sections)
 
 
-def _integrity(check: EntryCheck, chain) -> Section:
+def _integrity(check: EntryCheck, chain: Verification) -> Section:
     if check.matches_chain:
         verdict = (f"This entry's hash matches the audit chain: its content hashes to the "
                    f"stored {check.stored_hash}, and it is linked from both sides. What "
@@ -86,7 +86,7 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def _decision(row: dict, details) -> Section:
+def _decision(row: dict, details: object) -> Section:
     facts = [["who", f"{row['actor']} ({row['role']})"], ["when", row["at"]],
              ["action", f"{row['action']} version {row['version']}"],
              ["outcome", row["outcome"]], ["reason", row["reason"] or "—"]]

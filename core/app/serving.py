@@ -124,7 +124,7 @@ class RateLimiter:
             return (1 - bucket.tokens) / rate
 
 
-def _done(value) -> Future:
+def _done(value: object) -> Future:
     future: Future = Future()
     future.set_result(value)
     return future
@@ -321,7 +321,7 @@ class ServingSession:
                 for i in range(len(inputs))]
 
     @staticmethod
-    def array_instance(value) -> Instance:
+    def array_instance(value: object) -> Instance:
         try:
             array = np.asarray(value, dtype=np.float32)
         except (ValueError, TypeError):
@@ -417,7 +417,8 @@ class ServingSession:
             error_kind=error_kind, latency_ms=latency_ms, client=client[:128],
             request_id=request_id, version=version, variant=variant)])
 
-    def _submit(self, records, failures) -> Future:
+    def _submit(self, records: list[PredictionRecord], failures: list[FailedRequest]
+                ) -> Future:
         if self._writer is None:
             raise RuntimeError("the serving session is not started")
         return self._writer.submit(records, failures)

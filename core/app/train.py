@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,8 +24,8 @@ from core.ml.data import (
     load_version_dataset,
     natural_input_spec,
 )
-from core.ml.images import decode_logged, preprocess_batch
-from core.ml.params import RetrainRequest, TrainingParams
+from core.ml.images import InputSpec, decode_logged, preprocess_batch
+from core.ml.params import RetrainParams, RetrainRequest, TrainingParams
 from core.ml.retraining_data import (
     FEEDBACK_SOURCES,
     RetrainingData,
@@ -94,7 +95,7 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
     return BootstrapResult(version, created=True)
 
 
-def evaluate_model(model, dataset: Dataset, train_images: np.ndarray,
+def evaluate_model(model: Any, dataset: Dataset, train_images: np.ndarray,
                    seed: int) -> tuple[dict, ReferenceProfile]:
     """Metrics on the validation and test splits, and the validation reference profile
     with its OOD detector (neighbours: a sample of ``train_images``, what it learned from)."""
@@ -205,14 +206,14 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     return candidate, comparison
 
 
-def feedback_split(backends: Backends, spec) -> tuple[Split, Split]:
+def feedback_split(backends: Backends, spec: InputSpec) -> tuple[Split, Split]:
     """User-labelled uploads: (training part, comparison holdout)."""
     pngs, labels, _ = backends.prediction_log.labelled_images(backends.model, FEEDBACK_SOURCES)
     return split_feedback(decode_logged(pngs, spec), labels)
 
 
 def retraining_data(backends: Backends, champion: ModelVersion, include: list[str],
-                    use_feedback: bool, params) -> RetrainingData:
+                    use_feedback: bool, params: RetrainParams) -> RetrainingData:
     """The champion's dataset, the drift samples logged for ``include`` and the feedback,
     mixed by ``core.ml.retraining_data.mix_retraining_data``."""
     for name in include:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from core.config import Config
 from core.errors import Overloaded, RequestTooLarge
@@ -111,7 +111,7 @@ class ImageDecoder:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def request(self, wait: float = 0.0):
+    def request(self, wait: float = 0.0) -> AbstractContextManager[RequestPixels]:
         """A request's share of the budget (a context manager yielding ``RequestPixels``)."""
         return self.budget.request(wait)
 

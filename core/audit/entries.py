@@ -84,7 +84,7 @@ def export(entries: list[AuditEntry], fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}")
 
 
-def _spreadsheet_safe(value):
+def _spreadsheet_safe(value: object) -> object:
     """A CSV cell a spreadsheet shows as text: one starting with ``= + - @`` (or a tab or
     carriage return) would run as a formula (``=HYPERLINK(...)`` as a user name), so it
     gets a leading ``'`` (OWASP's advice). JSON export keeps every value exactly."""

@@ -10,6 +10,7 @@ from argparse import Namespace
 from core.app import (
     JOB_FINISHED,
     Backends,
+    Job,
     RetrainRequest,
     cancel_job,
     find_comparison,
@@ -73,7 +74,7 @@ def cmd_retrain(args: Namespace, backends: Backends) -> int:
     return 0 if job.status == "succeeded" else 1
 
 
-def _follow(backends: Backends, job_id: int, who: str):
+def _follow(backends: Backends, job_id: int, who: str) -> Job:
     """Polls a job, drawing its progress, until it ends."""
     from tqdm import tqdm
 

@@ -15,6 +15,7 @@ from core.app import (
     SCENARIOS,
     SOURCE_KINDS,
     Backends,
+    Progress,
     Thresholds,
     bootstrap,
     build_exports,
@@ -115,7 +116,7 @@ def cmd_bootstrap(args: Namespace, backends: Backends) -> int:
 
     bar = None
 
-    def on_progress(progress) -> None:
+    def on_progress(progress: Progress) -> None:
         nonlocal bar
         if bar is None:
             bar = tqdm(total=progress.epochs * progress.steps, unit="step", file=sys.stderr,

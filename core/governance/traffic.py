@@ -35,7 +35,7 @@ class TrafficPolicy:
     set_by: str = ""
     reason: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InvalidInput(f"unknown traffic mode {self.mode!r}. To fix this, use one of: "
                                f"{', '.join(MODES)}.")

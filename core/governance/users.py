@@ -12,10 +12,11 @@ import functools
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from core.audit import Actor, AuditEntry, append
 from core.errors import ActionRefused, InvalidInput
@@ -106,7 +107,7 @@ class UserStore:
     _COLUMNS = "name, role, created_at, created_by, password_hash != '', disabled_at"
 
     @staticmethod
-    def _user(row) -> User:
+    def _user(row: Any) -> User:
         name, role, created_at, created_by, password_login, disabled_at = row
         return User(name, role, created_at, created_by, bool(password_login),
                     disabled_at is not None)
@@ -213,7 +214,7 @@ class UserStore:
         return self.get_user(name)
 
     @staticmethod
-    def _keep_an_admin(db, name: str, action: str) -> None:
+    def _keep_an_admin(db: Connection, name: str, action: str) -> None:
         if action != "disable_user":
             return
         admins = db.execute(text("SELECT name FROM users WHERE role = 'admin' AND "

@@ -110,7 +110,7 @@ class RayJobExecutor(JobExecutor):
         self._client: Any = None
 
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             from ray.job_submission import JobSubmissionClient
 

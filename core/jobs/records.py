@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 
@@ -66,7 +67,7 @@ class JobStore:
     def __init__(self, database: Database, model: str):
         self.database, self.model = database, model
 
-    def _row(self, row) -> Job:
+    def _row(self, row: Any) -> Job:
         values = dict(zip(_COLUMNS, row))
         values["params"] = json.loads(values["params"])
         values["progress"] = json.loads(values["progress"])

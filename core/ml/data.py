@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def fingerprint(split_spec: str, splits: dict[str, Split]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _make_dataset(name: str, class_names, input_spec: InputSpec, train: Split,
+def _make_dataset(name: str, class_names: Sequence[str], input_spec: InputSpec, train: Split,
                   validation: Split, test: Split, split_spec: str) -> Dataset:
     splits = {"train": train, "validation": validation, "test": test}
     return Dataset(
@@ -156,7 +157,7 @@ def _carve_validation(split: Split, size: int, seed: int) -> tuple[Split, Split]
             Split(split.images[val_idx], split.labels[val_idx]))
 
 
-def _resize_all(images, input_spec: InputSpec) -> np.ndarray:
+def _resize_all(images: Iterable[np.ndarray], input_spec: InputSpec) -> np.ndarray:
     return np.stack([resize_to_spec(image, input_spec) for image in images])
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from core.ml.images import InputSpec
 from core.ml.ood import BANK_SIZE
 
 ECE_BINS = 15
@@ -92,7 +94,7 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray,
     }
 
 
-def sample_embeddings(model, images: np.ndarray, input_spec, seed: int,
+def sample_embeddings(model: Any, images: np.ndarray, input_spec: InputSpec, seed: int,
                       size: int = BANK_SIZE) -> np.ndarray:
     """Embeddings of a seeded sample of ``size`` of the uint8 ``images`` (the training
     images an OOD detector compares with)."""
@@ -103,7 +105,7 @@ def sample_embeddings(model, images: np.ndarray, input_spec, seed: int,
     return model_outputs(model, preprocess_batch(images[sample], input_spec))[1]
 
 
-def model_outputs(model, images: np.ndarray, batch_size: int = 1024
+def model_outputs(model: Any, images: np.ndarray, batch_size: int = 1024
                   ) -> tuple[np.ndarray, np.ndarray]:
     """float32 [N, h, w, c] -> (probabilities [N, K], embeddings [N, E]), batched."""
     from core.ml.exports import serving_outputs

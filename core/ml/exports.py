@@ -11,9 +11,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ TFLITE_FILE = "model.tflite"
 EMBEDDING_LAYER = "embedding"
 
 
-def serving_outputs(model):
+def serving_outputs(model: Any) -> Any:
     """The model with two named outputs: ``probabilities`` and the ``embedding``."""
     import keras
 
@@ -35,7 +36,7 @@ def serving_outputs(model):
     })
 
 
-def save_artifacts(model, folder: Path) -> None:
+def save_artifacts(model: Any, folder: Path) -> None:
     """Writes model.keras, a SavedModel for TF Serving and model.tflite into ``folder``."""
     import tensorflow as tf
 
@@ -47,7 +48,7 @@ def save_artifacts(model, folder: Path) -> None:
     (folder / TFLITE_FILE).write_bytes(converter.convert())
 
 
-def load_keras_model(folder: Path):
+def load_keras_model(folder: Path) -> Any:
     """Loads model.keras with Keras' safe mode (no arbitrary code, never pickle).
 
     Raises:
@@ -116,7 +117,7 @@ def build_portable(saved_model: Path, calibration: np.ndarray, out: Path) -> dic
 
 
 @contextmanager
-def _stdout_to_stderr():
+def _stdout_to_stderr() -> Iterator[None]:
     """TFLite's quantizer prints to the process's standard output from C++; keep it off
     stdout, where ``exports --json`` writes its JSON."""
     sys.stdout.flush()

@@ -20,6 +20,8 @@ Two choices make the map show something true (measured in bench/heatmaps.py):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -43,7 +45,7 @@ class GradCam:
     SCORES = ("logit", "probability")
     WEIGHTINGS = ("location", "channel_mean")
 
-    def __init__(self, model, score: str = "logit", weighting: str = "location"):
+    def __init__(self, model: Any, score: str = "logit", weighting: str = "location"):
         import keras
         import tensorflow as tf
 
@@ -59,7 +61,7 @@ class GradCam:
         gradient_model = keras.Model(model.inputs, [features, head_input])
 
         @tf.function(reduce_retracing=True)
-        def compute(images, class_index):
+        def compute(images: Any, class_index: Any) -> Any:
             # images: [1, h, w, c]; class_index: scalar int32, -1 = predicted class.
             with tf.GradientTape() as tape:
                 features, before_head = gradient_model(images, training=False)
@@ -106,7 +108,7 @@ class GradCam:
         return cam.numpy(), int(chosen.numpy())
 
 
-def _graph_nodes(model) -> list:
+def _graph_nodes(model: Any) -> list:
     """The calls (layer, node) of ``model``'s own graph, from its output back towards its
     input, breadth first. Following the output tensors' history, rather than asking a
     layer for ``.output``, keeps to this graph: a nested backbone's ``.output`` is its
@@ -124,7 +126,7 @@ def _graph_nodes(model) -> list:
     return calls
 
 
-def _spatial_features(calls):
+def _spatial_features(calls: list) -> tuple[Any, Any]:
     """The layer and output tensor nearest the output with a 4-D shape: the last conv
     layer, a merge of conv branches, or a nested backbone."""
     for layer, node in calls:
@@ -134,7 +136,7 @@ def _spatial_features(calls):
                      "To fix this, use a CNN such as small_cnn or mobilenet_v2.")
 
 
-def _classification_head(calls, score: str):
+def _classification_head(calls: list, score: str) -> tuple[Callable[[Any], Any], Any]:
     """(a function from a tensor to the class scores, that tensor). For ``logit``: a last
     Dense layer ending in a softmax gives its logits (the layer without the
     activation); a separate softmax layer gives its input; any other output is taken
@@ -144,7 +146,7 @@ def _classification_head(calls, score: str):
     last, node = calls[0]
     activation = getattr(getattr(last, "activation", None), "__name__", None)
     if score == "logit" and isinstance(last, layers.Dense) and activation == "softmax":
-        def logits(x):
+        def logits(x: Any) -> Any:
             y = ops.matmul(x, last.kernel)
             return y + last.bias if last.use_bias else y
         return logits, node.input_tensors[0]

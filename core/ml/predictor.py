@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ class ModelCache:
                 self._predictors[key] = Predictor(version, self._files(version))
             return self._predictors[key]
 
-    def keras_model(self, version: ModelVersion):
+    def keras_model(self, version: ModelVersion) -> Any:
         key = (version.model, version.version)
         with self._lock:
             if key not in self._keras_models:

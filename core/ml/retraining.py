@@ -8,6 +8,8 @@ seed's mistake on purpose, so tests can prove the promotion gate catches it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
@@ -16,7 +18,7 @@ from core.ml.params import ProgressCallback, RetrainParams
 from core.ml.training import TrainingResult, fit_model
 
 
-def fine_tune(base_model, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
+def fine_tune(base_model: Any, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
               validation_labels: np.ndarray, spec: InputSpec, params: RetrainParams,
               on_progress: ProgressCallback | None = None, callbacks: tuple = ()
               ) -> TrainingResult:

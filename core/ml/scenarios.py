@@ -34,42 +34,42 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.round(values), 0, 255).astype(np.uint8)
 
 
-def _none(pixels, severity, rng):
+def _none(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return pixels
 
 
-def _brightness(pixels, severity, rng):
+def _brightness(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return _to_uint8(pixels.astype(np.float32) + severity * 255)
 
 
-def _contrast(pixels, severity, rng):
+def _contrast(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     mean = pixels.mean()
     return _to_uint8(mean + (pixels.astype(np.float32) - mean) * (1 - severity))
 
 
-def _noise(pixels, severity, rng):
+def _noise(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return _to_uint8(pixels + rng.normal(0, severity * 255, pixels.shape))
 
 
-def _with_pil(pixels, operation) -> np.ndarray:
+def _with_pil(pixels: np.ndarray, operation: Callable[[Image.Image], Image.Image]) -> np.ndarray:
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels)
     out = np.asarray(operation(image))
     return out[:, :, None] if pixels.shape[-1] == 1 else out
 
 
-def _blur(pixels, severity, rng):
+def _blur(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return _with_pil(pixels, lambda image: image.filter(ImageFilter.GaussianBlur(severity)))
 
 
-def _rotation(pixels, severity, rng):
+def _rotation(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return _with_pil(pixels, lambda image: image.rotate(severity, Image.Resampling.BILINEAR))
 
 
-def _invert(pixels, severity, rng):
+def _invert(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     return 255 - pixels if rng.random() < severity else pixels
 
 
-def _occlusion(pixels, severity, rng):
+def _occlusion(pixels: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
     height, width = pixels.shape[:2]
     box_h, box_w = int(round(height * severity)), int(round(width * severity))
     top = rng.integers(0, height - box_h + 1)

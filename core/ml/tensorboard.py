@@ -9,6 +9,7 @@ version folders: ``1/tensorboard``, ``2/tensorboard``, ...).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,7 +19,7 @@ CELL = 36  # pixels per confusion-matrix cell
 LABEL_WIDTH = 110
 
 
-def write_run(folder: Path, model, history: list[dict], metrics: dict,
+def write_run(folder: Path, model: Any, history: list[dict], metrics: dict,
               class_names: list[str]) -> Path:
     """Writes the run into ``folder/tensorboard``; returns that folder.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -29,19 +30,19 @@ class ProgressRelay(keras.callbacks.Callback):
         self._on_progress, self._epochs, self._steps = on_progress, epochs, steps
         self._epoch = 1
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch + 1
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._on_progress(Progress(self._epoch, self._epochs, batch + 1, self._steps,
                                    _floats(logs)))
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._on_progress(Progress(epoch + 1, self._epochs, self._steps, self._steps,
                                    _floats(logs), epoch_done=True))
 
 
-def _floats(logs) -> dict:
+def _floats(logs: dict | None) -> dict:
     return {key: float(value) for key, value in (logs or {}).items()}
 
 
@@ -57,7 +58,7 @@ def train_model(dataset: Dataset, params: TrainingParams,
                      learning_rate=params.learning_rate, on_progress=on_progress)
 
 
-def fit_model(model, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
+def fit_model(model: Any, images: np.ndarray, labels: np.ndarray, validation_images: np.ndarray,
               validation_labels: np.ndarray, spec: InputSpec, *, epochs: int, batch_size: int,
               learning_rate: float, on_progress: ProgressCallback | None = None,
               callbacks: tuple = ()) -> TrainingResult:

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from email.message import EmailMessage
+from typing import Any
 from urllib.parse import urlparse
 
 from core.errors import InvalidInput
@@ -173,7 +174,7 @@ class _Deadline:
         self._timer.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
 
     @property
@@ -271,22 +272,22 @@ def send(channel: Channel, payload: dict, smtp_password: str = "",
 class _PinnedSMTP(smtplib.SMTP):
     """SMTP to the address that was checked; STARTTLS verifies the server's name."""
 
-    def __init__(self, address: tuple, **options):
+    def __init__(self, address: tuple, **options: Any):
         self.address = address
         super().__init__(**options)
 
-    def _get_socket(self, host, port, timeout):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         return socket.create_connection(self.address[:2], timeout)
 
 
 class _PinnedSMTPS(smtplib.SMTP_SSL):
     """SMTP over implicit TLS (port 465) to the checked address."""
 
-    def __init__(self, address: tuple, **options):
+    def __init__(self, address: tuple, **options: Any):
         self.address = address
         super().__init__(context=ssl.create_default_context(), **options)
 
-    def _get_socket(self, host, port, timeout):
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
         raw = socket.create_connection(self.address[:2], timeout)
         return self.context.wrap_socket(raw, server_hostname=self._host)  # type: ignore[attr-defined]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -426,7 +427,7 @@ def _check_variant(variant: str | None) -> str | None:
     return variant
 
 
-def _rows_to_window(rows) -> Window:
+def _rows_to_window(rows: Sequence[Any]) -> Window:
     if not rows:
         empty = np.zeros(0, np.float32)
         return Window(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), empty,

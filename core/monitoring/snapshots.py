@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -121,7 +122,7 @@ def _row(snapshot: Snapshot) -> dict:
     return values
 
 
-def _snapshot(row) -> Snapshot:
+def _snapshot(row: Sequence[Any]) -> Snapshot:
     values = dict(zip(_COLUMNS, row))
     values["alert"] = bool(values["alert"])
     values["drift"] = json.loads(values["drift"])

@@ -21,8 +21,9 @@ import os
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from core.errors import InvalidInput, RegistryError, StorageUnavailable, VersionNotFound
@@ -262,7 +263,7 @@ class S3ArtifactStore(ArtifactStore):
     mismatch is refused, never loaded.
     """
 
-    def __init__(self, url: str, cache_dir: Path, client=None):
+    def __init__(self, url: str, cache_dir: Path, client: Any = None):
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc:
             raise InvalidInput(f"ARTIFACTS_URL {url!r} is not s3://BUCKET[/PREFIX]. To fix "
@@ -273,7 +274,7 @@ class S3ArtifactStore(ArtifactStore):
         self._client = client
 
     @property
-    def client(self):
+    def client(self) -> Any:
         if self._client is None:
             import boto3
 
@@ -286,7 +287,7 @@ class S3ArtifactStore(ArtifactStore):
             parts.append(str(parse_version(version)))
         return "/".join(p for p in parts if p) + "/" + name
 
-    def _call(self, what: str, operation, **arguments):
+    def _call(self, what: str, operation: Callable[..., Any], **arguments: Any) -> Any:
         """One S3 request; a store that cannot be reached is one clear error."""
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -10,6 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -110,7 +111,7 @@ class SQLCatalog(Catalog):
         self.audit_log = audit_log
 
     @staticmethod
-    def _row_to_version(row) -> ModelVersion:
+    def _row_to_version(row: Any) -> ModelVersion:
         model, version, status, created_at, created_by, parent, metadata = row
         return ModelVersion(model, version, status, created_at, created_by, parent,
                             VersionMetadata.from_dict(json.loads(metadata)))

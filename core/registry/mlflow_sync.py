@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.audit import AuditEntry
 from core.registry.records import Comparison, ModelVersion
@@ -55,7 +56,7 @@ class VersionFacts:
     card: Callable[[], str]  # its model card, Markdown (drawn only for a new run)
 
 
-def sync_versions(client, experiment: str, registered_model: str,
+def sync_versions(client: Any, experiment: str, registered_model: str,
                   facts: list[VersionFacts], champion: int | None,
                   on_version: Callable[[int], None] | None = None) -> SyncResult:
     """Brings the MLflow server behind ``client`` (an ``mlflow.MlflowClient``) in step."""
@@ -120,7 +121,7 @@ def _status_tags(fact: VersionFacts) -> dict[str, str]:
     return tags
 
 
-def _create_run(client, experiment_id: str, fact: VersionFacts):
+def _create_run(client: Any, experiment_id: str, fact: VersionFacts) -> Any:
     meta = fact.version.metadata
     tags = {VERSION_TAG: str(fact.version.version), "mlflow.runName": f"v{fact.version.version}",
             "parent": str(fact.version.parent or ""), "dataset": meta.dataset.name,

@@ -76,7 +76,7 @@ class VersionMetadata:
     def seed(self) -> int:
         return int(self.hyperparameters["seed"])
 
-    def metric(self, split: str, name: str):
+    def metric(self, split: str, name: str) -> float | None:
         """One metric of a split (None when not recorded)."""
         return self.metrics.get(split, {}).get(name)
 

@@ -18,6 +18,7 @@ call on one small image takes well under a millisecond, less than a thread hop. 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -43,7 +44,7 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
         on_commit=metrics.observe_commit)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         session.start()
         try:
             yield

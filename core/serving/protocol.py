@@ -78,11 +78,11 @@ def parse_predict_body(body: bytes, max_instances: int) -> PredictBody:
     return PredictBody(values, columnar)
 
 
-def _is_b64(value) -> bool:
+def _is_b64(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def _named_input(value: dict):
+def _named_input(value: dict) -> object:
     if set(value) != {INPUT_NAME}:
         raise InvalidInput(f"unknown input name(s) {sorted(value)}; the signature's only "
                            f"input is {INPUT_NAME!r}. {_SHAPE_FIX}")
@@ -100,9 +100,9 @@ def instances(session: ServingSession, body: bytes, pixels: RequestPixels
         parsed.columnar
 
 
-def _input(value) -> bytes | object:
+def _input(value: object) -> bytes | object:
     """An instance's image file (from ``{"b64": ...}``), or its tensor as sent."""
-    if not _is_b64(value):
+    if not isinstance(value, dict) or not _is_b64(value):
         return value
     encoded = value["b64"]
     if not isinstance(encoded, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Connection, Table, func, select, text
 
 from core.errors import InvalidInput
 from core.storage import migrations, schema
@@ -65,7 +65,7 @@ def copy_database(source: Database, target: Database,
     return counts
 
 
-def _copy_table(table: Table, reading, writing, total: int,
+def _copy_table(table: Table, reading: Connection, writing: Connection, total: int,
                 on_progress: CopyProgress | None) -> None:
     done = 0
     if on_progress:
@@ -80,7 +80,7 @@ def _copy_table(table: Table, reading, writing, total: int,
             on_progress(table.name, done, total)
 
 
-def _move_sequences(conn) -> None:
+def _move_sequences(conn: Connection) -> None:
     """Copied ids were given explicitly; the next id a sequence hands out must follow
     them, or the first new row would collide with a copied one."""
     for table in TABLES:

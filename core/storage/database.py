@@ -134,7 +134,7 @@ class Database:
 
     # --- the contract --------------------------------------------------------------------
 
-    def connect(self, **options) -> Connection:
+    def connect(self, **options: Any) -> Connection:
         """A pooled connection; an unreachable server gives one clear error."""
         try:
             return self.engine.connect().execution_options(**options)
@@ -246,12 +246,12 @@ class SQLiteDatabase(Database):
                                              "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
-        def on_connect(dbapi_connection, _record):
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Transactions are begun below, not by the sqlite3 module's own guesswork.
             dbapi_connection.isolation_level = None
 
         @event.listens_for(engine, "begin")
-        def on_begin(conn):
+        def on_begin(conn: Any) -> None:  # a Connection; its driver's is sqlite3's
             # Straight to the driver: these two statements run on every write, and
             # SQLAlchemy's execution path would double their cost.
             options = conn.get_execution_options()
@@ -323,7 +323,7 @@ def _parse(url: str) -> URL:
                            "postgresql://USER@HOST:PORT/DATABASE.") from None
 
 
-def _use_wal(dbapi_connection) -> None:
+def _use_wal(dbapi_connection: Any) -> None:
     """Switches a new database to WAL mode (a no-op once it is).
 
     The switch needs an exclusive lock, and SQLite does not wait on its busy

@@ -207,7 +207,7 @@ for candidate in candidates:
         st.caption(registered.format(
             at=i18n.moment(candidate.created_at), who=candidate.created_by,
             parent=candidate.parent,
-            accuracy=i18n.number(candidate.metadata.metric("test", "accuracy"), 4)))
+            accuracy=i18n.number(candidate.metadata.metrics["test"]["accuracy"], 4)))
         comparison = find_comparison(backends, champion.version, candidate.version,
                                      actor=state.current_user(), now=state.now())
         if comparison is None:

@@ -3,8 +3,10 @@ rest (``SECRETS_KEY``). Adding and removing one is audited."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 
@@ -29,7 +31,7 @@ class ChannelStore:
                                   "model = :model ORDER BY name", {"model": self.model})
         return [self._channel(row) for row in rows]
 
-    def _channel(self, row) -> Channel:
+    def _channel(self, row: Sequence[Any]) -> Channel:
         values = dict(zip(_COLUMNS, row))
         sealed, secret = values["target"], values["secret"]
         problem = None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from core.audit import AuditEntry, stamp
 from core.storage.secrets import fingerprint, redact
@@ -54,7 +56,7 @@ EPISODE_COLUMNS = ("id", "rule", "subject", "version", "summary", "details", "st
                    "silenced_until")
 
 
-def episode_of(row) -> Episode:
+def episode_of(row: Sequence[Any]) -> Episode:
     values = dict(zip(EPISODE_COLUMNS, row))
     values["details"] = json.loads(values["details"])
     return Episode(**values)
@@ -135,7 +137,7 @@ DELIVERY_COLUMNS = ("id", "episode", "channel", "state", "payload", "created_at"
                     "attempts", "next_attempt_at", "delivered_at")
 
 
-def delivery_of(row) -> Delivery:
+def delivery_of(row: Sequence[Any]) -> Delivery:
     values = dict(zip(DELIVERY_COLUMNS, row))
     values["payload"] = json.loads(values["payload"])
     return Delivery(**values)
