@@ -159,6 +159,14 @@ class Window:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @classmethod
+    def empty(cls) -> Window:
+        none = np.zeros(0, np.float32)
+        return cls(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), none,
+                   np.zeros((0, 0), np.float32),
+                   {k: none for k in ("brightness", "contrast", "sharpness")},
+                   np.zeros((0, 0), np.float32), np.zeros(0, np.int64), none, none)
+
     def slice(self, start: int, stop: int) -> "Window":
         return Window(self.ids[start:stop], self.at[start:stop], self.sources[start:stop],
                       self.predicted[start:stop], self.confidence[start:stop],

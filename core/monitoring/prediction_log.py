@@ -429,11 +429,7 @@ def _check_variant(variant: str | None) -> str | None:
 
 def _rows_to_window(rows: Sequence[Any]) -> Window:
     if not rows:
-        empty = np.zeros(0, np.float32)
-        return Window(np.zeros(0, np.int64), [], [], np.zeros(0, np.int64), empty,
-                      np.zeros((0, 0), np.float32), {k: empty for k in
-                                                     ("brightness", "contrast", "sharpness")},
-                      np.zeros((0, 0), np.float32), np.zeros(0, np.int64), empty, empty)
+        return Window.empty()
     columns = list(zip(*rows))
     return Window(
         ids=np.asarray(columns[0], np.int64),
