@@ -88,7 +88,8 @@ from core.app.review_queue import (
                             label_queue,
                             top_losses,
 )
-from core.app.serving import Instance, ServingSession
+from core.app.routing import Instance, decode_instances
+from core.app.serving import ServingSession
 from core.app.snapshots import RANGES, Deployment, Timeline, timeline
 from core.app.traffic import (
                             TrafficBucket,
@@ -145,8 +146,8 @@ __all__ = [
     "explain_disagreements",
     "LiveEvidence", "MigrationResult", "migrate_registry",
     "ANONYMOUS", "ARCHITECTURES", "Actor", "ApiKey", "Assignment", "AuditEntry", "Backends",
-    "BootstrapResult", "Comparison", "Instance", "RequestPixels", "SOURCES", "SOURCE_KINDS",
-    "ServingSession", "TRAFFIC_MODES",
+    "BootstrapResult", "Comparison", "Instance", "decode_instances", "RequestPixels", "SOURCES",
+    "SOURCE_KINDS",
     "ServingSession", "TRAFFIC_MODES",
     "TrafficBucket", "TrafficStatus", "VARIANTS", "create_key", "list_keys", "revoke_key",
     "set_traffic", "traffic_over_time", "traffic_status",

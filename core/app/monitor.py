@@ -11,6 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from core.app.backends import Backends
+from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.errors import CoreError, InvalidInput, RegistryError
 from core.governance.traffic import active_candidate, assign
 from core.ml.data import load_version_dataset, traffic_pool
@@ -71,30 +72,23 @@ def simulate(backends: Backends, *, actor: str, scenario: str, n: int,
                   for version in [champion.version] + ([] if candidate is None else [candidate])}
     rng = np.random.default_rng(seed)
     indices = sample_indices(chosen, severity, test.labels, n, rng)
-    pending, correct = [], 0
+    source, routed_traffic = f"simulation:{scenario}", len(predictors) > 1
+    pending: list[PredictionRecord] = []
+    correct = 0
     for done, index in enumerate(indices, start=1):
         started = time.perf_counter()
         pixels = chosen.transform(test.images[index], severity, rng)
-        decoded = DecodedImage(pixels, (pixels.shape[1], pixels.shape[0]), "simulation")
-        request = f"sim-{uuid.uuid4().hex}"
-        assignment = assign(policy, champion.version, statuses, request)
-        routed = len(predictors) > 1
+        instances = [Instance(image=DecodedImage(pixels, (pixels.shape[1], pixels.shape[0]),
+                                                 "simulation"))]
+        request = f"sim-{uuid.uuid4().hex}" if routed_traffic else None
         at, label = clock(), int(test.labels[index])
-        prediction = predictors[assignment.version].predict_decoded(decoded, started)
-        correct += prediction.class_index == label
-        pending.append(PredictionRecord.of(
-            prediction, model=backends.model, source=f"simulation:{scenario}", at=at,
-            size=decoded.original_size, true_label=label,
-            request_id=request if routed else None,
-            variant=assignment.variant if routed else None,
-            server_request_id=request if routed else None, instance=0 if routed else None))
-        if assignment.shadow is not None:
-            shadowed = predictors[assignment.shadow].predict_decoded(decoded,
-                                                                     time.perf_counter())
-            pending.append(PredictionRecord.of(
-                shadowed, model=backends.model, source=f"simulation:{scenario}", at=at,
-                size=decoded.original_size, true_label=label, request_id=request,
-                variant="shadow", server_request_id=request, instance=0))
+        routed = predict_routed(lambda version: predictors[version], instances,
+                                assign(policy, champion.version, statuses, request or ""),
+                                started)
+        correct += routed.answers[0].class_index == label
+        pending += log_records(routed, instances, backends.model, Origin(
+            source, at, request_id=request, server_request_id=request,
+            true_labels=[label]))
         if len(pending) >= SIMULATION_LOG_BATCH or done == n:
             backends.prediction_log.append(pending)
             pending = []

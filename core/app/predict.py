@@ -11,8 +11,10 @@ from datetime import datetime
 import numpy as np
 
 from core.app.backends import Backends
+from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.app.uploads import RequestPixels
 from core.errors import InvalidInput
+from core.governance.traffic import Assignment
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
@@ -20,7 +22,7 @@ from core.ml.images import DecodedImage, InputSpec, decode_logged, preprocess
 from core.ml.ood import QUANTILE
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
-from core.monitoring.log_records import PredictionRecord, check_source
+from core.monitoring.log_records import check_source
 from core.registry.records import ModelVersion
 from core.text import N_
 
@@ -90,11 +92,12 @@ def _predict(backends: Backends, data: bytes, pixels: RequestPixels, *, actor: s
     model_version = backends.registry.resolve(version)
     # Validate the upload before loading any model: a bad file costs nothing.
     (decoded,) = backends.decoder.decode([data], pixels)
-    prediction = backends.models.predictor(model_version).predict_decoded(decoded, started)
-    (log_id,) = backends.prediction_log.append([PredictionRecord.of(
-        prediction, model=backends.model, source=source, at=now,
-        size=decoded.original_size)])
-    return replace(prediction, log_id=log_id), decoded, model_version
+    instances = [Instance(image=decoded)]
+    routed = predict_routed(lambda _: backends.models.predictor(model_version), instances,
+                            Assignment(model_version.version, "direct"), started)
+    (log_id,) = backends.prediction_log.append(
+        log_records(routed, instances, backends.model, Origin(source, now)))
+    return replace(routed.answers[0], log_id=log_id), decoded, model_version
 
 
 def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,

@@ -23,13 +23,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
-
 from core.app.backends import Backends
-from core.app.uploads import RequestPixels
+from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.audit import Actor
 from core.errors import (
-    CoreError,
     ImageError,
     InvalidInput,
     RateLimited,
@@ -39,7 +36,6 @@ from core.errors import (
 from core.governance.keys import ApiKey, hash_secret, key_actor
 from core.governance.traffic import Assignment, TrafficPolicy, active_candidate, assign
 from core.governance.users import ANONYMOUS, ROLE_PERMISSIONS
-from core.ml.images import DecodedImage, InputSpec, preprocess, resize_to_spec
 from core.ml.predictor import Prediction, Predictor
 from core.monitoring.group_commit import GroupCommitWriter
 from core.monitoring.log_records import FailedRequest, PredictionRecord
@@ -67,20 +63,6 @@ class ServingState:
     @property
     def active_candidate(self) -> int | None:
         return active_candidate(self.policy, self.champion.version, self.statuses)
-
-
-@dataclass(frozen=True)
-class Instance:
-    """One input of a request: an uploaded image or an array as the model takes it."""
-
-    image: DecodedImage | None = None
-    array: np.ndarray | None = None  # float32 [h, w, c]
-
-    def size(self) -> tuple[int, int]:
-        if self.image is not None:
-            return self.image.original_size
-        assert self.array is not None
-        return int(self.array.shape[1]), int(self.array.shape[0])
 
 
 @dataclass
@@ -304,107 +286,32 @@ class ServingSession:
         state = self.state
         return assign(state.policy, state.champion.version, state.statuses, request_id)
 
-    # --- inputs -----------------------------------------------------------------------
-
-    def instances(self, inputs: Sequence[bytes | object], pixels: RequestPixels
-                  ) -> list[Instance]:
-        """Instances from image files (``bytes``) and tensors (nested lists), in order.
-
-        Tensors are checked first, then every image's header, then the images are decoded
-        within ``pixels``: a bad instance costs no decoding.
-        """
-        arrays = {i: self.array_instance(value) for i, value in enumerate(inputs)
-                  if not isinstance(value, bytes)}
-        files = [value for value in inputs if isinstance(value, bytes)]
-        decoded = iter(self.backends.decoder.decode(files, pixels) if files else [])
-        return [arrays[i] if i in arrays else Instance(image=next(decoded))
-                for i in range(len(inputs))]
-
-    @staticmethod
-    def array_instance(value: object) -> Instance:
-        try:
-            array = np.asarray(value, dtype=np.float32)
-        except (ValueError, TypeError):
-            raise InvalidInput("an instance is not a rectangular array of numbers. To fix "
-                               "this, send [height][width][channels] floats, or "
-                               "{\"b64\": \"<base64 image file>\"}.") from None
-        if array.ndim != 3:
-            raise InvalidInput(f"an instance has {array.ndim} dimensions. To fix this, send "
-                               "[height][width][channels] floats in [0, 1], or "
-                               "{\"b64\": \"<base64 image file>\"}.")
-        if not np.isfinite(array).all():
-            raise InvalidInput("an instance holds NaN or infinity. To fix this, send finite "
-                               "floats in [0, 1].")
-        return Instance(array=array)
-
-    @staticmethod
-    def _prepare(instances: Sequence[Instance], spec: InputSpec
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs float32 [N, h, w, c] and the same images as uint8 pixels."""
-        inputs, pixels = [], []
-        expected = (spec.height, spec.width, spec.channels)
-        for i, instance in enumerate(instances):
-            if instance.image is not None:
-                resized = resize_to_spec(instance.image.pixels, spec)
-                inputs.append(preprocess(resized, spec))
-                pixels.append(resized)
-                continue
-            array = instance.array
-            assert array is not None
-            if array.shape != expected:
-                raise InvalidInput(
-                    f"instance {i} has shape {list(array.shape)}; this version takes "
-                    f"{list(expected)} (height, width, channels) floats in [0, 1]. To fix "
-                    "this, resize it, or send the image file as {\"b64\": ...}.")
-            inputs.append(array)
-            pixels.append(np.clip(np.rint(array * 255), 0, 255).astype(np.uint8))
-        return np.stack(inputs), np.stack(pixels)
-
     # --- predictions ------------------------------------------------------------------
 
     def predict(self, instances: Sequence[Instance], assignment: Assignment, *, client: str,
                 request_id: str, now: datetime, started: float) -> Served:
         """Answers with the assigned version, shadows if asked, and queues the log rows."""
-        if not instances:
-            raise InvalidInput("the request has no instances. To fix this, send at least one.")
         version = self.version(assignment.version)
-        predictions = self._run(version, instances, started)
-        served = Served(version, assignment.variant, predictions, _done([]),
+        routed = predict_routed(lambda n: self.predictor(self.version(n)), instances,
+                                assignment, started)
+        served = Served(version, assignment.variant, routed.answers, _done([]),
                         shadow=assignment.shadow)
-        answered = [(predictions, assignment.variant)]
-        if assignment.shadow is not None:
-            try:
-                shadowed = self._run(self.version(assignment.shadow), instances, started)
-                answered.append((shadowed, "shadow"))
-            except (CoreError, ValueError) as error:
-                # The shadow never changes the answer; its failure is counted and kept.
-                served.shadow_error = type(error).__name__
-                bad_input = isinstance(error, (InvalidInput, ImageError))
-                self.record_failure(
-                    now=now, status=400 if bad_input else 500,
-                    error_kind="invalid_input" if bad_input else "internal",
-                    latency_ms=(time.perf_counter() - started) * 1000, client=client,
-                    request_id=request_id, version=assignment.shadow, variant="shadow")
+        if routed.shadow_error is not None:
+            # The shadow never changes the answer; its failure is counted and kept.
+            served.shadow_error = type(routed.shadow_error).__name__
+            bad_input = isinstance(routed.shadow_error, (InvalidInput, ImageError))
+            self.record_failure(
+                now=now, status=400 if bad_input else 500,
+                error_kind="invalid_input" if bad_input else "internal",
+                latency_ms=(time.perf_counter() - started) * 1000, client=client,
+                request_id=request_id, version=assignment.shadow, variant="shadow")
         if self.log_predictions:  # rows (a PNG each) are built only when they are kept
-            server_id = uuid.uuid4().hex  # pairs the shadow's rows: never the client's id
-            records = [record for results, variant in answered for record in self._records(
-                results, instances, variant, client, request_id, server_id, now)]
-            served.logged = self._submit(records, [])
+            # The server's own id pairs the shadow's rows with the answer's: never the
+            # client's, which a client could repeat.
+            origin = Origin("api", now, request_id=request_id,
+                            server_request_id=uuid.uuid4().hex, client=client)
+            served.logged = self._submit(log_records(routed, instances, self.model, origin), [])
         return served
-
-    def _run(self, version: ModelVersion, instances: Sequence[Instance],
-             started: float) -> list[Prediction]:
-        predictor = self.predictor(version)
-        inputs, pixels = self._prepare(instances, predictor.input_spec)
-        return predictor.predict_inputs(inputs, pixels, started)
-
-    def _records(self, predictions: list[Prediction], instances: Sequence[Instance],
-                 variant: str, client: str, request_id: str, server_id: str,
-                 now: datetime) -> list[PredictionRecord]:
-        return [PredictionRecord.of(p, model=self.model, source="api", at=now, size=i.size(),
-                                    request_id=request_id, client=client, variant=variant,
-                                    server_request_id=server_id, instance=index)
-                for index, (p, i) in enumerate(zip(predictions, instances))]
 
     def record_failure(self, *, now: datetime, status: int, error_kind: str,
                        latency_ms: float, client: str, request_id: str,

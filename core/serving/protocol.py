@@ -25,7 +25,14 @@ import binascii
 import json
 from dataclasses import dataclass
 
-from core.app import Instance, ModelVersion, Prediction, RequestPixels, ServingSession
+from core.app import (
+    Instance,
+    ModelVersion,
+    Prediction,
+    RequestPixels,
+    ServingSession,
+    decode_instances,
+)
 from core.errors import InvalidInput
 
 INPUT_NAME = "image"
@@ -96,7 +103,8 @@ def instances(session: ServingSession, body: bytes, pixels: RequestPixels
     # Parsed JSON takes several bytes of memory per byte of text: counted like pixels.
     pixels.take(len(body), "the JSON body (one pixel per byte until parsed)")
     parsed = parse_predict_body(body, session.backends.config.max_instances)
-    return session.instances([_input(value) for value in parsed.values], pixels), \
+    return decode_instances(session.backends.decoder, [_input(value) for value in parsed.values],
+                            pixels), \
         parsed.columnar
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from core.app import encode_png, explain_image
+from core.app import decode_instances, encode_png, explain_image
 from core.errors import ImageError
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
 from core.serving.dependencies import Predictor, Session, predict_and_log
@@ -54,7 +54,8 @@ async def predict(request: Request, caller: Predictor, session: Session) -> Resp
     """One uploaded image -> label, confidence, probabilities, version, latency."""
     data = await uploaded(request)
     with session.backends.decoder.request() as pixels:
-        instances = await run_in_threadpool(session.instances, [data], pixels)
+        instances = await run_in_threadpool(decode_instances, session.backends.decoder, [data],
+                                            pixels)
         predictions, assignment = await predict_and_log(request, session, caller, instances)
     return json_response(predictions[0].as_dict() | {
         "variant": assignment.variant, "request_id": request.state.request_id,
