@@ -25,18 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.drift_detection import BENCH_ACTOR
-from bench.servers import free_port
 from bench.timing import Row
 from core.config import PROJECT_ROOT, Config
+from tests.servers import free_port
+from tests.serving.clients import BOUNDARY, multipart
 
 WORKERS = 2  # one per core of the reference machine
-BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
-
-
-def multipart(png: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
-            "filename=\"image.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png + (
-        f"\r\n--{BOUNDARY}--\r\n").encode()
 
 
 @contextmanager

@@ -125,7 +125,7 @@ def fill(config: Config, rows: int, now: datetime, seed: int = 0) -> tuple[datet
 
 
 def monitoring_rows(config: Config, rows: int, quick: bool) -> list[Row]:
-    from bench.dashboard import launch_chromium, open_page, running_dashboard
+    from tests.browser import launch_chromium, open_page, running_dashboard
 
     now = datetime.now(UTC)
     first, fill_seconds = fill(config, rows, now)

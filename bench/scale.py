@@ -18,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.monitoring import DAYS, MONITORING_ROWS, fill
-from bench.servers import MotoServer, PostgresServer
 from bench.suite import LOG_WRITER, Context
 from bench.timing import Row
 from core.app import build_backends, migrate_registry
 from core.config import PROJECT_ROOT
+from tests.servers import MotoServer, PostgresServer
 
 WRITERS = 4
 BATCH = 256  # rows per commit: the serving API's LOG_BATCH_ROWS

@@ -111,7 +111,7 @@ def database_backend() -> str:
 @pytest.fixture(scope="session")
 def postgres():
     """A throw-away PostgreSQL server for the session (initdb + pg_ctl, a free port)."""
-    from bench.servers import PostgresServer
+    from tests.servers import PostgresServer
 
     with PostgresServer() as server:
         yield server
@@ -121,7 +121,7 @@ def postgres():
 def s3():
     """moto's S3 stand-in for the session; its endpoint and made-up credentials are set
     in this process's environment (boto3 reads them, and child processes inherit them)."""
-    from bench.servers import MotoServer
+    from tests.servers import MotoServer
 
     with MotoServer() as server:
         saved = {name: os.environ.get(name) for name in server.environment}
@@ -137,7 +137,7 @@ def s3():
 @pytest.fixture(scope="session")
 def mlflow_server():
     """A real ``mlflow server`` (SQLite backend, local artifacts) for the session."""
-    from bench.servers import MlflowServer
+    from tests.servers import MlflowServer
 
     with MlflowServer() as server:
         yield server
@@ -147,7 +147,7 @@ def mlflow_server():
 def ray_head(s3):
     """A local Ray head node (``ray start --head``, CPU only) for the session. Like a
     real cluster's nodes, it has the bucket's settings and credentials (from ``s3``)."""
-    from bench.servers import RayHead
+    from tests.servers import RayHead
 
     with RayHead() as head:
         yield head

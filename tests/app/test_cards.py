@@ -9,17 +9,13 @@ from core.app import decide_version, model_card
 from core.errors import InvalidInput
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of
-from tests.governance.test_governance import tamper
+from tests.documents import section
+from tests.tampering import tamper
 
 pytestmark = pytest.mark.slow
 SECTIONS = ["Intended use and classes", "Training data", "Lineage", "Metrics", "Calibration",
             "Robustness to drift", "Out-of-distribution detection", "Exports", "Known limits",
             "Decision history"]
-
-
-def section(markdown: str, title: str) -> str:
-    """The text of one ``## title`` section."""
-    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
 def test_a_promoted_candidates_card_has_every_section(candidate_copy, tmp_path):

@@ -16,10 +16,10 @@ from core.app import (
     simulate,
 )
 from core.errors import InvalidInput
-from tests.app.test_cards import section
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, backends_of
-from tests.governance.test_governance import tamper
+from tests.documents import section
+from tests.tampering import tamper
 
 pytestmark = pytest.mark.slow
 SECTIONS = ["Integrity", "The decision", "Comparison on the same holdouts",

@@ -12,24 +12,18 @@ import pytest
 from babel.messages.pofile import read_po
 from streamlit.testing.v1 import AppTest
 
-from bench.dashboard import PAGES
 from core.app import GATE_FAILED_CHECK, GATE_SENTENCES
 from core.errors import CoreError, ImageError
 from core.text import parse
 from dashboard import i18n
 from dashboard.state import SIGNED_IN
+from tests.browser import PAGES
 from tests.conftest import PROJECT_ROOT
+from tests.dashboard.translations import KEPT_IN_LATIN
 
 APP = str(PROJECT_ROOT / "dashboard" / "app.py")
 HINDI_PO = i18n.LOCALE_DIR / "hi" / "LC_MESSAGES" / f"{i18n.DOMAIN}.po"
 PLACEHOLDER = re.compile(r"\{[^}]*\}")
-# Words a Hindi page keeps in Latin letters: names of methods, tools, formats and units
-# that Hindi technical writing uses as they are. Anything else English is untranslated.
-KEPT_IN_LATIN = re.compile(
-    r"\b(McNemar|Wilson|Bonferroni|Jensen-Shannon|Grad-CAM|TensorBoard|TFLite|ONNX|Keras|"
-    r"JPEG|PNG|WebP|BMP|GIF|TIFF|EXIF|HTTPS?|JSON|CSV|HTML|Markdown|SMTP|URL|API|CLI|UTC|"
-    r"README|TF Serving|PCA|CBPE|ECE|MMD|PSI|KS|KL|F1|MB|float16|float|int8|dynamic range|"
-    r"Webhook|X-Signature|localhost|English|p50|p95|p99)\b", re.IGNORECASE)
 
 
 def extracted(tmp_path) -> list:

@@ -142,7 +142,7 @@ def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
 
 
 def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_copy):
-    from tests.jobs.test_jobs import wait_for
+    from tests.jobs.waiting import wait_for
 
     app = start(monkeypatch, registry_copy.registry_dir, user="olga")
     app.switch_page("views/retrain.py").run()
@@ -301,7 +301,7 @@ def test_traffic_page_shows_api_traffic_and_lets_a_reviewer_set_a_canary(monkeyp
     from fastapi.testclient import TestClient
 
     from core.serving.api import create_app
-    from tests.serving.test_api import b64, png
+    from tests.serving.clients import b64, png
 
     image = fashion_test_images(1)[0][0]
     with TestClient(create_app(candidate_copy)) as client:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import dashboard as browser_tools
 from core.config import load_config
 from core.ml.images import encode_png
 from dashboard.i18n import STRICT_ENV
+from tests import browser as browser_tools
 from tests.conftest import PASSWORD, fashion_test_images
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.dashboard import (
+from core.app import encode_png
+from tests.browser import (
+    EXCEPTION,
     PAGES,
     TIMEOUT_MS,
     open_page,
@@ -21,14 +23,12 @@ from bench.dashboard import (
     upload_and_wait,
     wait_until_idle,
 )
-from core.app import encode_png
 from tests.cli_runner import run_cli
 from tests.conftest import PASSWORD, USERS, backends_of, salt_noise
-from tests.dashboard.test_languages import KEPT_IN_LATIN
+from tests.dashboard.translations import KEPT_IN_LATIN
 from tests.e2e.conftest import SCREENSHOTS, sign_in
 
 pytestmark = pytest.mark.slow
-EXCEPTION = "[data-testid='stException']"
 UNFAMILIAR = "This image is unlike the training images"
 
 

@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from bench.dashboard import running_dashboard
-from bench.load import run_load
 from core.config import load_config
+from tests.browser import running_dashboard
 from tests.conftest import backends_of, fashion_test_images
 from tests.e2e.conftest import SCREENSHOTS
+from tests.load import run_load
 
 pytestmark = pytest.mark.slow
 SESSIONS, SECONDS = 20, 10

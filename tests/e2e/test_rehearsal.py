@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.dashboard import (
+from core.app import build_backends, migrate_registry
+from tests.browser import (
     DESKTOP,
     TIMEOUT_MS,
     open_page,
     running_dashboard,
     screenshot,
 )
-from core.app import build_backends, migrate_registry
 from tests.conftest import new_bucket
 from tests.e2e.conftest import SCREENSHOTS, sign_in
-from tests.jobs.test_executor import wait_until_finished
+from tests.jobs.waiting import wait_for
 from tests.serving.processes import Load, logged_ids, server
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
@@ -68,7 +68,7 @@ def test_a_promotion_on_one_dashboard_reaches_every_server_without_a_failed_requ
         operator.get_by_role("button", name="Start retraining").click()
         operator.get_by_text("Queued job").wait_for(timeout=TIMEOUT_MS)
         job = observer.jobs.list(datetime.now(UTC))[0]
-        job = wait_until_finished(observer, job.id, timeout=900)
+        job = wait_for(observer.jobs, job.id, timeout=900)
         assert job.status == "succeeded", job.error
         assert job.submitted_by == "olga" and job.runner.startswith("ray:")
         assert job.result_version == 2 and job.params["epochs"] == 1

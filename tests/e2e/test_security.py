@@ -10,9 +10,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from bench.streamlit_client import DashboardSession
 from core.ml.images import encode_png
 from tests.conftest import fashion_test_images
+from tests.streamlit_client import DashboardSession
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,9 @@ import urllib.request
 
 import pytest
 
-from bench.dashboard import TIMEOUT_MS, open_page, upload_and_wait, wait_until_idle
 from tests import upload_corpus
+from tests.browser import EXCEPTION, TIMEOUT_MS, open_page, upload_and_wait, wait_until_idle
 from tests.conftest import backends_of
-from tests.e2e.test_browser import EXCEPTION
 
 pytestmark = pytest.mark.slow
 CASES = upload_corpus.build(upload_corpus.fashion_base())

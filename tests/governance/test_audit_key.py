@@ -20,7 +20,7 @@ from core.config import load_config
 from core.errors import InvalidInput
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, add_users
-from tests.storage.test_migrations import release_1_database
+from tests.storage.release_1 import release_1_database
 
 KEY = "k" * 16 + "0123456789abcdef0123"
 OTHER_KEY = "x" * 40

@@ -33,19 +33,13 @@ from tests.conftest import (
     fashion_test_images,
 )
 from tests.consistency import assert_consistent, kill_after, kill_moments
+from tests.tampering import run_sql, tamper
 
 DECISION_KILLS = 10
 
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
 pytestmark = [pytest.mark.slow, pytest.mark.every_database]
-
-
-def run_sql(config, *statements):
-    """Statements straight on the database, as anyone holding its file or password could."""
-    with backends_of(config).database.connect() as conn, conn.begin():
-        for statement in statements:
-            conn.exec_driver_sql(statement)
 
 
 def verify_audit(config, anchor=None):
@@ -353,16 +347,6 @@ def test_a_decider_killed_at_any_moment_leaves_a_consistent_registry(candidate_c
 
 
 # --- the audit chain --------------------------------------------------------------------
-
-GUARDS = {"sqlite": ["DROP TRIGGER audit_log_is_append_only_update",
-                     "DROP TRIGGER audit_log_is_append_only_delete"],
-          "postgresql": ["DROP TRIGGER audit_log_is_append_only ON audit_log"]}
-
-
-def tamper(config, *statements):
-    """What someone with the database file (or its owner's password) could do: drop the
-    guards, then edit."""
-    run_sql(config, *GUARDS[backends_of(config).database.dialect], *statements)
 
 
 def test_the_log_refuses_updates_and_deletes(registry_copy):

@@ -20,7 +20,7 @@ from core.errors import ActionRefused, InvalidInput
 from core.governance.throttle import FREE_FAILURES, FREE_FAILURES_ANY_NAME
 from tests.cli_runner import run_cli
 from tests.conftest import FIXED_NOW, PASSWORD, backends_of
-from tests.serving.test_api import png
+from tests.serving.clients import png
 
 ATTACKER, RITA_AT_HOME = "203.0.113.9", "198.51.100.7"
 

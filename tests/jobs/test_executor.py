@@ -16,8 +16,8 @@ import pytest
 from core.app.backends import JOB_EXECUTORS, build_backends
 from core.audit import Actor
 from core.config import load_config
-from core.jobs.records import FINISHED
 from tests.conftest import on_database
+from tests.jobs.waiting import wait_for
 
 # The Ray head's tests run in one process of the suite (see tests/conftest.py).
 pytestmark = pytest.mark.ray
@@ -44,19 +44,9 @@ def backends(request, tmp_path):
     return build_backends(on_database(config, database, request))
 
 
-def wait_until_finished(backends, job_id, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = backends.jobs.status(job_id, now())
-        if job.status in FINISHED:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
-
-
 def test_a_submitted_job_is_run_by_a_worker_of_the_executor(backends):
     job = backends.jobs.submit("no-such-kind", {}, actor=ANN, now=now())
-    finished = wait_until_finished(backends, job.id)
+    finished = wait_for(backends.jobs, job.id)
     assert finished.status == "failed"
     assert "unknown job kind 'no-such-kind'" in finished.error and "retrain" in finished.error
     assert finished.pid and finished.started_at and finished.finished_at
@@ -112,7 +102,7 @@ def test_a_retraining_on_ray_outlives_its_submitter_and_registers_to_the_bucket(
     assert submitted.returncode == 0, submitted.stderr
     job_id = int(submitted.stdout.split()[-1])  # the submitter has exited
     backends = build_backends(config)
-    job = wait_until_finished(backends, job_id, timeout=900)
+    job = wait_for(backends.jobs, job_id, timeout=900)
     assert job.status == "succeeded", job.error
     assert job.runner.startswith("ray:image-model-ops-") and job.progress["epoch"] == 1
     candidate = backends.registry.get_version(job.result_version)

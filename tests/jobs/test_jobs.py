@@ -27,6 +27,7 @@ from tests.conftest import (
     sample_metadata,
 )
 from tests.consistency import assert_consistent, kill_after, kill_moments
+from tests.jobs.waiting import wait_for
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
 pytestmark = pytest.mark.every_database
@@ -48,16 +49,6 @@ def database_at(folder) -> SQLiteDatabase:
 
 def is_running(job) -> bool:
     return worker_alive(job.pid)
-
-
-def wait_for(runner, job_id, condition, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = runner.status(job_id, now())
-        if condition(job):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} never reached the condition: {job}")
 
 
 def test_store_runs_one_job_at_a_time_and_finishes_atomically(tmp_path):

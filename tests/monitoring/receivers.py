@@ -9,7 +9,7 @@ from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from bench.servers import free_port
+from tests.servers import free_port
 
 
 @dataclass

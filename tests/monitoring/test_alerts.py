@@ -8,7 +8,6 @@ import hmac
 import json
 from datetime import timedelta
 
-import numpy as np
 import pytest
 
 from core.app import (
@@ -25,8 +24,8 @@ from core.app import (
     set_alert_rule,
 )
 from core.errors import ActionRefused, InvalidInput
-from core.monitoring.log_records import FailedRequest, PredictionRecord
 from tests.conftest import add_users
+from tests.log_rows import answered, failed, stamp
 from tests.monitoring.receivers import HttpReceiver, SmtpReceiver
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
@@ -47,26 +46,6 @@ def webhook():
     receiver = HttpReceiver().start()
     yield receiver
     receiver.stop()
-
-
-def answered(at: str, n: int, latency_ms: float = 5.0) -> list[PredictionRecord]:
-    """``n`` answered API requests of version 1 (made-up outputs: no model needed)."""
-    return [PredictionRecord(
-        at=at, model="classifier", version=1, source="api", predicted=0, label="a",
-        confidence=0.9, probabilities=np.array([0.9, 0.1], np.float32), latency_ms=latency_ms,
-        brightness=0.5, contrast=0.2, sharpness=0.1, width=28, height=28,
-        embedding=np.zeros(4, np.float32), pixels=b"png", request_id=f"r{at}{i}",
-        client="test", variant="champion") for i in range(n)]
-
-
-def failed(at: str, n: int) -> list[FailedRequest]:
-    return [FailedRequest(at=at, model="classifier", status=400, error_kind="invalid_input",
-                          latency_ms=1.0, client="test", request_id=f"f{at}{i}")
-            for i in range(n)]
-
-
-def stamp(moment) -> str:
-    return moment.isoformat(timespec="milliseconds")
 
 
 def verified(received) -> dict:

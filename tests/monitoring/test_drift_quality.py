@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.drift_detection import MUST_ALERT, run
+from tests.drift_detection import MUST_ALERT, run
 
 pytestmark = pytest.mark.slow
 N = 500

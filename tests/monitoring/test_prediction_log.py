@@ -10,13 +10,14 @@ import pytest
 from core.audit import Actor
 from core.errors import InvalidInput
 from core.ml.images import encode_png
-from core.monitoring.log_records import NONE_OF_THESE, PredictionRecord
+from core.monitoring.log_records import NONE_OF_THESE
 from core.monitoring.prediction_log import PredictionLog
 from tests.conftest import (
     PROJECT_ROOT,
     backends_of,
     environment_of,
 )
+from tests.log_rows import record
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
 pytestmark = pytest.mark.every_database
@@ -25,19 +26,6 @@ pytestmark = pytest.mark.every_database
 def open_log(config) -> PredictionLog:
     """The log under test, on ``config``'s database (the contract suite's one seam)."""
     return backends_of(config).prediction_log
-
-
-def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
-           true_label=None) -> PredictionRecord:
-    probabilities = np.full(10, 0.05, np.float32)
-    probabilities[i % 10] = 0.55
-    return PredictionRecord(
-        at=at or f"2026-01-01T00:00:{i % 60:02d}.000+00:00", model="m", version=version,
-        source=source, predicted=i % 10, label=f"c{i % 10}", confidence=0.55,
-        probabilities=probabilities, latency_ms=1.5, brightness=0.1 * (i % 10),
-        contrast=0.2, sharpness=0.01, width=28, height=28,
-        embedding=np.arange(16, dtype=np.float32) + i, pixels=b"png-%d" % i,
-        true_label=true_label)
 
 
 def test_round_trip(config):
@@ -80,7 +68,7 @@ WRITER = textwrap.dedent("""
     import sys
     from core.app import build_backends
     from core.config import load_config
-    from tests.monitoring.test_prediction_log import record
+    from tests.log_rows import record
     log = build_backends(load_config()).prediction_log
     worker = int(sys.argv[2])
     for i in range(150):
@@ -151,7 +139,7 @@ BURST = textwrap.dedent("""
     from pathlib import Path
     from core.app import build_backends, predict_image
     from core.config import load_config
-    from tests.monitoring.test_prediction_log import record
+    from tests.log_rows import record
     root, mode, image = sys.argv[1], sys.argv[2], Path(sys.argv[3]).read_bytes()
     backends = build_backends(load_config().with_overrides(registry_dir=Path(root)))
     log = backends.prediction_log

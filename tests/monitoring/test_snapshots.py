@@ -171,7 +171,7 @@ def test_traffic_over_time_reads_closed_periods_from_snapshots(registry_copy):
 
     from core.app import traffic_over_time
     from core.app.traffic import summarize
-    from tests.monitoring.test_alerts import answered, failed, stamp
+    from tests.log_rows import answered, failed, stamp
 
     backends = build_backends(registry_copy)
     log = backends.prediction_log

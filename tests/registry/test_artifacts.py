@@ -142,7 +142,7 @@ def test_an_unreachable_store_is_one_clear_error(tmp_path):
     import boto3
     from botocore.config import Config as BotoConfig
 
-    from bench.servers import free_port
+    from tests.servers import free_port
 
     client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{free_port()}",
                           region_name="us-east-1", aws_access_key_id="x",

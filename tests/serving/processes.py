@@ -14,11 +14,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.http_serving import BOUNDARY, multipart
-from bench.servers import free_port
 from core.config import Config
 from tests.conftest import PROJECT_ROOT, backends_of, environment_of, fashion_test_images
-from tests.serving.test_api import png
+from tests.servers import free_port
+from tests.serving.clients import BOUNDARY, multipart, png
 
 BODY = png(fashion_test_images(1)[0][0])
 MULTIPART = multipart(BODY)

@@ -3,11 +3,10 @@ endpoints, keys and roles, limits, traffic policies, logging and metrics."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import sqlite3
-from contextlib import closing, contextmanager
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -20,18 +19,9 @@ from core.config import Config
 from core.governance.traffic import in_canary
 from core.serving.api import create_app
 from tests.conftest import FIXED_NOW, backends_of, fashion_test_images, salt_noise
+from tests.serving.clients import api_on_a_copy, b64, png
 
 MODEL = "/v1/models/classifier"
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> dict:
-    return {"b64": base64.b64encode(data).decode()}
 
 
 IMAGES, LABELS = fashion_test_images(8)
@@ -40,22 +30,6 @@ IMAGES, LABELS = fashion_test_images(8)
 def rows(config: Config, sql: str, args=()) -> list[tuple]:
     with closing(sqlite3.connect(config.registry_dir / "registry.db")) as db:
         return db.execute(sql, args).fetchall()
-
-
-@contextmanager
-def api_on_a_copy(registry, folder):
-    """A copy of ``registry`` in ``folder`` behind one started API:
-    (config, client, session)."""
-    import shutil
-
-    from core.config import load_config
-
-    root = folder / "registry"
-    shutil.copytree(registry, root)
-    config = load_config({}).with_overrides(registry_dir=root)
-    app = create_app(config)
-    with TestClient(app) as client:
-        yield config, client, app.state.session
 
 
 @pytest.fixture(scope="module")

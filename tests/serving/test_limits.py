@@ -21,8 +21,8 @@ from core.config import load_config
 from core.serving.api import create_app
 from tests.conftest import fashion_test_images
 from tests.images_factory import webp_bomb
+from tests.serving.clients import api_on_a_copy, b64, png
 from tests.serving.processes import Flood, group_rss, server
-from tests.serving.test_api import api_on_a_copy, b64, png
 
 MODEL = "/v1/models/classifier"
 IMAGES, _ = fashion_test_images(4)

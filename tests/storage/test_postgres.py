@@ -21,7 +21,7 @@ from core.storage.copy import row_counts
 from core.storage.database import PostgresDatabase
 from tests.cli_runner import run_cli, snapshot
 from tests.conftest import PROJECT_ROOT, backends_of
-from tests.monitoring.test_prediction_log import record
+from tests.log_rows import record
 
 
 def new_database(postgres) -> str:
@@ -55,7 +55,7 @@ def test_reads_of_a_new_database_create_nothing(postgres):
 
 
 def test_an_unreachable_server_is_one_clear_error(tmp_path):
-    from bench.servers import free_port
+    from tests.servers import free_port
 
     database = PostgresDatabase(f"postgresql://nobody@127.0.0.1:{free_port()}/registry")
     with pytest.raises(StorageUnavailable) as error:
