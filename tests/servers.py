@@ -219,7 +219,28 @@ class RayHead:
         if started.returncode != 0:
             raise RuntimeError(f"ray start failed:\n{started.stdout}\n{started.stderr}")
         wait_for_port(self.dashboard_port, 120)
+        self._wait_for_job_agent(120)
         return self
+
+    def _wait_for_job_agent(self, timeout: float) -> None:
+        """The dashboard answers before its job agent does ("No available agent to submit
+        job"): a head is ready once a job runs on it."""
+        from ray.job_submission import JobStatus, JobSubmissionClient
+
+        client = JobSubmissionClient(f"http://127.0.0.1:{self.dashboard_port}")
+        deadline, last = time.monotonic() + timeout, None
+        while time.monotonic() < deadline:
+            try:
+                job = client.submit_job(entrypoint="true")
+                while time.monotonic() < deadline:
+                    if client.get_job_status(job) in {JobStatus.SUCCEEDED, JobStatus.FAILED,
+                                                      JobStatus.STOPPED}:
+                        return
+                    time.sleep(0.2)
+            except RuntimeError as error:
+                last = error
+                time.sleep(0.5)
+        raise RuntimeError(f"Ray's job agent did not start within {timeout:.0f} s: {last}")
 
     def __exit__(self, *exc) -> None:
         self._ray("stop", "--force", timeout=120)

@@ -54,7 +54,7 @@ def test_a_promotion_on_one_dashboard_reaches_every_server_without_a_failed_requ
         dashboards = [stack.enter_context(running_dashboard(machine(f"dashboard{n}"), on_ray))[0]
                       for n in (1, 2)]
         ports = [stack.enter_context(server(machine(f"api{n}")))[0] for n in (1, 2)]
-        loads = [stack.enter_context(Load(port, threads=2, prefix=f"api{n}", pause=0.05))
+        loads = [stack.enter_context(Load(port, threads=2, prefix=f"api{n}", pause=0.2))
                  for n, port in enumerate(ports, 1)]
         for load in loads:
             load.wait_until(lambda seen: seen == {1}, 60)
