@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import streamlit as st
@@ -24,6 +27,8 @@ from core.config import Config, load_config
 from core.errors import CoreError
 from dashboard import i18n
 from dashboard.i18n import _
+
+T = TypeVar("T")
 
 
 def config() -> Config:
@@ -155,12 +160,9 @@ def sign_in_panel() -> None:
             password = st.text_input(_("Password"), type="password",
                                      autocomplete="current-password")
             if st.form_submit_button(_("Sign in"), icon=":material/login:"):
-                try:
+                with shown_errors():
                     signed = sign_in(backends(), name, password, now(),
                                      client=client_address())
-                except CoreError as error:
-                    st.error(i18n.error_text(error))
-                else:
                     st.session_state[SIGNED_IN] = signed.name
                     st.rerun()
 
@@ -175,6 +177,22 @@ def client_address() -> str:
 def now() -> datetime:
     """The time of an action (UTC). Pages take it from here, so one place could fix it."""
     return datetime.now(UTC)
+
+
+def act(use_case: Callable[..., T], *args: Any, **options: Any) -> T:
+    """``use_case(backends, *args, actor=<the signed-in user>, now=<now>, **options)``: a
+    use case run as whoever uses the page, now."""
+    return use_case(backends(), *args, actor=current_user(), now=now(), **options)
+
+
+@contextmanager
+def shown_errors(icon: str | None = None) -> Iterator[None]:
+    """A refusal or bad input raised in the block is shown as the page's error, in the
+    reader's language; the rest of the block is skipped, the page goes on after it."""
+    try:
+        yield
+    except CoreError as error:
+        st.error(i18n.error_text(error), icon=icon)
 
 
 def show_comparison(comparison: Comparison, dataset: str) -> None:

@@ -82,11 +82,10 @@ def _follow(backends: Backends, job_id: int, who: str) -> Job:
               dynamic_ncols=True) as bar:
         while True:
             job = get_job(backends, job_id, actor=who, now=now())
-            progress = job.progress
-            if progress.get("steps"):
-                bar.total = progress["epochs"] * progress["steps"]
-                bar.n = (progress["epoch"] - 1) * progress["steps"] + progress["step"]
-                bar.set_postfix(epoch=progress["epoch"], loss=progress.get("loss"))
+            progress = job.training
+            if progress.started:
+                bar.total, bar.n = progress.total_steps, progress.steps_done
+                bar.set_postfix(epoch=progress.epoch, loss=progress.loss)
                 bar.refresh()
             if job.status in JOB_FINISHED:
                 return job
@@ -102,9 +101,9 @@ def cmd_jobs(args: Namespace, backends: Backends) -> int:
     if not jobs:
         print("no jobs yet. Queue one with 'python -m core retrain'.")
     for job in jobs:
-        progress = job.progress
-        where = (f"epoch {progress['epoch']}/{progress['epochs']}, step "
-                 f"{progress['step']}/{progress['steps']}" if progress.get("steps") else "")
+        progress = job.training
+        where = (f"epoch {progress.epoch}/{progress.epochs}, step {progress.step}/"
+                 f"{progress.steps}" if progress.started else "")
         outcome = (f"-> version {job.result_version}" if job.result_version
                    else job.error or where)
         print(f"{job.id:>4}  {job.status:<10} {job.submitted_at}  {job.submitted_by:<10} "

@@ -15,6 +15,7 @@ answers alone, so a decision never leaves traffic on the wrong version.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -71,7 +72,7 @@ def in_canary(request_id: str, percent: int) -> bool:
 
 
 def active_candidate(policy: TrafficPolicy, champion: int,
-                     statuses: dict[int, str]) -> int | None:
+                     statuses: Mapping[int, str]) -> int | None:
     """The policy's candidate while it still is one: once promoted, rejected or (after a
     promotion and a rollback) archived, the champion answers alone."""
     candidate = policy.candidate
@@ -80,7 +81,7 @@ def active_candidate(policy: TrafficPolicy, champion: int,
     return candidate if statuses.get(candidate) == "candidate" else None
 
 
-def assign(policy: TrafficPolicy, champion: int, statuses: dict[int, str],
+def assign(policy: TrafficPolicy, champion: int, statuses: Mapping[int, str],
            request_id: str) -> Assignment:
     candidate = active_candidate(policy, champion, statuses)
     if candidate is None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import text
@@ -20,10 +21,22 @@ from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
 from core.storage.database import Database
 
+
 # suggested: queued by the monitor for a human to start (then queued) or discard
 # (then cancelled); no worker ever claims it.
-STATUSES = ("suggested", "queued", "running", "succeeded", "failed", "cancelled")
-FINISHED = ("succeeded", "failed", "cancelled")
+class JobStatus(StrEnum):
+    """Where a job is (a plain string to JSON and the database)."""
+
+    SUGGESTED = "suggested"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATUSES = tuple(JobStatus)
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 # A worker claims its job within a second or two of starting; a job queued this long
 # with nothing running has lost its worker (killed before claiming it).
 WORKER_START_GRACE_SECONDS = 30
@@ -34,6 +47,42 @@ _COLUMNS = ("id", "model", "kind", "submitted_by", "submitted_at", "params", "st
 
 
 @dataclass(frozen=True)
+class TrainingProgress:
+    """How far a job's training is, as its worker last wrote it (``Job.progress``)."""
+
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    steps: int = 0  # per epoch; 0 until the first step is written
+    loss: float | None = None
+    accuracy: float | None = None
+    history: tuple[dict, ...] = ()  # one entry per finished epoch
+
+    @classmethod
+    def of(cls, stored: dict) -> TrainingProgress:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in stored.items() if k in known}
+        return cls(**values | {"history": tuple(stored.get("history", ()))})
+
+    @property
+    def started(self) -> bool:
+        return self.steps > 0
+
+    @property
+    def steps_done(self) -> int:
+        return (self.epoch - 1) * self.steps + self.step if self.started else 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps
+
+    @property
+    def fraction(self) -> float:
+        """Between 0 and 1."""
+        return min(1.0, self.steps_done / self.total_steps) if self.total_steps else 0.0
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     model: str
@@ -41,7 +90,7 @@ class Job:
     submitted_by: str
     submitted_at: str
     params: dict
-    status: str
+    status: JobStatus
     progress: dict  # epoch, epochs, step, steps, loss, accuracy, history (per epoch)
     log_tail: str
     result_version: int | None
@@ -51,6 +100,11 @@ class Job:
     finished_at: str | None
     cancel_requested: bool
     runner: str | None = None  # where the worker runs: "ray:<submission id>"; None: pid
+
+    @property
+    def training(self) -> TrainingProgress:
+        """``progress`` as a typed record."""
+        return TrainingProgress.of(self.progress)
 
     def summary(self) -> dict:
         """The JSON shape of ``python -m core jobs --json``."""
@@ -72,6 +126,7 @@ class JobStore:
         values["params"] = json.loads(values["params"])
         values["progress"] = json.loads(values["progress"])
         values["cancel_requested"] = bool(values["cancel_requested"])
+        values["status"] = JobStatus(values["status"])
         return Job(**values)
 
     def submit(self, kind: str, params: dict, *, actor: Actor, now: datetime,

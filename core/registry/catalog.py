@@ -22,6 +22,7 @@ from core.registry.records import (
     ModelVersion,
     StatusChange,
     VersionMetadata,
+    VersionStatus,
     find_champion_in,
 )
 from core.storage.database import Database
@@ -113,8 +114,8 @@ class SQLCatalog(Catalog):
     @staticmethod
     def _row_to_version(row: Any) -> ModelVersion:
         model, version, status, created_at, created_by, parent, metadata = row
-        return ModelVersion(model, version, status, created_at, created_by, parent,
-                            VersionMetadata.from_dict(json.loads(metadata)))
+        return ModelVersion(model, version, VersionStatus(status), created_at, created_by,
+                            parent, VersionMetadata.from_dict(json.loads(metadata)))
 
     @staticmethod
     def _known(conn: Connection, model: str) -> set[int]:
@@ -147,7 +148,8 @@ class SQLCatalog(Catalog):
                 reason=note, details={"from_status": None, "to_status": status,
                                       "parent": parent,
                                       "test_accuracy": metadata.metric("test", "accuracy")}))
-        return ModelVersion(model, version, status, created_at, actor.name, parent, metadata)
+        return ModelVersion(model, version, VersionStatus(status), created_at, actor.name, parent,
+                            metadata)
 
     def record_file(self, model: str, version: int, name: str, digest: str) -> None:
         with self.database.write() as conn:

@@ -114,7 +114,7 @@ def _changed(current: dict, wanted: dict) -> dict[str, str]:
 
 def _status_tags(fact: VersionFacts) -> dict[str, str]:
     """Tags that change after registration: the status and each decision's entry hash."""
-    tags = {"status": fact.version.status}
+    tags = {"status": str(fact.version.status)}
     for entry in fact.decisions:
         tags[f"decision.{entry.seq}"] = (f"{entry.action} by {entry.actor} ({entry.role}) at "
                                          f"{entry.at}; audit entry hash {entry.hash}")

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
 
-STATUSES = ("candidate", "champion", "rejected", "archived")
+
+class VersionStatus(StrEnum):
+    """Where a version is in its life (a plain string to JSON and the database)."""
+
+    CANDIDATE = "candidate"
+    CHAMPION = "champion"
+    REJECTED = "rejected"
+    ARCHIVED = "archived"
+
+
+STATUSES = tuple(VersionStatus)
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,7 @@ class ModelVersion:
 
     model: str
     version: int
-    status: str
+    status: VersionStatus
     created_at: str
     created_by: str
     parent: int | None

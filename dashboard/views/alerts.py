@@ -15,7 +15,6 @@ from core.app import (
     monitor_problems,
     send_test_alert,
 )
-from core.errors import CoreError
 from dashboard import i18n, state
 from dashboard.i18n import _
 
@@ -56,7 +55,7 @@ for episode in open_episodes:
                                          key=f"reason_{episode.id}")
             silence = cells[1].selectbox(_("Silence for"), ["1h", "4h", "1d", "7d"],
                                          key=f"for_{episode.id}")
-            try:
+            with state.shown_errors():
                 if cells[2].button(_("Acknowledge"), key=f"ack_{episode.id}",
                                    icon=":material/done:"):
                     acknowledge_alert(backends, episode.id, actor=user, reason=reason, now=now)
@@ -67,8 +66,6 @@ for episode in open_episodes:
                     acknowledge_alert(backends, episode.id, actor=user, reason=reason, now=now,
                                       silence_for=timedelta(hours=hours))
                     st.rerun()
-            except CoreError as error:
-                st.error(i18n.error_text(error))
 if open_episodes and not state.allowed("alerts"):
     st.caption(_("Operators and reviewers acknowledge or silence alerts: sign in (sidebar)."))
 
@@ -126,16 +123,13 @@ if state.allowed("manage_alerts"):
         smtp = more[1].text_input(_("SMTP HOST:PORT (e-mail)"))
         smtp_user = more[2].text_input(_("SMTP user (password: $SMTP_PASSWORD)"))
         if st.form_submit_button(_("Add channel"), icon=":material/add_alert:"):
-            try:
+            with state.shown_errors():
                 add_alert_channel(backends, actor=user, name=name, now=now,
                                   webhook=target if kind == "webhook" else None,
                                   secret=secret or None,
                                   slack=target if kind == "slack" else None,
                                   email=target if kind == "email" else None,
                                   smtp=smtp or None, smtp_user=smtp_user or None)
-            except CoreError as error:
-                st.error(i18n.error_text(error))
-            else:
                 st.rerun()
 else:
     st.caption(_("Admins add channels (here or with `python -m core alerts add-channel`)."))

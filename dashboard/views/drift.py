@@ -56,7 +56,7 @@ with st.expander(_("Simulate incoming traffic"), icon=":material/science:"):
             bar.progress(done / total, text=_("{done} / {total} images").format(done=done,
                                                                                 total=total))
 
-        try:
+        with state.shown_errors():
             result = simulate(
                 backends, actor=state.current_user(), scenario=scenario,
                 n=int(count), severity=float(severity), seed=int(seed), clock=state.now,
@@ -66,8 +66,6 @@ with st.expander(_("Simulate incoming traffic"), icon=":material/science:"):
                 n=i18n.number(result.n), version=result.version, scenario=result.scenario,
                 severity=f"{result.severity:g}", accuracy=i18n.percent(result.accuracy)),
                 icon=":material/check:")
-        except CoreError as error:
-            st.error(i18n.error_text(error))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -98,8 +96,7 @@ def show_over_time() -> None:
         until = datetime.combine(picked[1] + timedelta(days=1), time(),
                                  tzinfo=state.now().tzinfo)
     try:
-        view = timeline(backends, actor=state.current_user(), now=state.now(), range_=range_,
-                        since=since, until=until)
+        view = state.act(timeline, range_=range_, since=since, until=until)
     except CoreError as error:
         st.error(i18n.error_text(error))
         return
@@ -128,7 +125,7 @@ def show_report() -> None:
         st.info(_("Choose at least one source."), icon=":material/info:")
         return
     try:
-        logged = last_prediction_id(backends, actor=state.current_user(), now=state.now())
+        logged = state.act(last_prediction_id)
         with st.spinner(_("Computing drift statistics…")):
             view = compute(backends.config.effective_database_url, chosen, logged,
                            int(window_size), state.current_user(), tuple(sources))

@@ -208,8 +208,7 @@ for candidate in candidates:
             at=i18n.moment(candidate.created_at), who=candidate.created_by,
             parent=candidate.parent,
             accuracy=i18n.number(candidate.metadata.metrics["test"]["accuracy"], 4)))
-        comparison = find_comparison(backends, champion.version, candidate.version,
-                                     actor=state.current_user(), now=state.now())
+        comparison = state.act(find_comparison, champion.version, candidate.version)
         if comparison is None:
             st.warning(_("v{candidate} has not been compared with the champion v{champion} on "
                          "the same holdouts, so it cannot be promoted yet.").format(
@@ -217,14 +216,11 @@ for candidate in candidates:
                        icon=":material/compare_arrows:")
             if state.allowed("compare") and st.button(_("Compare with the champion"),
                                                       key=f"compare_{candidate.version}"):
-                try:
+                with state.shown_errors():
                     with st.spinner(_("Comparing on the clean and drifted holdouts…")):
                         compare_versions(backends, champion.version,
                                          candidate.version, actor=state.current_user(),
                                          now=state.now())
-                except CoreError as error:
-                    st.error(i18n.error_text(error))
-                else:
                     st.rerun()
         else:
             st.markdown(_("**Champion v{champion} versus candidate v{candidate}** on the same "
@@ -265,7 +261,7 @@ if timeline:
     st.plotly_chart(charts.decision_timeline(timeline), width="stretch")
 
 st.header(_("Audit log"))
-verification = check_audit_log(backends, actor=state.current_user(), now=state.now())
+verification = state.act(check_audit_log)
 if verification.ok:
     st.success(_("Chain verified: {n} entries, none edited, deleted, inserted or reordered. "
                  "Head {head}").format(n=i18n.number(verification.entries),
@@ -338,7 +334,7 @@ if state.allowed("manage_users"):
             ("disable", "enable", "reset"), st.columns(3)) if column.form_submit_button(
             {"disable": _("Disable"), "enable": _("Enable"),
              "reset": _("Reset password")}[label])]
-        try:
+        with state.shown_errors():
             if pressed and pressed[0] == "reset":
                 if new_password != again:
                     st.error(_("The two passwords differ. To fix this, type the same twice."))
@@ -351,5 +347,3 @@ if state.allowed("manage_users"):
                                   disabled=pressed[0] == "disable", reason=why,
                                   now=state.now())
                 st.rerun()
-        except CoreError as error:
-            st.error(i18n.error_text(error))

@@ -108,9 +108,8 @@ with st.expander(_("Is this answer wrong? Tell the model."), icon=":material/rat
                                   format_func=i18n.shown_by(i18n.labels(choices, shown)),
                                   index=choices.index(prediction.label))
         if st.form_submit_button(_("Save the correct class")):
-            try:
-                kept = label_prediction(state.backends(), prediction.log_id, true_class,
-                                        actor=state.current_user(), now=state.now())
+            with state.shown_errors():
+                kept = state.act(label_prediction, prediction.log_id, true_class)
                 if kept.counted:
                     st.success(_("Saved: the right class is {name}.").format(
                         name=shown(true_class)), icon=":material/check:")
@@ -118,5 +117,3 @@ with st.expander(_("Is this answer wrong? Tell the model."), icon=":material/rat
                     st.success(_("Thank you: {name} is kept as a suggestion. It counts once a "
                                  "signed-in user confirms it in the review queue.").format(
                         name=shown(true_class)), icon=":material/check:")
-            except CoreError as error:
-                st.error(i18n.error_text(error))

@@ -15,7 +15,6 @@ from core.app import (
     start_job,
     submit_retrain,
 )
-from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, term
 
@@ -49,19 +48,17 @@ with st.form("retrain"):
         st.caption(_("Operators start retraining: sign in as one (sidebar)."))
     if st.form_submit_button(_("Start retraining"), type="primary", icon=":material/play_arrow:",
                              disabled=not allowed):
-        try:
+        with state.shown_errors():
             request = RetrainRequest(include=tuple(include), use_feedback=use_feedback,
                                      epochs=int(epochs), learning_rate=float(learning_rate))
             job = submit_retrain(backends, request, actor=state.current_user(),
                                  now=state.now())
             st.success(_("Queued job {id}. Its progress appears below; other pages stay usable "
                          "meanwhile.").format(id=job.id), icon=":material/schedule:")
-        except CoreError as error:
-            st.error(i18n.error_text(error))
 
 
 def show_jobs() -> None:
-    jobs = list_jobs(backends, actor=state.current_user(), now=state.now())
+    jobs = state.act(list_jobs)
     if not jobs:
         st.info(_("No retraining jobs yet."), icon=":material/info:")
         return
@@ -72,30 +69,28 @@ def show_jobs() -> None:
                           "it.").format(id=job.id, at=i18n.moment(job.submitted_at)))
             if state.allowed("retrain"):
                 buttons = st.columns(2)
-                try:
+                with state.shown_errors():
                     if buttons[0].button(_("Start job {id}").format(id=job.id), key=f"start_{job.id}",
                                          type="primary", icon=":material/play_arrow:"):
-                        start_job(backends, job.id, actor=state.current_user(), now=state.now())
+                        state.act(start_job, job.id)
                         st.rerun()
                     if buttons[1].button(_("Discard job {id}").format(id=job.id), key=f"discard_{job.id}",
                                          icon=":material/delete:"):
-                        cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
+                        state.act(cancel_job, job.id)
                         st.rerun()
-                except CoreError as error:
-                    st.error(i18n.error_text(error))
     active = [job for job in jobs if job.status not in JOB_FINISHED + ("suggested",)]
     followed = active[0] if active else jobs[0]
     st.subheader(_("Job {id}: {status}").format(id=followed.id, status=term(followed.status)))
-    progress = followed.progress
-    if progress.get("steps"):
-        done = ((progress["epoch"] - 1) * progress["steps"] + progress["step"]) / (
-            progress["epochs"] * progress["steps"])
-        loss = progress.get("loss")
-        text = _("epoch {epoch}/{epochs}, step {step}/{steps}").format(**progress)
-        st.progress(min(done, 1.0), text=text + (", " + _("loss {loss}").format(
+    progress = followed.training
+    if progress.started:
+        loss = progress.loss
+        text = _("epoch {epoch}/{epochs}, step {step}/{steps}").format(
+            epoch=progress.epoch, epochs=progress.epochs, step=progress.step,
+            steps=progress.steps)
+        st.progress(progress.fraction, text=text + (", " + _("loss {loss}").format(
             loss=f"{loss:.3f}") if loss is not None else ""))
-    if progress.get("history"):
-        st.plotly_chart(charts.training_history(progress["history"]), width="stretch")
+    if progress.history:
+        st.plotly_chart(charts.training_history(list(progress.history)), width="stretch")
     if followed.error:  # core's own account of what went wrong
         st.markdown(":red[" + _("The job failed:") + "] " + i18n.core_sentence(followed.error),
                     unsafe_allow_html=True)
@@ -125,16 +120,13 @@ def show_jobs() -> None:
     for job in active if state.allowed("cancel") else []:
         if st.button(_("Cancel job {id}").format(id=job.id), key=f"cancel_{job.id}",
                      icon=":material/cancel:"):
-            try:
-                cancel_job(backends, job.id, actor=state.current_user(), now=state.now())
-            except CoreError as error:
-                st.error(i18n.error_text(error))
-            else:
+            with state.shown_errors():
+                state.act(cancel_job, job.id)
                 st.rerun()
 
 
 # Rerun only this part every 2 s while a job is queued or running, so the chart moves
 # without blocking anything else on this page or others.
 busy = any(job.status not in JOB_FINISHED + ("suggested",)
-           for job in list_jobs(backends, actor=state.current_user(), now=state.now()))
+           for job in state.act(list_jobs))
 st.fragment(show_jobs, run_every="2s" if busy else None)()

@@ -73,12 +73,8 @@ with live:
                                           index=choices.index(item.suggestion or item.label),
                                           key=f"answer-{item.log_id}")
                     if st.form_submit_button(_("Save the label"), icon=":material/label:"):
-                        try:
-                            label_prediction(state.backends(), item.log_id, answer,
-                                             actor=state.current_user(), now=state.now())
-                        except CoreError as error:
-                            st.error(i18n.error_text(error))
-                        else:
+                        with state.shown_errors():
+                            state.act(label_prediction, item.log_id, answer)
                             st.toast(_("Saved: #{id} is {label}.").format(
                                 id=item.log_id, label=shown(answer)), icon=":material/check:")
                             st.rerun()

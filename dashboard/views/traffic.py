@@ -28,7 +28,7 @@ st.caption(_("Requests to the serving API (`python -m core serve`): TF Serving's
              "monitor's snapshots; dashed lines mark promotions, rollbacks and policy "
              "changes."))
 
-status = traffic_status(backends, actor=state.current_user(), now=state.now())
+status = state.act(traffic_status)
 policy = status.policy
 MODES = {"off": _("off"), "shadow": _("shadow"), "canary": _("canary")}
 what = {"off": _("the champion answers every request"),
@@ -61,14 +61,11 @@ if state.allowed("traffic"):
                                         value=policy.percent or 10)
         reason = st.text_input(_("Reason (required; kept in the audit log)"))
         if st.form_submit_button(_("Set policy"), icon=":material/alt_route:"):
-            try:
+            with state.shown_errors():
                 set_traffic(backends, actor=state.current_user(), mode=mode,
                             candidate=None if mode == "off" else candidate,
                             percent=int(percent) if mode == "canary" else None,
                             reason=reason, now=state.now())
-            except CoreError as error:
-                st.error(i18n.error_text(error))
-            else:
                 st.rerun()
 else:
     st.caption(_("Reviewers set the traffic policy: sign in as one (sidebar)."))
@@ -77,8 +74,7 @@ bucket = st.segmented_control(_("Bucket"), ["hour", "day"], default="hour",
                               format_func=i18n.shown_by({"hour": _("hour"), "day": _("day")}))
 span = timedelta(days=1) if bucket == "hour" else timedelta(days=30)
 try:
-    buckets = traffic_over_time(backends, actor=state.current_user(), now=state.now(),
-                                bucket=bucket or "hour", span=span)
+    buckets = state.act(traffic_over_time, bucket=bucket or "hour", span=span)
 except CoreError as error:
     st.error(i18n.error_text(error))
     st.stop()
@@ -86,8 +82,7 @@ if not buckets:
     st.info(_("No API traffic in this period. Start the API with `python -m core serve` and "
               "send it requests (see the README)."), icon=":material/info:")
     st.stop()
-markers = timeline(backends, actor=state.current_user(), now=state.now(),
-                   range_="24h" if bucket == "hour" else "30d").deployments
+markers = state.act(timeline, range_="24h" if bucket == "hour" else "30d").deployments
 # Column names are the charts' axis and legend titles: they are in the reader's language.
 START, SERIES, REQUESTS, RATE, ERRORS, ERROR_RATE = (
     _("start"), _("series"), _("requests"), _("requests/s"), _("errors"), _("error rate"))
@@ -109,7 +104,7 @@ totals[3].metric(_("Series"), table[SERIES].nunique())
 
 
 rules = {name: rule["settings"] for name, rule in
-         alert_rules(backends, actor=state.current_user(), now=state.now()).items()}
+         state.act(alert_rules).items()}
 
 
 def with_markers(figure, alert_above: float | None = None):

@@ -16,7 +16,6 @@ from core.app import (
     model_card,
     status_history,
 )
-from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term
 
@@ -114,8 +113,7 @@ with class_column:
         "support": _("support")}), width="stretch")
 
 if version.parent is not None:
-    comparison = find_comparison(state.backends(), version.parent, chosen,
-                                 actor=state.current_user(), now=state.now())
+    comparison = state.act(find_comparison, version.parent, chosen)
     if comparison:
         st.subheader(_("Compared with its parent v{n}").format(n=version.parent))
         state.show_comparison(comparison, meta.dataset.name)
@@ -130,7 +128,7 @@ st.caption(_("The same model in each format a deployment may need: size, accurac
              "clean comparison holdout, agreement with the float Keras model, the largest "
              "difference of any probability from it, and the median time for one image on "
              "this machine."))
-table = export_table(state.backends(), chosen, actor=state.current_user(), now=state.now())
+table = state.act(export_table, chosen)
 can_export = state.allowed("export")
 if table is None:
     st.info(_("The quantized TFLite models (dynamic range, float16, int8) and the ONNX model "
@@ -139,12 +137,9 @@ if table is None:
                  help=_("About a minute; operators.") if can_export
                  else _("Operators build them.")):
         with st.spinner(_("Converting and measuring every export…")):
-            try:
+            with state.shown_errors():
                 build_exports(state.backends(), chosen, actor=state.current_user(),
                               now=state.now())
-            except CoreError as error:
-                st.error(i18n.error_text(error))
-            else:
                 st.rerun()
 else:
     st.dataframe(charts.exports_table(table), hide_index=True, width="stretch")
