@@ -78,7 +78,7 @@ def compare_versions(backends: Backends, baseline: int, candidate: int, *, actor
                      for number, version in versions.items()}
     measured = compare(baseline, candidate, holdouts, probabilities,
                        versions[baseline].class_names)
-    result = measured.advised(recommend(measured, policy), now.isoformat(timespec="seconds"))
+    result = measured.advised(recommend(measured, policy), stamp(now))
     registry.catalog.save_comparison(registry.model, result)
     return result
 

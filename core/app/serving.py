@@ -25,7 +25,7 @@ from datetime import datetime
 
 from core.app.backends import Backends
 from core.app.routing import Instance, Origin, log_records, predict_routed
-from core.audit import Actor
+from core.audit import Actor, stamp
 from core.errors import (
     ImageError,
     InvalidInput,
@@ -320,7 +320,7 @@ class ServingSession:
         if not self.log_predictions:
             return _done([])
         return self._submit([], [FailedRequest(
-            at=now.isoformat(timespec="milliseconds"), model=self.model, status=status,
+            at=stamp(now, milliseconds=True), model=self.model, status=status,
             error_kind=error_kind, latency_ms=latency_ms, client=client[:128],
             request_id=request_id, version=version, variant=variant)])
 

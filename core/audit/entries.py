@@ -12,11 +12,11 @@ from datetime import datetime
 OUTCOMES = ("done", "refused")
 
 
-def stamp(at: datetime) -> str:
-    """The one text form of times in records (audit entries, snapshots, alerts, sign-in
-    failures): ISO 8601 to the second, in the zone ``at`` carries (core's are UTC), so
-    they sort as text."""
-    return at.isoformat(timespec="seconds")
+def stamp(at: datetime, *, milliseconds: bool = False) -> str:
+    """The one text form of times in records (audit entries, jobs, snapshots, alerts,
+    sign-in failures; the prediction log to the millisecond): ISO 8601 in the zone ``at``
+    carries (core's are UTC), so they sort as text."""
+    return at.isoformat(timespec="milliseconds" if milliseconds else "seconds")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from core.audit import Actor, AuditEntry, append
+from core.audit import Actor, AuditEntry, append, stamp
 from core.errors import InvalidInput
 from core.storage.database import Database
 
@@ -133,7 +133,7 @@ class JobStore:
                suggested_because: str | None = None) -> Job:
         """Queues a job, or with ``suggested_because`` records it as suggested (waiting for
         a human to start or discard it); its audit entry commits with it."""
-        at = now.isoformat(timespec="seconds")
+        at = stamp(now)
         status = "queued" if suggested_because is None else "suggested"
         with self.database.write() as db:
             job_id = db.execute(text(
@@ -156,7 +156,7 @@ class JobStore:
         duties bars them from deciding on the candidate it produces.
         """
         job = self.get(job_id)
-        at = now.isoformat(timespec="seconds")
+        at = stamp(now)
         with self.database.write() as db:
             started = db.execute(text(
                 "UPDATE jobs SET status = 'queued', submitted_by = :by, submitted_at = :at "
@@ -195,14 +195,14 @@ class JobStore:
         One transaction: either this worker takes the next job, or a running job
         exists (another worker's), or nothing is queued.
         """
-        stamp = now.isoformat(timespec="seconds")
+        at = stamp(now)
         with self.database.write() as db:
             if finished is not None:
                 job_id, status, fields = finished
                 db.execute(text("UPDATE jobs SET status = :status, result_version = :version, "
                                 "error = :error, finished_at = :at WHERE id = :id"),
                            {"status": status, "version": fields.get("version"),
-                            "error": fields.get("error"), "at": stamp, "id": job_id})
+                            "error": fields.get("error"), "at": at, "id": job_id})
             model = {"model": self.model}
             if db.execute(text("SELECT 1 FROM jobs WHERE model = :model AND status = "
                                "'running'"), model).first():
@@ -213,7 +213,7 @@ class JobStore:
                 return None
             db.execute(text("UPDATE jobs SET status = 'running', pid = :pid, runner = :runner, "
                             "started_at = :at WHERE id = :id"),
-                       {"pid": pid, "runner": runner, "at": stamp, "id": claimed})
+                       {"pid": pid, "runner": runner, "at": at, "id": claimed})
         return self.get(claimed)
 
     def update_progress(self, job_id: int, progress: dict, log_tail: str) -> bool:
@@ -229,7 +229,7 @@ class JobStore:
     def request_cancel(self, job_id: int, *, actor: Actor, now: datetime) -> Job:
         """Cancels a queued job at once; flags a running one (its worker stops). Audited."""
         job = self.get(job_id)
-        at = now.isoformat(timespec="seconds")
+        at = stamp(now)
         with self.database.write() as db:
             status = db.execute(text("SELECT status FROM jobs WHERE id = :id"),
                                 {"id": job_id}).scalar()
@@ -271,7 +271,7 @@ class JobStore:
                     db.execute(text("UPDATE jobs SET status = 'failed', finished_at = :at, "
                                     "error = :error, result_version = :version WHERE id = :id "
                                     "AND status = 'running'"),
-                               {"at": now.isoformat(timespec="seconds"), "error": error,
+                               {"at": stamp(now), "error": error,
                                 "version": version, "id": job.id})
         return [job.id for job in dead]
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.audit import stamp
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class PredictionRecord:
             raise ValueError("a prediction without its input pixels cannot be logged")
         stats = prediction.image_statistics
         return cls(
-            at=at.isoformat(timespec="milliseconds"), model=model, version=prediction.version,
+            at=stamp(at, milliseconds=True), model=model, version=prediction.version,
             source=source, predicted=prediction.class_index, label=prediction.label,
             confidence=prediction.confidence,
             probabilities=np.asarray(list(prediction.probabilities.values()), np.float32),

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from core.audit import Actor
+from core.audit import Actor, stamp
 from core.errors import VersionNotFound
 from core.names import parse_version, validate_model_name
 from core.registry.artifacts import ArtifactStore, check_file_name, file_digests
@@ -75,7 +75,7 @@ class Registry:
             write_artifacts(staged)
             metadata = replace(metadata, files=file_digests(staged))
             return self.catalog.create_model_version(
-                self.model, created_at=now.isoformat(timespec="seconds"), actor=actor,
+                self.model, created_at=stamp(now), actor=actor,
                 parent=parent, metadata=metadata,
                 publish=lambda version, final: self.artifacts.publish(
                     self.model, staged, version, final.as_dict()),
