@@ -28,7 +28,7 @@ from core.ml.exports import (
     build_portable,
     measure_exports,
 )
-from core.ml.images import InputSpec, preprocess_batch
+from core.ml.images import preprocess_batch
 
 CALIBRATION_IMAGES = 500  # training images the int8 model's ranges are measured on
 BASE_FILES = {"keras": KERAS_FILE, "saved_model": SAVED_MODEL_DIR, "tflite": TFLITE_FILE}
@@ -59,7 +59,7 @@ def build_exports(backends: Backends, version: int, *, actor: str,
     existing = stored_exports(backends, version)
     if existing is not None:
         return existing
-    spec = InputSpec.from_dict(chosen.metadata.input_spec)
+    spec = chosen.metadata.spec
     dataset = load_version_dataset(chosen.metadata, backends.config.fashion_mnist_dir)
     # The version's own training data (a retrained version's original part): a seeded sample.
     rng = np.random.default_rng(chosen.metadata.seed)

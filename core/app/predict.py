@@ -18,7 +18,7 @@ from core.governance.traffic import Assignment
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import DecodedImage, InputSpec, decode_logged, preprocess
+from core.ml.images import DecodedImage, decode_logged, preprocess
 from core.ml.ood import QUANTILE
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
@@ -180,7 +180,7 @@ def explain_disagreements(backends: Backends, champion: int, candidate: int,
         return []
     class_names = chosen[0].class_names
     images = decode_logged([png for png, _ in logged],
-                           InputSpec.from_dict(chosen[0].metadata.input_spec))
+                           chosen[0].metadata.spec)
     return _side_by_side(backends, chosen, images,
                          [class_names[label] if label >= 0 else "unknown"
                           for _, label in logged])
@@ -193,7 +193,7 @@ def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.nda
                for true_class, image in zip(true_classes, images)]
     for version in chosen:
         gradcam = backends.models.gradcam(version)
-        spec = InputSpec.from_dict(version.metadata.input_spec)
+        spec = version.metadata.spec
         for result, image in zip(results, images):
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]

@@ -25,7 +25,7 @@ from core.governance.users import ANONYMOUS
 from core.ml.comparison import Holdout, comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import InputSpec, decode_logged, preprocess
+from core.ml.images import decode_logged, preprocess
 from core.monitoring.log_records import NONE_OF_THESE, SOURCES, Label
 from core.text import N_
 
@@ -83,7 +83,7 @@ def top_losses(backends: Backends, version: int | None, *, actor: str, now: date
     wrong = np.flatnonzero(predicted != holdout.labels)
     worst = wrong[np.argsort(-losses[wrong], kind="stable")[:n]]
     gradcam = backends.models.gradcam(chosen)
-    spec = InputSpec.from_dict(chosen.metadata.input_spec)
+    spec = chosen.metadata.spec
     names = chosen.class_names
     results = []
     for index in worst:
@@ -172,7 +172,7 @@ def label_queue(backends: Backends, version: int | None, *, actor: str, now: dat
     chosen_rows = wanted[:n]
     pngs = log.images(model, [int(window.ids[k]) for k in chosen_rows])
     pixels = decode_logged([png for png, _ in pngs],
-                           InputSpec.from_dict(chosen.metadata.input_spec))
+                           chosen.metadata.spec)
     names = chosen.class_names
     suggested = _pending_suggestions(backends, [int(window.ids[k]) for k in chosen_rows])
     items = []

@@ -327,7 +327,7 @@ def limit_dataset(dataset: Dataset, train: int | None = None,
 def load_version_dataset(metadata: VersionMetadata, fashion_mnist_dir: Path) -> Dataset:
     """The dataset a version was trained on: its spec, input size and split seed, reloaded
     (without any size limits; callers that need the recorded sizes apply them)."""
-    return load_dataset(metadata.dataset.name, InputSpec.from_dict(metadata.input_spec),
+    return load_dataset(metadata.dataset.name, metadata.spec,
                         fashion_mnist_dir=fashion_mnist_dir, seed=metadata.seed)
 
 

@@ -17,27 +17,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import ImageError
+from core.registry.records import InputSpec  # the shape a version takes, as recorded
 
 # JPEGs are decoded at the smallest built-in scale keeping both sides at least this.
 DECODE_MIN_SIDE = 1024
 SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 _FIX = "To fix this, upload a JPEG, PNG, WebP, BMP, GIF or TIFF photo."
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """The tensor shape a model takes: height x width x channels (1 or 3)."""
-
-    height: int
-    width: int
-    channels: int
-
-    def as_dict(self) -> dict:
-        return {"height": self.height, "width": self.width, "channels": self.channels}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "InputSpec":
-        return cls(int(data["height"]), int(data["width"]), int(data["channels"]))
 
 
 @dataclass(frozen=True)

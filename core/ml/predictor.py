@@ -17,7 +17,7 @@ import numpy as np
 from core.errors import ModelError
 from core.ml.exports import TFLITE_FILE, load_keras_model
 from core.ml.gradcam import GradCam
-from core.ml.images import DecodedImage, InputSpec, image_statistics, preprocess, resize_to_spec
+from core.ml.images import DecodedImage, image_statistics, preprocess, resize_to_spec
 from core.ml.ood import OOD_FILE, OodDetector
 from core.registry.artifacts import ArtifactStore
 from core.registry.records import ModelVersion
@@ -70,7 +70,7 @@ class Predictor:
                              "To fix this, register the version again.")
         self.version = version
         self.class_names: tuple[str, ...] = tuple(version.class_names)
-        self.input_spec = InputSpec.from_dict(version.metadata.input_spec)
+        self.input_spec = version.metadata.spec
         # One thread: for single images thread start-up costs more than it saves.
         self._interpreter = Interpreter(model_path=str(path), num_threads=1)
         self._runner = self._interpreter.get_signature_runner("serving_default")

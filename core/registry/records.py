@@ -20,6 +20,22 @@ STATUSES = tuple(VersionStatus)
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """The tensor shape a model takes: height x width x channels (1 or 3)."""
+
+    height: int
+    width: int
+    channels: int
+
+    def as_dict(self) -> dict:
+        return {"height": self.height, "width": self.width, "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputSpec":
+        return cls(int(data["height"]), int(data["width"]), int(data["channels"]))
+
+
+@dataclass(frozen=True)
 class DatasetRecord:
     """The data a version learned from, as its metadata records it."""
 
@@ -56,7 +72,7 @@ class VersionMetadata:
     in when the version is registered.
 
     Attributes:
-        input_spec: ``height``, ``width``, ``channels`` (``core.ml.images.InputSpec``).
+        input_spec: ``height``, ``width``, ``channels`` as stored (``spec``: as a record).
         metrics: per split (``validation``, ``test``): accuracy, macro_f1, ece,
             per_class, confusion_matrix, n.
         environment: git commit, Python, platform and library versions.
@@ -86,6 +102,11 @@ class VersionMetadata:
     @property
     def seed(self) -> int:
         return int(self.hyperparameters["seed"])
+
+    @property
+    def spec(self) -> InputSpec:
+        """The input shape the version takes."""
+        return InputSpec.from_dict(self.input_spec)
 
     def metric(self, split: str, name: str) -> float | None:
         """One metric of a split (None when not recorded)."""

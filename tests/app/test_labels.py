@@ -14,7 +14,7 @@ from core.app import (
 )
 from core.app.train import feedback_split
 from core.errors import ActionRefused
-from core.ml.images import InputSpec, encode_png
+from core.ml.images import encode_png
 from tests.conftest import FIXED_NOW, backends_of, fashion_test_images
 
 NOW = dict(now=FIXED_NOW)
@@ -31,7 +31,7 @@ def uploaded(registry_copy):
 
 
 def feedback_sizes(backends) -> int:
-    spec = InputSpec.from_dict(backends.registry.get_version(1).metadata.input_spec)
+    spec = backends.registry.get_version(1).metadata.spec
     train, holdout = feedback_split(backends, spec)
     return len(train) + len(holdout)
 
