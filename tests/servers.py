@@ -210,10 +210,17 @@ class RayHead:
         # Ray's socket paths must stay short (107 bytes): a short folder under /tmp.
         self.folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         self.port, self.dashboard_port = free_port(), free_port()
+        # Every port Ray would otherwise take at a fixed default (its job agent's 52365
+        # among them) is a free one: another test's server may hold the default.
+        agent_ports = {option: free_port() for option in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+            "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port",
+            "node-manager-port", "object-manager-port")}
         started = self._ray("start", "--head", f"--port={self.port}",
                             f"--num-cpus={self.cpus}", "--num-gpus=0",
                             "--dashboard-host=127.0.0.1",
                             f"--dashboard-port={self.dashboard_port}",
+                            *(f"--{option}={port}" for option, port in agent_ports.items()),
                             f"--temp-dir={self.folder}", "--include-dashboard=true",
                             "--disable-usage-stats")
         if started.returncode != 0:

@@ -289,14 +289,17 @@ DECIDER = textwrap.dedent("""
     root, action, version, actor, start = sys.argv[1:6]
     backends = build_backends(load_config().with_overrides(registry_dir=Path(root)))
     if start == "loop":  # roll back and forth until killed
-        print("ready", flush=True)
-        while True:
+        def flip():
             for target in (1, 2):
                 try:
                     decide_version(backends, "rollback", target, actor=actor, reason="flip",
                            now=datetime.now(timezone.utc))
                 except ActionRefused:
                     pass
+        flip()  # warm (connections, evidence): the kill window covers deciding at speed
+        print("ready", flush=True)
+        while True:
+            flip()
     while not os.path.exists(start):  # both processes leave the line together
         time.sleep(0.001)
     try:
