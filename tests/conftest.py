@@ -56,6 +56,7 @@ def sample_metadata(**changes) -> VersionMetadata:
 DATABASE_BACKENDS = ("sqlite", "postgresql")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """For ``make test``'s two processes (pytest-xdist, ``--dist loadgroup``): tests go
     one by one to whichever process is free, except that every test using the Ray head
