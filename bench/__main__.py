@@ -52,7 +52,7 @@ def machine() -> str:
 
 def private_registry(source: Path, model: str) -> Path:
     """A copy of the champion and catalog, with an empty prediction log."""
-    from bench.drift_detection import private_copy
+    from tests.drift_detection import private_copy
 
     return private_copy(source, model)
 
