@@ -18,7 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.app import SCENARIOS, build_backends  # noqa: E402
+from core.app import build_backends  # noqa: E402
+from core.app.vocabulary import SCENARIOS
 from core.config import load_config  # noqa: E402
 from tests.drift_detection import BENCH_ACTOR, markdown, private_copy, run  # noqa: E402
 

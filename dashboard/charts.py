@@ -79,7 +79,7 @@ def snapshot_timeline(snapshots: list, names: list[str], deployments: list) -> g
     """
     from plotly.subplots import make_subplots
 
-    from core.app import STATISTICS
+    from core.app.vocabulary import STATISTICS
 
     columns = 3
     rows = (len(names) + columns - 1) // columns

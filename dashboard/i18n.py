@@ -27,7 +27,7 @@ import streamlit as st
 from babel.dates import format_datetime
 from babel.numbers import format_decimal, format_percent
 
-from core.app import GATE_FAILED_CHECK, GATE_SENTENCES, NONE_OF_THESE_CLASSES
+from core.app.vocabulary import GATE_FAILED_CHECK, GATE_SENTENCES, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from core.text import N_, parse
 

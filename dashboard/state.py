@@ -11,7 +11,6 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from core.app import (
-    ANONYMOUS,
     Actor,
     Backends,
     Comparison,
@@ -23,6 +22,7 @@ from core.app import (
     may,
     sign_in,
 )
+from core.app.vocabulary import ANONYMOUS
 from core.config import Config, load_config
 from core.errors import CoreError
 from dashboard import i18n

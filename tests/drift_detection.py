@@ -16,7 +16,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core.app import SCENARIOS, STATISTICS, add_user, build_backends, drift_for_version, simulate  # noqa: E402
+from core.app import add_user, build_backends, drift_for_version, simulate  # noqa: E402
+from core.app.vocabulary import SCENARIOS, STATISTICS
 from core.config import load_config  # noqa: E402
 
 # Scenarios the quality bar requires to alert in every run (issue 3).

@@ -59,7 +59,8 @@ def run_load(url: str, config: Config, images, *, sessions: int, seconds: float,
     """``sessions`` visitors upload for ``seconds`` (and until the retraining job, if
     ``retrain_as`` names an operator, has ended), after one untimed warm-up answer.
     ``images``: uint8 [N, 28, 28, 1]."""
-    from core.app import JOB_FINISHED, RetrainRequest, submit_retrain
+    from core.app import RetrainRequest, submit_retrain
+    from core.app.vocabulary import JOB_FINISHED
 
     backends = build_backends(config)
     log = backends.prediction_log

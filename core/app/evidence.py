@@ -19,10 +19,12 @@ from core.app.documents import Block, Bullets, Document, Picture, Section, Table
 from core.app.predict import SideBySide, explain_disagreements, explain_side_by_side
 from core.audit import EntryCheck, Verification, check_entry, verify_rows
 from core.errors import CoreError, InvalidInput
-from core.governance.decisions import DECISIONS
+from core.governance.decisions import DECISIONS, DecisionDetails
 from core.governance.users import ANONYMOUS
 from core.ml.images import encode_png
-from core.registry.records import Comparison
+from core.monitoring.live import LiveEvidence
+from core.monitoring.report import DriftSummary
+from core.registry.records import Comparison, GateAdvice
 
 HEATMAP_IMAGES = 4  # per holdout, as on the Governance page
 
@@ -45,15 +47,16 @@ def decision_evidence(backends: Backends, seq: int, *, actor: str,
     key = backends.database.audit_key
     check = check_entry(rows, backends.audit_log.head(), seq, key)
     try:
-        details = json.loads(row["details"])
-    except ValueError:
+        details = DecisionDetails.from_dict(json.loads(row["details"]))
+    except (ValueError, TypeError, KeyError, AttributeError):  # edited into another shape
         details = None
     title = (f"Evidence for audit entry {seq}: {row['action']} version {row['version']} "
              f"({row['outcome']})")
     sections = [_integrity(check, verify_rows(rows, backends.audit_log.head(), key=key)),
                 _decision(row, details)]
-    if isinstance(details, dict):
-        sections += [_comparison(details), _gate(details), _drift(details), _live(details),
+    if details is not None:
+        sections += [_comparison(details.comparison), _gate(details.gate),
+                     _drift(details.drift), _live(details.live),
                      _heatmaps(backends, row, details, actor=actor, now=now)]
     return Document(title, sections)
 
@@ -86,28 +89,28 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def _decision(row: dict, details: object) -> Section:
+def _decision(row: dict, details: DecisionDetails | None) -> Section:
     facts = [["who", f"{row['actor']} ({row['role']})"], ["when", row["at"]],
              ["action", f"{row['action']} version {row['version']}"],
              ["outcome", row["outcome"]], ["reason", row["reason"] or "—"]]
-    if not isinstance(details, dict):
+    if details is None:
         return Section("The decision", [Table(["what", "value"], facts),
-                                        "The entry's details are not readable JSON."])
-    if "from_status" in details:
-        facts.append(["status", f"{details['from_status']} → {details['to_status']}"])
-    facts += [["champion before", f"version {details.get('champion_before', '—')}"],
-              ["decided against the gate", "yes" if details.get("gate_overridden") else "no"]]
-    if details.get("reason_given"):
-        facts.append(["reason given", details["reason_given"]])
+                                        "The entry's details are not readable."])
+    if details.to_status is not None:
+        facts.append(["status", f"{details.from_status} → {details.to_status}"])
+    champion = "—" if details.champion_before is None else details.champion_before
+    facts += [["champion before", f"version {champion}"],
+              ["decided against the gate", "yes" if details.gate_overridden else "no"]]
+    if details.reason_given:
+        facts.append(["reason given", details.reason_given])
     return Section("The decision", [Table(["what", "value"], facts)])
 
 
-def _comparison(details: dict) -> Section:
-    if not details.get("comparison"):
+def _comparison(comparison: Comparison | None) -> Section:
+    if comparison is None:
         return Section("Comparison on the same holdouts",
                        ["No comparison was recorded (a rollback returns to a version that "
                         "was champion before)."])
-    comparison = Comparison.from_dict(details["comparison"])
     a, b = str(comparison.baseline), str(comparison.candidate)
     rows = [[name, str(h.n), f"{h.accuracy[a]:.4f}", f"{h.accuracy[b]:.4f}",
              f"{h.accuracy_diff * 100:+.2f} [{h.accuracy_diff_ci[0] * 100:+.2f}, "
@@ -120,64 +123,58 @@ def _comparison(details: dict) -> Section:
                "difference, points [95 % CI]", "McNemar p", "macro-F1"], rows)])
 
 
-def _gate(details: dict) -> Section:
-    gate = details.get("gate")
-    if not gate:
+def _gate(gate: GateAdvice | None) -> Section:
+    if gate is None:
         return Section("The gate's advice", ["The gate gave no advice for this decision."])
     return Section("The gate's advice", [
-        f"The gate recommended {gate['recommendation']} (advice for a person, never a "
-        "decision): " + "; ".join(gate["reasons"]),
+        f"The gate recommended {gate.recommendation} (advice for a person, never a "
+        "decision): " + "; ".join(gate.reasons),
         Table(["check", "result", "detail"], [
-            [c["name"], "pass" if c["passed"] else "FAIL", c["detail"]]
-            for c in gate["checks"]])])
+            [c.name, "pass" if c.passed else "FAIL", c.detail] for c in gate.checks])])
 
 
-def _drift(details: dict) -> Section:
-    drift = details.get("drift")
-    if not drift or not drift.get("available"):
-        why = (drift or {}).get("why", "no drift status was recorded")
+def _drift(drift: DriftSummary | None) -> Section:
+    if drift is None or not drift.available:
+        why = drift.why if drift else "no drift status was recorded"
         return Section("The champion's drift at that moment", [f"Not available: {why}."])
-    realized = drift.get("realized_accuracy")
+    realized = drift.realized_accuracy
     blocks: list[Block] = [Table(["what", "value"], [
-        ["version", str(drift["version"])], ["window", " to ".join(drift["window"])],
-        ["predictions", str(drift["n"])], ["alert", "yes" if drift["alert"] else "no"],
-        ["estimated accuracy", f"{drift['estimated_accuracy']:.4f}"],
+        ["version", str(drift.version)], ["window", " to ".join(drift.window or ())],
+        ["predictions", str(drift.n)], ["alert", "yes" if drift.alert else "no"],
+        ["estimated accuracy", f"{drift.estimated_accuracy:.4f}"],
         ["realized accuracy", "—" if realized is None else f"{realized:.4f}"]])]
-    if drift.get("reasons"):
-        blocks.append(Bullets(list(drift["reasons"])))
+    if drift.reasons:
+        blocks.append(Bullets(list(drift.reasons)))
     return Section("The champion's drift at that moment", blocks)
 
 
-def _live(details: dict) -> Section:
-    live = details.get("live")
-    if not live:
+def _live(live: LiveEvidence | None) -> Section:
+    if live is None:
         return Section("Live evidence", ["The candidate had not seen live traffic (no "
                                          "shadow or canary requests)."])
-    agreement = live.get("agreement")
-    interval = live.get("agreement_ci")
-    rows = [["mode", live["mode"]], ["paired requests", str(live["paired"])],
+    agreement, interval = live.agreement, live.agreement_ci
+    rows = [["mode", live.mode], ["paired requests", str(live.paired)],
             ["agreement", "—" if agreement is None else
              f"{agreement:.1%}" + (f" [{interval[0]:.1%}, {interval[1]:.1%}]"
                                    if interval else "")],
-            ["labelled pairs", str(live["labelled"])]]
-    if live.get("champion_accuracy") is not None:
-        rows += [["champion accuracy (labelled)", f"{live['champion_accuracy']:.4f}"],
-                 ["candidate accuracy (labelled)", f"{live['candidate_accuracy']:.4f}"],
-                 ["McNemar p", "—" if live["mcnemar_p"] is None
-                  else f"{live['mcnemar_p']:.3g}"]]
-    for arm in live.get("arms") or []:
-        rows.append([f"canary arm v{arm['version']}", f"{arm['requests']} requests, "
-                     f"{arm['labelled']} labelled"])
+            ["labelled pairs", str(live.labelled)]]
+    if live.champion_accuracy is not None:
+        rows += [["champion accuracy (labelled)", f"{live.champion_accuracy:.4f}"],
+                 ["candidate accuracy (labelled)", f"{live.candidate_accuracy:.4f}"],
+                 ["McNemar p", "—" if live.mcnemar_p is None else f"{live.mcnemar_p:.3g}"]]
+    for arm in live.arms:
+        rows.append([f"canary arm v{arm.version}", f"{arm.requests} requests, "
+                     f"{arm.labelled} labelled"])
     return Section("Live evidence", [Table(["what", "value"], rows)])
 
 
-def _heatmaps(backends: Backends, row: dict, details: dict, *, actor: str,
+def _heatmaps(backends: Backends, row: dict, details: DecisionDetails, *, actor: str,
               now: datetime) -> Section:
-    champion, version = details.get("champion_before"), row["version"]
+    champion, version = details.champion_before, row["version"]
     if champion is None or champion == version:
         return Section("Heatmaps", ["No champion to compare with."])
-    comparison = details.get("comparison") or {}
-    holdouts = [name for name in comparison.get("holdouts", {"clean": None})
+    holdouts = [name for name in (details.comparison.holdouts if details.comparison
+                                  else {"clean": None})
                 if name != "feedback"]
     blocks: list[Block] = [
         f"Grad-CAM of version {champion} (champion) and version {version} on the same "
@@ -190,7 +187,7 @@ def _heatmaps(backends: Backends, row: dict, details: dict, *, actor: str,
             samples = explain_side_by_side(backends, [champion, version], actor=actor,
                                            now=now, n=HEATMAP_IMAGES, scenario=scenario)
             blocks.append(_gallery(samples, champion, version, f"holdout {name}"))
-        disagreements = (details.get("live") or {}).get("disagreements") or []
+        disagreements = details.live.disagreements if details.live else []
         if disagreements and actor == ANONYMOUS:
             blocks.append("The live requests the two versions answered differently are "
                           "people's uploads: sign in (--actor NAME) to see their heatmaps.")

@@ -24,6 +24,7 @@ from core.monitoring.report import (
     MIN_WINDOW,
     REFERENCE_FILE,
     DriftReport,
+    DriftSummary,
     ReferenceProfile,
     build_reference_profile,
     drift_report,
@@ -180,18 +181,12 @@ def last_prediction_id(backends: Backends, *, actor: str, now: datetime) -> int:
     return backends.prediction_log.last_id()
 
 
-def drift_snapshot(backends: Backends) -> dict:
+def drift_snapshot(backends: Backends) -> DriftSummary:
     """The champion's drift status now, small enough to keep in an audit entry."""
     try:
-        report = report_for_version(backends, version=None, window=500)
+        return DriftSummary.of(report_for_version(backends, version=None, window=500))
     except CoreError as error:
-        return {"available": False, "why": str(error)}
-    return {"available": True, "version": report.version, "n": report.n,
-            "alert": report.alert, "reasons": report.reasons,
-            "estimated_accuracy": float(report.estimated_accuracy),
-            "realized_accuracy": (None if report.realized_accuracy is None
-                                  else float(report.realized_accuracy)),
-            "window": [report.window_start, report.window_end]}
+        return DriftSummary.unavailable(str(error))
 
 
 def create_reference_profile(backends: Backends, version: int, *, actor: str,

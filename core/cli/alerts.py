@@ -6,7 +6,6 @@ from __future__ import annotations
 from argparse import Namespace
 
 from core.app import (
-    ALERT_RULES,
     Backends,
     acknowledge_alert,
     add_alert_channel,
@@ -19,6 +18,7 @@ from core.app import (
     send_test_alert,
     set_alert_rule,
 )
+from core.app.vocabulary import ALERT_RULES
 from core.cli.common import Commands, actor, now, print_json
 
 

@@ -7,7 +7,6 @@ from argparse import Namespace
 from pathlib import Path
 
 from core.app import (
-    CARD_FORMATS,
     Backends,
     audit_head,
     check_audit_log,
@@ -15,6 +14,7 @@ from core.app import (
     export_audit_log,
     seal_audit_log,
 )
+from core.app.vocabulary import CARD_FORMATS
 from core.cli.common import Commands, actor, add_document_output, now, print_or_write
 from core.errors import InvalidInput
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.app import ANONYMOUS, Backends, check_upload_size, parse_version
+from core.app import Backends, check_upload_size, parse_version
+from core.app.vocabulary import ANONYMOUS
 from core.config import Config
 from core.errors import InvalidInput
 

@@ -6,8 +6,8 @@ import json
 from argparse import Namespace
 
 from core.app import (
-    DECISIONS,
     Backends,
+    DecisionDetails,
     compare_versions,
     decide_version,
     find_comparison,
@@ -15,6 +15,7 @@ from core.app import (
     live_evidence,
     parse_version,
 )
+from core.app.vocabulary import DECISIONS
 from core.cli.common import Commands, actor, now
 
 
@@ -101,9 +102,10 @@ def cmd_decide(args: Namespace, backends: Backends) -> int:
         print(json.dumps(entry.as_dict(), indent=2))
         return 0
     start, end = DECISIONS[args.command]
-    before = entry.details["champion_before"]
+    details = DecisionDetails.from_dict(entry.details)
+    before = details.champion_before
     print(f"version {entry.version}: {start} -> {end} by {entry.actor} (audit entry "
           f"{entry.seq})" + (f"; version {before} archived" if end == "champion" else "")
-          + ("; against the gate's advice, acknowledged" if entry.details["gate_overridden"]
+          + ("; against the gate's advice, acknowledged" if details.gate_overridden
              else ""))
     return 0

@@ -8,7 +8,6 @@ import time
 from argparse import Namespace
 
 from core.app import (
-    JOB_FINISHED,
     Backends,
     Job,
     RetrainRequest,
@@ -20,6 +19,7 @@ from core.app import (
     start_job,
     submit_retrain,
 )
+from core.app.vocabulary import JOB_FINISHED
 from core.cli.common import Commands, actor, now
 
 

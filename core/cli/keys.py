@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from core.app import ROLES, Backends, create_key, list_keys, revoke_key
+from core.app import Backends, create_key, list_keys, revoke_key
+from core.app.vocabulary import ROLES
 from core.cli.common import Commands, actor, now
 
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 from argparse import Namespace
 from pathlib import Path
 
-from core.app import (
-    NONE_OF_THESE_CLASSES,
-    Backends,
-    encode_png,
-    label_prediction,
-    label_queue,
-    top_losses,
-)
+from core.app import Backends, encode_png, label_prediction, label_queue, top_losses
+from core.app.vocabulary import NONE_OF_THESE_CLASSES
 from core.cli.common import (
     Commands,
     actor,

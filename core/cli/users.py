@@ -8,7 +8,6 @@ import sys
 from argparse import Namespace
 
 from core.app import (
-    ROLES,
     Backends,
     add_user,
     has_users,
@@ -18,6 +17,7 @@ from core.app import (
     set_user_disabled,
     validate_user_name,
 )
+from core.app.vocabulary import ROLES
 from core.cli.common import Commands, actor, now, read_password, setup_actor
 
 

@@ -9,11 +9,6 @@ from argparse import Namespace
 from pathlib import Path
 
 from core.app import (
-    ARCHITECTURES,
-    CARD_FORMATS,
-    EMPTY_HEATMAP,
-    SCENARIOS,
-    SOURCE_KINDS,
     Backends,
     Progress,
     Thresholds,
@@ -32,6 +27,7 @@ from core.app import (
     simulate,
     unfamiliar_warning,
 )
+from core.app.vocabulary import ARCHITECTURES, CARD_FORMATS, EMPTY_HEATMAP, SCENARIOS, SOURCE_KINDS
 from core.cli.common import (
     Commands,
     actor,

@@ -6,7 +6,7 @@ two reviewers deciding at once cannot both win, and the loser is told why.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import NoReturn
 
@@ -15,6 +15,7 @@ from core.errors import ActionRefused, InvalidInput
 from core.governance.access import AccessControl, check_reason
 from core.governance.gate import with_live
 from core.monitoring.live import LiveEvidence
+from core.monitoring.report import DriftSummary
 from core.registry.records import Comparison, GateAdvice, ModelVersion
 from core.registry.registry import Registry
 
@@ -26,10 +27,61 @@ DECISIONS = {
 }
 
 
+@dataclass(frozen=True)
+class DecisionDetails:
+    """What a decision's audit entry keeps beside who, when and why (its ``details``): the
+    champion it replaced or kept, the comparison and the gate's advice the reviewer saw,
+    whether they went against it, the champion's drift and the candidate's live evidence
+    at that moment; a done decision also its status change, a refused one the reason given.
+
+    ``as_dict`` is the stored JSON (hashed into the chain: its shape never changes);
+    ``from_dict`` reads it back, a missing part as None.
+    """
+
+    champion_before: int | None
+    comparison: Comparison | None = None
+    gate: GateAdvice | None = None  # kept without its policy: the comparison has it
+    gate_overridden: bool = False
+    drift: DriftSummary | None = None
+    live: LiveEvidence | None = None
+    from_status: str | None = None  # a done decision's status change
+    to_status: str | None = None
+    reason_given: str | None = None  # a refused decision's reason
+
+    def as_dict(self) -> dict:
+        values: dict[str, object] = {
+            "champion_before": self.champion_before,
+            "comparison": self.comparison.as_dict() if self.comparison else None,
+            "gate": None if self.gate is None else {
+                k: v for k, v in self.gate.as_dict().items() if k != "policy"},
+            "gate_overridden": self.gate_overridden,
+            "drift": self.drift.as_dict() if self.drift else None,
+            "live": self.live.as_dict() if self.live else None}
+        if self.to_status is not None:
+            values |= {"from_status": self.from_status, "to_status": self.to_status}
+        if self.reason_given is not None:
+            values["reason_given"] = self.reason_given
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DecisionDetails":
+        comparison, gate = values.get("comparison"), values.get("gate")
+        drift, live = values.get("drift"), values.get("live")
+        return cls(values.get("champion_before"),
+                   Comparison.from_dict(comparison) if comparison else None,
+                   GateAdvice.from_dict({"policy": {}} | gate) if gate else None,
+                   bool(values.get("gate_overridden")),
+                   DriftSummary.from_dict(drift) if drift else None,
+                   LiveEvidence.from_dict(live) if live else None,
+                   values.get("from_status"), values.get("to_status"),
+                   values.get("reason_given"))
+
+
 def decide(access: AccessControl, registry: Registry, action: str, version: int, *,
            actor: str, reason: str, now: datetime, separation_of_duties: bool,
            override_gate: bool = False, expected_champion: int | None = None,
-           drift: dict | None = None, live: LiveEvidence | None = None) -> AuditEntry:
+           drift: DriftSummary | None = None, live: LiveEvidence | None = None
+           ) -> AuditEntry:
     """Promotes, rejects or rolls back a version on behalf of a person; returns the entry.
 
     Args:
@@ -62,15 +114,13 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
     comparison = (registry.find_comparison(champion.version, version)
                   if action != "rollback" else None)
     advice = with_live(comparison.advice, live) if comparison and comparison.advice else None
-    evidence = {"champion_before": champion.version,
-                "comparison": comparison.as_dict() if comparison else None,
-                "gate": advice and {k: v for k, v in advice.as_dict().items() if k != "policy"},
-                "gate_overridden": False, "drift": drift,
-                "live": live.as_dict() if live and (live.paired or live.arms) else None}
+    evidence = DecisionDetails(
+        champion.version, comparison, advice, drift=drift,
+        live=live if live and (live.paired or live.arms) else None)
 
     def refuse_decision(message: str) -> NoReturn:
         access.refuse(acting, action, message, now, target=target, version=version,
-                      details={"reason_given": reason} | evidence)
+                      details=replace(evidence, reason_given=reason).as_dict())
 
     recommended = advice.recommendation if advice else None
     against_gate = ((action == "promote" and recommended != "promote")
@@ -80,7 +130,7 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
                    else None))
     if problem:
         refuse_decision(problem)
-    evidence["gate_overridden"] = against_gate
+    evidence = replace(evidence, gate_overridden=against_gate)
     if action == "promote" and separation_of_duties and chosen.created_by == acting.name:
         refuse_decision(f"{acting.name} submitted the retraining that produced version "
                         f"{version}, so cannot approve it (separation of duties). To fix "
@@ -88,8 +138,8 @@ def decide(access: AccessControl, registry: Registry, action: str, version: int,
     entry = AuditEntry(at=stamp(now), actor=acting.name, role=acting.role, action=action,
                        outcome="done", model=registry.model, target=target,
                        version=version, reason=reason,
-                       details={"from_status": from_status, "to_status": to_status}
-                       | evidence)
+                       details=replace(evidence, from_status=from_status,
+                                       to_status=to_status).as_dict())
     expected = {version: from_status, champion.version: "champion"}
     try:
         return registry.catalog.change_status(registry.model, version, to_status,

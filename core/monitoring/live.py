@@ -11,7 +11,7 @@ accuracies, which the gate does not use.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -83,6 +83,19 @@ class LiveEvidence:
         return asdict(self) | {"enough": self.enough,
                                "rule": {"min_paired": MIN_PAIRED, "min_labelled": MIN_LABELLED,
                                         "min_agreement": MIN_AGREEMENT}}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "LiveEvidence":
+        """Reads ``as_dict``'s shape back (as kept in a decision's audit entry)."""
+        def interval(pair: list | None) -> tuple[float, float] | None:
+            return (pair[0], pair[1]) if pair else None
+
+        kept = {f.name: values.get(f.name) for f in fields(cls) if f.name in values}
+        return cls(**kept | {
+            "agreement_ci": interval(values.get("agreement_ci")),
+            "arms": [Arm(**arm | {"accuracy_ci": interval(arm.get("accuracy_ci"))})
+                     for arm in values.get("arms") or []],
+            "disagreements": list(values.get("disagreements") or [])})
 
 
 def paired_evidence(champion: int, candidate: int, mode: str, champion_pred: np.ndarray,

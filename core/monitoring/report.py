@@ -209,6 +209,49 @@ class DriftReport:
         }
 
 
+@dataclass(frozen=True)
+class DriftSummary:
+    """The champion's drift status in a few fields, small enough to keep in a decision's
+    audit entry: what the reviewer could see when they decided (or why nothing)."""
+
+    available: bool
+    why: str | None = None  # when not available
+    version: int | None = None
+    n: int = 0
+    alert: bool = False
+    reasons: list[str] = field(default_factory=list)
+    estimated_accuracy: float | None = None
+    realized_accuracy: float | None = None
+    window: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, report: DriftReport) -> "DriftSummary":
+        return cls(True, None, report.version, report.n, report.alert, report.reasons,
+                   float(report.estimated_accuracy),
+                   None if report.realized_accuracy is None else float(report.realized_accuracy),
+                   (report.window_start, report.window_end))
+
+    @classmethod
+    def unavailable(cls, why: str) -> "DriftSummary":
+        return cls(False, why)
+
+    def as_dict(self) -> dict:
+        if not self.available:
+            return {"available": False, "why": self.why}
+        return {"available": True, "version": self.version, "n": self.n, "alert": self.alert,
+                "reasons": list(self.reasons), "estimated_accuracy": self.estimated_accuracy,
+                "realized_accuracy": self.realized_accuracy,
+                "window": list(self.window) if self.window else None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DriftSummary":
+        window = values.get("window")
+        return cls(bool(values.get("available")), values.get("why"), values.get("version"),
+                   values.get("n", 0), bool(values.get("alert")), list(values.get("reasons") or []),
+                   values.get("estimated_accuracy"), values.get("realized_accuracy"),
+                   (window[0], window[1]) if window else None)
+
+
 def drift_report(reference: ReferenceProfile, window: Window, version: int, *,
                  thresholds: drift.Thresholds = drift.Thresholds(), seed: int = 0,
                  permutations: int = MMD_PERMUTATIONS) -> DriftReport:

@@ -26,7 +26,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
-from core.app import ANONYMOUS, ServingSession
+from core.app import ServingSession
+from core.app.vocabulary import ANONYMOUS
 from core.errors import (
     ActionRefused,
     CoreError,

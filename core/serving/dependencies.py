@@ -12,16 +12,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from core.app import (
-    ANONYMOUS,
-    Actor,
-    ApiKey,
-    Assignment,
-    Instance,
-    ModelVersion,
-    Prediction,
-    ServingSession,
-)
+from core.app import Actor, ApiKey, Assignment, Instance, ModelVersion, Prediction, ServingSession
+from core.app.vocabulary import ANONYMOUS
 from core.errors import Unauthenticated
 from core.serving import metrics
 from core.serving.bookkeeping import answered_by, session_of

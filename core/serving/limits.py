@@ -7,7 +7,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.app import ANONYMOUS, ServingSession
+from core.app import ServingSession
+from core.app.vocabulary import ANONYMOUS
 from core.config import Config
 from core.errors import RequestTooLarge
 from core.serving.bookkeeping import answer_error, count

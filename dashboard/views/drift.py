@@ -5,15 +5,8 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from core.app import (
-    SCENARIOS,
-    SOURCE_KINDS,
-    STATISTICS,
-    drift_view,
-    last_prediction_id,
-    simulate,
-    timeline,
-)
+from core.app import drift_view, last_prediction_id, simulate, timeline
+from core.app.vocabulary import SCENARIOS, SOURCE_KINDS, STATISTICS
 from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term

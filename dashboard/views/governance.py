@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from core.app import (
-    ANONYMOUS,
     Comparison,
+    DecisionDetails,
     audit_entries,
     check_audit_log,
     compare_versions,
@@ -20,6 +20,7 @@ from core.app import (
     reset_password,
     set_user_disabled,
 )
+from core.app.vocabulary import ANONYMOUS
 from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term
@@ -166,10 +167,11 @@ def decide(action: str, version: int, reason: str, override: bool) -> None:
     except CoreError as error:
         st.error(i18n.error_text(error), icon=":material/block:")
         return
+    details = DecisionDetails.from_dict(entry.details)
     st.session_state["decision_message"] = _(
         "Version {version}: {from_status} → {to_status} by {actor} (audit entry {seq}).").format(
-        version=version, from_status=term(entry.details["from_status"]),
-        to_status=term(entry.details["to_status"]), actor=entry.actor, seq=entry.seq)
+        version=version, from_status=term(details.from_status or ""),
+        to_status=term(details.to_status or ""), actor=entry.actor, seq=entry.seq)
     st.rerun()
 
 

@@ -5,13 +5,8 @@ from functools import partial
 
 import streamlit as st
 
-from core.app import (
-    EMPTY_HEATMAP,
-    NONE_OF_THESE_CLASSES,
-    explain_image,
-    label_prediction,
-    unfamiliar_warning,
-)
+from core.app import explain_image, label_prediction, unfamiliar_warning
+from core.app.vocabulary import EMPTY_HEATMAP, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name

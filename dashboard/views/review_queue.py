@@ -4,7 +4,8 @@ from functools import partial
 
 import streamlit as st
 
-from core.app import ANONYMOUS, NONE_OF_THESE_CLASSES, label_prediction, label_queue, top_losses
+from core.app import label_prediction, label_queue, top_losses
+from core.app.vocabulary import ANONYMOUS, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from dashboard import i18n, state
 from dashboard.i18n import _, class_name

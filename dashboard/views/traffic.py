@@ -7,14 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.app import (
-    TRAFFIC_MODES,
-    alert_rules,
-    set_traffic,
-    timeline,
-    traffic_over_time,
-    traffic_status,
-)
+from core.app import alert_rules, set_traffic, timeline, traffic_over_time, traffic_status
+from core.app.vocabulary import TRAFFIC_MODES
 from core.errors import CoreError
 from dashboard import charts as draw
 from dashboard import i18n, state

@@ -7,7 +7,6 @@ import pandas as pd
 import streamlit as st
 
 from core.app import (
-    EXPORT_FORMATS,
     build_exports,
     export_file,
     export_table,
@@ -16,6 +15,7 @@ from core.app import (
     model_card,
     status_history,
 )
+from core.app.vocabulary import EXPORT_FORMATS
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term
 

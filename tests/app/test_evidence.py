@@ -4,11 +4,14 @@ against the chain; a tampered entry is reported as not matching."""
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import pytest
 
 from core.app import (
+    DecisionDetails,
+    audit_entries,
     decide_version,
     decision_evidence,
     find_comparison,
@@ -37,6 +40,15 @@ def test_evidence_of_a_promotion_and_a_rollback_and_of_a_tampered_entry(candidat
                                reason="fixes the brightness drift", override_gate=True)
     comparison = find_comparison(backends, 1, 2, actor="vic", now=FIXED_NOW)
     live = promotion.details["live"]
+    # The stored details read back as the typed record, and write back the same JSON.
+    stored = next(e for e in audit_entries(backends, actor="vic", now=FIXED_NOW)
+                  if e.seq == promotion.seq).details
+    details = DecisionDetails.from_dict(stored)
+    assert details.live is not None and details.live.paired == live["paired"] > 0
+    assert details.drift is not None and details.drift.available
+    assert details.gate is not None and details.gate.recommendation == "promote"
+    assert details.gate_overridden is False  # promoting as the gate advised
+    assert json.loads(json.dumps(details.as_dict())) == stored
 
     evidence = decision_evidence(backends, promotion.seq, actor="vic", now=FIXED_NOW)
     markdown = evidence.render("md")

@@ -11,7 +11,8 @@ import shutil
 import numpy as np
 import pytest
 
-from core.app import EXPORT_FORMATS, build_exports, export_file, export_table, model_card
+from core.app import build_exports, export_file, export_table, model_card
+from core.app.vocabulary import EXPORT_FORMATS
 from core.config import load_config
 from core.errors import ActionRefused, InvalidInput
 from core.ml.exports import EXPORTS_TABLE, PORTABLE_FILES, export_runner

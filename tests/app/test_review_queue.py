@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from core.app import (
-    NONE_OF_THESE_CLASSES,
-    drift_for_version,
-    label_prediction,
-    label_queue,
-    model_card,
-    set_traffic,
-    top_losses,
-)
+from core.app import drift_for_version, label_prediction, label_queue, model_card, set_traffic, top_losses
 from core.app.review_queue import LOW_CONFIDENCE, REASONS
 from core.app.train import feedback_split
+from core.app.vocabulary import NONE_OF_THESE_CLASSES
 from core.errors import InvalidInput
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset

@@ -12,7 +12,7 @@ import pytest
 from babel.messages.pofile import read_po
 from streamlit.testing.v1 import AppTest
 
-from core.app import GATE_FAILED_CHECK, GATE_SENTENCES
+from core.app.vocabulary import GATE_FAILED_CHECK, GATE_SENTENCES
 from core.errors import CoreError, ImageError
 from core.text import parse
 from dashboard import i18n
@@ -54,7 +54,7 @@ def test_every_string_in_the_code_has_a_hindi_translation(tmp_path):
 
 def test_the_extraction_sees_core_and_dashboard_strings_and_the_class_table(tmp_path):
     ids = {(m.context, m.id) for m in extracted(tmp_path)}
-    from core.app import NONE_OF_THESE_CLASSES, STATISTICS
+    from core.app.vocabulary import NONE_OF_THESE_CLASSES, STATISTICS
     from core.ml.data import FASHION_MNIST_CLASSES
     assert (None, "Sign in") in ids and (None, NONE_OF_THESE_CLASSES) in ids
     assert all((None, spec.meaning) in ids for spec in STATISTICS.values())

@@ -5,7 +5,8 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.app import EXPORT_FORMATS, NONE_OF_THESE_CLASSES, predict_image
+from core.app import predict_image
+from core.app.vocabulary import EXPORT_FORMATS, NONE_OF_THESE_CLASSES
 from core.ml.images import encode_png
 from dashboard.state import SIGNED_IN
 from tests.conftest import (

@@ -244,7 +244,7 @@ def untranslated_words(texts: list[str], identifiers: set[str]) -> set[str]:
 def test_every_page_in_hindi_has_no_untranslated_string(desktop, dashboard_url, test_pngs):
     """With the server strict (a string missing from the catalog is an exception), an
     admin walks every page in Hindi; the screen holds no English word of the dashboard's."""
-    from core.app import ALERT_RULES, EXPORT_FORMATS, SCENARIOS, STATISTICS
+    from core.app.vocabulary import ALERT_RULES, EXPORT_FORMATS, SCENARIOS, STATISTICS
     from dashboard.i18n import catalog
 
     hindi = catalog("hi")

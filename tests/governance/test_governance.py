@@ -1,5 +1,6 @@
 """Roles, decisions and the audit chain, through the core API (no UI involved)."""
 
+import json
 import random
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core import audit
 from core.app import (
+    DecisionDetails,
     RetrainRequest,
     add_user,
     check_audit_log,
@@ -208,6 +210,12 @@ def test_going_against_the_gate_needs_an_acknowledgement(candidate_copy):
     with pytest.raises(ActionRefused, match="the gate recommends promote for version 2"):
         decide_version(backends, "reject", 2, actor="rita", reason="I don't trust it",
                now=FIXED_NOW)
+    refused = last(candidate_copy)
+    details = DecisionDetails.from_dict(refused.details)  # what the reviewer saw, typed
+    assert refused.outcome == "refused" and details.reason_given == "I don't trust it"
+    assert details.to_status is None and details.gate_overridden is False
+    assert details.gate is not None and details.gate.recommendation == "promote"
+    assert json.loads(json.dumps(details.as_dict())) == refused.details
     entry = decide_version(backends, "reject", 2, actor="rita", reason="I don't trust it",
                    now=FIXED_NOW, override_gate=True)
     assert entry.details["gate_overridden"] is True
