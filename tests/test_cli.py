@@ -245,6 +245,8 @@ def test_simulate_then_drift_json(registry_copy):
     (["retrain", "--include", "fog"], "unknown scenario 'fog'"),
     (["retrain", "--epochs", "0"], "epochs must be between"),
     (["retrain", "--learning-rate", "-1"], "learning rate must be in"),
+    (["retrain", "--original-images", "1000000"], "original_images must be between 0 and"),
+    (["retrain", "--augmented-per-scenario", "-1"], "augmented_per_scenario must be between"),
     (["compare", "1", "9"], "no version 9"),
 ])
 def test_commands_refuse_bad_input_clearly_and_change_nothing(trained_registry, args, message):
@@ -271,14 +273,16 @@ def test_version_without_reference_profile(registry_copy):
 def test_retrain_wait_json_then_jobs_and_compare(registry_copy):
     registry = registry_copy.registry_dir
     run_cli(registry, "simulate", "--actor", "olga", "--scenario", "blur", "--n", "200")
-    result = run_cli(registry, "retrain", "--actor", "olga", "--epochs", "1", "--wait", "--json")
+    result = run_cli(registry, "retrain", "--actor", "olga", "--epochs", "1", "--original-images",
+                     "2000", "--augmented-per-scenario", "1000", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "succeeded" and summary["version"] == 2
     assert summary["job"] == 1 and summary["recommendation"] in ("promote", "review", "reject")
     (job,) = json.loads(run_cli(registry, "jobs", "--json").stdout)
     assert job["job"] == 1 and job["status"] == "succeeded" and job["version"] == 2
-    assert job["params"]["epochs"] == 1
+    assert job["params"]["epochs"] == 1 and job["params"]["original_images"] == 2000
+    assert job["params"]["augmented_per_scenario"] == 1000
     comparison = json.loads(run_cli(registry, "compare", "--actor", "olga", "1", "2",
                                     "--json").stdout)
     assert set(comparison["holdouts"]) == {"clean", "drifted:blur"}

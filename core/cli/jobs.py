@@ -35,6 +35,13 @@ def register(commands: Commands) -> None:
                          help=f"default: {RetrainRequest.epochs}")
     retrain.add_argument("--learning-rate", type=float, default=RetrainRequest.learning_rate,
                          help=f"default: {RetrainRequest.learning_rate:g}")
+    retrain.add_argument("--original-images", type=int, default=RetrainRequest.original_images,
+                         metavar="N", help="original training images to fine-tune on "
+                         f"(default: {RetrainRequest.original_images:,}; fewer: a quicker job)")
+    retrain.add_argument("--augmented-per-scenario", type=int, metavar="N",
+                         default=RetrainRequest.augmented_per_scenario,
+                         help="training images copied with each drift learnt from "
+                         f"(default: {RetrainRequest.augmented_per_scenario:,})")
     retrain.add_argument("--wait", action="store_true", help="follow the job until it ends")
 
     commands.add("jobs", cmd_jobs, json=True, help="list jobs with status and progress")
@@ -51,7 +58,9 @@ def register(commands: Commands) -> None:
 def cmd_retrain(args: Namespace, backends: Backends) -> int:
     request = RetrainRequest(include=None if args.include is None else tuple(args.include),
                              use_feedback=not args.no_feedback, epochs=args.epochs,
-                             learning_rate=args.learning_rate)
+                             learning_rate=args.learning_rate,
+                             original_images=args.original_images,
+                             augmented_per_scenario=args.augmented_per_scenario)
     job = submit_retrain(backends, request, actor=actor(args), now=now())
     if not args.wait:
         print(json.dumps({"job": job.id, "status": job.status}) if args.json

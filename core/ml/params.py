@@ -87,6 +87,9 @@ class RetrainRequest:
 
     MAX_EPOCHS = 200
     MAX_LEARNING_RATE = 1.0
+    # Each image is held in memory while the job trains: the bound keeps one request from
+    # taking the worker's memory (100,000 images of 224x224x3 float32 would be 60 GB).
+    MAX_IMAGES = 100_000
 
     include: tuple[str, ...] | None = None
     use_feedback: bool = True
@@ -115,8 +118,10 @@ class RetrainRequest:
                                f"{self.learning_rate}. To fix this, pass e.g. "
                                "--learning-rate 0.0003.")
         for name in ("original_images", "augmented_per_scenario"):
-            if getattr(self, name) < 0:
-                raise InvalidInput(f"{name} must not be negative. To fix this, pass 0 or more.")
+            if not 0 <= getattr(self, name) <= self.MAX_IMAGES:
+                raise InvalidInput(f"{name} must be between 0 and {self.MAX_IMAGES:,}, got "
+                                   f"{getattr(self, name):,}. To fix this, pass e.g. "
+                                   f"--{name.replace('_', '-')} 2000.")
         return self
 
     def params(self) -> RetrainParams:

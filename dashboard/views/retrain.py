@@ -4,8 +4,6 @@ import pandas as pd
 import streamlit as st
 
 from core.app import (
-    JOB_FINISHED,
-    PIXEL_SCENARIOS,
     RetrainRequest,
     cancel_job,
     find_comparison,
@@ -15,6 +13,7 @@ from core.app import (
     start_job,
     submit_retrain,
 )
+from core.app.vocabulary import JOB_FINISHED, PIXEL_SCENARIOS
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, term
 
@@ -43,6 +42,15 @@ with st.form("retrain"):
     learning_rate = columns[1].number_input(_("Learning rate"), min_value=1e-6,
                                             max_value=RetrainRequest.MAX_LEARNING_RATE,
                                             value=RetrainRequest.learning_rate, format="%.5f")
+    original_images = columns[0].number_input(
+        _("Original images"), min_value=0, max_value=RetrainRequest.MAX_IMAGES, step=1000,
+        value=RetrainRequest.original_images,
+        help=_("Training images the champion learnt from, mixed back in so it keeps what it "
+               "knew. Fewer: a quicker job."))
+    augmented = columns[1].number_input(
+        _("Augmented images per drift"), min_value=0, max_value=RetrainRequest.MAX_IMAGES,
+        step=1000, value=RetrainRequest.augmented_per_scenario,
+        help=_("Training images copied with each drift chosen above."))
     allowed = state.allowed("retrain")
     if not allowed:
         st.caption(_("Operators start retraining: sign in as one (sidebar)."))
@@ -50,7 +58,9 @@ with st.form("retrain"):
                              disabled=not allowed):
         with state.shown_errors():
             request = RetrainRequest(include=tuple(include), use_feedback=use_feedback,
-                                     epochs=int(epochs), learning_rate=float(learning_rate))
+                                     epochs=int(epochs), learning_rate=float(learning_rate),
+                                     original_images=int(original_images),
+                                     augmented_per_scenario=int(augmented))
             job = submit_retrain(backends, request, actor=state.current_user(),
                                  now=state.now())
             st.success(_("Queued job {id}. Its progress appears below; other pages stay usable "

@@ -63,8 +63,9 @@ def test_a_promotion_on_one_dashboard_reaches_every_server_without_a_failed_requ
         operator = chromium.new_context(viewport=DESKTOP).new_page()
         open_page(operator, dashboards[1], "retrain")
         sign_in(operator, "olga")
-        operator.get_by_label("Epochs").fill("1")
-        operator.get_by_label("Epochs").press("Tab")
+        for field, value in (("Epochs", "1"), ("Original images", "2000")):  # a quick job
+            operator.get_by_label(field).fill(value)
+            operator.get_by_label(field).press("Tab")
         operator.get_by_role("button", name="Start retraining").click()
         operator.get_by_text("Queued job").wait_for(timeout=TIMEOUT_MS)
         job = observer.jobs.list(datetime.now(UTC))[0]
@@ -72,6 +73,7 @@ def test_a_promotion_on_one_dashboard_reaches_every_server_without_a_failed_requ
         assert job.status == "succeeded", job.error
         assert job.submitted_by == "olga" and job.runner.startswith("ray:")
         assert job.result_version == 2 and job.params["epochs"] == 1
+        assert job.params["original_images"] == 2000
         timings["rehearsal: retraining on Ray, submitted to finished (s)"] = round(
             (datetime.fromisoformat(job.finished_at)
              - datetime.fromisoformat(job.submitted_at)).total_seconds(), 1)
