@@ -57,13 +57,15 @@ tensorboard: install
 		--host 0.0.0.0 --port $(TENSORBOARD_PORT)
 
 # The suite in two processes (pytest-xdist; a module's tests stay together), then the
-# tests that assert a latency bound, alone.
+# tests that assert a latency bound, alone. Both runs share the trained registries
+# (TEST_SHARED_DIR, a temporary folder): the second does not train them again.
 TEST_PROCESSES ?= 2
 test: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m mypy
-	$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial"
-	$(PYTHON) -m pytest -m serial
+	@SHARED=$$(mktemp -d); trap 'rm -rf "$$SHARED"' EXIT; export TEST_SHARED_DIR=$$SHARED; \
+		set -x; $(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial" \
+		&& $(PYTHON) -m pytest -m serial
 
 # docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
 rehearsal: install

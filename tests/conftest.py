@@ -78,11 +78,14 @@ def pytest_collection_modifyitems(items):
 def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
     """A read-only registry built once per test run, also when the run is split over
     processes: the first to ask builds it (``build(folder)``) under a lock, the others
-    wait for it and use the same folder."""
+    wait for it and use the same folder. ``TEST_SHARED_DIR`` names a folder shared by
+    several runs (``make test``'s two); the run's own temporary folder otherwise."""
     from filelock import FileLock
 
     base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    if os.environ.get("TEST_SHARED_DIR"):
+        base = Path(os.environ["TEST_SHARED_DIR"])
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the folder every worker's own temporary folder is in
     folder, done = base / f"shared-{name}", base / f"shared-{name}.done"
     with FileLock(str(base / f"shared-{name}.lock")):
