@@ -64,8 +64,8 @@ def test_a_promotion_on_one_dashboard_reaches_every_server_without_a_failed_requ
         open_page(operator, dashboards[1], "retrain")
         sign_in(operator, "olga")
         for field, value in (("Epochs", "1"), ("Original images", "2000")):  # a quick job
-            operator.get_by_label(field).fill(value)
-            operator.get_by_label(field).press("Tab")
+            operator.get_by_role("spinbutton", name=field).fill(value)
+            operator.get_by_role("spinbutton", name=field).press("Tab")
         operator.get_by_role("button", name="Start retraining").click()
         operator.get_by_text("Queued job").wait_for(timeout=TIMEOUT_MS)
         job = observer.jobs.list(datetime.now(UTC))[0]
