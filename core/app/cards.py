@@ -119,6 +119,14 @@ def _lineage(version: ModelVersion) -> Section:
     if meta.recipe is not None:
         rows.append(["recipe", f"{meta.recipe.kind}; job {meta.recipe.job}; scenarios "
                                f"{', '.join(meta.recipe.include) or 'none'}"])
+    if meta.source is not None:  # a model trained elsewhere: where it came from
+        source = meta.source
+        rows += [["registered from", f"{source['file']} ({source['format']}, Keras "
+                                     f"{source.get('keras_version') or 'unknown'})"],
+                 ["file hash", str(source["sha256"])],
+                 ["takes pixels in", f"[{source['input_range']}]; outputs {source['outputs']}"],
+                 ["serving (TFLite) agreement with Keras",
+                  f"{source.get('serving_agreement', 0):.2%} of the test split"]]
     if meta.environment.get("git_commit"):
         rows.append(["code (git commit)", str(meta.environment["git_commit"])])
     return Section("Lineage", [Table(["what", "value"], rows)])

@@ -18,6 +18,7 @@ from core.governance.users import ANONYMOUS, ROLES
 from core.jobs.records import FINISHED as JOB_FINISHED
 from core.ml.comparison import PIXEL_SCENARIOS
 from core.ml.exports import EXPORT_FORMATS
+from core.ml.imported import INPUT_RANGES, OUTPUT_KINDS
 from core.ml.params import ARCHITECTURES
 from core.ml.scenarios import SCENARIOS
 from core.monitoring.drift import STATISTICS
@@ -25,7 +26,7 @@ from core.monitoring.log_records import SOURCE_KINDS
 
 __all__ = [
     "ALERT_RULES", "ANONYMOUS", "ARCHITECTURES", "CARD_FORMATS", "DECISIONS", "EMPTY_HEATMAP",
-    "EXPORT_FORMATS", "GATE_FAILED_CHECK", "GATE_SENTENCES", "JOB_FINISHED",
-    "NONE_OF_THESE_CLASSES", "PIXEL_SCENARIOS", "ROLES", "SCENARIOS", "SOURCE_KINDS",
+    "EXPORT_FORMATS", "GATE_FAILED_CHECK", "GATE_SENTENCES", "INPUT_RANGES", "JOB_FINISHED",
+    "NONE_OF_THESE_CLASSES", "OUTPUT_KINDS", "PIXEL_SCENARIOS", "ROLES", "SCENARIOS", "SOURCE_KINDS",
     "STATISTICS", "TRAFFIC_MODES",
 ]

@@ -12,15 +12,26 @@ import sys
 from pathlib import Path
 
 from core.app import build_backends
-from core.cli import alerts, audit, decisions, jobs, keys, operations, review, traffic, users
+from core.cli import (
+    alerts,
+    audit,
+    decisions,
+    jobs,
+    keys,
+    operations,
+    register,
+    review,
+    traffic,
+    users,
+)
 from core.cli import versions as versions_commands
 from core.cli.common import Commands
 from core.config import Config, load_config
 from core.errors import CoreError
 
 # In the order `python -m core --help` lists them.
-GROUPS = (versions_commands, jobs, decisions, users, keys, traffic, operations, alerts, review,
-          audit)
+GROUPS = (versions_commands, register, jobs, decisions, users, keys, traffic, operations, alerts,
+          review, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

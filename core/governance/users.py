@@ -26,8 +26,9 @@ ROLES = ("viewer", "operator", "reviewer", "admin")
 _VIEWER = frozenset({"view", "predict", "feedback"})
 # alerts: acknowledging or silencing an alert episode; manage_alerts: its channels and rules.
 # export: building a version's portable exports and downloading its files (audited).
+# register: bringing in a model trained elsewhere (a version, like a retraining's).
 _OPERATOR = _VIEWER | {"simulate", "retrain", "cancel", "compare", "profile", "alerts",
-                       "export"}
+                       "export", "register"}
 # traffic: choosing which version serves which requests (shadow, canary) is a
 # decision about production, like promoting: reviewers make it.
 _REVIEWER = _VIEWER | {"compare", "promote", "reject", "rollback", "traffic", "alerts"}

@@ -17,7 +17,7 @@ import gzip
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -341,9 +341,30 @@ def limit_dataset(dataset: Dataset, train: int | None = None,
 
 def load_version_dataset(metadata: VersionMetadata, fashion_mnist_dir: Path) -> Dataset:
     """The dataset a version was trained on: its spec, input size and split seed, reloaded
-    (without any size limits; callers that need the recorded sizes apply them)."""
-    return load_dataset(metadata.dataset.name, metadata.spec,
-                        fashion_mnist_dir=fashion_mnist_dir, seed=metadata.seed)
+    (without any size limits; callers that need the recorded sizes apply them), its
+    classes numbered as the version's outputs are (a model trained elsewhere may order
+    them otherwise than the dataset)."""
+    return in_output_order(load_dataset(metadata.dataset.name, metadata.spec,
+                                        fashion_mnist_dir=fashion_mnist_dir,
+                                        seed=metadata.seed), list(metadata.class_names))
+
+
+def in_output_order(dataset: Dataset, labels: list[str]) -> Dataset:
+    """The dataset with its class indices renumbered to a model's output order."""
+    if list(dataset.class_names) == labels:
+        return dataset
+    if sorted(labels) != sorted(dataset.class_names):
+        raise DatasetError(
+            f"the labels ({', '.join(labels)}) are not the dataset's classes "
+            f"({', '.join(dataset.class_names)}). To fix this, give labels naming the "
+            "dataset's classes in the model's output order, or a dataset with those classes.")
+    index = np.asarray([labels.index(name) for name in dataset.class_names], np.int64)
+
+    def renumbered(split: Split) -> Split:
+        return Split(split.images, index[split.labels])
+
+    return replace(dataset, class_names=tuple(labels), train=renumbered(dataset.train),
+                   validation=renumbered(dataset.validation), test=renumbered(dataset.test))
 
 
 def traffic_pool(test: Split) -> Split:

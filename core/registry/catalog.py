@@ -41,7 +41,8 @@ class Catalog(ABC):
     def create_model_version(self, model: str, *, created_at: str, actor: Actor,
                              parent: int | None, metadata: VersionMetadata,
                              publish: Callable[[int, VersionMetadata], None],
-                             cleanup: Callable[[set[int]], None]) -> ModelVersion:
+                             cleanup: Callable[[set[int]], None],
+                             reason: str | None = None) -> ModelVersion:
         """Allocates the next number N and records the version.
 
         Inside one write transaction: ``cleanup(known_versions)`` removes artifacts of
@@ -125,7 +126,8 @@ class SQLCatalog(Catalog):
     def create_model_version(self, model: str, *, created_at: str, actor: Actor,
                              parent: int | None, metadata: VersionMetadata,
                              publish: Callable[[int, VersionMetadata], None],
-                             cleanup: Callable[[set[int]], None]) -> ModelVersion:
+                             cleanup: Callable[[set[int]], None],
+                             reason: str | None = None) -> ModelVersion:
         with self.database.write() as conn:
             known = self._known(conn, model)
             cleanup(known)
@@ -145,9 +147,10 @@ class SQLCatalog(Catalog):
             append(conn, AuditEntry(
                 at=created_at, actor=actor.name, role=actor.role, action="register",
                 outcome="done", model=model, target=f"version {version}", version=version,
-                reason=note, details={"from_status": None, "to_status": status,
-                                      "parent": parent,
-                                      "test_accuracy": metadata.metric("test", "accuracy")}))
+                reason=reason or note, details={
+                    "from_status": None, "to_status": status, "parent": parent,
+                    "test_accuracy": metadata.metric("test", "accuracy")}
+                | ({"source": metadata.source} if metadata.source else {})))
         return ModelVersion(model, version, VersionStatus(status), created_at, actor.name, parent,
                             metadata)
 

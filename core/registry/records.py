@@ -98,6 +98,9 @@ class VersionMetadata:
     # Each artifact's content hash ("sha256:<hex>") by its path in the version's folder,
     # recorded at registration; stores that download files check them.
     files: dict[str, str] | None = None
+    # A model trained elsewhere: its file (name, format, sha256, Keras version), how it
+    # takes pixels and gives scores, the embedding layer, the serving parity, the reason.
+    source: dict | None = None
 
     @property
     def seed(self) -> int:
@@ -119,7 +122,7 @@ class VersionMetadata:
 
     def as_dict(self) -> dict:
         values = asdict(self) | {"dataset": self.dataset.as_dict()}
-        for optional in ("recipe", "files"):  # absent from versions made without them
+        for optional in ("recipe", "files", "source"):  # absent from versions without them
             if values[optional] is None:
                 del values[optional]
         return values

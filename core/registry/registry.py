@@ -58,8 +58,8 @@ class Registry:
         self.artifacts.put_file(self.model, number, name, data)
 
     def register_version(self, write_artifacts: ArtifactWriter, metadata: VersionMetadata, *,
-                         actor: Actor, now: datetime, parent: int | None = None
-                         ) -> ModelVersion:
+                         actor: Actor, now: datetime, parent: int | None = None,
+                         reason: str | None = None) -> ModelVersion:
         """Writes a version's artifacts and records it; visible only once complete.
 
         Args:
@@ -69,6 +69,8 @@ class Registry:
             actor: who registers it (recorded as ``created_by`` and in the audit log).
             now: the registration time (UTC).
             parent: the version this one was derived from, if any.
+            reason: why, in the registering person's words, for the audit entry (default:
+                "initial baseline" for a model's first version, "registered" after).
         """
         staged = self.artifacts.stage(self.model)
         try:
@@ -79,7 +81,7 @@ class Registry:
                 parent=parent, metadata=metadata,
                 publish=lambda version, final: self.artifacts.publish(
                     self.model, staged, version, final.as_dict()),
-                cleanup=self._remove_uncommitted)
+                cleanup=self._remove_uncommitted, reason=reason)
         finally:
             self.artifacts.discard(staged)
 

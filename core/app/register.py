@@ -1,0 +1,156 @@
+"""Registering a model trained elsewhere (``python -m core register``).
+
+The model file is loaded safely and adapted to the product's conventions
+(``core.ml.imported``), evaluated on the dataset's validation and test splits, given a
+reference profile and an OOD bank from its own embeddings, converted for serving with a
+parity check, and registered with its provenance. A model's first version becomes its
+champion; a later one is a candidate, compared with the champion on the same holdouts
+and advised by the gate like a retrained one, and waits for a person's decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.app.backends import Backends
+from core.app.review import compare_versions
+from core.app.train import evaluate_model
+from core.audit import Actor
+from core.errors import InvalidInput
+from core.governance.access import check_reason
+from core.ml.data import Dataset, in_output_order, load_dataset
+from core.ml.images import preprocess_batch
+from core.ml.imported import ForeignModel
+from core.registry.provenance import environment_info
+from core.registry.records import Comparison, DatasetRecord, ModelVersion, VersionMetadata
+
+# Serving runs the converted TFLite model: below this agreement with the Keras model on
+# the test split, the conversion changed what the model says, and it is refused.
+MIN_SERVING_AGREEMENT = 0.999
+PARITY_SAMPLE = 64  # images the adapted model is checked on against the original
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    version: ModelVersion
+    outputs: str  # what the model gave: probabilities or logits
+    serving_agreement: float  # TFLite against Keras, on the test split
+    comparison: Comparison | None  # with the champion, for a later version
+
+
+def read_labels(path: Path) -> list[str]:
+    """One label per line, in the model's output order (blank lines ignored)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"cannot read the labels file {path} ({type(error).__name__}). "
+                           "To fix this, give a UTF-8 text file with one label per line.") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: str,
+                   now: datetime, reason: str, labels: list[str] | None = None,
+                   input_range: str = "0,1", outputs: str | None = None,
+                   embedding_layer: str | None = None) -> RegistrationResult:
+    """Registers the Keras model at ``path`` (operators; audited).
+
+    Args:
+        dataset_spec: the data it is evaluated on (``fashion_mnist``, ``folder:PATH``,
+            ``tfds:NAME``), at the model's own input size.
+        labels: the class of each output, in order (default: the dataset's classes).
+        input_range: how the model expects pixel values: ``0,1``, ``0,255`` or ``-1,1``.
+        outputs: ``probabilities`` or ``logits``; checked against what the model gives.
+        embedding_layer: the layer whose output is the embedding (default: the input of
+            the last Dense layer).
+    """
+    from core.ml.exports import save_artifacts
+    from core.ml.imported import adapt, parse_input_range
+    from core.ml.tensorboard import write_run
+
+    registry, config = backends.registry, backends.config
+    # As with bootstrap: bringing the first model into a registry without users is part
+    # of setting up; once users exist, it is an operator's action.
+    acting = (backends.access.authorize(actor, "register", now, target=f"model {registry.model}")
+              if backends.users.has_users() else Actor(actor, "setup"))
+    reason = check_reason(reason)
+    value_range = parse_input_range(input_range)
+    foreign, dataset = _load_checked(backends, path, dataset_spec, labels)
+    labels = list(dataset.class_names)
+    champion = registry.find_champion()
+    sample = preprocess_batch(dataset.validation.images[:PARITY_SAMPLE], dataset.input_spec)
+    model, found = adapt(foreign, value_range, sample, outputs=outputs,
+                         embedding_layer=embedding_layer)
+    metrics, reference = evaluate_model(model, dataset, dataset.train.images, config.seed)
+    test_inputs = preprocess_batch(dataset.test.images, dataset.input_spec)
+    source: dict[str, object] = {
+        "file": foreign.path.name, "format": foreign.format, "sha256": foreign.sha256,
+        "keras_version": foreign.keras_version, "input_range": input_range.replace(" ", ""),
+        "outputs": found, "embedding_layer": embedding_layer, "reason": reason}
+
+    agreement: list[float] = []  # measured while the version's files are written
+
+    def write_artifacts(folder: Path) -> None:
+        save_artifacts(model, folder)
+        agreement.append(serving_agreement(folder, model, test_inputs, foreign.path.name))
+        source["serving_agreement"] = agreement[0]
+        reference.save(folder)
+        write_run(folder, model, [], metrics, labels)
+
+    metadata = VersionMetadata(
+        created_by=acting.name, dataset=DatasetRecord(**dataset.describe()),
+        class_names=labels, input_spec=dataset.input_spec.as_dict(),
+        architecture=f"imported ({foreign.format})",
+        hyperparameters={"seed": config.seed}, epochs=0, training_seconds=0.0, history=[],
+        metrics=metrics, environment=environment_info(), source=source)
+    version = registry.register_version(
+        write_artifacts, metadata, actor=acting, now=now,
+        parent=None if champion is None else champion.version, reason=reason)
+    comparison = None if champion is None else compare_versions(
+        backends, champion.version, version.version, actor=actor, now=now, scenarios=[])
+    return RegistrationResult(version, found, agreement[0], comparison)
+
+
+def _load_checked(backends: Backends, path: Path, dataset_spec: str,
+                  labels: list[str] | None) -> tuple[ForeignModel, Dataset]:
+    """The model file, and the dataset at its input size with its classes numbered in
+    the model's output order; a later version must predict the champion's classes."""
+    from core.ml.imported import check_labels, load_foreign_model
+
+    config, registry = backends.config, backends.registry
+    foreign = load_foreign_model(path)
+    dataset = load_dataset(dataset_spec, foreign.input_spec,
+                           fashion_mnist_dir=config.fashion_mnist_dir, seed=config.seed)
+    labels = list(dataset.class_names) if labels is None else labels
+    check_labels(foreign, labels)
+    champion = registry.find_champion()
+    if champion is not None and champion.metadata.class_names != labels:
+        raise InvalidInput(
+            f"model {registry.model!r} predicts {', '.join(champion.metadata.class_names)}; "
+            f"this one predicts {', '.join(labels)}. To fix this, register it as another "
+            "model: python -m core --model-name NAME register ...")
+    return foreign, in_output_order(dataset, labels)
+
+
+def serving_agreement(folder: Path, model: Any, inputs: np.ndarray, name: str) -> float:
+    """How often the TFLite model written in ``folder`` (what serving runs) picks the
+    class the Keras ``model`` picks on ``inputs``; below MIN_SERVING_AGREEMENT, refused."""
+    from core.ml.exports import TFLITE_FILE, export_runner
+
+    run = export_runner("tflite", folder / TFLITE_FILE)
+    expected = np.asarray(model.predict(inputs, verbose=0)).argmax(axis=1)
+    served = np.concatenate([run(inputs[i:i + 256]).argmax(axis=1)
+                             for i in range(0, len(inputs), 256)])
+    agreement = round(float(np.mean(served == expected)), 5)
+    if agreement < MIN_SERVING_AGREEMENT:
+        raise InvalidInput(
+            f"the serving (TFLite) conversion of {name} agrees with it on {agreement:.2%} of "
+            f"the test split, below {MIN_SERVING_AGREEMENT:.1%}: serving it would change its "
+            "answers. Nothing was registered. To fix this, report the model's layers to us; "
+            "serving from Keras is not offered yet.")
+    return agreement
+

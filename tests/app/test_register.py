@@ -1,0 +1,187 @@
+"""Registering a model trained elsewhere: the notebook's nested MobileNetV2 (.keras,
+pixels in [-1, 1]), a CNN with a Rescaling layer that takes 0-255 and outputs logits
+(.keras and .h5); each answers through the product as the original Keras model does.
+Refusals change nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from core.app import (
+    RetrainRequest,
+    build_backends,
+    explain_image,
+    model_card,
+    predict_image,
+    retrain,
+)
+from core.config import load_config
+from core.ml.images import InputSpec, decode_image, resize_to_spec
+from tests import imported_models
+from tests.cli_runner import run_cli, snapshot
+from tests.conftest import TEST_ENVIRONMENT, add_users
+
+pytestmark = pytest.mark.slow
+MIN_AGREEMENT = 0.999
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The photo folder and the models trained on it, once for the module."""
+    root = tmp_path_factory.mktemp("imported")
+    folder = imported_models.colour_folder(root / "photos")
+    return {"folder": folder,
+            "mobilenet": imported_models.mobilenet(folder, root / "mobilenet.keras"),
+            "rescaling": imported_models.rescaling(folder, root / "rescaling.keras"),
+            "h5": root / "rescaling.h5",  # the same model, saved in the legacy format
+            "lambda": imported_models.with_lambda(root / "lambda.keras"),
+            "not_an_image": imported_models.not_an_image(root / "vector.keras")}
+
+
+@pytest.fixture
+def empty_registry(tmp_path):
+    """A registry with the usual users and no model yet."""
+    config = load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=tmp_path / "registry")
+    add_users(config)
+    return config
+
+
+def register(config, path, *args):
+    return run_cli(config.registry_dir, "register", str(path), "--actor", "olga",
+                   "--reason", "the team's model", *args)
+
+
+def photos(folder):
+    return sorted(folder.rglob("*.png"))
+
+
+def original_labels(path, files, value_range):
+    """What the original Keras model says of each file, from the same pixels the product
+    feeds (decoded, resized to its input), scaled to the range it was trained on."""
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    spec = InputSpec(imported_models.SIZE, imported_models.SIZE, 3)
+    pixels = np.stack([resize_to_spec(decode_image(f.read_bytes(), max_bytes=1 << 24,
+                                                   max_pixels=1 << 24).pixels, spec)
+                       for f in files])
+    low, high = value_range
+    scores = model.predict(pixels.astype(np.float32) / 255.0 * (high - low) + low, verbose=0)
+    return [imported_models.CLASSES[i] for i in scores.argmax(axis=1)]
+
+
+def test_the_notebooks_nested_mobilenet_answers_as_the_original(made, empty_registry):
+    result = register(empty_registry, made["mobilenet"], "--dataset", f"folder:{made['folder']}",
+                      "--input-range", "-1,1", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["version"], summary["status"], summary["outputs"]) == (1, "champion",
+                                                                            "probabilities")
+    assert summary["serving_agreement"] >= MIN_AGREEMENT
+    backends = build_backends(empty_registry)
+    version = backends.registry.get_version(1)
+    assert version.metadata.class_names == list(imported_models.CLASSES)
+    assert version.metadata.source["sha256"].startswith("sha256:")
+    assert version.metadata.source["input_range"] == "-1,1"
+    (entry,) = [e for e in backends.audit_log.read_entries() if e.action == "register"]
+    assert (entry.actor, entry.reason) == ("olga", "the team's model")
+    assert entry.details["source"]["file"] == "mobilenet.keras"
+
+    # Every photo through the product's path (the CLI's), against the original model.
+    files = photos(made["folder"])[::4]  # 30 photos, 10 of each class
+    expected = original_labels(made["mobilenet"], files, (-1.0, 1.0))
+    answered = json.loads(run_cli(empty_registry.registry_dir, "predict", *map(str, files[:5]),
+                                  "--json").stdout)
+    assert [a["label"] for a in answered] == expected[:5]
+    now = datetime.now(UTC)
+    labels = [predict_image(backends, f.read_bytes(), actor="olga", source="cli",
+                            now=now)[0].label for f in files]
+    assert np.mean(np.asarray(labels) == np.asarray(expected)) >= MIN_AGREEMENT
+    # Grad-CAM through the nested backbone.
+    explanation = explain_image(backends, files[0].read_bytes(), actor="olga", source="cli",
+                                now=now)
+    assert explanation.heatmap.shape == (imported_models.SIZE, imported_models.SIZE)
+    assert explanation.heatmap.max() > 0
+
+
+def test_a_later_model_is_a_candidate_compared_by_the_gate(made, empty_registry):
+    dataset = f"folder:{made['folder']}"
+    assert register(empty_registry, made["rescaling"], "--dataset", dataset,
+                    "--input-range", "0,255").returncode == 0
+    result = register(empty_registry, made["h5"], "--dataset", dataset, "--input-range",
+                      "0,255", "--outputs", "logits", "--embedding-layer", "features", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["version"], summary["status"]) == (2, "candidate")
+    assert summary["outputs"] == "logits" and summary["recommendation"] in (
+        "promote", "review", "reject")
+    backends = build_backends(empty_registry)
+    assert backends.registry.get_champion().version == 1  # never promoted by registering
+    assert backends.registry.get_version(2).metadata.architecture == "imported (h5)"
+    files = photos(made["folder"])[::4]
+    expected = original_labels(made["h5"], files, (0.0, 255.0))
+    now = datetime.now(UTC)
+    labels = [predict_image(backends, f.read_bytes(), actor="olga", source="cli", now=now,
+                            version=2)[0].label for f in files]
+    assert np.mean(np.asarray(labels) == np.asarray(expected)) >= MIN_AGREEMENT
+    # Retraining fine-tunes the imported champion like any other; its card says where
+    # it came from.
+    candidate, comparison = retrain(backends, RetrainRequest(include=(), epochs=1,
+                                                             original_images=100),
+                                    actor="olga", now=now)
+    assert (candidate.version, candidate.parent, candidate.status) == (3, 1, "candidate")
+    assert comparison.recommendation in ("promote", "review", "reject")
+    card = model_card(backends, 1, actor="vic", now=now).render("md")
+    assert "| registered from | rescaling.keras (keras, Keras 3." in card
+    assert backends.registry.get_version(1).metadata.source["sha256"] in card
+
+
+@pytest.mark.parametrize("model, args, message", [
+    ("mobilenet", ["--labels", "two_labels.txt"], "outputs 3 class scores but 2 labels"),
+    ("lambda", [], "could not be loaded in Keras' safe mode"),
+    ("mobilenet", ["--input-range", "0,100"], "unknown input range '0,100'"),
+    ("not_an_image", [], "not an image of a fixed size"),
+    ("rescaling", ["--outputs", "probabilities"], "outputs logits"),
+    ("rescaling", ["--embedding-layer", "conv"], "has no layer 'conv'"),
+])
+def test_refusals_name_the_problem_and_change_nothing(made, empty_registry, tmp_path, model,
+                                                      args, message):
+    (tmp_path / "two_labels.txt").write_text("circle\nsquare\n")
+    args = [str(tmp_path / a) if a.endswith(".txt") else a for a in args]
+    before = snapshot(empty_registry.registry_dir)
+    result = register(empty_registry, made[model], "--dataset", f"folder:{made['folder']}",
+                      *args)
+    assert result.returncode == 1
+    assert message in result.stderr and "To fix this" in result.stderr, result.stderr
+    assert snapshot(empty_registry.registry_dir) == before
+
+
+def test_labels_are_the_outputs_names_in_order(made, empty_registry, tmp_path):
+    """The same model registered twice (two models in one registry), once with its labels
+    in output order, once reversed: the product names each output as told, so the
+    reversed one calls circles "stripes" and measures a low accuracy, as it should."""
+    for name, order in (("right", imported_models.CLASSES),
+                        ("reversed", imported_models.CLASSES[::-1])):
+        (tmp_path / f"{name}.txt").write_text("\n".join(order) + "\n")
+        result = run_cli(empty_registry.registry_dir, "--model-name", name, "register",
+                         str(made["rescaling"]), "--actor", "olga", "--reason", "order",
+                         "--dataset", f"folder:{made['folder']}", "--input-range", "0,255",
+                         "--labels", str(tmp_path / f"{name}.txt"), "--json")
+        assert result.returncode == 0, result.stderr
+    accuracy = {}
+    for name in ("right", "reversed"):
+        backends = build_backends(empty_registry.with_overrides(model_name=name))
+        accuracy[name] = backends.registry.get_version(1).metadata.metric("test", "accuracy")
+    assert accuracy["right"] >= accuracy["reversed"] + 0.3
+    circles = photos(made["folder"] / "circle")
+    known = original_labels(made["rescaling"], circles, (0.0, 255.0)).index("circle")
+    circle = circles[known].read_bytes()  # a circle the model itself gets right
+    said = {name: predict_image(build_backends(empty_registry.with_overrides(model_name=name)),
+                                circle, actor="olga", source="cli",
+                                now=datetime.now(UTC))[0].label
+            for name in ("right", "reversed")}
+    assert said == {"right": "circle", "reversed": "stripes"}
