@@ -35,6 +35,8 @@ navigation = st.navigation([
     st.Page(VIEWS / "retrain.py", title=_("Retrain"), icon=":material/model_training:"),
     st.Page(VIEWS / "governance.py", title=_("Governance"), icon=":material/gavel:"),
 ])
+state.follow_model_in_url()
 i18n.selector()
+state.model_selector()
 state.sign_in_panel()
 navigation.run()

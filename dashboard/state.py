@@ -18,6 +18,7 @@ from core.app import (
     build_backends,
     current_actor,
     find_champion_in,
+    list_models,
     list_versions,
     may,
     sign_in,
@@ -31,9 +32,56 @@ from dashboard.i18n import _
 T = TypeVar("T")
 
 
+# The model a session works on: chosen in the sidebar, kept in the URL (?model=NAME) like
+# the language, so that a link or a reload opens the same model.
+MODEL_QUERY_PARAM = "model"
+MODEL_KEY = "model_name"
+
+
 def config() -> Config:
-    # Read on every run (cheap), so a changed environment is seen at once.
-    return load_config()
+    """The configuration (read on every run: cheap, and a changed environment is seen at
+    once), on the model the session chose (default: MODEL_NAME's)."""
+    base = load_config()
+    chosen = st.session_state.get(MODEL_KEY)
+    if not chosen or chosen == base.model_name:
+        return base
+    return base.with_overrides(model_name=chosen)
+
+
+def follow_model_in_url() -> None:
+    """Once per run, before any page: a model named in the URL becomes the session's (a
+    name no model can have is refused with the reason), and the URL keeps the session's,
+    because Streamlit's page links drop query parameters."""
+    asked = st.query_params.get(MODEL_QUERY_PARAM)
+    if asked:
+        try:
+            load_config().with_overrides(model_name=asked)  # validates the name
+            st.session_state[MODEL_KEY] = asked
+        except CoreError as error:
+            st.query_params.pop(MODEL_QUERY_PARAM, None)
+            st.sidebar.error(i18n.error_text(error), icon=":material/block:")
+    chosen = config().model_name
+    if chosen == load_config().model_name:
+        st.query_params.pop(MODEL_QUERY_PARAM, None)
+    elif st.query_params.get(MODEL_QUERY_PARAM) != chosen:
+        st.query_params[MODEL_QUERY_PARAM] = chosen
+
+
+def model_selector() -> None:
+    """The sidebar's choice of model, when the registry holds more than one."""
+    if not allowed("view"):
+        return
+    current = config().model_name
+    models = sorted({*list_models(backends(), actor=current_user(), now=now()), current})
+    if len(models) < 2:
+        return
+    chosen = st.sidebar.selectbox(_("Model"), models, index=models.index(current),
+                                  help=_("The registry's models; every page works on the one "
+                                         "chosen here."))
+    if chosen != current:
+        st.session_state[MODEL_KEY] = chosen
+        st.query_params[MODEL_QUERY_PARAM] = chosen
+        st.rerun()
 
 
 def backends() -> Backends:
@@ -65,6 +113,12 @@ def _keep_session(free_memory: bool = True) -> None:
     """Replaces ``keras.backend.clear_session`` in the dashboard's process (see above)."""
 
 
+def has_versions() -> bool:
+    """Whether the model has a version the signed-in user may see."""
+    return allowed("view") and bool(list_versions(backends(), actor=current_user(),
+                                                   now=now()))
+
+
 def versions_or_stop() -> list[ModelVersion]:
     """The model's versions; with none (or no right to see them), says what to do and stops."""
     if not allowed("view"):
@@ -73,7 +127,9 @@ def versions_or_stop() -> list[ModelVersion]:
     versions = list_versions(backends(), actor=current_user(), now=now())
     if not versions:
         st.info(_("The registry at `{folder}` has no model yet. Train the baseline with "
-                  "`python -m core bootstrap` (about two minutes), then reload this page.")
+                  "`python -m core bootstrap` (about two minutes), or register a model "
+                  "trained elsewhere (`python -m core register`, or the Versions page's form "
+                  "for operators), then reload this page.")
                 .format(folder=config().registry_dir), icon=":material/model_training:")
         st.stop()
     return versions

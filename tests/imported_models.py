@@ -130,3 +130,26 @@ def not_an_image(out: Path) -> Path:
                               keras.layers.Dense(len(CLASSES), activation="softmax")])
     model.save(out)
     return out
+
+
+def fashion(fashion_mnist_dir: Path, out: Path) -> Path:
+    """A team's own Fashion-MNIST classifier: 28x28 grayscale, a ``Rescaling`` layer that
+    takes 0-255, logits out; trained briefly on 2,000 training images."""
+    import keras
+    from keras import layers
+
+    from core.ml.data import FASHION_MNIST_FILES, read_idx
+
+    keras.utils.set_random_seed(3)
+    images = read_idx(fashion_mnist_dir / FASHION_MNIST_FILES["train_images"])[:2000, ..., None]
+    labels = read_idx(fashion_mnist_dir / FASHION_MNIST_FILES["train_labels"])[:2000]
+    inputs = keras.Input((28, 28, 1))
+    x = layers.Rescaling(1 / 255.0)(inputs)
+    x = layers.Conv2D(16, 3, activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    model = keras.Model(inputs, layers.Dense(10)(x))
+    _train(model, images, labels.astype(np.int64), lambda x: x, logits=True, epochs=2)
+    model.save(out)
+    return out

@@ -33,6 +33,12 @@ def list_versions(backends: Backends, *, actor: str, now: datetime) -> list[Mode
     return backends.registry.list_versions()
 
 
+def list_models(backends: Backends, *, actor: str, now: datetime) -> list[str]:
+    """The names of the registry's models (those with a version), alphabetical."""
+    backends.access.authorize(actor, "view", now, target="models")
+    return backends.registry.list_models()
+
+
 def get_version(backends: Backends, version: int | None, *, actor: str,
                 now: datetime) -> ModelVersion:
     """A version (None: the champion); VersionNotFound lists the versions that exist."""

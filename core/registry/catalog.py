@@ -70,6 +70,10 @@ class Catalog(ABC):
         """All versions of ``model``, oldest first."""
 
     @abstractmethod
+    def list_models(self) -> list[str]:
+        """The names of the models with at least one version, in alphabetical order."""
+
+    @abstractmethod
     def change_status(self, model: str, version: int, status: str, *,
                       expected: dict[int, str], entry: AuditEntry) -> AuditEntry:
         """Sets a version's status, atomically with its audit entry (returned, chained).
@@ -187,6 +191,10 @@ class SQLCatalog(Catalog):
     def search_model_versions(self, model: str) -> list[ModelVersion]:
         return [self._row_to_version(row)
                 for row in self.database.read(_SELECT.text, {"model": model})]
+
+    def list_models(self) -> list[str]:
+        return [row[0] for row in self.database.read(
+            "SELECT DISTINCT model FROM versions ORDER BY model", {})]
 
     def change_status(self, model: str, version: int, status: str, *,
                       expected: dict[int, str], entry: AuditEntry) -> AuditEntry:

@@ -95,6 +95,10 @@ class Registry:
     def list_versions(self) -> list[ModelVersion]:
         return self.catalog.search_model_versions(self.model)
 
+    def list_models(self) -> list[str]:
+        """Every model of the registry (this one's name among them once it has a version)."""
+        return self.catalog.list_models()
+
     def get_version(self, version: int) -> ModelVersion:
         return self.catalog.get_model_version(self.model, parse_version(version))
 

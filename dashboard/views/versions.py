@@ -18,6 +18,7 @@ from core.app import (
 from core.app.vocabulary import EXPORT_FORMATS
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name, term
+from dashboard.register_form import show_register_form
 
 
 def _exported(version: int, fmt: str) -> bytes:
@@ -30,6 +31,7 @@ def _exported(version: int, fmt: str) -> bytes:
 TENSORBOARD_URL = "http://localhost:6006/"
 
 st.title(_("Versions"))
+show_register_form(expanded=not state.has_versions())
 versions = state.versions_or_stop()
 
 rows = []
@@ -156,7 +158,12 @@ else:
         st.caption(_("Operators can download each export here (every download is audited)."))
 
 st.subheader(_("Training history"))
-st.plotly_chart(charts.training_history(meta.history), width="stretch")
+if meta.source is not None:  # registered from a file: trained elsewhere
+    st.caption(_("Trained elsewhere and registered from {file} (SHA-256 {sha}…): its "
+                 "training history is not part of the file.").format(
+        file=meta.source["file"], sha=str(meta.source["sha256"])[7:19]))
+else:
+    st.plotly_chart(charts.training_history(meta.history), width="stretch")
 if has_tensorboard_run(version):
     # TensorBoard's runs are named by folder: this version's is "<N>/tensorboard".
     st.markdown(_("TensorBoard run `{run}` (scalars per epoch, the confusion matrix, the "

@@ -479,3 +479,37 @@ def test_text_people_typed_is_shown_as_text_not_markdown():
     for markup in ("[the docs](", "**now**", "<img", "$x$", ":red["):
         assert markup not in shown
     assert "\\[the docs\\]" in shown and "&lt;img" in shown
+
+
+def test_a_registry_with_two_models_works_on_the_one_chosen_in_the_sidebar(monkeypatch,
+                                                                           registry_copy):
+    from tests.cli_runner import run_cli
+
+    registry = registry_copy.registry_dir
+    made = run_cli(registry, "--model-name", "shoes", "bootstrap", "--actor", "olga",
+                   "--limit", "300", "--eval-limit", "200", "--epochs", "1")
+    assert made.returncode == 0, made.stderr
+    app = start(monkeypatch, registry, user="vic")
+    (chooser,) = [box for box in app.sidebar.selectbox if box.label == "Model"]
+    assert chooser.options == ["classifier", "shoes"] and chooser.value == "classifier"
+    chooser.set_value("shoes").run()
+    assert not app.exception, app.exception
+    assert app.query_params["model"] == ["shoes"] or app.query_params["model"] == "shoes"
+    upload(app, "boot.png", encode_png(fashion_test_images(1)[0][0]))
+    assert "Answered by version 1" in app.caption[1].value
+    shoes = backends_of(registry_copy.with_overrides(model_name="shoes")).prediction_log
+    assert shoes.count("shoes") == 1
+    assert backends_of(registry_copy).prediction_log.count("classifier") == 0
+    # A link names the model; a name no model can have is refused, the default kept.
+    linked = AppTest.from_file(APP, default_timeout=120)
+    linked.session_state[SIGNED_IN] = "vic"
+    linked.query_params["model"] = "shoes"
+    linked.run()
+    assert [b.value for b in linked.sidebar.selectbox if b.label == "Model"] == ["shoes"]
+    bad = AppTest.from_file(APP, default_timeout=120)
+    bad.session_state[SIGNED_IN] = "vic"
+    bad.query_params["model"] = "../etc"
+    bad.run()
+    assert not bad.exception, bad.exception
+    assert any("model name" in e.value for e in bad.sidebar.error)
+    assert [b.value for b in bad.sidebar.selectbox if b.label == "Model"] == ["classifier"]

@@ -2,7 +2,7 @@
 
 The tests run in file order against one server: predicting and simulating come
 before the promotion, which comes before the retraining that fine-tunes the new
-champion.
+champion, and an operator registers a model trained elsewhere last (version 3).
 """
 
 import json
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from core.app import encode_png
+from tests import imported_models
 from tests.browser import (
     EXCEPTION,
     PAGES,
@@ -332,3 +333,32 @@ def test_retrain_progress_is_live_while_another_page_works(desktop, chromium, da
     desktop.get_by_role("button", name=f"Cancel job {job.id}").click()
     desktop.get_by_text(f"Job {job.id}: cancelled").wait_for(timeout=TIMEOUT_MS)
     assert [v.version for v in backends_of(e2e_config).registry.list_versions()] == [1, 2]
+
+
+def test_an_operator_registers_a_model_trained_elsewhere_and_it_answers(
+        desktop, dashboard_url, e2e_config, test_pngs, tmp_path):
+    model_file = imported_models.fashion(e2e_config.fashion_mnist_dir, tmp_path / "team.keras")
+    open_page(desktop, dashboard_url, "versions")
+    sign_in(desktop, "olga")
+    desktop.get_by_text("Register a model trained elsewhere").click()
+    desktop.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(
+        str(model_file))
+    desktop.get_by_text("team.keras").wait_for(timeout=TIMEOUT_MS)
+    desktop.get_by_label("Pixel values the model expects").click()
+    desktop.get_by_role("option", name="0,255").click()
+    desktop.get_by_label("Reason (required; kept in the audit log)").fill(
+        "the team's notebook model")
+    desktop.get_by_role("button", name="Register", exact=True).click()
+    desktop.get_by_text(re.compile(r"Registered team\.keras as version 3 \(candidate\)")).wait_for(
+        timeout=2 * TIMEOUT_MS)
+    screenshot(desktop, SCREENSHOTS / "versions-registered-desktop.png")
+    version = backends_of(e2e_config).registry.get_version(3)
+    assert version.metadata.source["file"] == "team.keras"
+    assert version.metadata.source["outputs"] == "logits"
+    # It answers on the Predict page when chosen.
+    switch_page(desktop, "predict")
+    desktop.get_by_role("combobox", name="Model version").click()
+    desktop.get_by_role("option", name=re.compile(r"^v3")).click()
+    wait_until_idle(desktop)
+    upload_and_wait(desktop, test_pngs[0])
+    assert desktop.get_by_text("Answered by version 3").count() == 1
