@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datetime import UTC
 
-from bench import dashboard, heatmaps, ood, scale, suite  # noqa: E402
+from bench import dashboard, heatmaps, ood, own_model, scale, suite  # noqa: E402
 from bench.timing import markdown  # noqa: E402
 from core.app import build_backends  # noqa: E402
 from core.config import load_config  # noqa: E402
@@ -36,11 +36,12 @@ ROWS = {
     "training": suite.training_rows,
     "retraining": suite.retraining_rows,
     "scale": scale.scale_rows,
+    "own_model": own_model.own_model_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
     "monitoring": None,  # fills a registry with millions of rows; see below
 }
-SLOW = ("training", "retraining")  # minutes each: left out of --quick
+SLOW = ("training", "retraining", "own_model")  # minutes each: left out of --quick
 
 
 def machine() -> str:

@@ -58,7 +58,7 @@ def folder_arrays(root: Path) -> tuple[np.ndarray, np.ndarray]:
     for label, name in enumerate(CLASSES):
         for path in sorted((root / name).glob("*.png")):
             images.append(np.asarray(Image.open(path).convert("RGB").resize(
-                (SIZE, SIZE), Image.BILINEAR)))
+                (SIZE, SIZE), Image.Resampling.BILINEAR)))
             labels.append(label)
     return np.stack(images), np.asarray(labels)
 
