@@ -52,16 +52,17 @@ def follow_model_in_url() -> None:
     """Once per run, before any page: a model named in the URL becomes the session's (a
     name no model can have is refused with the reason), and the URL keeps the session's,
     because Streamlit's page links drop query parameters."""
+    base = load_config()
     asked = st.query_params.get(MODEL_QUERY_PARAM)
     if asked:
         try:
-            load_config().with_overrides(model_name=asked)  # validates the name
+            base.with_overrides(model_name=asked)  # validates the name
             st.session_state[MODEL_KEY] = asked
         except CoreError as error:
             st.query_params.pop(MODEL_QUERY_PARAM, None)
             st.sidebar.error(i18n.error_text(error), icon=":material/block:")
     chosen = config().model_name
-    if chosen == load_config().model_name:
+    if chosen == base.model_name:
         st.query_params.pop(MODEL_QUERY_PARAM, None)
     elif st.query_params.get(MODEL_QUERY_PARAM) != chosen:
         st.query_params[MODEL_QUERY_PARAM] = chosen

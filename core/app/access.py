@@ -29,6 +29,15 @@ def may(backends: Backends, name: str, permission: str) -> bool:
     return backends.access.may(name, permission)
 
 
+def acting_in_setup(backends: Backends, actor: str, permission: str, now: datetime, *,
+                    target: str) -> Actor:
+    """Who acts on bringing in a model: in a registry without users that is part of
+    setting it up (the setup actor); once users exist, someone ``permission`` allows."""
+    if not backends.users.has_users():
+        return Actor(actor, "setup")
+    return backends.access.authorize(actor, permission, now, target=target)
+
+
 def has_users(backends: Backends) -> bool:
     return backends.users.has_users()
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from core.app.access import acting_in_setup
 from core.app.backends import Backends
 from core.app.review import compare_versions
 from core.app.train import evaluate_model
-from core.audit import Actor
 from core.errors import InvalidInput
 from core.governance.access import check_reason
 from core.ml.data import Dataset, in_output_order, load_dataset
@@ -73,15 +73,11 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
     from core.ml.tensorboard import write_run
 
     registry, config = backends.registry, backends.config
-    # As with bootstrap: bringing the first model into a registry without users is part
-    # of setting up; once users exist, it is an operator's action.
-    acting = (backends.access.authorize(actor, "register", now, target=f"model {registry.model}")
-              if backends.users.has_users() else Actor(actor, "setup"))
+    acting = acting_in_setup(backends, actor, "register", now, target=f"model {registry.model}")
     reason = check_reason(reason)
     value_range = parse_input_range(input_range)
-    foreign, dataset = _load_checked(backends, path, dataset_spec, labels)
+    foreign, dataset, champion = _load_checked(backends, path, dataset_spec, labels)
     labels = list(dataset.class_names)
-    champion = registry.find_champion()
     sample = preprocess_batch(dataset.validation.images[:PARITY_SAMPLE], dataset.input_spec)
     model, found = adapt(foreign, value_range, sample, outputs=outputs,
                          embedding_layer=embedding_layer)
@@ -116,9 +112,10 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
 
 
 def _load_checked(backends: Backends, path: Path, dataset_spec: str,
-                  labels: list[str] | None) -> tuple[ForeignModel, Dataset]:
-    """The model file, and the dataset at its input size with its classes numbered in
-    the model's output order; a later version must predict the champion's classes."""
+                  labels: list[str] | None
+                  ) -> tuple[ForeignModel, Dataset, ModelVersion | None]:
+    """The model file, the dataset at its input size with its classes numbered in the
+    model's output order, and the champion (a later version must predict its classes)."""
     from core.ml.imported import check_labels, load_foreign_model
 
     config, registry = backends.config, backends.registry
@@ -133,7 +130,7 @@ def _load_checked(backends: Backends, path: Path, dataset_spec: str,
             f"model {registry.model!r} predicts {', '.join(champion.metadata.class_names)}; "
             f"this one predicts {', '.join(labels)}. To fix this, register it as another "
             "model: python -m core --model-name NAME register ...")
-    return foreign, in_output_order(dataset, labels)
+    return foreign, in_output_order(dataset, labels), champion
 
 
 def serving_agreement(folder: Path, model: Any, inputs: np.ndarray, name: str) -> float:

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from core.app.access import acting_in_setup
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
 from core.app.review import compare_versions
-from core.audit import Actor
 from core.jobs.records import Job
 from core.jobs.worker import JobHandler, ProgressCallback, run_worker
 from core.ml.data import (
@@ -65,8 +65,7 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
         return BootstrapResult(registry.find_champion() or existing[-1], created=False)
     # Training the first model is part of setting up; once users exist, it is an
     # operator's action like any retraining.
-    acting = (backends.access.authorize(actor, "retrain", now, target="version 1")
-              if backends.users.has_users() else Actor(actor, "setup"))
+    acting = acting_in_setup(backends, actor, "retrain", now, target="version 1")
     check_architecture(architecture)
     params = TrainingParams(architecture=architecture, seed=config.seed, weights=weights,
                             epochs=RetrainRequest.check_epochs(
