@@ -57,7 +57,7 @@ tensorboard: install
 		--host 0.0.0.0 --port $(TENSORBOARD_PORT)
 
 # The suite in two processes (pytest-xdist; a module's tests stay together), then the
-# tests that assert a latency bound, alone (collected from the files that have them). Both
+# tests that assert a latency bound, alone. Both
 # runs share the trained registries (TEST_SHARED_DIR, a temporary folder): the second does
 # not train them again. mypy (single-threaded, ~30 s) runs beside the suite's start, when
 # a core is otherwise idle; its verdict counts as before.
@@ -70,7 +70,7 @@ test: install
 		$(PYTHON) -m pytest -n $(TEST_PROCESSES) --dist loadgroup -m "not serial"; \
 		TESTS=$$?; wait $$MYPY; TYPED=$$?; echo "mypy:"; cat "$$TYPES"; \
 		[ $$TESTS -eq 0 ] && [ $$TYPED -eq 0 ] && \
-		$(PYTHON) -m pytest -m serial $$(grep -rl "pytest.mark.serial" tests --include="test_*.py")
+		$(PYTHON) -m pytest -m serial
 
 # docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
 rehearsal: install
