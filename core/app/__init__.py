@@ -88,7 +88,7 @@ from core.app.review_queue import (
     top_losses,
 )
 from core.app.routing import Instance, decode_instances
-from core.app.serving import ServingSession
+from core.app.serving import ModelState, ServingSession
 from core.app.snapshots import Deployment, Timeline, timeline
 from core.app.traffic import (
     TrafficBucket,
@@ -130,10 +130,10 @@ __all__ = [
     "Actor", "ApiKey", "Assignment", "Attempt", "AuditEntry", "Backends", "BootstrapResult",
     "Channel", "Comparison", "DecisionDetails", "Delivery", "Deployment", "DriftView",
     "Episode", "Explanation", "Instance", "Job", "LabelQueue", "LiveEvidence",
-    "MigrationResult", "ModelCard", "ModelVersion", "PassResult", "Prediction", "Progress",
-    "QueueItem", "RegistrationResult", "RequestPixels", "RetrainRequest", "ServingSession",
-    "SideBySide", "SimulationResult", "Snapshot", "StatusChange", "Thresholds", "Timeline",
-    "TopLoss", "TopLosses", "TrafficBucket", "TrafficStatus", "acknowledge_alert",
+    "MigrationResult", "ModelCard", "ModelState", "ModelVersion", "PassResult", "Prediction",
+    "Progress", "QueueItem", "RegistrationResult", "RequestPixels", "RetrainRequest",
+    "ServingSession", "SideBySide", "SimulationResult", "Snapshot", "StatusChange",
+    "Thresholds", "Timeline", "TopLoss", "TopLosses", "TrafficBucket", "TrafficStatus", "acknowledge_alert",
     "add_alert_channel", "add_user", "alert_deliveries", "alert_rules", "audit_entries",
     "audit_head", "bootstrap", "build_backends", "build_exports", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_key",

@@ -139,6 +139,21 @@ def build_backends(config: Config) -> Backends:
     """Builds every backend named by ``config``; connects to nothing until first used."""
     database = open_database(config.effective_database_url, config.audit_key)
     artifacts = open_artifact_store(config.effective_artifacts_url, config)
+    return _for_model(config, database, artifacts, ModelCache(artifacts), ImageDecoder(config))
+
+
+def backends_for_model(backends: Backends, model: str) -> Backends:
+    """``backends`` working on another model of the same registry: the same database,
+    artifact store, loaded models and decoding budget; that model's stores. (A server
+    process serving every model.)"""
+    if model == backends.model:
+        return backends
+    return _for_model(backends.config.with_overrides(model_name=model), backends.database,
+                      backends.artifacts, backends.models, backends.decoder)
+
+
+def _for_model(config: Config, database: Database, artifacts: ArtifactStore,
+               models: ModelCache, decoder: ImageDecoder) -> Backends:
     executor = _choose(JOB_EXECUTORS, config.job_executor.split("://")[0], "JOB_EXECUTOR",
                        config.job_executor)(config)
     audit_log = AuditLog(database)
@@ -156,4 +171,4 @@ def build_backends(config: Config) -> Backends:
         snapshots=SnapshotStore(database, config.model_name),
         alerts=AlertStore.open(database, config.model_name, SecretBox(config.secrets_key)),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),
-        models=ModelCache(artifacts), decoder=ImageDecoder(config))
+        models=models, decoder=decoder)

@@ -27,10 +27,15 @@ from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusCh
 COMPARISON_BATCH = 256
 
 
-def list_versions(backends: Backends, *, actor: str, now: datetime) -> list[ModelVersion]:
-    """Every version of the model, oldest first."""
+def list_versions(backends: Backends, *, actor: str, now: datetime,
+                  every_model: bool = False) -> list[ModelVersion]:
+    """Every version of the model, oldest first (``every_model``: of every model in the
+    registry, by model name, then oldest first)."""
     backends.access.authorize(actor, "view", now, target="versions")
-    return backends.registry.list_versions()
+    if not every_model:
+        return backends.registry.list_versions()
+    catalog = backends.catalog
+    return [v for model in catalog.list_models() for v in catalog.search_model_versions(model)]
 
 
 def list_models(backends: Backends, *, actor: str, now: datetime) -> list[str]:

@@ -1,15 +1,20 @@
 """Serving use cases: one API process's view of what to serve, and its predictions.
 
-A ``ServingSession`` lives as long as a server process. It holds a snapshot
-(``ServingState``) of the champion, the versions, the traffic policy and the active
-API keys, re-read every ``REFRESH_SECONDS`` by a background thread. The models a
+A ``ServingSession`` lives as long as a server process and serves every model of the
+registry that has a champion (TF Serving's multi-model configuration, without a file to
+keep in step). It holds a snapshot (``ServingState``): per model (``ModelState``) the
+champion, the versions and the traffic policy; and the active API keys (shared by every
+model, like users), re-read every ``REFRESH_SECONDS`` by a background thread. A model
+registered while the server runs is served from the next refresh. The models a
 new snapshot needs are loaded *before* it replaces the old one, so a promotion,
 rollback or policy change reaches the process without a restart and without a
 request waiting on a model load or failing. Requests in flight finish on the
 snapshot they started with.
 
-Predictions are appended through a ``GroupCommitWriter``: the caller gets a
-future that resolves once the rows are committed, and answers only then.
+Predictions of every model are appended through one ``GroupCommitWriter`` (one writer
+per process, whatever the number of models): the caller gets a future that resolves once
+the rows are committed, and answers only then. The decoding budget and the rate limits
+are the process's too: a client cannot double its share by naming another model.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.app.backends import Backends
+from core.app.backends import Backends, backends_for_model
 from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.audit import Actor, stamp
 from core.errors import (
@@ -47,14 +52,17 @@ LABELS = ("champion", "candidate")
 
 
 @dataclass(frozen=True)
-class ServingState:
-    """What one process serves, as of ``loaded_at`` (a snapshot; replaced, never changed)."""
+class ModelState:
+    """One model as a process serves it, as of its snapshot."""
 
+    backends: Backends  # this model's
     champion: ModelVersion
     versions: dict[int, ModelVersion]
     policy: TrafficPolicy
-    keys: dict[str, ApiKey]  # active keys by the SHA-256 of their secret
-    loaded_at: float
+
+    @property
+    def name(self) -> str:
+        return self.backends.model
 
     @property
     def statuses(self) -> dict[int, str]:
@@ -63,6 +71,55 @@ class ServingState:
     @property
     def active_candidate(self) -> int | None:
         return active_candidate(self.policy, self.champion.version, self.statuses)
+
+    def version(self, number: int | str) -> ModelVersion:
+        """A registered version (the snapshot, else the registry: it may be seconds old)."""
+        try:
+            n = parse_version(number)
+        except InvalidInput as error:
+            raise VersionNotFound(str(error)) from None
+        if n in self.versions:
+            return self.versions[n]
+        return self.backends.registry.get_version(n)
+
+    def label(self, label: str) -> ModelVersion:
+        """``champion``; ``candidate``: the traffic policy's, else the newest candidate."""
+        if label == "champion":
+            return self.champion
+        if label == "candidate":
+            candidate = self.active_candidate
+            if candidate is None:
+                candidates = [n for n, v in self.versions.items() if v.status == "candidate"]
+                candidate = max(candidates, default=None)
+            if candidate is None:
+                raise VersionNotFound(f"model {self.name!r} has no candidate version. To fix "
+                                      "this, retrain one, or use labels/champion.")
+            return self.versions[candidate]
+        raise VersionNotFound(f"unknown version label {label!r}. To fix this, use one of: "
+                              f"{', '.join(LABELS)}.")
+
+    def assignment(self, request_id: str, *, version: ModelVersion | None = None) -> Assignment:
+        """Who answers: the version asked for (``direct``), else the traffic policy."""
+        if version is not None:
+            return Assignment(version.version, "direct")
+        return assign(self.policy, self.champion.version, self.statuses, request_id)
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What one process serves, as of ``loaded_at`` (a snapshot; replaced, never changed)."""
+
+    models: dict[str, ModelState]  # every model with a champion, by name
+    keys: dict[str, ApiKey]  # active keys by the SHA-256 of their secret
+    loaded_at: float
+
+    def model(self, name: str) -> ModelState:
+        if name not in self.models:
+            raise VersionNotFound(f"there is no model {name!r} on this server. To fix this, "
+                                  f"use one of: {', '.join(sorted(self.models))} (GET "
+                                  "/v1/models lists them; a model is served once it has a "
+                                  "champion).")
+        return self.models[name]
 
 
 @dataclass
@@ -116,16 +173,19 @@ class ServingSession:
     """Serving for one process. ``start()`` before use, ``close()`` at shutdown.
 
     Args:
+        backends: the default model's (``MODEL_NAME``: the one ``/v1/predict`` answers
+            for without ``model=``, and the one that must have a champion to start).
         log_predictions: False only for benchmarks measuring what logging costs.
-        on_load: called with (version, seconds) after each model load (metrics).
+        on_load: called with (model, version, seconds) after each model load (metrics).
         on_commit: called with (rows, seconds) after each log commit (metrics).
     """
 
     def __init__(self, backends: Backends, *, log_predictions: bool = True,
-                 on_load: Callable[[int, float], None] | None = None,
+                 on_load: Callable[[str, int, float], None] | None = None,
                  on_commit: Callable[[int, float], None] | None = None):
         self.backends = backends
-        self.model = backends.model
+        self.default_model = backends.model
+        self._backends = {backends.model: backends}
         self.log_predictions = log_predictions
         self.on_load = on_load
         self._on_commit = on_commit
@@ -166,21 +226,46 @@ class ServingSession:
         return self._state
 
     def refresh(self) -> ServingState:
-        """Re-reads champion, versions, policy and keys; loads models before swapping."""
+        """Re-reads every model's champion, versions and policy, and the keys; loads the
+        models before swapping. A model other than the default that cannot be read or
+        loaded keeps its previous snapshot (or is not served yet): one broken model does
+        not stop the others from following their promotions."""
         with self._refresh_lock:
-            versions = {v.version: v for v in self.backends.registry.list_versions()}
-            champion = find_champion_in(versions.values())
-            if champion is None:
-                raise VersionNotFound(f"model {self.model!r} has no champion yet. To fix "
-                                      "this, run 'python -m core bootstrap'.")
-            state = ServingState(champion, versions, self.backends.traffic.get(),
-                                 self.backends.keys.active_keys(), time.monotonic())
-            self.predictor(state.champion)
-            candidate = state.active_candidate
-            if candidate is not None:
-                self.predictor(versions[candidate])
-            self._state = state
-            return state
+            previous = self._state.models if self._state is not None else {}
+            models = {}
+            for name in sorted({self.default_model, *self.backends.registry.list_models()}):
+                try:
+                    model = self._read_model(name)
+                except Exception:
+                    if name == self.default_model:
+                        raise
+                    LOGGER.exception("could not refresh model %r; serving its previous "
+                                     "snapshot, if any", name)
+                    model = previous.get(name)
+                if model is not None:
+                    models[name] = model
+            self._state = ServingState(models, self.backends.keys.active_keys(),
+                                       time.monotonic())
+            return self._state
+
+    def _read_model(self, name: str) -> ModelState | None:
+        """The model's snapshot with its models loaded; None if it has no champion yet
+        (the default model must have one: VersionNotFound)."""
+        backends = self._backends.get(name) or self._backends.setdefault(
+            name, backends_for_model(self.backends, name))
+        versions = {v.version: v for v in backends.registry.list_versions()}
+        champion = find_champion_in(versions.values())
+        if champion is None:
+            if name != self.default_model:
+                return None
+            raise VersionNotFound(f"model {name!r} has no champion yet. To fix this, run "
+                                  "'python -m core bootstrap' (or 'register').")
+        model = ModelState(backends, champion, versions, backends.traffic.get())
+        self.predictor(model.champion)
+        candidate = model.active_candidate
+        if candidate is not None:
+            self.predictor(versions[candidate])
+        return model
 
     def _refresh_loop(self) -> None:
         interval = self.backends.config.refresh_seconds
@@ -197,7 +282,7 @@ class ServingSession:
             started = time.perf_counter()
             predictor = models.predictor(version)
             if self.on_load is not None:
-                self.on_load(version.version, time.perf_counter() - started)
+                self.on_load(version.model, version.version, time.perf_counter() - started)
             return predictor
         return models.predictor(version)
 
@@ -209,7 +294,9 @@ class ServingSession:
             self.backends.database.read("SELECT 1")
         except Exception as error:  # noqa: BLE001 - readiness reports, never raises
             return False, f"database unreachable: {type(error).__name__}"
-        return True, f"serving version {self._state.champion.version}"
+        champions = ", ".join(f"{name} version {model.champion.version}"
+                              for name, model in self._state.models.items())
+        return True, f"serving {champions}"
 
     # --- who is calling ---------------------------------------------------------------
 
@@ -246,53 +333,17 @@ class ServingSession:
 
     # --- what answers -----------------------------------------------------------------
 
-    def check_model(self, model: str) -> None:
-        if model != self.model:
-            raise VersionNotFound(f"there is no model {model!r} on this server. To fix this, "
-                                  f"use /v1/models/{self.model}.")
-
-    def version(self, number: int | str) -> ModelVersion:
-        """A registered version (the snapshot, else the registry: it may be seconds old)."""
-        try:
-            n = parse_version(number)
-        except InvalidInput as error:
-            raise VersionNotFound(str(error)) from None
-        state = self.state
-        if n in state.versions:
-            return state.versions[n]
-        return self.backends.registry.get_version(n)
-
-    def label(self, label: str) -> ModelVersion:
-        """``champion``; ``candidate``: the traffic policy's, else the newest candidate."""
-        state = self.state
-        if label == "champion":
-            return state.champion
-        if label == "candidate":
-            candidate = state.active_candidate
-            if candidate is None:
-                candidates = [n for n, v in state.versions.items() if v.status == "candidate"]
-                candidate = max(candidates, default=None)
-            if candidate is None:
-                raise VersionNotFound(f"model {self.model!r} has no candidate version. To fix "
-                                      "this, retrain one, or use labels/champion.")
-            return state.versions[candidate]
-        raise VersionNotFound(f"unknown version label {label!r}. To fix this, use one of: "
-                              f"{', '.join(LABELS)}.")
-
-    def assignment(self, request_id: str, *, version: ModelVersion | None = None) -> Assignment:
-        """Who answers: the version asked for (``direct``), else the traffic policy."""
-        if version is not None:
-            return Assignment(version.version, "direct")
-        state = self.state
-        return assign(state.policy, state.champion.version, state.statuses, request_id)
+    def model(self, name: str | None = None) -> ModelState:
+        """A served model (default: ``MODEL_NAME``); VersionNotFound names the served ones."""
+        return self.state.model(name or self.default_model)
 
     # --- predictions ------------------------------------------------------------------
 
-    def predict(self, instances: Sequence[Instance], assignment: Assignment, *, client: str,
-                request_id: str, now: datetime, started: float) -> Served:
+    def predict(self, model: ModelState, instances: Sequence[Instance], assignment: Assignment,
+                *, client: str, request_id: str, now: datetime, started: float) -> Served:
         """Answers with the assigned version, shadows if asked, and queues the log rows."""
-        version = self.version(assignment.version)
-        routed = predict_routed(lambda n: self.predictor(self.version(n)), instances,
+        version = model.version(assignment.version)
+        routed = predict_routed(lambda n: self.predictor(model.version(n)), instances,
                                 assignment, started)
         served = Served(version, assignment.variant, routed.answers, _done([]),
                         shadow=assignment.shadow)
@@ -304,23 +355,26 @@ class ServingSession:
                 now=now, status=400 if bad_input else 500,
                 error_kind="invalid_input" if bad_input else "internal",
                 latency_ms=(time.perf_counter() - started) * 1000, client=client,
-                request_id=request_id, version=assignment.shadow, variant="shadow")
+                request_id=request_id, model=model.name, version=assignment.shadow,
+                variant="shadow")
         if self.log_predictions:  # rows (a PNG each) are built only when they are kept
             # The server's own id pairs the shadow's rows with the answer's: never the
             # client's, which a client could repeat.
             origin = Origin("api", now, request_id=request_id,
                             server_request_id=uuid.uuid4().hex, client=client)
-            served.logged = self._submit(log_records(routed, instances, self.model, origin), [])
+            served.logged = self._submit(log_records(routed, instances, model.name, origin), [])
         return served
 
     def record_failure(self, *, now: datetime, status: int, error_kind: str,
                        latency_ms: float, client: str, request_id: str,
-                       version: int | None = None, variant: str | None = None) -> Future:
-        """Queues a failed request's row (no image); resolves once committed."""
+                       model: str | None = None, version: int | None = None,
+                       variant: str | None = None) -> Future:
+        """Queues a failed request's row (no image) under ``model`` (default: the default
+        model); resolves once committed."""
         if not self.log_predictions:
             return _done([])
         return self._submit([], [FailedRequest(
-            at=stamp(now, milliseconds=True), model=self.model, status=status,
+            at=stamp(now, milliseconds=True), model=model or self.default_model, status=status,
             error_kind=error_kind, latency_ms=latency_ms, client=client[:128],
             request_id=request_id, version=version, variant=variant)])
 

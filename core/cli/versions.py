@@ -56,8 +56,10 @@ def register(commands: Commands) -> None:
     boot.add_argument("--eval-limit", type=int,
                       help="evaluate on the first N validation and test images only")
 
-    commands.add("versions", cmd_versions, json=True,
-                 help="list versions with status and metrics")
+    versions = commands.add("versions", cmd_versions, json=True,
+                            help="list versions with status and metrics")
+    versions.add_argument("--all-models", action="store_true",
+                          help="every model of the registry, not only --model-name's")
 
     predict = commands.add("predict", cmd_predict, json=True, help="classify image files")
     predict.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -85,7 +87,11 @@ def register(commands: Commands) -> None:
     profile = commands.add("profile", cmd_profile,
                            help="compute a missing reference profile or OOD detector")
     profile.add_argument("--version", required=True)
+    _register_traffic_commands(commands)
 
+
+def _register_traffic_commands(commands: Commands) -> None:
+    """The commands about a version's traffic: simulated, and its drift."""
     sim = commands.add("simulate", cmd_simulate, json=True, help="stream transformed test "
                        "images through the champion as logged traffic")
     sim.add_argument("--scenario", required=True, metavar="S",
@@ -150,18 +156,20 @@ def cmd_bootstrap(args: Namespace, backends: Backends) -> int:
 
 
 def cmd_versions(args: Namespace, backends: Backends) -> int:
-    summaries = [v.summary() for v in list_versions(backends, actor=actor(args), now=now())]
+    summaries = [v.summary() for v in list_versions(backends, actor=actor(args), now=now(),
+                                                    every_model=args.all_models)]
     if args.json:
         print(json.dumps(summaries, indent=2))
         return 0
     if not summaries:
-        print("no versions yet. Run 'python -m core bootstrap' to train the first one.")
+        print("no versions yet. Run 'python -m core bootstrap' to train the first one "
+              "(or 'register' to bring in a model trained elsewhere).")
         return 0
-    print(f"{'version':>7}  {'status':<9}  {'created_at':<25}  {'parent':>6}  "
+    print(f"{'model':<16}  {'version':>7}  {'status':<9}  {'created_at':<25}  {'parent':>6}  "
           f"{'val_acc':>7}  {'test_acc':>8}")
     for s in summaries:
         m = s["metrics"]
-        print(f"{s['version']:>7}  {s['status']:<9}  {s['created_at']:<25}  "
+        print(f"{s['model']:<16}  {s['version']:>7}  {s['status']:<9}  {s['created_at']:<25}  "
               f"{str(s['parent'] or '-'):>6}  {fmt(m['val_accuracy']):>7}  "
               f"{fmt(m['test_accuracy']):>8}")
     return 0

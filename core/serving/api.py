@@ -39,8 +39,8 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
     config = config or load_config()
     session = ServingSession(
         build_backends(config), log_predictions=log_predictions,
-        on_load=lambda version, seconds: metrics.MODEL_LOAD.labels(
-            config.model_name, str(version)).observe(seconds),
+        on_load=lambda model, version, seconds: metrics.MODEL_LOAD.labels(
+            model, str(version)).observe(seconds),
         on_commit=metrics.observe_commit)
 
     @asynccontextmanager

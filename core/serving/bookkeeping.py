@@ -74,7 +74,7 @@ def status_of(error: Exception) -> tuple[int, str]:
 
 
 async def answer_error(session: ServingSession, error: Exception, *, request_id: str,
-                       client: str, started: float) -> Response:
+                       client: str, started: float, model: str | None = None) -> Response:
     """The error's answer, once its row in the prediction log is committed."""
     status, kind = status_of(error)
     if status == 500:
@@ -92,7 +92,7 @@ async def answer_error(session: ServingSession, error: Exception, *, request_id:
         recorded = session.record_failure(
             now=datetime.now(UTC), status=status, error_kind=kind,
             latency_ms=(time.perf_counter() - started) * 1000, client=client,
-            request_id=request_id)
+            request_id=request_id, model=model)
         # Busy is about the database or the log writer: the failure's row would wait
         # on the same, so the answer goes out now and the row follows when it can.
         if not isinstance(error, Overloaded):
@@ -132,12 +132,14 @@ class ModelRoute(APIRoute):
             state.request_id, state.started, state.client = request_id, started, ANONYMOUS
             state.version, state.variant = None, None
             session = session_of(request)
+            state.model = session.default_model  # until the request names a served one
             try:
                 response = await endpoint(request)
             except Exception as error:  # noqa: BLE001 - every failure gets an answer and a row
                 response = await answer_error(session, error, request_id=request_id,
-                                              client=state.client, started=started)
-            count(session.model, response.status_code, state.version, state.variant, started)
+                                              client=state.client, started=started,
+                                              model=state.model)
+            count(state.model, response.status_code, state.version, state.variant, started)
             response.headers["X-Request-ID"] = request_id
             return response
 

@@ -12,7 +12,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from core.app import Actor, ApiKey, Assignment, Instance, ModelVersion, Prediction, ServingSession
+from core.app import (
+    Actor,
+    ApiKey,
+    Assignment,
+    Instance,
+    ModelState,
+    ModelVersion,
+    Prediction,
+    ServingSession,
+)
 from core.app.vocabulary import ANONYMOUS
 from core.errors import Unauthenticated
 from core.serving import metrics
@@ -65,21 +74,30 @@ Viewer = Annotated[Caller, Depends(allowed("view"))]
 Predictor = Annotated[Caller, Depends(allowed("predict"))]
 
 
+def served_model(request: Request, session: ServingSession, name: str | None) -> ModelState:
+    """The model a request names (None: the default); the request's rows and metrics
+    are labelled with it from here on. Unknown: VersionNotFound (404)."""
+    model = session.model(name)
+    request.state.model = model.name
+    return model
+
+
 async def predict_and_log(request: Request, session: ServingSession, caller: Caller,
-                  instances: Sequence[Instance], version: ModelVersion | None = None
-                  ) -> tuple[list[Prediction], Assignment]:
-    """Predicts with the version asked for, else the traffic policy's; answers once the
-    rows are committed; counts the predictions."""
+                          model: ModelState, instances: Sequence[Instance],
+                          version: ModelVersion | None = None
+                          ) -> tuple[list[Prediction], Assignment]:
+    """Predicts with the version asked for, else the model's traffic policy's; answers
+    once the rows are committed; counts the predictions."""
     state = request.state
-    assignment = session.assignment(state.request_id, version=version)
-    served = session.predict(instances, assignment, client=caller.client,
+    assignment = model.assignment(state.request_id, version=version)
+    served = session.predict(model, instances, assignment, client=caller.client,
                              request_id=state.request_id, now=datetime.now(UTC),
                              started=state.started)
     await asyncio.wrap_future(served.logged)
     for prediction in served.predictions:
-        metrics.PREDICTIONS.labels(session.model, str(prediction.version), assignment.variant,
+        metrics.PREDICTIONS.labels(model.name, str(prediction.version), assignment.variant,
                                    prediction.label).inc()
     if served.shadow is not None and served.shadow_error:
-        metrics.SHADOW_ERRORS.labels(session.model, str(served.shadow)).inc()
+        metrics.SHADOW_ERRORS.labels(model.name, str(served.shadow)).inc()
     answered_by(request, assignment.version, assignment.variant)
     return served.predictions, assignment

@@ -63,5 +63,5 @@ class BodyLimit:
         started = time.perf_counter()
         response = await answer_error(self.session, error, request_id=uuid.uuid4().hex,
                                       client=ANONYMOUS, started=started)
-        count(self.session.model, 413, None, None, started)
+        count(self.session.default_model, 413, None, None, started)
         await response(scope, receive, send)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from core.app import (
     RetrainRequest,
@@ -21,9 +22,11 @@ from core.app import (
 )
 from core.config import load_config
 from core.ml.images import InputSpec, decode_image, resize_to_spec
+from core.serving.api import create_app
 from tests import imported_models
 from tests.cli_runner import run_cli, snapshot
 from tests.conftest import TEST_ENVIRONMENT, add_users
+from tests.serving.clients import b64
 
 pytestmark = pytest.mark.slow
 MIN_AGREEMENT = 0.999
@@ -101,6 +104,14 @@ def test_the_notebooks_nested_mobilenet_answers_as_the_original(made, empty_regi
     labels = [predict_image(backends, f.read_bytes(), actor="olga", source="cli",
                             now=now)[0].label for f in files]
     assert np.mean(np.asarray(labels) == np.asarray(expected)) >= MIN_AGREEMENT
+    # And through the API (TF Serving's protocol, the files as sent).
+    with TestClient(create_app(empty_registry)) as client:
+        reply = client.post("/v1/models/classifier:predict",
+                            json={"instances": [b64(f.read_bytes()) for f in files]})
+    assert reply.status_code == 200, reply.text
+    served = [imported_models.CLASSES[int(np.argmax(p["probabilities"]))]
+              for p in reply.json()["predictions"]]
+    assert np.mean(np.asarray(served) == np.asarray(expected)) >= MIN_AGREEMENT
     # Grad-CAM through the nested backbone.
     explanation = explain_image(backends, files[0].read_bytes(), actor="olga", source="cli",
                                 now=now)
@@ -172,6 +183,9 @@ def test_labels_are_the_outputs_names_in_order(made, empty_registry, tmp_path):
                          "--dataset", f"folder:{made['folder']}", "--input-range", "0,255",
                          "--labels", str(tmp_path / f"{name}.txt"), "--json")
         assert result.returncode == 0, result.stderr
+    listed = json.loads(run_cli(empty_registry.registry_dir, "versions", "--all-models",
+                                "--json").stdout)
+    assert [(v["model"], v["version"]) for v in listed] == [("reversed", 1), ("right", 1)]
     accuracy = {}
     for name in ("right", "reversed"):
         backends = build_backends(empty_registry.with_overrides(model_name=name))
@@ -185,3 +199,27 @@ def test_labels_are_the_outputs_names_in_order(made, empty_registry, tmp_path):
                                 now=datetime.now(UTC))[0].label
             for name in ("right", "reversed")}
     assert said == {"right": "circle", "reversed": "stripes"}
+
+    # One API process serves both, each with its own champion, classes, rows and metrics.
+    with TestClient(create_app(empty_registry.with_overrides(model_name="right"))) as client:
+        listed = client.get("/v1/models").json()["models"]
+        assert [(m["name"], m["champion"]) for m in listed] == [("reversed", 1), ("right", 1)]
+        for name, expected in said.items():
+            reply = client.post(f"/v1/models/{name}:predict", json={"instances": [b64(circle)]})
+            classes = client.get(f"/v1/models/{name}/metadata").json()["metadata"][
+                "signature_def"]["class_names"]
+            probabilities = reply.json()["predictions"][0]["probabilities"]
+            assert classes[int(np.argmax(probabilities))] == expected
+            plain = client.post("/v1/predict", params={"model": name},
+                                files={"file": ("circle.png", circle, "image/png")}).json()
+            assert plain["label"] == expected
+        default = client.post("/v1/predict", files={"file": ("c.png", circle, "image/png")})
+        assert default.json()["label"] == "circle"  # MODEL_NAME's
+        unknown = client.post("/v1/models/shoes:predict", json={"instances": [b64(circle)]})
+        assert unknown.status_code == 404
+        assert "use one of: reversed, right" in unknown.json()["error"]
+        metrics = client.get("/metrics").text
+    assert 'vision_predictions_total{class_name="stripes",model="reversed"' in metrics
+    for name, count in (("right", 4), ("reversed", 3)):
+        log = build_backends(empty_registry.with_overrides(model_name=name)).prediction_log
+        assert log.count(name) == count  # the CLI's one, then the API's (right: and the default)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from core.app import decode_instances, encode_png, explain_image
 from core.errors import ImageError
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
-from core.serving.dependencies import Predictor, Session, predict_and_log
+from core.serving.dependencies import Predictor, Session, predict_and_log, served_model
 from core.serving.limits import BodyTooLarge
 
 router = APIRouter(route_class=ModelRoute, tags=["plain"])
@@ -49,14 +50,21 @@ async def uploaded(request: Request) -> bytes:
     return await upload.read()
 
 
+ModelName = Annotated[str | None, Query(
+    alias="model", description="the model to ask (default: the server's MODEL_NAME)")]
+
+
 @router.post("/v1/predict", openapi_extra=UPLOAD_DOC)
-async def predict(request: Request, caller: Predictor, session: Session) -> Response:
+async def predict(request: Request, caller: Predictor, session: Session,
+                  model_name: ModelName = None) -> Response:
     """One uploaded image -> label, confidence, probabilities, version, latency."""
+    model = served_model(request, session, model_name)
     data = await uploaded(request)
     with session.backends.decoder.request() as pixels:
         instances = await run_in_threadpool(decode_instances, session.backends.decoder, [data],
                                             pixels)
-        predictions, assignment = await predict_and_log(request, session, caller, instances)
+        predictions, assignment = await predict_and_log(request, session, caller, model,
+                                                        instances)
     return json_response(predictions[0].as_dict() | {
         "variant": assignment.variant, "request_id": request.state.request_id,
         "latency_ms": round((time.perf_counter() - request.state.started) * 1000, 3)})
@@ -65,12 +73,14 @@ async def predict(request: Request, caller: Predictor, session: Session) -> Resp
 @router.post("/v1/explain", openapi_extra=UPLOAD_DOC, response_class=Response,
              responses={200: {"content": {"image/png": {}},
                               "description": "the Grad-CAM overlay"}})
-async def explain(request: Request, caller: Predictor, session: Session) -> Response:
+async def explain(request: Request, caller: Predictor, session: Session,
+                  model_name: ModelName = None) -> Response:
     """One uploaded image -> its Grad-CAM overlay as PNG (``?class=`` to choose the
     class; default the predicted one). Headers say the class and version."""
+    model = served_model(request, session, model_name)
     data = await uploaded(request)
     result = await run_in_threadpool(
-        explain_image, session.backends, data, actor=caller.actor.name, source="api",
+        explain_image, model.backends, data, actor=caller.actor.name, source="api",
         now=datetime.now(UTC), class_name=request.query_params.get("class"), wait=0)
     png = await run_in_threadpool(encode_png, result.overlay)
     version = result.prediction.version

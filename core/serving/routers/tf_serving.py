@@ -10,10 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from core.app import ModelVersion, ServingSession
+from core.app import ModelState, ModelVersion, ServingSession
 from core.serving import protocol
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
-from core.serving.dependencies import Predictor, Session, Viewer, predict_and_log
+from core.serving.dependencies import (
+    Predictor,
+    Session,
+    Viewer,
+    predict_and_log,
+    served_model,
+)
 
 router = APIRouter(route_class=ModelRoute, tags=["TF Serving"])
 
@@ -21,72 +27,91 @@ PREDICT_DOC = {"requestBody": {"required": True, "content": {"application/json":
     "example": {"instances": [{"b64": "<base64 of a PNG or JPEG file>"}]}}}}}
 
 
-def _named(session: ServingSession, name: str, version: str | None = None,
-           label: str | None = None) -> ModelVersion | None:
-    """The version a path names (None: the path names only the model)."""
-    session.check_model(name)
+def _named(request: Request, session: ServingSession, name: str, version: str | None = None,
+           label: str | None = None) -> tuple[ModelState, ModelVersion | None]:
+    """The model a path names, and its version (None: the path names only the model)."""
+    model = served_model(request, session, name)
     if version is not None:
-        return session.version(version)
+        return model, model.version(version)
     if label is not None:
-        return session.label(label)
-    return None
+        return model, model.label(label)
+    return model, None
 
 
-def _status(session: ServingSession, chosen: ModelVersion | None) -> Response:
-    versions = [chosen] if chosen is not None else list(session.state.versions.values())
+def _status(named: tuple[ModelState, ModelVersion | None]) -> Response:
+    model, chosen = named
+    versions = [chosen] if chosen is not None else list(model.versions.values())
     return json_response(protocol.version_status(versions))
 
 
+@router.get("/v1/models")
+async def list_models(request: Request, caller: Viewer, session: Session) -> Response:
+    """Every model this server serves, with its champion and versions (not part of TF
+    Serving's protocol, whose server reads the list from a configuration file)."""
+    return json_response({"models": [
+        {"name": name, "champion": model.champion.version,
+         "versions": [{"version": v.version, "status": v.status,
+                       "class_names": list(v.class_names)}
+                      for v in sorted(model.versions.values(), key=lambda v: v.version)]}
+        for name, model in session.state.models.items()]})
+
+
 @router.get("/v1/models/{name}")
-async def model_status(name: str, caller: Viewer, session: Session) -> Response:
+async def model_status(name: str, request: Request, caller: Viewer, session: Session
+                       ) -> Response:
     """Every version of the model, each AVAILABLE."""
-    return _status(session, _named(session, name))
+    return _status(_named(request, session, name))
 
 
 @router.get("/v1/models/{name}/versions/{version}")
-async def version_status(name: str, version: str, caller: Viewer, session: Session) -> Response:
-    return _status(session, _named(session, name, version=version))
+async def version_status(name: str, version: str, request: Request, caller: Viewer,
+                         session: Session) -> Response:
+    return _status(_named(request, session, name, version=version))
 
 
 @router.get("/v1/models/{name}/labels/{label}")
-async def label_status(name: str, label: str, caller: Viewer, session: Session) -> Response:
-    return _status(session, _named(session, name, label=label))
+async def label_status(name: str, label: str, request: Request, caller: Viewer,
+                       session: Session) -> Response:
+    return _status(_named(request, session, name, label=label))
 
 
-def _metadata(request: Request, session: ServingSession, chosen: ModelVersion | None
-              ) -> Response:
-    chosen = chosen or session.state.champion
+def _metadata(request: Request, session: ServingSession,
+              named: tuple[ModelState, ModelVersion | None]) -> Response:
+    model, chosen = named
+    chosen = chosen or model.champion
     size = session.predictor(chosen).embedding_size
     answered_by(request, chosen.version, None)
-    return json_response(protocol.metadata(session.model, chosen, size))
+    return json_response(protocol.metadata(model.name, chosen, size))
 
 
 @router.get("/v1/models/{name}/metadata")
 async def model_metadata(name: str, request: Request, caller: Viewer, session: Session
                          ) -> Response:
     """The champion's signature: input shape and dtype, outputs, class names."""
-    return _metadata(request, session, _named(session, name))
+    return _metadata(request, session, _named(request, session, name))
 
 
 @router.get("/v1/models/{name}/versions/{version}/metadata")
 async def version_metadata(name: str, version: str, request: Request, caller: Viewer,
                            session: Session) -> Response:
-    return _metadata(request, session, _named(session, name, version=version))
+    return _metadata(request, session, _named(request, session, name, version=version))
 
 
 @router.get("/v1/models/{name}/labels/{label}/metadata")
 async def label_metadata(name: str, label: str, request: Request, caller: Viewer,
                          session: Session) -> Response:
-    return _metadata(request, session, _named(session, name, label=label))
+    return _metadata(request, session, _named(request, session, name, label=label))
 
 
 async def _predict(request: Request, session: ServingSession, caller: Predictor,
-                   chosen: ModelVersion | None) -> Response:
+                   named: tuple[ModelState, ModelVersion | None]) -> Response:
+    model, chosen = named
     body = await request.body()
     with session.backends.decoder.request() as pixels:
         instances, columnar = await run_in_threadpool(protocol.instances, session, body,
                                                       pixels)
-        predictions, _ = await predict_and_log(request, session, caller, instances, chosen)
+        predictions, _ = await predict_and_log(request, session, caller, model, instances,
+                                               chosen)
     return json_response(protocol.predict_reply(predictions, columnar))
 
 
@@ -94,17 +119,19 @@ async def _predict(request: Request, session: ServingSession, caller: Predictor,
 async def model_predict(name: str, request: Request, caller: Predictor, session: Session
                         ) -> Response:
     """Answered by the champion, or by the candidate under the traffic policy."""
-    return await _predict(request, session, caller, _named(session, name))
+    return await _predict(request, session, caller, _named(request, session, name))
 
 
 @router.post("/v1/models/{name}/versions/{version}:predict", openapi_extra=PREDICT_DOC)
 async def version_predict(name: str, version: str, request: Request, caller: Predictor,
                           session: Session) -> Response:
-    return await _predict(request, session, caller, _named(session, name, version=version))
+    return await _predict(request, session, caller,
+                          _named(request, session, name, version=version))
 
 
 @router.post("/v1/models/{name}/labels/{label}:predict", openapi_extra=PREDICT_DOC)
 async def label_predict(name: str, label: str, request: Request, caller: Predictor,
                         session: Session) -> Response:
     """``champion``, or ``candidate`` (the traffic policy's, else the newest)."""
-    return await _predict(request, session, caller, _named(session, name, label=label))
+    return await _predict(request, session, caller,
+                          _named(request, session, name, label=label))
