@@ -36,6 +36,12 @@ class ModelError(CoreError):
     code = "model_error"
 
 
+class NotAvailable(CoreError):
+    """What a version's model format cannot give (a heatmap of a SavedModel without layers)."""
+
+    code = "not_available"
+
+
 class VersionNotFound(CoreError):
     """A model version that is not in the registry."""
 

@@ -230,6 +230,7 @@ ERROR_KINDS = {
     "image_error": N_("Unusable image"),
     "dataset_error": N_("Dataset problem"),
     "model_error": N_("Model problem"),
+    "not_available": N_("Not available for this model"),
     "version_not_found": N_("Unknown version"),
     "storage_unavailable": N_("Storage unavailable"),
     "registry_error": N_("Registry refused"),

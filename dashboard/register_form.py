@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.app import register_model
+from core.app import register_model, unpack_saved_model
 from core.app.vocabulary import INPUT_RANGES
 from dashboard import i18n, state
 from dashboard.i18n import _, term
@@ -19,7 +19,8 @@ def show_register_form(expanded: bool) -> None:
         return
     with st.expander(_("Register a model trained elsewhere"), expanded=expanded,
                      icon=":material/upload_file:"), st.form("register", clear_on_submit=False):
-        upload = st.file_uploader(_("Model file (.keras or .h5)"), type=["keras", "h5"])
+        upload = st.file_uploader(_("Model file (.keras or .h5) or a zipped SavedModel folder"),
+                                  type=["keras", "h5", "zip"])
         dataset = st.text_input(_("Dataset it is evaluated on"), value=state.config().dataset,
                                 help=_("fashion_mnist, folder:/path/to/photos (one subfolder "
                                        "per class) or tfds:NAME, at the model's input size."))
@@ -31,13 +32,18 @@ def show_register_form(expanded: bool) -> None:
                                      icon=":material/upload_file:"):
             return
         if upload is None:
-            st.error(_("Choose a .keras or .h5 file first."), icon=":material/block:")
+            st.error(_("Choose a .keras or .h5 file, or a zipped SavedModel, first."),
+                     icon=":material/block:")
             return
         with state.shown_errors(icon=":material/block:"), tempfile.TemporaryDirectory() as folder:
             # The file keeps its own name (the version's provenance records it); only the
             # name, never a path the browser sent.
-            path = Path(folder) / Path(upload.name).name
-            path.write_bytes(upload.getvalue())
+            name = Path(upload.name).name
+            if name.lower().endswith(".zip"):
+                path = unpack_saved_model(upload.getvalue(), name, Path(folder))
+            else:
+                path = Path(folder) / name
+                path.write_bytes(upload.getvalue())
             with st.spinner(_("Checking, evaluating and converting the model…")):
                 result = state.act(register_model, path, dataset_spec=dataset.strip(),
                                    reason=reason,

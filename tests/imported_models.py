@@ -6,6 +6,7 @@ weights can be downloaded), on a generated folder of colour photos.
   (MobileNetV2's own convention), saved as ``.keras``.
 - ``rescaling``: a small CNN with a ``Rescaling`` layer inside that takes 0-255 and a
   Dense without activation (logits), saved as ``.keras`` and as a legacy ``.h5``.
+- ``saved_model``: ``rescaling`` exported as a TF SavedModel folder (no layers to load).
 - refused ones: a ``Lambda`` layer (code), and a model whose input is not an image.
 """
 
@@ -109,6 +110,15 @@ def rescaling(folder: Path, out: Path) -> Path:
     _train(model, images, labels, lambda x: x, logits=True, epochs=25)
     model.save(out)
     model.save(out.with_suffix(".h5"))
+    return out
+
+
+def saved_model(keras_file: Path, out: Path) -> Path:
+    """``keras_file``'s model exported as a TF SavedModel folder (``model.export``: what
+    TF Serving loads from ``<model>/<N>/``)."""
+    import keras
+
+    keras.saving.load_model(keras_file).export(str(out), verbose=False)
     return out
 
 

@@ -60,7 +60,7 @@ from core.app.predict import (
     predict_image,
     unfamiliar_warning,
 )
-from core.app.register import RegistrationResult, read_labels, register_model
+from core.app.register import RegistrationResult, read_labels, register_model, unpack_saved_model
 from core.app.review import (
     audit_entries,
     audit_head,
@@ -150,5 +150,5 @@ __all__ = [
     "retrain", "revoke_key", "run_jobs", "seal_audit_log", "send_test_alert", "set_alert_rule",
     "set_role", "set_traffic", "set_user_disabled", "sign_in", "simulate", "start_job",
     "status_history", "submit_retrain", "timeline", "top_losses", "traffic_over_time",
-    "traffic_status", "unfamiliar_warning", "validate_user_name",
+    "traffic_status", "unfamiliar_warning", "unpack_saved_model", "validate_user_name",
 ]

@@ -70,7 +70,8 @@ def build_exports(backends: Backends, version: int, *, actor: str,
     folder = backends.registry.files(version)
     with tempfile.TemporaryDirectory() as scratch:
         portable = build_portable(folder / SAVED_MODEL_DIR, calibration, Path(scratch))
-        paths = {fmt: folder / name for fmt, name in BASE_FILES.items()} | portable
+        paths = {fmt: folder / name for fmt, name in BASE_FILES.items()
+                 if fmt != "keras" or chosen.metadata.has_layers} | portable
         table = measure_exports(paths, preprocess_batch(holdout.images, spec), holdout.labels)
         for fmt, path in portable.items():
             backends.registry.add_file(version, PORTABLE_FILES[fmt], path.read_bytes())

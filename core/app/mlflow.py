@@ -49,7 +49,8 @@ def mlflow_sync(backends: Backends, *, tracking_uri: str, registered_model: str 
             comparison=(registry.find_comparison(version.parent, version.version)
                         if version.parent else None),
             decisions=decisions.get(version.version, []),
-            models=[folder / KERAS_FILE, folder / TFLITE_FILE],
+            models=[folder / KERAS_FILE, folder / TFLITE_FILE] if version.metadata.has_layers
+            else [folder / TFLITE_FILE],
             exports=([folder / name for name in (*PORTABLE_FILES.values(), EXPORTS_TABLE)]
                      if built else []),
             card=card_of(version.version)))

@@ -199,6 +199,7 @@ def create_reference_profile(backends: Backends, version: int, *, actor: str,
     backends.access.authorize(actor, "profile", now, target=f"version {version}",
                               version=version)
     model_version = backends.registry.get_version(version)
+    model_version.metadata.require_layers("a profile computed after registration is")
     missing = [name for name in (REFERENCE_FILE, OOD_FILE)
                if not backends.artifacts.has_file(backends.model, version, name)]
     if not missing:

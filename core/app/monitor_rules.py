@@ -386,7 +386,9 @@ class RetrainingSuggested(Rule[SuggestionSettings]):
         episode."""
         backends, now = context.backends, context.now
         found = backends.registry.find_champion()
-        champion = found.version if found is not None else None
+        if found is None or not found.metadata.has_layers:
+            return Found()  # nothing to fine-tune (a SavedModel has no layers)
+        champion = found.version
         for episode in context.open_episodes:
             if episode.rule != "drift" or episode.version != champion:
                 continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -18,7 +18,7 @@ from core.governance.traffic import Assignment
 from core.ml.comparison import comparison_holdout
 from core.ml.data import load_version_dataset
 from core.ml.gradcam import fit_for_display, overlay
-from core.ml.images import DecodedImage, decode_logged, preprocess
+from core.ml.images import DecodedImage, decode_logged, preprocess, preprocess_batch
 from core.ml.ood import QUANTILE
 from core.ml.predictor import Prediction
 from core.ml.scenarios import get_scenario
@@ -31,21 +31,25 @@ from core.text import N_
 class Explanation:
     prediction: Prediction
     explained_class: str
-    heatmap: np.ndarray  # float32 [h, w] in [0, 1] at the model's input size
+    # float32 [h, w] in [0, 1] at the model's input size; None: the version's format has
+    # no layers to look inside (a SavedModel), and front ends say so.
+    heatmap: np.ndarray | None
     image: np.ndarray  # uint8 [H, W, 3]: the upload as decoded, sized like the overlay
-    overlay: np.ndarray  # uint8 [H, W, 3]
+    overlay: np.ndarray  # uint8 [H, W, 3] (the image itself when there is no heatmap)
 
     @property
     def heatmap_empty(self) -> bool:
         """No region raised the explained class's score: the overlay shows no heat, and
         front ends say so rather than draw a map that claims where the model looked."""
-        return is_empty(self.heatmap)
+        return self.heatmap is not None and is_empty(self.heatmap)
 
 
 def is_empty(heatmap: np.ndarray) -> bool:
     return not heatmap.any()
 
 
+NO_HEATMAP = N_("Heatmaps are not available for this model format: this version was "
+                "registered from a TF SavedModel, which has no layers to look inside.")
 EMPTY_HEATMAP = N_("The heatmap for '{name}' is empty: no region of this image raised that "
                    "class's score, so there is nothing to highlight.")
 UNFAMILIAR_WARNING = N_("This image is unlike the training images — it is farther from them "
@@ -102,12 +106,17 @@ def _predict(backends: Backends, data: bytes, pixels: RequestPixels, *, actor: s
 
 def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,
                   now: datetime, version: int | None = None, class_name: str | None = None,
-                  wait: float = INTERACTIVE_WAIT_SECONDS) -> Explanation:
+                  wait: float = INTERACTIVE_WAIT_SECONDS,
+                  heatmap_required: bool = False) -> Explanation:
     """Predicts (and logs) one uploaded file and explains a class (default: the predicted).
 
     Args:
         wait: seconds to wait for room in the process's decoding budget (the API: 0).
+        heatmap_required: refuse (NotAvailable, nothing logged) a version without layers
+            rather than answer without a heatmap (the API's and the CLI's explain).
     """
+    if heatmap_required:
+        backends.registry.resolve(version).metadata.require_layers("heatmaps are")
     if class_name is not None:  # an unknown class is refused before anything is logged
         names = backends.registry.resolve(version).class_names
         if class_name not in names:
@@ -122,6 +131,9 @@ def explain_image(backends: Backends, data: bytes, *, actor: str, source: str,
 def _explain(backends: Backends, prediction: Prediction, decoded: DecodedImage,
              model_version: ModelVersion, class_name: str | None) -> Explanation:
     class_names = model_version.class_names
+    if not model_version.metadata.has_layers:
+        shown = fit_for_display(decoded.pixels)
+        return Explanation(prediction, prediction.label, None, shown, shown)
     class_index = None if class_name is None else class_names.index(class_name)
     gradcam = backends.models.gradcam(model_version)
     predictor = backends.models.predictor(model_version)
@@ -140,6 +152,8 @@ class SideBySide:
     predicted: dict[int, str]  # version -> predicted class
     overlays: dict[int, np.ndarray]  # version -> uint8 [H, W, 3] Grad-CAM overlay
     empty_maps: set[int]  # versions whose heatmap is empty (nothing raised the score)
+    # versions whose format has no heatmaps (a SavedModel): their overlay is the image
+    no_heatmaps: set[int] = field(default_factory=set)
 
 
 def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
@@ -192,8 +206,16 @@ def _side_by_side(backends: Backends, chosen: list[ModelVersion], images: np.nda
     results = [SideBySide(true_class, fit_for_display(image), {}, {}, set())
                for true_class, image in zip(true_classes, images)]
     for version in chosen:
-        gradcam = backends.models.gradcam(version)
         spec = version.metadata.spec
+        if not version.metadata.has_layers:
+            predictor = backends.models.predictor(version)
+            predicted = predictor.predict_batch(preprocess_batch(images, spec))[0].argmax(axis=1)
+            for result, index in zip(results, predicted):
+                result.predicted[version.version] = class_names[int(index)]
+                result.overlays[version.version] = result.image
+                result.no_heatmaps.add(version.version)
+            continue
+        gradcam = backends.models.gradcam(version)
         for result, image in zip(results, images):
             heatmap, predicted = gradcam.heatmap(preprocess(image, spec))
             result.predicted[version.version] = class_names[predicted]

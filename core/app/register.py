@@ -10,7 +10,8 @@ and advised by the gate like a retrained one, and waits for a person's decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,20 @@ from core.ml.data import Dataset, in_output_order, load_dataset
 from core.ml.images import preprocess_batch
 from core.ml.imported import ForeignModel
 from core.registry.provenance import environment_info
-from core.registry.records import Comparison, DatasetRecord, ModelVersion, VersionMetadata
+from core.registry.records import (
+    SAVED_MODEL_FORMAT,
+    Comparison,
+    DatasetRecord,
+    ModelVersion,
+    VersionMetadata,
+)
 
 # Serving runs the converted TFLite model: below this agreement with the Keras model on
 # the test split, the conversion changed what the model says, and it is refused.
 MIN_SERVING_AGREEMENT = 0.999
 PARITY_SAMPLE = 64  # images the adapted model is checked on against the original
+# A zipped SavedModel's unpacked size: a model of a few hundred MB, never a zip bomb's.
+MAX_UNPACKED_BYTES = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,8 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
                    now: datetime, reason: str, labels: list[str] | None = None,
                    input_range: str = "0,1", outputs: str | None = None,
                    embedding_layer: str | None = None) -> RegistrationResult:
-    """Registers the Keras model at ``path`` (operators; audited).
+    """Registers the Keras model file or TF SavedModel folder at ``path`` (operators;
+    audited).
 
     Args:
         dataset_spec: the data it is evaluated on (``fashion_mnist``, ``folder:PATH``,
@@ -81,21 +91,29 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
     sample = preprocess_batch(dataset.validation.images[:PARITY_SAMPLE], dataset.input_spec)
     model, found = adapt(foreign, value_range, sample, outputs=outputs,
                          embedding_layer=embedding_layer)
+    layered = foreign.format != SAVED_MODEL_FORMAT
     metrics, reference = evaluate_model(model, dataset, dataset.train.images, config.seed)
+    if not layered:  # see core.ml.saved_models: no OOD score from class scores
+        reference = replace(reference, ood=None)
     test_inputs = preprocess_batch(dataset.test.images, dataset.input_spec)
     source: dict[str, object] = {
         "file": foreign.path.name, "format": foreign.format, "sha256": foreign.sha256,
-        "keras_version": foreign.keras_version, "input_range": input_range.replace(" ", ""),
-        "outputs": found, "embedding_layer": embedding_layer, "reason": reason}
+        "keras_version": foreign.keras_version,
+        "tensorflow_version": foreign.tensorflow_version,
+        "input_range": input_range.replace(" ", ""), "outputs": found,
+        "embedding_layer": embedding_layer if layered else "(its outputs)", "reason": reason}
 
     agreement: list[float] = []  # measured while the version's files are written
 
     def write_artifacts(folder: Path) -> None:
-        save_artifacts(model, folder)
+        if layered:
+            save_artifacts(model, folder)
+        else:
+            model.save(folder)
         agreement.append(serving_agreement(folder, model, test_inputs, foreign.path.name))
         source["serving_agreement"] = agreement[0]
         reference.save(folder)
-        write_run(folder, model, [], metrics, labels)
+        write_run(folder, model if layered else None, [], metrics, labels)
 
     metadata = VersionMetadata(
         created_by=acting.name, dataset=DatasetRecord(**dataset.describe()),
@@ -131,6 +149,54 @@ def _load_checked(backends: Backends, path: Path, dataset_spec: str,
             f"this one predicts {', '.join(labels)}. To fix this, register it as another "
             "model: python -m core --model-name NAME register ...")
     return foreign, in_output_order(dataset, labels), champion
+
+
+def unpack_saved_model(data: bytes, name: str, folder: Path) -> Path:
+    """The SavedModel folder inside the zip file ``data`` (the dashboard's upload),
+    unpacked into ``folder/<name without .zip>``; its ``saved_model.pb`` may be at the top
+    or in one folder. Refused: not a zip, no or several SavedModels, an entry that would
+    land outside the folder, more than MAX_UNPACKED_BYTES unpacked (a zip bomb)."""
+    import shutil
+    import zipfile
+
+    target = Path(folder) / (Path(name).stem or "saved_model")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError):
+        raise InvalidInput(f"{name} is not a readable zip file. To fix this, zip the "
+                           "SavedModel folder (e.g. 'cd export && zip -r model.zip 1').") from None
+    models = [e.filename for e in entries if e.filename.split("/")[-1] == "saved_model.pb"]
+    if len(models) != 1 or models[0].count("/") > 1:
+        found = (f"{len(models)} saved_model.pb files" if len(models) != 1
+                 else f"its saved_model.pb two or more folders deep ({models[0]})")
+        raise InvalidInput(f"{name} holds {found}. To fix this, zip one SavedModel folder "
+                           "(saved_model.pb at the top, or in one folder).")
+    root = models[0].rpartition("/")[0]
+    written = 0
+    for entry in entries:
+        parts = Path(entry.filename).parts
+        if entry.filename.startswith("/") or ".." in parts or (entry.external_attr >> 28) == 0xA:
+            raise InvalidInput(f"{name} has an entry {entry.filename!r} that would land "
+                               "outside the folder. To fix this, zip the SavedModel folder "
+                               "as it is.")
+        if entry.is_dir() or (root and parts[0] != root):
+            continue
+        destination = target.joinpath(*(parts[1:] if root else parts))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(entry) as source, open(destination, "wb") as out:
+            while block := source.read(1 << 20):
+                written += len(block)
+                if written > MAX_UNPACKED_BYTES:
+                    raise InvalidInput(f"{name} unpacks to over {MAX_UNPACKED_BYTES / 2**30:.0f} "
+                                       "GiB. To fix this, register the folder from the "
+                                       "command line: python -m core register FOLDER ...")
+                out.write(block)
+    if not (target / "saved_model.pb").is_file():  # e.g. an empty archive member
+        shutil.rmtree(target, ignore_errors=True)
+        raise InvalidInput(f"{name} holds no readable saved_model.pb. To fix this, zip the "
+                           "SavedModel folder again.")
+    return target
 
 
 def serving_agreement(folder: Path, model: Any, inputs: np.ndarray, name: str) -> float:

@@ -49,12 +49,15 @@ class TopLoss:
     true_probability: float
     loss: float
     image: np.ndarray  # uint8 [H, W, 3], sized for display
-    overlay: np.ndarray  # uint8 [H, W, 3]: Grad-CAM of the predicted class
+    overlay: np.ndarray | None  # uint8 [H, W, 3]: Grad-CAM of the predicted class (None:
+    # the version's format has no heatmaps)
     heatmap_empty: bool
 
     @property
     def side_by_side(self) -> np.ndarray:
-        """The image beside its Grad-CAM overlay (uint8 [H, 2W, 3])."""
+        """The image beside its Grad-CAM overlay (uint8 [H, 2W, 3]), or the image alone."""
+        if self.overlay is None:
+            return self.image
         return np.concatenate([self.image, self.overlay], axis=1)
 
 
@@ -64,6 +67,7 @@ class TopLosses:
     holdout: int  # images in the holdout
     mistakes: int  # of which the version got wrong
     losses: list[TopLoss]  # the most confident mistakes, highest loss first
+    heatmaps: bool = True  # False: the version's format has none (a SavedModel)
 
 
 def top_losses(backends: Backends, version: int | None, *, actor: str, now: datetime,
@@ -82,19 +86,22 @@ def top_losses(backends: Backends, version: int | None, *, actor: str, now: date
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != holdout.labels)
     worst = wrong[np.argsort(-losses[wrong], kind="stable")[:n]]
-    gradcam = backends.models.gradcam(chosen)
+    layered = chosen.metadata.has_layers
+    gradcam = backends.models.gradcam(chosen) if layered else None
     spec = chosen.metadata.spec
     names = chosen.class_names
     results = []
     for index in worst:
         image = holdout.images[index]
-        heatmap, _ = gradcam.heatmap(preprocess(image, spec), int(predicted[index]))
+        drawn, empty = None, False
+        if gradcam is not None:
+            heatmap, _ = gradcam.heatmap(preprocess(image, spec), int(predicted[index]))
+            drawn, empty = overlay(image, heatmap), is_empty(heatmap)
         results.append(TopLoss(
             int(index), names[holdout.labels[index]], names[predicted[index]],
             float(probabilities[index, predicted[index]]), float(true_probability[index]),
-            float(losses[index]), fit_for_display(image), overlay(image, heatmap),
-            is_empty(heatmap)))
-    return TopLosses(chosen.version, len(holdout), len(wrong), results)
+            float(losses[index]), fit_for_display(image), drawn, empty))
+    return TopLosses(chosen.version, len(holdout), len(wrong), results, heatmaps=layered)
 
 
 @dataclass(frozen=True)

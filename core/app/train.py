@@ -119,7 +119,8 @@ def submit_retrain(backends: Backends, request: RetrainRequest, *, actor: str,
     """Queues a retraining job (``request`` stored as-is in the job row) and starts a worker."""
     request.validate()
     acting = backends.access.authorize(actor, "retrain", now, target="retraining job")
-    backends.registry.get_champion()  # nothing to fine-tune without a champion
+    # Nothing to fine-tune without a champion, or without its layers.
+    backends.registry.get_champion().metadata.require_layers("retraining is")
     return backends.jobs.submit(RETRAIN_JOB, request.as_dict(), actor=acting, now=now)
 
 
@@ -168,6 +169,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
     acting = backends.access.authorize(actor, "retrain", now)
     registry = backends.registry
     champion = registry.get_champion()
+    champion.metadata.require_layers("retraining is")
     include = (scenarios_seen(backends, champion.version) if request.include is None
                else list(request.include))
     params = request.params()

@@ -8,7 +8,7 @@ use cases and their records, and a front end's options read ``vocabulary.ROLES``
 
 from core.app.cards import CARD_FORMATS
 from core.app.monitor_rules import RULES as ALERT_RULES
-from core.app.predict import EMPTY_HEATMAP
+from core.app.predict import EMPTY_HEATMAP, NO_HEATMAP
 from core.app.review_queue import NONE_OF_THESE_CLASSES
 from core.governance.decisions import DECISIONS
 from core.governance.gate import FAILED_CHECK as GATE_FAILED_CHECK
@@ -27,6 +27,6 @@ from core.monitoring.log_records import SOURCE_KINDS
 __all__ = [
     "ALERT_RULES", "ANONYMOUS", "ARCHITECTURES", "CARD_FORMATS", "DECISIONS", "EMPTY_HEATMAP",
     "EXPORT_FORMATS", "GATE_FAILED_CHECK", "GATE_SENTENCES", "INPUT_RANGES", "JOB_FINISHED",
-    "NONE_OF_THESE_CLASSES", "OUTPUT_KINDS", "PIXEL_SCENARIOS", "ROLES", "SCENARIOS", "SOURCE_KINDS",
-    "STATISTICS", "TRAFFIC_MODES",
+    "NO_HEATMAP", "NONE_OF_THESE_CLASSES", "OUTPUT_KINDS", "PIXEL_SCENARIOS", "ROLES",
+    "SCENARIOS", "SOURCE_KINDS", "STATISTICS", "TRAFFIC_MODES",
 ]

@@ -206,7 +206,7 @@ def cmd_explain(args: Namespace, backends: Backends) -> int:
     explanation = explain_image(backends, read_upload(args.file, backends.config),
                                 actor=actor(args), source="cli", now=now(),
                                 version=version_arg(args.version),
-                                class_name=args.class_name)
+                                class_name=args.class_name, heatmap_required=True)
     write_atomically(args.out, encode_png(explanation.overlay))
     p = explanation.prediction
     print(f"{args.file}: {p.label} ({p.confidence:.1%}) version {p.version}; "

@@ -27,9 +27,12 @@ EMBEDDING_LAYER = "embedding"
 
 
 def serving_outputs(model: Any) -> Any:
-    """The model with two named outputs: ``probabilities`` and the ``embedding``."""
+    """The model with two named outputs: ``probabilities`` and the ``embedding``. (A
+    SavedModel without layers, ``core.ml.saved_models.SignatureModel``, already is.)"""
     import keras
 
+    if not hasattr(model, "get_layer"):
+        return model
     return keras.Model(model.inputs[0], {
         "probabilities": model.outputs[0],
         "embedding": model.get_layer(EMBEDDING_LAYER).output,

@@ -10,7 +10,8 @@ outputs logits. Serving, Grad-CAM, drift, OOD, retraining and exports then treat
 model the product trained itself, and ``adapt`` proves on sample images that the adapted
 model computes what the original does.
 
-Keras is imported inside the functions, as in ``core.ml.exports``.
+A TF SavedModel folder has no layers to adapt: ``core.ml.saved_models`` wraps its serving
+signature instead. Keras is imported inside the functions, as in ``core.ml.exports``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from core.errors import InvalidInput
 from core.ml.images import InputSpec
+from core.registry.records import SAVED_MODEL_FORMAT
 
 # How the model expects pixel values (--input-range) -> (low, high).
 INPUT_RANGES = {"0,1": (0.0, 1.0), "0,255": (0.0, 255.0), "-1,1": (-1.0, 1.0)}
@@ -36,12 +38,14 @@ PARITY_TOLERANCE = 1e-4  # largest difference of the adapted model's outputs fro
 
 @dataclass(frozen=True)
 class ForeignModel:
-    """A loaded model file, before adaptation.
+    """A loaded model, before adaptation.
 
     Attributes:
-        format: ``keras`` or ``h5``.
-        sha256: of the file as given (provenance).
+        model: the Keras model; for a SavedModel, TensorFlow's loaded object.
+        format: ``keras``, ``h5`` or ``saved_model``.
+        sha256: of the file as given, or of a folder's files and their paths (provenance).
         keras_version: the Keras version that wrote the file, read from it (None: unknown).
+        tensorflow_version: the TensorFlow version that wrote a SavedModel.
     """
 
     model: Any
@@ -49,15 +53,9 @@ class ForeignModel:
     format: str
     sha256: str
     keras_version: str | None
-
-    @property
-    def input_spec(self) -> InputSpec:
-        height, width, channels = self.model.inputs[0].shape[1:4]
-        return InputSpec(int(height), int(width), int(channels))
-
-    @property
-    def num_outputs(self) -> int:
-        return int(self.model.outputs[0].shape[-1])
+    input_spec: InputSpec
+    num_outputs: int
+    tensorflow_version: str | None = None
 
 
 def parse_input_range(text: str) -> tuple[float, float]:
@@ -79,14 +77,18 @@ def load_foreign_model(path: Path) -> ForeignModel:
     """
     import keras
 
+    from core.ml.saved_models import is_saved_model, load_saved_model
+
     path = Path(path)
+    if is_saved_model(path):
+        return load_saved_model(path)
     if path.is_dir():
-        raise InvalidInput(f"{path} is a folder (a TF SavedModel?). To fix this, register "
-                           "the .keras or .h5 file the model was saved to (model.save(...)); "
-                           "SavedModel folders are not supported yet.")
+        raise InvalidInput(f"{path} is a folder without saved_model.pb. To fix this, give "
+                           "a TF SavedModel folder (what model.export() writes, TF Serving's "
+                           "<model>/<N>/), or a .keras or .h5 file.")
     if not path.is_file():
         raise InvalidInput(f"there is no file {path}. To fix this, give the path of a "
-                           ".keras or .h5 model file.")
+                           ".keras or .h5 model file, or a SavedModel folder.")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InvalidInput(f"{path.name} is not a .keras or .h5 file. To fix this, save the "
@@ -98,28 +100,33 @@ def load_foreign_model(path: Path) -> ForeignModel:
                            f"{_first_sentence(error)}. To fix this, save the model without "
                            "custom layers or Lambda code (use built-in Keras layers); models "
                            "are never loaded with arbitrary code enabled.") from None
-    foreign = ForeignModel(model, path, fmt, _sha256(path), _keras_version(path, fmt))
-    _check_is_image_classifier(foreign)
-    return foreign
+    spec, classes = check_is_image_classifier(
+        path.name, [tuple(i.shape[1:]) for i in model.inputs],
+        [tuple(o.shape[1:]) for o in model.outputs])
+    return ForeignModel(model, path, fmt, _sha256(path), _keras_version(path, fmt), spec,
+                        classes)
 
 
-def _check_is_image_classifier(foreign: ForeignModel) -> None:
-    model = foreign.model
-    name = foreign.path.name
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise InvalidInput(f"{name} has {len(model.inputs)} input(s) and {len(model.outputs)} "
+def check_is_image_classifier(name: str, inputs: list[tuple], outputs: list[tuple]
+                              ) -> tuple[InputSpec, int]:
+    """The input spec and number of classes of a model with these input and output
+    shapes (without the batch dimension); refused unless it is one fixed-size image in,
+    one score per class out."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise InvalidInput(f"{name} has {len(inputs)} input(s) and {len(outputs)} "
                            "output(s). To fix this, register a classifier with one image "
                            "input and one output of class scores.")
-    shape = tuple(model.inputs[0].shape[1:])
+    shape = inputs[0]
     if len(shape) != 3 or None in shape or shape[2] not in (1, 3):
         raise InvalidInput(f"{name} takes inputs of shape {shape}, not an image of a fixed "
                            "size (height, width, 1 or 3 channels). To fix this, register an "
                            "image classifier built with a fixed input shape, e.g. "
                            "keras.Input((224, 224, 3)).")
-    out = tuple(model.outputs[0].shape[1:])
+    out = outputs[0]
     if len(out) != 1 or out[0] is None or out[0] < 2:
         raise InvalidInput(f"{name} outputs shape {out}, not one score per class. To fix "
                            "this, register a classifier whose output is [number of classes].")
+    return InputSpec(int(shape[0]), int(shape[1]), int(shape[2])), int(out[0])
 
 
 def check_labels(foreign: ForeignModel, labels: list[str]) -> None:
@@ -148,6 +155,11 @@ def adapt(foreign: ForeignModel, input_range: tuple[float, float], sample: np.nd
     import keras
     from keras import layers
 
+    if foreign.format == SAVED_MODEL_FORMAT:
+        from core.ml.saved_models import adapt_signature
+
+        return adapt_signature(foreign, input_range, sample, outputs=outputs,
+                               embedding_layer=embedding_layer)
     model = foreign.model
     chain = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
     cut = _embedding_index(foreign, chain, embedding_layer)
@@ -171,15 +183,7 @@ def adapt(foreign: ForeignModel, input_range: tuple[float, float], sample: np.nd
                            "outside a nested backbone): its adapted copy does not compute "
                            "what it computes. To fix this, wrap the branching part in a "
                            "sub-model, e.g. Sequential([backbone, pooling, Dense]).")
-    found = _output_kind(original)
-    if outputs is not None and outputs not in OUTPUT_KINDS:
-        raise InvalidInput(f"unknown --outputs {outputs!r}. To fix this, pass one of: "
-                           f"{', '.join(OUTPUT_KINDS)}.")
-    if outputs is not None and outputs != found:
-        raise InvalidInput(f"{foreign.path.name} outputs {found} (checked on "
-                           f"{len(sample)} images: rows {'do' if found == 'probabilities' else 'do not'} "
-                           f"sum to 1), not {outputs}. To fix this, pass --outputs {found} "
-                           "or leave it out.")
+    found = output_kind(foreign, original, outputs)
     if found == "logits":
         x = layers.Softmax(name="probabilities")(x)
     return keras.Model(inputs, x, name="imported"), found
@@ -212,19 +216,33 @@ def _embedding_index(foreign: ForeignModel, chain: list, name: str | None) -> in
     return index
 
 
-def _output_kind(scores: np.ndarray) -> str:
-    """Probabilities: every row in [0, 1] and summing to 1; anything else: logits."""
+def output_kind(foreign: ForeignModel, scores: np.ndarray, outputs: str | None) -> str:
+    """What the model's ``scores`` on sample images are: probabilities (every row in
+    [0, 1] and summing to 1) or logits; refused when it disagrees with ``outputs``."""
     rows_sum_to_one = np.allclose(scores.sum(axis=1), 1.0, atol=1e-3)
     in_unit_range = bool(np.all((scores >= 0) & (scores <= 1)))
-    return "probabilities" if rows_sum_to_one and in_unit_range else "logits"
+    found = "probabilities" if rows_sum_to_one and in_unit_range else "logits"
+    if outputs is not None and outputs not in OUTPUT_KINDS:
+        raise InvalidInput(f"unknown --outputs {outputs!r}. To fix this, pass one of: "
+                           f"{', '.join(OUTPUT_KINDS)}.")
+    if outputs is not None and outputs != found:
+        raise InvalidInput(f"{foreign.path.name} outputs {found} (checked on "
+                           f"{len(scores)} images: rows {'do' if found == 'probabilities' else 'do not'} "
+                           f"sum to 1), not {outputs}. To fix this, pass --outputs {found} "
+                           "or leave it out.")
+    return found
 
 
 def _sha256(path: Path) -> str:
+    return "sha256:" + file_digest(path)
+
+
+def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def _keras_version(path: Path, fmt: str) -> str | None:

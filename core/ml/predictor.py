@@ -157,6 +157,7 @@ class ModelCache:
             return self._keras_models[key]
 
     def gradcam(self, version: ModelVersion) -> GradCam:
+        version.metadata.require_layers("heatmaps are")
         model = self.keras_model(version)
         key = (version.model, version.version)
         with self._lock:

@@ -19,7 +19,7 @@ CELL = 36  # pixels per confusion-matrix cell
 LABEL_WIDTH = 110
 
 
-def write_run(folder: Path, model: Any, history: list[dict], metrics: dict,
+def write_run(folder: Path, model: Any | None, history: list[dict], metrics: dict,
               class_names: list[str]) -> Path:
     """Writes the run into ``folder/tensorboard``; returns that folder.
 
@@ -44,10 +44,11 @@ def write_run(folder: Path, model: Any, history: list[dict], metrics: dict,
                 tf.summary.scalar(f"{split}/{name}", metrics[split][name], step=last)
         tf.summary.image("test/confusion_matrix", confusion_image(
             metrics["test"]["confusion_matrix"], class_names)[None], step=last)
-        # The graph of one forward pass (TensorBoard's Graphs tab).
-        forward = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-            tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32))
-        tf.summary.graph(forward.graph)
+        if model is not None:  # None: a SavedModel without layers, no graph to draw
+            # The graph of one forward pass (TensorBoard's Graphs tab).
+            forward = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+                tf.TensorSpec((1, *model.inputs[0].shape[1:]), tf.float32))
+            tf.summary.graph(forward.graph)
     writer.close()
     return logdir
 

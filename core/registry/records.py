@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
+from core.errors import NotAvailable
+
 
 class VersionStatus(StrEnum):
     """Where a version is in its life (a plain string to JSON and the database)."""
@@ -64,6 +66,9 @@ class Recipe:
     job: int | None  # the job that ran it (recovery links a dead worker's job through it)
 
 
+SAVED_MODEL_FORMAT = "saved_model"  # ``source["format"]`` of a version registered from one
+
+
 @dataclass(frozen=True)
 class VersionMetadata:
     """A version's ``metadata.json``: lineage, data, parameters, metrics, provenance.
@@ -105,6 +110,22 @@ class VersionMetadata:
     @property
     def seed(self) -> int:
         return int(self.hyperparameters["seed"])
+
+    def require_layers(self, what: str) -> None:
+        """Raises NotAvailable for a version registered from a SavedModel; ``what``
+        names the refused thing with its verb ("heatmaps are", "retraining is")."""
+        if not self.has_layers:
+            raise NotAvailable(
+                f"{what} not available for this model format: version {self.version} was "
+                "registered from a TF SavedModel, which has no layers to look inside. To fix "
+                "this, register the model from its .keras or .h5 file "
+                "(model.save('model.keras')).")
+
+    @property
+    def has_layers(self) -> bool:
+        """False for a version registered from a TF SavedModel: a serving signature with
+        no layers to look inside (no heatmaps, OOD scores or fine-tuning)."""
+        return (self.source or {}).get("format") != SAVED_MODEL_FORMAT
 
     @property
     def spec(self) -> InputSpec:

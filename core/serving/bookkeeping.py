@@ -32,6 +32,7 @@ from core.errors import (
     ActionRefused,
     CoreError,
     ModelError,
+    NotAvailable,
     Overloaded,
     RateLimited,
     RegistryError,
@@ -64,7 +65,7 @@ def status_of(error: Exception) -> tuple[int, str]:
         return 429, "rate_limited"
     if isinstance(error, VersionNotFound):
         return 404, "not_found"
-    if isinstance(error, RegistryError):
+    if isinstance(error, (RegistryError, NotAvailable)):
         return 409, "invalid_input"
     if isinstance(error, (ModelError, StorageUnavailable)):
         return 503, "internal"

@@ -77,6 +77,8 @@ def heat_caption(sample, version: int, who: str) -> str:
     """The prediction under an overlay; an empty map says so instead of showing none."""
     empty = (" · " + _("empty map: nothing raised its score")
              if version in sample.empty_maps else "")
+    if version in sample.no_heatmaps:
+        empty = " · " + _("no heatmap for this model format")
     return f"{who}: {class_name(DATASET, sample.predicted[version])}{empty}"
 
 

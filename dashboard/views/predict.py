@@ -6,7 +6,7 @@ from functools import partial
 import streamlit as st
 
 from core.app import explain_image, label_prediction, unfamiliar_warning
-from core.app.vocabulary import EMPTY_HEATMAP, NONE_OF_THESE_CLASSES
+from core.app.vocabulary import EMPTY_HEATMAP, NO_HEATMAP, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from dashboard import charts, i18n, state
 from dashboard.i18n import _, class_name
@@ -79,7 +79,10 @@ with image_column:
     st.image(explanation.image, caption=_("Your image (as decoded, EXIF rotation applied)"),
              width="stretch")
 with heat_column:
-    if explanation.heatmap_empty:
+    if explanation.heatmap is None:
+        st.info(_(NO_HEATMAP),
+                icon=":material/layers_clear:")
+    elif explanation.heatmap_empty:
         st.image(explanation.overlay, width="stretch")
         st.info(_(EMPTY_HEATMAP).format(name=shown(explanation.explained_class)),
                 icon=":material/blur_off:")

@@ -5,7 +5,7 @@ from functools import partial
 import streamlit as st
 
 from core.app import label_prediction, label_queue, top_losses
-from core.app.vocabulary import ANONYMOUS, NONE_OF_THESE_CLASSES
+from core.app.vocabulary import ANONYMOUS, NO_HEATMAP, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
 from dashboard import i18n, state
 from dashboard.i18n import _, class_name
@@ -99,6 +99,9 @@ with holdout:
                 st.error(i18n.error_text(error))
                 st.stop()
     losses = st.session_state[key]
+    if not losses.heatmaps:
+        st.info(_(NO_HEATMAP),
+                icon=":material/layers_clear:")
     st.markdown(_("Version {version} gets **{mistakes}** of {holdout} holdout images wrong; "
                   "these have the highest loss.").format(
         version=losses.version, mistakes=i18n.number(losses.mistakes),

@@ -5,8 +5,12 @@ Refusals change nothing."""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,11 +20,17 @@ from core.app import (
     RetrainRequest,
     build_backends,
     explain_image,
+    explain_side_by_side,
     model_card,
     predict_image,
     retrain,
+    submit_retrain,
+    top_losses,
+    unpack_saved_model,
 )
+from core.app import register as register_module
 from core.config import load_config
+from core.errors import InvalidInput, NotAvailable
 from core.ml.images import InputSpec, decode_image, resize_to_spec
 from core.serving.api import create_app
 from tests import imported_models
@@ -41,6 +51,8 @@ def made(tmp_path_factory):
             "mobilenet": imported_models.mobilenet(folder, root / "mobilenet.keras"),
             "rescaling": imported_models.rescaling(folder, root / "rescaling.keras"),
             "h5": root / "rescaling.h5",  # the same model, saved in the legacy format
+            "saved_model": imported_models.saved_model(root / "rescaling.keras",
+                                                       root / "exported" / "1"),
             "lambda": imported_models.with_lambda(root / "lambda.keras"),
             "not_an_image": imported_models.not_an_image(root / "vector.keras")}
 
@@ -149,6 +161,93 @@ def test_a_later_model_is_a_candidate_compared_by_the_gate(made, empty_registry)
     card = model_card(backends, 1, actor="vic", now=now).render("md")
     assert "| registered from | rescaling.keras (keras, Keras 3." in card
     assert backends.registry.get_version(1).metadata.source["sha256"] in card
+
+
+def test_a_saved_model_is_served_compared_and_governed_without_layers(made, empty_registry,
+                                                                      tmp_path):
+    """TF Serving's folder: answers as the original through the CLI and the API; what
+    needs layers (heatmaps, OOD scores, retraining) says "not available", never fails."""
+    dataset = f"folder:{made['folder']}"
+    # As the dashboard receives it: the exported folder ("1/") zipped.
+    archive = shutil.make_archive(str(tmp_path / "shapes"), "zip",
+                                  made["saved_model"].parent)
+    folder = unpack_saved_model(Path(archive).read_bytes(), "shapes.zip", tmp_path / "up")
+    assert folder == tmp_path / "up" / "shapes" and (folder / "saved_model.pb").is_file()
+    result = register(empty_registry, folder, "--dataset", dataset, "--input-range", "0,255",
+                      "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["version"], summary["status"], summary["outputs"]) == (1, "champion",
+                                                                            "logits")
+    assert summary["serving_agreement"] >= MIN_AGREEMENT
+    backends = build_backends(empty_registry)
+    meta = backends.registry.get_version(1).metadata
+    assert not meta.has_layers and meta.architecture == "imported (saved_model)"
+    assert meta.source["tensorflow_version"] and meta.source["sha256"].startswith("sha256:")
+    files = photos(made["folder"])[::4]
+    expected = original_labels(made["rescaling"], files, (0.0, 255.0))
+    answered = json.loads(run_cli(empty_registry.registry_dir, "predict", *map(str, files),
+                                  "--json").stdout)
+    assert np.mean(np.asarray([a["label"] for a in answered]) == expected) >= MIN_AGREEMENT
+    assert {a["ood_score"] for a in answered} == {None}  # no OOD score from class scores
+    now = datetime.now(UTC)
+    with TestClient(create_app(empty_registry)) as client:
+        reply = client.post("/v1/models/classifier:predict",
+                            json={"instances": [b64(f.read_bytes()) for f in files]})
+        served = [imported_models.CLASSES[int(np.argmax(p["probabilities"]))]
+                  for p in reply.json()["predictions"]]
+        assert np.mean(np.asarray(served) == np.asarray(expected)) >= MIN_AGREEMENT
+        logged = backends.prediction_log.count("classifier")
+        refused = client.post("/v1/explain", files={"file": ("a.png", files[0].read_bytes(),
+                                                             "image/png")})
+        assert refused.status_code == 409
+        assert "not available for this model format" in refused.json()["error"]
+    assert backends.prediction_log.count("classifier") == logged  # refused before logging
+    cli = run_cli(empty_registry.registry_dir, "explain", str(files[0]), "--out",
+                  str(made["folder"].parent / "heat.png"))
+    assert cli.returncode == 1 and "not available for this model format" in cli.stderr
+    page = explain_image(backends, files[0].read_bytes(), actor="olga", source="cli", now=now)
+    assert page.heatmap is None and page.prediction.label == expected[0]
+    assert not top_losses(backends, 1, actor="olga", now=now).heatmaps
+    with pytest.raises(NotAvailable, match="retraining is not available"):
+        submit_retrain(backends, RetrainRequest(), actor="olga", now=now)
+
+    # Its outputs are what drift watches; the .keras file is a candidate the gate compares.
+    drift = run_cli(empty_registry.registry_dir, "drift", "--json")
+    assert drift.returncode == 0, drift.stderr
+    assert register(empty_registry, made["rescaling"], "--dataset", dataset,
+                    "--input-range", "0,255").returncode == 0
+    backends = build_backends(empty_registry)
+    comparison = backends.registry.find_comparison(1, 2)
+    assert comparison is not None and comparison.recommendation in ("promote", "review",
+                                                                     "reject")
+    (sample, *_) = explain_side_by_side(backends, [1, 2], actor="olga", now=now)
+    assert sample.no_heatmaps == {1} and set(sample.predicted) == {1, 2}
+    card = model_card(backends, 1, actor="vic", now=now).render("md")
+    assert "saved_model" in card
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"not a zip", "is not a readable zip file"),
+    (zipped({"model/variables/x": b"1"}), "holds 0 saved_model.pb files"),
+    (zipped({"a/saved_model.pb": b"1", "b/saved_model.pb": b"2"}), "holds 2 saved_model.pb files"),
+    (zipped({"saved_model.pb": b"1", "../outside.txt": b"2"}), "would land outside"),
+    (zipped({"saved_model.pb": b"1", "variables/big": bytes(4096)}), "unpacks to over"),
+])
+def test_a_zipped_saved_model_is_refused_when_it_is_not_one_safe_folder(
+        tmp_path, monkeypatch, data, message):
+    monkeypatch.setattr(register_module, "MAX_UNPACKED_BYTES", 1024)
+    with pytest.raises(InvalidInput, match=message):
+        unpack_saved_model(data, "model.zip", tmp_path / "up")
+    assert not (tmp_path / "outside.txt").exists()
 
 
 @pytest.mark.parametrize("model, args, message", [

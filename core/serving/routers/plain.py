@@ -81,7 +81,8 @@ async def explain(request: Request, caller: Predictor, session: Session,
     data = await uploaded(request)
     result = await run_in_threadpool(
         explain_image, model.backends, data, actor=caller.actor.name, source="api",
-        now=datetime.now(UTC), class_name=request.query_params.get("class"), wait=0)
+        now=datetime.now(UTC), class_name=request.query_params.get("class"), wait=0,
+        heatmap_required=True)
     png = await run_in_threadpool(encode_png, result.overlay)
     version = result.prediction.version
     answered_by(request, version, "direct")
