@@ -35,7 +35,7 @@ from core.app.alerts import (
     send_test_alert,
     set_alert_rule,
 )
-from core.app.backends import Backends, build_backends
+from core.app.backends import Backends, backends_for_model, build_backends, every_model
 from core.app.cards import ModelCard, model_card
 from core.app.evidence import decision_evidence
 from core.app.exports import build_exports, export_file, export_table
@@ -135,11 +135,11 @@ __all__ = [
     "ServingSession", "SideBySide", "SimulationResult", "Snapshot", "StatusChange",
     "Thresholds", "Timeline", "TopLoss", "TopLosses", "TrafficBucket", "TrafficStatus", "acknowledge_alert",
     "add_alert_channel", "add_user", "alert_deliveries", "alert_rules", "audit_entries",
-    "audit_head", "bootstrap", "build_backends", "build_exports", "cancel_job",
+    "audit_head", "backends_for_model", "bootstrap", "build_backends", "build_exports", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_key",
     "create_reference_profile", "current_actor", "database_reachable", "decide_version",
     "decision_evidence", "decode_instances", "drift_for_version", "drift_view", "encode_png",
-    "explain_disagreements", "explain_image", "explain_side_by_side", "export_audit_log",
+    "every_model", "explain_disagreements", "explain_image", "explain_side_by_side", "export_audit_log",
     "export_file", "export_table", "find_champion_in", "find_comparison", "gate_advice",
     "get_job", "get_version", "has_tensorboard_run", "has_users", "job_handlers",
     "label_prediction", "label_queue", "last_prediction_id", "list_alert_channels",

@@ -152,6 +152,13 @@ def backends_for_model(backends: Backends, model: str) -> Backends:
                       backends.artifacts, backends.models, backends.decoder)
 
 
+def every_model(backends: Backends) -> list[Backends]:
+    """``backends`` for each model of the registry (the configured one too, even before it
+    has a version), by name: what the monitor covers."""
+    names = sorted({backends.model, *backends.catalog.list_models()})
+    return [backends_for_model(backends, name) for name in names]
+
+
 def _for_model(config: Config, database: Database, artifacts: ArtifactStore,
                models: ModelCache, decoder: ImageDecoder) -> Backends:
     executor = _choose(JOB_EXECUTORS, config.job_executor.split("://")[0], "JOB_EXECUTOR",

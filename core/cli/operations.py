@@ -7,7 +7,14 @@ import sys
 import time
 from argparse import Namespace
 
-from core.app import Backends, database_reachable, migrate_registry, mlflow_sync, monitor_pass
+from core.app import (
+    Backends,
+    database_reachable,
+    every_model,
+    migrate_registry,
+    mlflow_sync,
+    monitor_pass,
+)
 from core.cli.common import Commands, actor, now, print_json
 from core.errors import InvalidInput
 
@@ -61,30 +68,54 @@ def cmd_monitor(args: Namespace, backends: Backends) -> int:
         raise InvalidInput("--interval must be at least 1 second. To fix this, pass e.g. "
                            "--interval 60.")
 
-    def period_done(period: str, start: str, count: int) -> None:
-        print(f"{period} {start}: {count} snapshot(s)", file=sys.stderr, flush=True)
-
-    # A pass records what failed in it and goes on; one that fails as a whole is retried
-    # next time. Only a database that cannot be reached at all stops the monitor.
+    # Each pass covers every model of the registry (one model's failing pass does not
+    # stop the others'); a pass records what failed in it and goes on; one that fails as a
+    # whole is retried next time. Only a database that cannot be reached stops the monitor.
     while True:
-        started = now().isoformat(timespec="seconds")
         try:
-            result = monitor_pass(backends, now(), on_period=period_done)
-        except Exception as error:  # noqa: BLE001 - see above
-            if not database_reachable(backends):
-                print(f"{started} the database cannot be reached ({error}); the monitor "
-                      "stops. To fix this, start it or correct DATABASE_URL, then run the "
-                      "monitor again.", file=sys.stderr, flush=True)
+            models = every_model(backends)
+        except Exception as error:  # noqa: BLE001 - as a failed pass
+            if _without_database(backends, error):
                 return 1
-            print(f"{started} the pass failed ({type(error).__name__}: {error}); the next "
-                  "one retries", file=sys.stderr, flush=True)
-        else:
-            print(f"{started} {result.line()}", flush=True)
-            for item, problem in result.problems.items():
-                print(f"  {item} failed: {problem}", file=sys.stderr, flush=True)
+            models = [backends]  # the configured model's pass goes on
+        for model in models:
+            if not _monitor_pass(model):
+                return 1
         if args.once:
             return 0
         time.sleep(interval)
+
+
+def _without_database(backends: Backends, error: Exception) -> bool:
+    """Whether ``error`` came with a database that cannot be reached (said on stderr)."""
+    if database_reachable(backends):
+        return False
+    print(f"{now().isoformat(timespec='seconds')} the database cannot be reached ({error}); "
+          "the monitor stops. To fix this, start it or correct DATABASE_URL, then run the "
+          "monitor again.", file=sys.stderr, flush=True)
+    return True
+
+
+def _monitor_pass(backends: Backends) -> bool:
+    """One model's pass, reported on stdout (problems on stderr); False: the database
+    cannot be reached."""
+    def period_done(period: str, start: str, count: int) -> None:
+        print(f"{period} {start}: {count} snapshot(s) of {backends.model}", file=sys.stderr,
+              flush=True)
+
+    started = now().isoformat(timespec="seconds")
+    try:
+        result = monitor_pass(backends, now(), on_period=period_done)
+    except Exception as error:  # noqa: BLE001 - see cmd_monitor
+        if _without_database(backends, error):
+            return False
+        print(f"{started} {backends.model}: the pass failed ({type(error).__name__}: "
+              f"{error}); the next one retries", file=sys.stderr, flush=True)
+        return True
+    print(f"{started} {backends.model}: {result.line()}", flush=True)
+    for item, problem in result.problems.items():
+        print(f"  {item} failed: {problem}", file=sys.stderr, flush=True)
+    return True
 
 
 def cmd_migrate(args: Namespace, backends: Backends) -> int:

@@ -322,3 +322,8 @@ def test_labels_are_the_outputs_names_in_order(made, empty_registry, tmp_path):
     for name, count in (("right", 4), ("reversed", 3)):
         log = build_backends(empty_registry.with_overrides(model_name=name)).prediction_log
         assert log.count(name) == count  # the CLI's one, then the API's (right: and the default)
+    # One monitor covers every model: a pass each.
+    once = run_cli(empty_registry.registry_dir, "monitor", "run", "--once")
+    assert once.returncode == 0, once.stderr
+    assert [line.split()[1] for line in once.stdout.splitlines()] == [
+        "classifier:", "reversed:", "right:"]
