@@ -72,7 +72,7 @@ def build_exports(backends: Backends, version: int, *, actor: str,
         portable = build_portable(folder / SAVED_MODEL_DIR, calibration, Path(scratch))
         paths = {fmt: folder / name for fmt, name in BASE_FILES.items()
                  if fmt != "keras" or chosen.metadata.has_layers} | portable
-        table = measure_exports(paths, preprocess_batch(holdout.images, spec), holdout.labels)
+        table = measure_exports(paths, holdout.images, spec, holdout.labels)
         for fmt, path in portable.items():
             backends.registry.add_file(version, PORTABLE_FILES[fmt], path.read_bytes())
     # Last: a table on disk means every file it lists is there.

@@ -15,7 +15,7 @@ from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.errors import CoreError, InvalidInput, RegistryError
 from core.governance.traffic import active_candidate, assign
 from core.ml.data import load_version_dataset, traffic_pool
-from core.ml.images import DecodedImage, preprocess_batch
+from core.ml.images import DecodedImage
 from core.ml.ood import OOD_FILE
 from core.ml.scenarios import check_severity, get_scenario, sample_indices
 from core.monitoring.drift import Thresholds
@@ -208,8 +208,7 @@ def create_reference_profile(backends: Backends, version: int, *, actor: str,
     dataset = load_version_dataset(meta, backends.config.fashion_mnist_dir)
     validation = dataset.validation.take(meta.dataset.sizes["validation"])
     model = load_keras_model(backends.registry.files(version))
-    probabilities, embeddings = model_outputs(
-        model, preprocess_batch(validation.images, dataset.input_spec))
+    probabilities, embeddings = model_outputs(model, validation.images, dataset.input_spec)
     # A retrained version's own added images are not in its dataset record: its
     # detector's neighbours come from the original training split.
     reference = build_reference_profile(

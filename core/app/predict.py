@@ -171,7 +171,7 @@ def explain_side_by_side(backends: Backends, versions: list[int], *, actor: str,
         chosen[0].metadata, backends.config.fashion_mnist_dir).test)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(holdout), min(n, len(holdout)), replace=False)
-    images = holdout.images[picks]
+    images = np.asarray(holdout.images[picks])
     if scenario is not None:
         transform = get_scenario(scenario)
         images = np.stack([transform.transform(image, transform.default_severity, rng)

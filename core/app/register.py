@@ -24,8 +24,8 @@ from core.app.review import compare_versions
 from core.app.train import evaluate_model
 from core.errors import InvalidInput
 from core.governance.access import check_reason
-from core.ml.data import Dataset, in_output_order, load_dataset
-from core.ml.images import preprocess_batch
+from core.ml.data import Dataset, Images, batches, in_output_order, load_dataset
+from core.ml.images import InputSpec, preprocess_batch
 from core.ml.imported import ForeignModel
 from core.registry.provenance import environment_info
 from core.registry.records import (
@@ -95,7 +95,6 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
     metrics, reference = evaluate_model(model, dataset, dataset.train.images, config.seed)
     if not layered:  # see core.ml.saved_models: no OOD score from class scores
         reference = replace(reference, ood=None)
-    test_inputs = preprocess_batch(dataset.test.images, dataset.input_spec)
     source: dict[str, object] = {
         "file": foreign.path.name, "format": foreign.format, "sha256": foreign.sha256,
         "keras_version": foreign.keras_version,
@@ -110,7 +109,8 @@ def register_model(backends: Backends, path: Path, *, dataset_spec: str, actor: 
             save_artifacts(model, folder)
         else:
             model.save(folder)
-        agreement.append(serving_agreement(folder, model, test_inputs, foreign.path.name))
+        agreement.append(serving_agreement(folder, model, dataset.test.images,
+                                           dataset.input_spec, foreign.path.name))
         source["serving_agreement"] = agreement[0]
         reference.save(folder)
         write_run(folder, model if layered else None, [], metrics, labels)
@@ -199,16 +199,21 @@ def unpack_saved_model(data: bytes, name: str, folder: Path) -> Path:
     return target
 
 
-def serving_agreement(folder: Path, model: Any, inputs: np.ndarray, name: str) -> float:
+def serving_agreement(folder: Path, model: Any, images: Images, spec: InputSpec,
+                      name: str) -> float:
     """How often the TFLite model written in ``folder`` (what serving runs) picks the
-    class the Keras ``model`` picks on ``inputs``; below MIN_SERVING_AGREEMENT, refused."""
+    class the Keras ``model`` picks on the uint8 ``images`` (read a batch at a time); below
+    MIN_SERVING_AGREEMENT, refused."""
+    from core.ml.evaluation import inference_batch
     from core.ml.exports import TFLITE_FILE, export_runner
 
     run = export_runner("tflite", folder / TFLITE_FILE)
-    expected = np.asarray(model.predict(inputs, verbose=0)).argmax(axis=1)
-    served = np.concatenate([run(inputs[i:i + 256]).argmax(axis=1)
-                             for i in range(0, len(inputs), 256)])
-    agreement = round(float(np.mean(served == expected)), 5)
+    same = []
+    for batch in batches(images, inference_batch(spec)):
+        inputs = preprocess_batch(batch, spec)
+        expected = np.asarray(model.predict(inputs, verbose=0)).argmax(axis=1)
+        same.append(run(inputs).argmax(axis=1) == expected)
+    agreement = round(float(np.mean(np.concatenate(same))), 5)
     if agreement < MIN_SERVING_AGREEMENT:
         raise InvalidInput(
             f"the serving (TFLite) conversion of {name} agrees with it on {agreement:.2%} of "

@@ -15,7 +15,8 @@ from core.governance.access import check_reason
 from core.governance.decisions import decide, verify_audit
 from core.governance.gate import GatePolicy, recommend, with_live
 from core.ml.comparison import Holdout, build_holdouts, compare, comparison_holdout
-from core.ml.data import Split, load_version_dataset
+from core.ml.data import Split, batches, load_version_dataset
+from core.ml.evaluation import inference_batch
 from core.ml.images import preprocess_batch
 from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario
@@ -23,8 +24,6 @@ from core.ml.tensorboard import TENSORBOARD_DIR
 from core.monitoring.alerts.records import redacted_entry
 from core.monitoring.live import LiveEvidence, arm, paired_evidence
 from core.registry.records import Comparison, GateAdvice, ModelVersion, StatusChange
-
-COMPARISON_BATCH = 256
 
 
 def list_versions(backends: Backends, *, actor: str, now: datetime,
@@ -96,11 +95,12 @@ def compare_versions(backends: Backends, baseline: int, candidate: int, *, actor
 
 def holdout_probabilities(predictor: Predictor, holdouts: list[Holdout]
                           ) -> dict[str, np.ndarray]:
-    """A version's probabilities [N, K] on each holdout, by holdout name (serving path)."""
+    """A version's probabilities [N, K] on each holdout, by holdout name (serving path),
+    a batch at a time."""
+    spec = predictor.input_spec
     return {h.name: np.concatenate([
-        predictor.predict_batch(preprocess_batch(h.images[i:i + COMPARISON_BATCH],
-                                                 predictor.input_spec))[0]
-        for i in range(0, len(h.images), COMPARISON_BATCH)]) for h in holdouts}
+        predictor.predict_batch(preprocess_batch(batch, spec))[0]
+        for batch in batches(h.images, inference_batch(spec))]) for h in holdouts}
 
 
 def find_comparison(backends: Backends, baseline: int, candidate: int, *, actor: str,

@@ -8,8 +8,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.app.access import acting_in_setup
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
@@ -18,13 +16,14 @@ from core.jobs.records import Job
 from core.jobs.worker import JobHandler, ProgressCallback, run_worker
 from core.ml.data import (
     Dataset,
+    Images,
     Split,
     limit_dataset,
     load_dataset,
     load_version_dataset,
     natural_input_spec,
 )
-from core.ml.images import InputSpec, decode_logged, preprocess_batch
+from core.ml.images import InputSpec, decode_logged
 from core.ml.params import RetrainParams, RetrainRequest, TrainingParams
 from core.ml.retraining_data import (
     FEEDBACK_SOURCES,
@@ -94,7 +93,7 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
     return BootstrapResult(version, created=True)
 
 
-def evaluate_model(model: Any, dataset: Dataset, train_images: np.ndarray,
+def evaluate_model(model: Any, dataset: Dataset, train_images: Images,
                    seed: int) -> tuple[dict, ReferenceProfile]:
     """Metrics on the validation and test splits, and the validation reference profile
     with its OOD detector (neighbours: a sample of ``train_images``, what it learned from)."""
@@ -102,7 +101,7 @@ def evaluate_model(model: Any, dataset: Dataset, train_images: np.ndarray,
 
     metrics, outputs = {}, {}
     for name, split in (("validation", dataset.validation), ("test", dataset.test)):
-        outputs[name] = model_outputs(model, preprocess_batch(split.images, dataset.input_spec))
+        outputs[name] = model_outputs(model, split.images, dataset.input_spec)
         metrics[name] = classification_metrics(split.labels, outputs[name][0],
                                                dataset.class_names)
     probabilities, embeddings = outputs["validation"]
@@ -186,11 +185,11 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
         architecture=meta.architecture,
         hyperparameters=meta.hyperparameters | {"epochs": params.epochs,
                                                 "learning_rate": params.learning_rate,
-                                                "batch_size": params.batch_size},
+                                                "batch_size": params.batch_size,
+                                                "frozen": list(result.frozen)},
         epochs=params.epochs, training_seconds=round(result.seconds, 2),
         history=result.history, metrics=metrics, environment=environment_info(),
-        recipe=Recipe(kind=N_("reinitialized (the seed notebook's clone_model)")
-                      if params.reinitialize else N_("fine-tune from the champion's weights"),
+        recipe=Recipe(kind=_recipe_kind(params.reinitialize, result.frozen),
                       parent=champion.version, params=params.as_dict(), include=list(include),
                       use_feedback=request.use_feedback, job=job))
 
@@ -205,6 +204,14 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
                                   actor=actor, scenarios=list(include), now=now,
                                   feedback=data.feedback_holdout)
     return candidate, comparison
+
+
+def _recipe_kind(reinitialize: bool, frozen: tuple[str, ...]) -> str:
+    if reinitialize:
+        return N_("reinitialized (the seed notebook's clone_model)")
+    if frozen:
+        return N_("fine-tune the layers after the champion's backbone (frozen)")
+    return N_("fine-tune from the champion's weights")
 
 
 def feedback_split(backends: Backends, spec: InputSpec) -> tuple[Split, Split]:

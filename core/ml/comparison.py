@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.ml.data import Split
+from core.ml.data import Images, Split
 from core.ml.evaluation import classification_metrics
 from core.ml.scenarios import SCENARIOS
 from core.registry.records import Comparison, HoldoutComparison
@@ -20,7 +20,7 @@ PIXEL_SCENARIOS = tuple(name for name in SCENARIOS if name not in ("none", "clas
 @dataclass(frozen=True)
 class Holdout:
     name: str  # "clean", "drifted:<scenario>" or "feedback"
-    images: np.ndarray  # uint8 [N, h, w, c]
+    images: Images  # uint8 [N, h, w, c] (a folder's: read when used)
     labels: np.ndarray  # int64 [N]
 
 

@@ -8,6 +8,9 @@ Specs:
 
 Every source yields uint8 images already at the model's input size (via
 ``images.resize_to_spec``) and carves validation from training with a fixed seed.
+A folder's images are read lazily (``FolderImages``: the file list in memory, each image
+decoded and resized when used), so a folder larger than memory trains and evaluates:
+every consumer of a whole split works through it in batches (``batches``).
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import functools
 import gzip
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, overload
 
 import numpy as np
 
@@ -49,11 +53,69 @@ TFDS_VALIDATION_FRACTION = 0.1
 DEFAULT_COLOUR_SPEC = InputSpec(64, 64, 3)
 
 
+class FolderImages:
+    """A folder split's images, read when used: indexing with a number decodes that file
+    (uint8 [H, W, C] at ``spec``); with a slice or an index array it gives the lazy
+    subset; ``np.asarray`` reads them all (for subsets known to be small)."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, files: Sequence[Path], spec: InputSpec):
+        self.files, self.spec = tuple(files), spec
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.files), self.spec.height, self.spec.width, self.spec.channels)
+
+    @overload
+    def __getitem__(self, key: int | np.integer) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, key: slice | np.ndarray) -> "FolderImages": ...
+
+    def __getitem__(self, key: int | np.integer | slice | np.ndarray
+                    ) -> "np.ndarray | FolderImages":
+        if isinstance(key, (int, np.integer)):
+            return resize_to_spec(_decode_file(self.files[key]), self.spec)
+        if isinstance(key, slice):
+            return FolderImages(self.files[key], self.spec)
+        index = np.asarray(key)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        return FolderImages([self.files[i] for i in index], self.spec)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for path in self.files:
+            yield resize_to_spec(_decode_file(path), self.spec)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if not self.files:
+            return np.zeros(self.shape, dtype or self.dtype)
+        stacked = np.stack(list(self))
+        return stacked if dtype is None else stacked.astype(dtype)
+
+
+# uint8 [N, H, W, C] in memory, or a folder's, read when used.
+Images = np.ndarray | FolderImages
+
+
+def batches(images: Images, size: int = 256) -> Iterator[np.ndarray]:
+    """``images`` in order, ``size`` at a time, as uint8 arrays: how a whole split is
+    read without holding it (a folder's) in memory."""
+    for start in range(0, len(images), size):
+        yield np.asarray(images[start:start + size])
+
+
 @dataclass(frozen=True)
 class Split:
-    """Images and labels of one split. images: uint8 [N, H, W, C]; labels: int64 [N]."""
+    """Images and labels of one split. images: uint8 [N, H, W, C] (a folder's: read when
+    used, ``FolderImages``); labels: int64 [N]."""
 
-    images: np.ndarray
+    images: Images
     labels: np.ndarray
 
     def __len__(self) -> int:
@@ -75,7 +137,13 @@ class Dataset:
     validation: Split
     test: Split
     split_spec: str
-    fingerprint: str
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Computed when first asked (registration records it): a folder's means reading
+        every file, which the many loads that only evaluate or compare do not need."""
+        return fingerprint(self.split_spec, {"train": self.train,
+                                             "validation": self.validation, "test": self.test})
 
     def describe(self) -> dict:
         """Dataset facts recorded in a version's metadata."""
@@ -126,18 +194,25 @@ def _kind(spec: str) -> str:
 
 
 def fingerprint(split_spec: str, splits: dict[str, Split]) -> str:
-    """SHA-256 over the split spec and every split's pixels and labels."""
+    """SHA-256 over the split spec and every split's pixels and labels (a folder's: its
+    files' bytes, read a block at a time, so that fingerprinting holds no split)."""
     digest = hashlib.sha256(split_spec.encode())
     for name in sorted(splits):
         digest.update(name.encode())
-        digest.update(np.ascontiguousarray(splits[name].images).tobytes())
+        images = splits[name].images
+        if isinstance(images, FolderImages):
+            for path in images.files:
+                with open(path, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023
+                        digest.update(block)
+        else:
+            digest.update(np.ascontiguousarray(images).tobytes())
         digest.update(np.ascontiguousarray(splits[name].labels).tobytes())
     return "sha256:" + digest.hexdigest()
 
 
 def _make_dataset(name: str, class_names: Sequence[str], input_spec: InputSpec, train: Split,
                   validation: Split, test: Split, split_spec: str) -> Dataset:
-    splits = {"train": train, "validation": validation, "test": test}
     return Dataset(
         name=name,
         class_names=tuple(class_names),
@@ -146,7 +221,6 @@ def _make_dataset(name: str, class_names: Sequence[str], input_spec: InputSpec, 
         validation=validation,
         test=test,
         split_spec=split_spec,
-        fingerprint=fingerprint(split_spec, splits),
     )
 
 
@@ -207,6 +281,7 @@ def _fashion_mnist(directory: Path, input_spec: InputSpec, seed: int,
     split_spec = (f"train=train minus validation; validation={FASHION_MNIST_VALIDATION_SIZE} "
                   f"of train (seed {seed}); test=t10k")
     for split in (train, validation, test):
+        assert isinstance(split.images, np.ndarray)  # in memory: this source's arrays
         split.images.setflags(write=False)
         split.labels.setflags(write=False)
     return _make_dataset("fashion_mnist", FASHION_MNIST_CLASSES, input_spec,
@@ -227,6 +302,7 @@ def _load_folder(spec: str, input_spec: InputSpec, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
     parts: dict[str, tuple[list, list]] = {"train": ([], []), "validation": ([], []),
                                            "test": ([], [])}
+    # Only the file list is read here; images are decoded when a split is used.
     for label, class_dir in enumerate(class_dirs):
         files = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in FOLDER_IMAGE_SUFFIXES)
         if len(files) < 3:
@@ -237,11 +313,10 @@ def _load_folder(spec: str, input_spec: InputSpec, seed: int) -> Dataset:
         assignment = {"validation": files[:n_holdout], "test": files[n_holdout:2 * n_holdout],
                       "train": files[2 * n_holdout:]}
         for split_name, split_files in assignment.items():
-            for path in split_files:
-                parts[split_name][0].append(resize_to_spec(_decode_file(path), input_spec))
-                parts[split_name][1].append(label)
-    splits = {name: Split(np.stack(images), np.asarray(labels, dtype=np.int64))
-              for name, (images, labels) in parts.items()}
+            parts[split_name][0].extend(split_files)
+            parts[split_name][1].extend([label] * len(split_files))
+    splits = {name: Split(FolderImages(files, input_spec), np.asarray(labels, dtype=np.int64))
+              for name, (files, labels) in parts.items()}
     split_spec = (f"per class, shuffled with seed {seed}: {FOLDER_HOLDOUT_FRACTION:.0%} validation, "
                   f"{FOLDER_HOLDOUT_FRACTION:.0%} test, rest train")
     return _make_dataset(spec, [d.name for d in class_dirs], input_spec,

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
+from core.ml.data import Images, batches
+from core.ml.images import InputSpec, preprocess_batch
 
 KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
@@ -166,26 +168,31 @@ def export_runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def measure_exports(paths: dict[str, Path], images: np.ndarray,
+def measure_exports(paths: dict[str, Path], images: Images, spec: InputSpec,
                     labels: np.ndarray) -> list[dict]:
     """Each export's size, accuracy, agreement with the float Keras model, largest
     probability difference from it, and median latency for one image.
 
     Args:
         paths: format -> file (or folder, for the SavedModel), ``keras`` first.
-        images: float32 [N, h, w, c] preprocessed holdout images; ``labels`` [N].
+        images: uint8 [N, h, w, c] holdout images (read and preprocessed a batch at a
+            time); ``labels`` [N].
     """
+    from core.ml.evaluation import inference_batch
+
+    size = inference_batch(spec)
+    timed = preprocess_batch(images[:LATENCY_RUNS + 1], spec)
     rows, reference = [], None
     for fmt, path in paths.items():
         run = export_runner(fmt, path)
-        probabilities = np.concatenate([run(images[i:i + 256])
-                                        for i in range(0, len(images), 256)])
+        probabilities = np.concatenate([run(preprocess_batch(batch, spec))
+                                        for batch in batches(images, size)])
         if reference is None:
             reference = probabilities
         latencies = []
         for i in range(LATENCY_RUNS + 1):
             started = time.perf_counter()
-            run(images[i % len(images)][None])
+            run(timed[i % len(timed)][None])
             latencies.append(time.perf_counter() - started)
         predicted = probabilities.argmax(axis=1)
         rows.append({

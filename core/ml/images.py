@@ -12,12 +12,22 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.errors import ImageError
 from core.registry.records import InputSpec  # the shape a version takes, as recorded
+
+
+class ImageArray(Protocol):
+    """uint8 [N, H, W, C] images: an array, or a folder's read when used
+    (``core.ml.data.FolderImages``): a length, slices, and ``np.asarray``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: Any) -> Any: ...
 
 # JPEGs are decoded at the smallest built-in scale keeping both sides at least this.
 DECODE_MIN_SIDE = 1024
@@ -246,12 +256,14 @@ def preprocess(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     return resize_to_spec(pixels, spec).astype(np.float32) / np.float32(255.0)
 
 
-def preprocess_batch(images: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Applies :func:`preprocess` to uint8 [N, H, W, C] images -> float32 [N, h, w, c]."""
-    if images.ndim == 4 and images.shape[1:] == (spec.height, spec.width, spec.channels):
+def preprocess_batch(images: ImageArray, spec: InputSpec) -> np.ndarray:
+    """Applies :func:`preprocess` to uint8 [N, H, W, C] images -> float32 [N, h, w, c]
+    (a folder's lazy images are read here: callers pass a batch, ``core.ml.data.batches``)."""
+    pixels = np.asarray(images)
+    if pixels.ndim == 4 and pixels.shape[1:] == (spec.height, spec.width, spec.channels):
         # Same arithmetic as preprocess() on an image already at spec, vectorised.
-        return images.astype(np.float32) / np.float32(255.0)
-    return np.stack([preprocess(image, spec) for image in images])
+        return pixels.astype(np.float32) / np.float32(255.0)
+    return np.stack([preprocess(image, spec) for image in pixels])
 
 
 def decode_logged(pngs: list[bytes], spec: InputSpec) -> np.ndarray:
@@ -275,15 +287,27 @@ def encode_png(pixels: np.ndarray) -> bytes:
 IMAGE_STATISTICS = ("brightness", "contrast", "sharpness")
 
 
-def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+def image_statistics(images: ImageArray) -> dict[str, np.ndarray]:
     """Per-image brightness, contrast and sharpness of uint8 [N, H, W, C] images.
 
     Computed at the model's input size (after ``resize_to_spec``) so that photos
     of any resolution compare with the training data on one scale:
     brightness = mean gray level, contrast = its standard deviation (both in
     [0, 1]), sharpness = variance of the 4-neighbour Laplacian of the gray image.
-    Returns float32 arrays [N] keyed by ``IMAGE_STATISTICS``.
+    Returns float32 arrays [N] keyed by ``IMAGE_STATISTICS``. Works through ``images``
+    256 at a time (a folder's split is read, never held, and the float copy stays small).
     """
+    if len(images) <= _STATISTICS_BATCH:
+        return _statistics(np.asarray(images))
+    chunks = [_statistics(np.asarray(images[i:i + _STATISTICS_BATCH]))
+              for i in range(0, len(images), _STATISTICS_BATCH)]
+    return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+
+
+_STATISTICS_BATCH = 256
+
+
+def _statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     gray = images.astype(np.float32).mean(axis=-1) / 255.0  # [N, H, W]
     laplacian = (4 * gray[:, 1:-1, 1:-1] - gray[:, :-2, 1:-1] - gray[:, 2:, 1:-1]
                  - gray[:, 1:-1, :-2] - gray[:, 1:-1, 2:])

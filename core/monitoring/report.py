@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InvalidInput
+from core.ml.data import Images
 from core.ml.images import IMAGE_STATISTICS, image_statistics
 from core.ml.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring import drift
@@ -103,7 +104,7 @@ class ReferenceProfile:
 
 
 def build_reference_profile(probabilities: np.ndarray, embeddings: np.ndarray,
-                            images: np.ndarray, labels: np.ndarray, seed: int,
+                            images: Images, labels: np.ndarray, seed: int,
                             train_embeddings: np.ndarray | None = None) -> ReferenceProfile:
     """Builds a profile from validation outputs.
 

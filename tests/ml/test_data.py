@@ -7,6 +7,7 @@ from PIL import Image
 from core.errors import DatasetError
 from core.ml.data import (
     FASHION_MNIST_CLASSES,
+    FolderImages,
     fingerprint,
     limit_dataset,
     load_dataset,
@@ -125,9 +126,12 @@ def test_folder_source(tmp_path, config):
     for split in (dataset.train, dataset.validation, dataset.test):
         assert set(split.labels) == {0, 1}  # stratified: every class in every split
         assert split.images.shape[1:] == (16, 16, 3)
+        assert isinstance(split.images, FolderImages)  # the file list, read when used
     # cats are red, dogs green: the labels follow the folders
-    cats = dataset.train.images[dataset.train.labels == 0]
+    cats = np.asarray(dataset.train.images[dataset.train.labels == 0])
+    assert cats.shape[1:] == (16, 16, 3) and cats.dtype == np.uint8
     assert cats[..., 0].mean() > 150 and cats[..., 1].mean() < 20
+    assert np.array_equal(dataset.train.images[0], np.asarray(dataset.train.images[:1])[0])
     assert load(f"folder:{root}", config, InputSpec(16, 16, 3)).fingerprint == dataset.fingerprint
 
 
@@ -139,8 +143,10 @@ def test_folder_errors(tmp_path, config):
         load(f"folder:{tmp_path / 'one'}", config)
     root = make_image_folder(tmp_path / "broken", per_class=4)
     (root / "dogs" / "bad.png").write_bytes(b"not a png")
+    broken = load(f"folder:{root}", config)  # lazy: files are read when a split is used
     with pytest.raises(DatasetError, match="bad.png.*not an image"):
-        load(f"folder:{root}", config)
+        for split in (broken.train, broken.validation, broken.test):
+            np.asarray(split.images)
 
 
 def test_tfds_spec_parsing():

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from core.ml.data import FolderImages
 from core.ml.images import InputSpec
 from core.ml.models import build_model
 from core.ml.params import Progress
@@ -32,3 +33,50 @@ def test_history_and_progress_follow_the_epochs_that_ran():
     steps = [r for r in reports if not r.epoch_done]
     assert [r.step for r in steps] == [1, 2] and steps[0].steps == 2
     assert [r.epoch for r in reports if r.epoch_done] == [1]
+
+
+class CountedImages(FolderImages):
+    """A folder's images that remember the most they were asked to read at once."""
+
+    largest = 0
+
+    def __getitem__(self, key):
+        chosen = super().__getitem__(key)
+        if isinstance(chosen, FolderImages):
+            return CountedImages(chosen.files, chosen.spec)
+        return chosen
+
+    def __array__(self, dtype=None, copy=None):
+        CountedImages.largest = max(CountedImages.largest, len(self))
+        return super().__array__(dtype, copy)
+
+
+def test_a_folder_trains_and_evaluates_a_batch_at_a_time(tmp_path):
+    """The pipeline never holds a split: training reads batch_size images at once,
+    evaluation a model call's worth; an unreadable photo is named, not a TensorFlow error."""
+    from PIL import Image
+
+    from core.errors import DatasetError
+    from core.ml.evaluation import inference_batch, model_outputs
+
+    spec = InputSpec(16, 16, 3)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(96):
+        path = tmp_path / f"{i:03d}.png"
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    images, labels = CountedImages(files, spec), rng.integers(0, 2, 96)
+    model = build_model("small_cnn", spec, 2)
+    result = fit_model(model, images, labels, images[:40], labels[:40], spec, epochs=2,
+                       batch_size=16, learning_rate=1e-3)
+    assert len(result.history) == 2 and CountedImages.largest == 16
+    CountedImages.largest = 0
+    large = InputSpec(128, 128, 3)  # 85 images per model call (inference_batch)
+    probabilities, _ = model_outputs(build_model("small_cnn", large, 2),
+                                     CountedImages(files, large), large)
+    assert probabilities.shape == (96, 2) and CountedImages.largest == inference_batch(large)
+    (tmp_path / "050.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match="050.png"):
+        fit_model(build_model("small_cnn", spec, 2), images, labels, images[:40], labels[:40],
+                  spec, epochs=1, batch_size=16, learning_rate=1e-3)
