@@ -21,7 +21,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from datetime import UTC
 
-from bench import dashboard, heatmaps, ood, own_model, scale, suite  # noqa: E402
+from bench import (  # noqa: E402
+    dashboard,
+    folder_training,
+    heatmaps,
+    ood,
+    own_model,
+    scale,
+    suite,
+)
 from bench.timing import markdown  # noqa: E402
 from core.app import build_backends  # noqa: E402
 from core.config import load_config  # noqa: E402
@@ -37,11 +45,13 @@ ROWS = {
     "retraining": suite.retraining_rows,
     "scale": scale.scale_rows,
     "own_model": own_model.own_model_rows,
+    "folder_training": folder_training.folder_training_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
     "monitoring": None,  # fills a registry with millions of rows; see below
 }
-SLOW = ("training", "retraining", "own_model")  # minutes each: left out of --quick
+# Minutes each (folder_training: about ten): left out of --quick.
+SLOW = ("training", "retraining", "own_model", "folder_training")
 
 
 def machine() -> str:

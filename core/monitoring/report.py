@@ -129,9 +129,11 @@ def build_reference_profile(probabilities: np.ndarray, embeddings: np.ndarray,
 
 def fit_calibration(confidence: np.ndarray, correct: np.ndarray,
                     bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray]:
-    """Histogram binning: equal-mass confidence bins and the accuracy inside each."""
-    edges = np.unique(np.quantile(confidence, np.linspace(0, 1, bins + 1)))
-    edges[0], edges[-1] = 0.0, 1.0
+    """Histogram binning: equal-mass confidence bins and the accuracy inside each. The
+    bins always span [0, 1], at least one of them: a model as confident on every
+    validation image (a small or easy validation split) gets one bin, not none."""
+    inner = np.quantile(confidence, np.linspace(0, 1, bins + 1))[1:-1]
+    edges = np.unique(np.concatenate([[0.0], inner[(inner > 0) & (inner < 1)], [1.0]]))
     index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, len(edges) - 2)
     accuracy = np.array([correct[index == b].mean() if np.any(index == b) else
                          (edges[b] + edges[b + 1]) / 2 for b in range(len(edges) - 1)])

@@ -74,6 +74,17 @@ def test_calibration_maps_confidence_to_observed_accuracy():
     assert calibrated(np.array([0.15, 0.95]), edges, accuracy).tolist() == [0.25, 1.0]
 
 
+@pytest.mark.parametrize("same", [1.0, 0.0])
+def test_a_model_equally_confident_on_every_image_gets_one_bin(same):
+    """A small validation split on which the model is sure of everything: one bin over
+    [0, 1] with its accuracy, never an empty calibration (the monitor's rules read it)."""
+    confidence, correct = np.full(18, same), np.array([1] * 15 + [0] * 3, bool)
+    edges, accuracy = fit_calibration(confidence, correct)
+    assert edges.tolist() == [0.0, 1.0] and accuracy.tolist() == [pytest.approx(15 / 18)]
+    assert calibrated(np.array([0.2, 1.0]), edges, accuracy).tolist() == pytest.approx(
+        [15 / 18, 15 / 18])
+
+
 def test_reference_profile_round_trip(tmp_path, reference):
     reference.save(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ood.npz", "reference.npz"]
