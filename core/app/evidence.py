@@ -211,6 +211,8 @@ def _gallery(samples: list[SideBySide], champion: int, version: int, what: str) 
         [s.overlays[version] for s in samples])]
     def says(s: SideBySide, number: int) -> str:
         empty = " (empty map: nothing raised its score)" if number in s.empty_maps else ""
+        if number in s.no_heatmaps:
+            empty = " (no heatmap for this model format)"
         return f"v{number} says {s.predicted[number]}{empty}"
 
     columns = "; ".join(f"true {s.true_class}: {says(s, champion)}, {says(s, version)}"

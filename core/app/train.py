@@ -80,7 +80,9 @@ def bootstrap(backends: Backends, *, actor: str, now: datetime,
     metadata = VersionMetadata(
         created_by=acting.name, dataset=DatasetRecord(**dataset.describe()),
         class_names=list(dataset.class_names), input_spec=dataset.input_spec.as_dict(),
-        architecture=architecture, hyperparameters=params.as_dict(), epochs=params.epochs,
+        architecture=architecture,
+        hyperparameters=params.as_dict() | {"batch_size": result.batch_size},
+        epochs=params.epochs,
         training_seconds=round(result.seconds, 2), history=result.history, metrics=metrics,
         environment=environment_info())
 
@@ -185,7 +187,7 @@ def retrain(backends: Backends, request: RetrainRequest, *, actor: str, now: dat
         architecture=meta.architecture,
         hyperparameters=meta.hyperparameters | {"epochs": params.epochs,
                                                 "learning_rate": params.learning_rate,
-                                                "batch_size": params.batch_size,
+                                                "batch_size": result.batch_size,
                                                 "frozen": list(result.frozen)},
         epochs=params.epochs, training_seconds=round(result.seconds, 2),
         history=result.history, metrics=metrics, environment=environment_info(),

@@ -53,54 +53,104 @@ TFDS_VALIDATION_FRACTION = 0.1
 DEFAULT_COLOUR_SPEC = InputSpec(64, 64, 3)
 
 
-class FolderImages:
-    """A folder split's images, read when used: indexing with a number decodes that file
-    (uint8 [H, W, C] at ``spec``); with a slice or an index array it gives the lazy
-    subset; ``np.asarray`` reads them all (for subsets known to be small)."""
+class LazyImages:
+    """uint8 images [N, h, w, c] read or made when used, one at a time (``image``):
+    indexing with a number gives that image; with a slice or an index array, the lazy
+    subset; ``np.asarray`` reads them all (for subsets known to be small: a batch)."""
 
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, files: Sequence[Path], spec: InputSpec):
-        self.files, self.spec = tuple(files), spec
+    def __init__(self, spec: InputSpec):
+        self.spec = spec
 
     def __len__(self) -> int:
-        return len(self.files)
+        raise NotImplementedError
+
+    def image(self, i: int) -> np.ndarray:
+        raise NotImplementedError
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.files), self.spec.height, self.spec.width, self.spec.channels)
+        return (len(self), self.spec.height, self.spec.width, self.spec.channels)
 
     @overload
     def __getitem__(self, key: int | np.integer) -> np.ndarray: ...
 
     @overload
-    def __getitem__(self, key: slice | np.ndarray) -> "FolderImages": ...
+    def __getitem__(self, key: slice | np.ndarray) -> "LazyImages": ...
 
     def __getitem__(self, key: int | np.integer | slice | np.ndarray
-                    ) -> "np.ndarray | FolderImages":
+                    ) -> "np.ndarray | LazyImages":
         if isinstance(key, (int, np.integer)):
-            return resize_to_spec(_decode_file(self.files[key]), self.spec)
-        if isinstance(key, slice):
-            return FolderImages(self.files[key], self.spec)
-        index = np.asarray(key)
-        if index.dtype == bool:
-            index = np.flatnonzero(index)
-        return FolderImages([self.files[i] for i in index], self.spec)
+            return self.image(int(key) % len(self) if key < 0 else int(key))
+        index = np.arange(len(self))[key]
+        return self.subset(index)
+
+    def subset(self, index: np.ndarray) -> "LazyImages":
+        return Subset(self, index)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for path in self.files:
-            yield resize_to_spec(_decode_file(path), self.spec)
+        for i in range(len(self)):
+            yield self.image(i)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if not self.files:
+        if not len(self):
             return np.zeros(self.shape, dtype or self.dtype)
         stacked = np.stack(list(self))
         return stacked if dtype is None else stacked.astype(dtype)
 
 
-# uint8 [N, H, W, C] in memory, or a folder's, read when used.
-Images = np.ndarray | FolderImages
+class FolderImages(LazyImages):
+    """A folder split's images: the file list; each file decoded and resized to ``spec``
+    when used."""
+
+    def __init__(self, files: Sequence[Path], spec: InputSpec):
+        super().__init__(spec)
+        self.files = tuple(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def image(self, i: int) -> np.ndarray:
+        return resize_to_spec(_decode_file(self.files[i]), self.spec)
+
+    def subset(self, index: np.ndarray) -> "FolderImages":
+        return type(self)([self.files[i] for i in index], self.spec)
+
+
+class Subset(LazyImages):
+    """Some of another set's images, in the order of ``index``."""
+
+    def __init__(self, base: "Images", index: np.ndarray):
+        super().__init__(InputSpec(*base.shape[1:4]))
+        self.base, self.index = base, np.asarray(index, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def image(self, i: int) -> np.ndarray:
+        return np.asarray(self.base[int(self.index[i])])
+
+
+class Concatenated(LazyImages):
+    """Several image sets end to end (the retraining mix), none copied."""
+
+    def __init__(self, parts: Sequence["Images"], spec: InputSpec):
+        super().__init__(spec)
+        self.parts = [part for part in parts if len(part)]
+        self.starts = np.cumsum([0] + [len(part) for part in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def image(self, i: int) -> np.ndarray:
+        part = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return np.asarray(self.parts[part][i - int(self.starts[part])])
+
+
+# uint8 [N, H, W, C] in memory, or read (a folder's) or made (augmented) when used.
+Images = np.ndarray | LazyImages
 
 
 def batches(images: Images, size: int = 256) -> Iterator[np.ndarray]:

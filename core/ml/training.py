@@ -12,6 +12,7 @@ import numpy as np
 
 from core.errors import CoreError
 from core.ml.data import Dataset, Images
+from core.ml.evaluation import batch_within
 from core.ml.images import InputSpec, preprocess_batch
 from core.ml.models import build_model
 from core.ml.params import Progress, ProgressCallback, TrainingParams
@@ -54,6 +55,7 @@ class TrainingResult:
     history: list[dict]  # one dict of metrics per epoch
     seconds: float
     frozen: tuple[str, ...] = ()  # nested sub-models (backbones) left untrained
+    batch_size: int = 0  # images per step, as trained (fewer than asked for large images)
 
 
 class ProgressRelay(keras.callbacks.Callback):
@@ -108,6 +110,7 @@ def fit_model(model: Any, images: Images, labels: np.ndarray, validation_images:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
+    batch_size = batch_within(spec, batch_size)  # 16 at 224x224 RGB: see BATCH_VALUES
     failures: list[CoreError] = []
     train = preprocessed_batches(images, labels, spec, batch_size, failures, shuffle_seed=seed)
     validation = preprocessed_batches(validation_images, validation_labels, spec, batch_size,
@@ -129,4 +132,4 @@ def fit_model(model: Any, images: Images, labels: np.ndarray, validation_images:
         {key: float(values[i]) for key, values in fit.history.items()} | {"epoch": i + 1}
         for i in range(len(fit.epoch))
     ]
-    return TrainingResult(model=model, history=history, seconds=seconds)
+    return TrainingResult(model=model, history=history, seconds=seconds, batch_size=batch_size)

@@ -80,3 +80,33 @@ def test_a_folder_trains_and_evaluates_a_batch_at_a_time(tmp_path):
     with pytest.raises(DatasetError, match="050.png"):
         fit_model(build_model("small_cnn", spec, 2), images, labels, images[:40], labels[:40],
                   spec, epochs=1, batch_size=16, learning_rate=1e-3)
+
+
+def test_the_retraining_mix_reads_and_augments_only_what_training_asks_for(tmp_path):
+    """Originals from a folder and drifted copies are made when read, the same each time;
+    building the mix decodes nothing."""
+    from PIL import Image
+
+    from core.ml.data import Dataset, Split
+    from core.ml.params import RetrainParams
+    from core.ml.retraining_data import mix_retraining_data
+
+    spec = InputSpec(16, 16, 3)
+    rng = np.random.default_rng(1)
+    files = []
+    for i in range(30):
+        path = tmp_path / f"{i:02d}.png"
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+        files.append(path)
+    train = Split(CountedImages(files, spec), rng.integers(0, 2, 30))
+    dataset = Dataset("folder:x", ("a", "b"), spec, train, train, train, "test")
+    logged = Split(np.zeros((2, 16, 16, 3), np.uint8), np.array([0, 1]))
+    CountedImages.largest = 0
+    data = mix_retraining_data(dataset, ["brightness"], logged, ["api", "api"], None,
+                               RetrainParams(original_images=20, augmented_per_scenario=12,
+                                             logged_repeats=2))
+    assert CountedImages.largest == 0  # nothing decoded yet
+    assert len(data.images) == len(data.labels) == 20 + 12 + 4
+    first, again = np.asarray(data.images[20:24]), np.asarray(data.images[20:24])
+    assert first.shape == (4, 16, 16, 3) and np.array_equal(first, again)
+    assert any(np.array_equal(data.images[0], image) for image in np.asarray(train.images))
