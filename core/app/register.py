@@ -24,7 +24,8 @@ from core.app.review import compare_versions
 from core.app.train import evaluate_model
 from core.errors import InvalidInput
 from core.governance.access import check_reason
-from core.ml.data import Dataset, Images, batches, in_output_order, load_dataset
+from core.ml.data import Dataset, in_output_order, load_dataset
+from core.ml.image_sets import Images, batches
 from core.ml.images import InputSpec, preprocess_batch
 from core.ml.imported import ForeignModel
 from core.registry.provenance import environment_info

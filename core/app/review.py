@@ -15,8 +15,9 @@ from core.governance.access import check_reason
 from core.governance.decisions import decide, verify_audit
 from core.governance.gate import GatePolicy, recommend, with_live
 from core.ml.comparison import Holdout, build_holdouts, compare, comparison_holdout
-from core.ml.data import Split, batches, load_version_dataset
+from core.ml.data import Split, load_version_dataset
 from core.ml.evaluation import inference_batch
+from core.ml.image_sets import batches
 from core.ml.images import preprocess_batch
 from core.ml.predictor import Predictor
 from core.ml.scenarios import get_scenario

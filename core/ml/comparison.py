@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.ml.data import Images, Split
+from core.ml.data import Split
 from core.ml.evaluation import classification_metrics
+from core.ml.image_sets import Images
 from core.ml.scenarios import SCENARIOS
 from core.registry.records import Comparison, HoldoutComparison
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import DatasetError
-from core.ml.data import Images, batches
+from core.ml.image_sets import Images, batches
 from core.ml.images import InputSpec, preprocess_batch
 from core.ml.ood import BANK_SIZE
 

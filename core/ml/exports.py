@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
-from core.ml.data import Images, batches
+from core.ml.image_sets import Images, batches
 from core.ml.images import InputSpec, preprocess_batch
 
 KERAS_FILE = "model.keras"

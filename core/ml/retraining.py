@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from core.ml.data import Images
+from core.ml.image_sets import Images
 from core.ml.images import InputSpec
 from core.ml.params import ProgressCallback, RetrainParams
 from core.ml.training import TrainingResult, fit_model

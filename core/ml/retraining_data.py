@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.ml.comparison import PIXEL_SCENARIOS
-from core.ml.data import Concatenated, Dataset, Images, LazyImages, Split, Subset
+from core.ml.data import Dataset, Split
+from core.ml.image_sets import Concatenated, Images, LazyImages, Subset
 from core.ml.images import InputSpec
 from core.ml.params import RetrainParams
 from core.ml.scenarios import SCENARIOS

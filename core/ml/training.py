@@ -11,8 +11,9 @@ import keras
 import numpy as np
 
 from core.errors import CoreError
-from core.ml.data import Dataset, Images
+from core.ml.data import Dataset
 from core.ml.evaluation import batch_within
+from core.ml.image_sets import Images
 from core.ml.images import InputSpec, preprocess_batch
 from core.ml.models import build_model
 from core.ml.params import Progress, ProgressCallback, TrainingParams

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import InvalidInput
-from core.ml.data import Images
+from core.ml.image_sets import Images
 from core.ml.images import IMAGE_STATISTICS, image_statistics
 from core.ml.ood import OOD_FILE, OodDetector, fit_ood_detector
 from core.monitoring import drift

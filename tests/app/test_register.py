@@ -70,6 +70,16 @@ def register(config, path, *args):
                    "--reason", "the team's model", *args)
 
 
+def registered_first(result, outputs: str) -> None:
+    """``register --json`` made version 1, the champion, with ``outputs`` and a serving
+    conversion that agrees with the model."""
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["version"], summary["status"], summary["outputs"]) == (1, "champion",
+                                                                            outputs)
+    assert summary["serving_agreement"] >= MIN_AGREEMENT
+
+
 def drift_alert_fires(config) -> list[str]:
     """Inverted photos streamed through the champion, then a monitor pass: the subjects
     of the open drift alerts."""
@@ -102,13 +112,9 @@ def original_labels(path, files, value_range):
 
 
 def test_the_notebooks_nested_mobilenet_answers_as_the_original(made, empty_registry):
-    result = register(empty_registry, made["mobilenet"], "--dataset", f"folder:{made['folder']}",
-                      "--input-range", "-1,1", "--json")
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert (summary["version"], summary["status"], summary["outputs"]) == (1, "champion",
-                                                                            "probabilities")
-    assert summary["serving_agreement"] >= MIN_AGREEMENT
+    registered_first(register(empty_registry, made["mobilenet"], "--dataset",
+                              f"folder:{made['folder']}", "--input-range", "-1,1", "--json"),
+                     "probabilities")
     backends = build_backends(empty_registry)
     version = backends.registry.get_version(1)
     assert version.metadata.class_names == list(imported_models.CLASSES)
@@ -198,13 +204,8 @@ def test_a_saved_model_is_served_compared_and_governed_without_layers(made, empt
                                   made["saved_model"].parent)
     folder = unpack_saved_model(Path(archive).read_bytes(), "shapes.zip", tmp_path / "up")
     assert folder == tmp_path / "up" / "shapes" and (folder / "saved_model.pb").is_file()
-    result = register(empty_registry, folder, "--dataset", dataset, "--input-range", "0,255",
-                      "--json")
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert (summary["version"], summary["status"], summary["outputs"]) == (1, "champion",
-                                                                            "logits")
-    assert summary["serving_agreement"] >= MIN_AGREEMENT
+    registered_first(register(empty_registry, folder, "--dataset", dataset, "--input-range",
+                              "0,255", "--json"), "logits")
     backends = build_backends(empty_registry)
     meta = backends.registry.get_version(1).metadata
     assert not meta.has_layers and meta.architecture == "imported (saved_model)"

@@ -9,5 +9,6 @@ import re
 KEPT_IN_LATIN = re.compile(
     r"\b(McNemar|Wilson|Bonferroni|Jensen-Shannon|Grad-CAM|TensorBoard|TFLite|ONNX|Keras|"
     r"JPEG|PNG|WebP|BMP|GIF|TIFF|EXIF|HTTPS?|JSON|CSV|HTML|Markdown|SMTP|URL|API|CLI|UTC|"
-    r"README|TF Serving|PCA|CBPE|ECE|MMD|PSI|KS|KL|F1|MB|float16|float|int8|dynamic range|"
+    r"README|TF Serving|TF SavedModel|SavedModel|PCA|CBPE|ECE|MMD|PSI|KS|KL|F1|MB|float16|"
+    r"float|int8|dynamic range|"
     r"Webhook|X-Signature|localhost|English|p50|p95|p99)\b", re.IGNORECASE)

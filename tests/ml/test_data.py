@@ -7,7 +7,6 @@ from PIL import Image
 from core.errors import DatasetError
 from core.ml.data import (
     FASHION_MNIST_CLASSES,
-    FolderImages,
     fingerprint,
     limit_dataset,
     load_dataset,
@@ -15,6 +14,7 @@ from core.ml.data import (
     parse_tfds_spec,
     read_idx,
 )
+from core.ml.image_sets import FolderImages
 from core.ml.images import InputSpec, decode_image, encode_png, preprocess
 from tests.conftest import fashion_test_images
 

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from core.ml.data import FolderImages
+from core.ml.image_sets import FolderImages
 from core.ml.images import InputSpec
 from core.ml.models import build_model
 from core.ml.params import Progress
@@ -35,6 +35,16 @@ def test_history_and_progress_follow_the_epochs_that_ran():
     assert [r.epoch for r in reports if r.epoch_done] == [1]
 
 
+def noise_photos(folder, count, size, rng):
+    """``count`` PNG files of random colour noise, ``size`` (height, width) each."""
+    from PIL import Image
+
+    files = [folder / f"{i:03d}.png" for i in range(count)]
+    for path in files:
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return files
+
+
 class CountedImages(FolderImages):
     """A folder's images that remember the most they were asked to read at once."""
 
@@ -54,18 +64,12 @@ class CountedImages(FolderImages):
 def test_a_folder_trains_and_evaluates_a_batch_at_a_time(tmp_path):
     """The pipeline never holds a split: training reads batch_size images at once,
     evaluation a model call's worth; an unreadable photo is named, not a TensorFlow error."""
-    from PIL import Image
-
     from core.errors import DatasetError
     from core.ml.evaluation import inference_batch, model_outputs
 
     spec = InputSpec(16, 16, 3)
     rng = np.random.default_rng(0)
-    files = []
-    for i in range(96):
-        path = tmp_path / f"{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
-        files.append(path)
+    files = noise_photos(tmp_path, 96, (20, 24), rng)
     images, labels = CountedImages(files, spec), rng.integers(0, 2, 96)
     model = build_model("small_cnn", spec, 2)
     result = fit_model(model, images, labels, images[:40], labels[:40], spec, epochs=2,
@@ -85,20 +89,14 @@ def test_a_folder_trains_and_evaluates_a_batch_at_a_time(tmp_path):
 def test_the_retraining_mix_reads_and_augments_only_what_training_asks_for(tmp_path):
     """Originals from a folder and drifted copies are made when read, the same each time;
     building the mix decodes nothing."""
-    from PIL import Image
-
     from core.ml.data import Dataset, Split
     from core.ml.params import RetrainParams
     from core.ml.retraining_data import mix_retraining_data
 
     spec = InputSpec(16, 16, 3)
     rng = np.random.default_rng(1)
-    files = []
-    for i in range(30):
-        path = tmp_path / f"{i:02d}.png"
-        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
-        files.append(path)
-    train = Split(CountedImages(files, spec), rng.integers(0, 2, 30))
+    train = Split(CountedImages(noise_photos(tmp_path, 30, (16, 16), rng), spec),
+                  rng.integers(0, 2, 30))
     dataset = Dataset("folder:x", ("a", "b"), spec, train, train, train, "test")
     logged = Split(np.zeros((2, 16, 16, 3), np.uint8), np.array([0, 1]))
     CountedImages.largest = 0
