@@ -57,3 +57,7 @@ def show_register_form(expanded: bool) -> None:
                 file=path.name, version=version.version, status=term(version.status),
                 accuracy=i18n.number(version.metadata.metric("test", "accuracy") or 0, 4),
                 agreement=f"{result.serving_agreement:.2%}"), icon=":material/check_circle:")
+            if result.serving_runtime != "tflite":
+                st.warning(_("The serving conversion (TFLite) changed some of its answers: "
+                             "this version is served from its SavedModel by TensorFlow, "
+                             "which is slower."), icon=":material/warning:")

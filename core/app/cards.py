@@ -121,12 +121,16 @@ def _lineage(version: ModelVersion) -> Section:
                                f"{', '.join(meta.recipe.include) or 'none'}"])
     if meta.source is not None:  # a model trained elsewhere: where it came from
         source = meta.source
-        rows += [["registered from", f"{source['file']} ({source['format']}, Keras "
-                                     f"{source.get('keras_version') or 'unknown'})"],
+        written_by = (f"TensorFlow {source.get('tensorflow_version') or 'unknown'}"
+                      if source["format"] == "saved_model"
+                      else f"Keras {source.get('keras_version') or 'unknown'}")
+        rows += [["registered from", f"{source['file']} ({source['format']}, {written_by})"],
                  ["file hash", str(source["sha256"])],
                  ["takes pixels in", f"[{source['input_range']}]; outputs {source['outputs']}"],
                  ["serving (TFLite) agreement with Keras",
-                  f"{source.get('serving_agreement', 0):.2%} of the test split"]]
+                  f"{source.get('serving_agreement', 0):.2%} of the test split"],
+                 ["served by", "TFLite" if meta.serving_runtime == "tflite" else
+                  "TensorFlow, from the SavedModel (the TFLite conversion changed answers)"]]
     if meta.environment.get("git_commit"):
         rows.append(["code (git commit)", str(meta.environment["git_commit"])])
     return Section("Lineage", [Table(["what", "value"], rows)])

@@ -44,6 +44,7 @@ def cmd_register(args: Namespace, backends: Backends) -> int:
     summary = {"model": version.model, "version": version.version,
                "status": str(version.status), "outputs": result.outputs,
                "serving_agreement": result.serving_agreement,
+               "serving_runtime": result.serving_runtime,
                "test_accuracy": version.metadata.metric("test", "accuracy"),
                "recommendation": comparison.recommendation if comparison else None}
     if args.json:
@@ -52,5 +53,7 @@ def cmd_register(args: Namespace, backends: Backends) -> int:
     print(f"registered {args.path.name} as version {version.version} of {version.model!r} "
           f"({version.status}); test accuracy {summary['test_accuracy']:.4f}; serving "
           f"(TFLite) agrees with Keras on {result.serving_agreement:.2%} of the test split"
+          + ("" if result.serving_runtime == "tflite" else
+             ", below 99.9 %: served from its SavedModel by TensorFlow instead")
           + (f"; gate recommends {comparison.recommendation}" if comparison else ""))
     return 0

@@ -1,4 +1,6 @@
-"""The serving predictor: preprocess and infer one image with TFLite, no TensorFlow import.
+"""The serving predictor: preprocess and infer one image with TFLite, no TensorFlow import
+(but for an imported model whose TFLite conversion changed its answers: its SavedModel,
+with TensorFlow, ``VersionMetadata.serving_runtime``).
 
 Models are loaded once per (model, version) and cached; a version's files never
 change after registration, so the cache never goes stale.
@@ -15,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ModelError
-from core.ml.exports import TFLITE_FILE, load_keras_model
+from core.ml.exports import SAVED_MODEL_DIR, TFLITE_FILE, load_keras_model
 from core.ml.gradcam import GradCam
 from core.ml.images import DecodedImage, image_statistics, preprocess, resize_to_spec
 from core.ml.ood import OOD_FILE, OodDetector
@@ -59,21 +61,16 @@ class Prediction:
 
 
 class Predictor:
-    """A version's TFLite model behind a lock (interpreters are not thread-safe)."""
+    """A version's model behind a lock (interpreters are not thread-safe): TFLite, or
+    the SavedModel for a version registered to be served by TensorFlow."""
 
     def __init__(self, version: ModelVersion, folder: Path):
-        from ai_edge_litert.interpreter import Interpreter
-
-        path = Path(folder) / TFLITE_FILE
-        if not path.is_file():
-            raise ModelError(f"version {version.version} has no {TFLITE_FILE} in {folder}. "
-                             "To fix this, register the version again.")
         self.version = version
         self.class_names: tuple[str, ...] = tuple(version.class_names)
         self.input_spec = version.metadata.spec
-        # One thread: for single images thread start-up costs more than it saves.
-        self._interpreter = Interpreter(model_path=str(path), num_threads=1)
-        self._runner = self._interpreter.get_signature_runner("serving_default")
+        self.runtime = version.metadata.serving_runtime
+        self._runner = (_tensorflow_runner(version, Path(folder))
+                        if self.runtime == "tensorflow" else _tflite_runner(version, Path(folder)))
         self._lock = threading.Lock()
         ood = Path(folder) / OOD_FILE
         self.ood: OodDetector | None = OodDetector.load(ood) if ood.is_file() else None
@@ -123,6 +120,35 @@ class Predictor:
                 unfamiliar=None if flags is None else bool(flags[i]),
             ))
         return predictions
+
+
+def _tflite_runner(version: ModelVersion, folder: Path) -> Any:
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = folder / TFLITE_FILE
+    if not path.is_file():
+        raise ModelError(f"version {version.version} has no {TFLITE_FILE} in {folder}. "
+                         "To fix this, register the version again.")
+    # One thread: for single images thread start-up costs more than it saves.
+    return Interpreter(model_path=str(path), num_threads=1).get_signature_runner(
+        "serving_default")
+
+
+def _tensorflow_runner(version: ModelVersion, folder: Path) -> Any:
+    """The version's SavedModel signature, called like the TFLite signature runner (a
+    model whose TFLite conversion disagreed with it; TensorFlow is imported for it)."""
+    import tensorflow as tf
+
+    path = folder / SAVED_MODEL_DIR
+    if not path.is_dir():
+        raise ModelError(f"version {version.version} has no {SAVED_MODEL_DIR} in {folder}. "
+                         "To fix this, register the version again.")
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def run(image: np.ndarray) -> dict:
+        return {name: np.asarray(value) for name, value in signature(image=image).items()}
+
+    return run
 
 
 class ModelCache:

@@ -122,6 +122,13 @@ class VersionMetadata:
                 "(model.save('model.keras')).")
 
     @property
+    def serving_runtime(self) -> str:
+        """``tflite`` (every model trained here, and imported ones whose conversion agrees
+        with them), or ``tensorflow``: an imported model whose TFLite conversion changed
+        its answers is served from its SavedModel by TensorFlow."""
+        return (self.source or {}).get("serving_runtime", "tflite")
+
+    @property
     def has_layers(self) -> bool:
         """False for a version registered from a TF SavedModel: a serving signature with
         no layers to look inside (no heatmaps, OOD scores or fine-tuning)."""

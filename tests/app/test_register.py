@@ -120,6 +120,7 @@ def test_the_notebooks_nested_mobilenet_answers_as_the_original(made, empty_regi
     assert version.metadata.class_names == list(imported_models.CLASSES)
     assert version.metadata.source["sha256"].startswith("sha256:")
     assert version.metadata.source["input_range"] == "-1,1"
+    assert version.metadata.serving_runtime == "tflite"
     (entry,) = [e for e in backends.audit_log.read_entries() if e.action == "register"]
     assert (entry.actor, entry.reason) == ("olga", "the team's model")
     assert entry.details["source"]["file"] == "mobilenet.keras"
@@ -252,6 +253,29 @@ def test_a_saved_model_is_served_compared_and_governed_without_layers(made, empt
     assert "saved_model" in card
 
 
+def test_a_model_its_conversion_changes_is_served_by_tensorflow(made, empty_registry,
+                                                                monkeypatch):
+    """Below the agreement bar (forced here: no conversion agrees on more than 100 %), the
+    version is registered and served from its SavedModel, and says so."""
+    monkeypatch.setattr(register_module, "MIN_SERVING_AGREEMENT", 1.01)
+    result = register(empty_registry, made["rescaling"], "--dataset",
+                      f"folder:{made['folder']}", "--input-range", "0,255")
+    assert result.returncode == 0, result.stderr
+    assert "served from its SavedModel by TensorFlow" in result.stdout
+    backends = build_backends(empty_registry)
+    version = backends.registry.get_version(1)
+    assert version.metadata.serving_runtime == "tensorflow"
+    assert backends.models.predictor(version).runtime == "tensorflow"
+    files = photos(made["folder"])[::4]
+    expected = original_labels(made["rescaling"], files, (0.0, 255.0))
+    now = datetime.now(UTC)
+    labels = [predict_image(backends, f.read_bytes(), actor="olga", source="cli",
+                            now=now)[0].label for f in files]
+    assert np.mean(np.asarray(labels) == np.asarray(expected)) >= MIN_AGREEMENT
+    card = model_card(backends, 1, actor="vic", now=now).render("md")
+    assert "| served by | TensorFlow, from the SavedModel" in card
+
+
 def zipped(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -266,7 +290,7 @@ def zipped(entries: dict[str, bytes]) -> bytes:
     (zipped({"a/saved_model.pb": b"1", "b/saved_model.pb": b"2"}), "holds 2 saved_model.pb files"),
     (zipped({"saved_model.pb": b"1", "../outside.txt": b"2"}), "would land outside"),
     (zipped({"saved_model.pb": b"1", "variables/big": bytes(4096)}), "unpacks to over"),
-])
+], ids=["not a zip", "no SavedModel", "two SavedModels", "an entry outside", "a zip bomb"])
 def test_a_zipped_saved_model_is_refused_when_it_is_not_one_safe_folder(
         tmp_path, monkeypatch, data, message):
     monkeypatch.setattr(register_module, "MAX_UNPACKED_BYTES", 1024)
