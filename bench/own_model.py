@@ -30,10 +30,12 @@ from bench.suite import Context, now
 from bench.timing import Row, measure
 from core.app import Backends, build_backends, drift_for_version, register_model, simulate
 from core.ml.images import decode_image, preprocess
+from tests.serving.clients import BOUNDARY, multipart
 
 SIZE = 224
 PHOTOS = 300
 LOGGED = 10_000  # predictions simulated: the drift report's window
+CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def own_model_rows(context: Context) -> list[Row]:
@@ -77,6 +79,7 @@ def own_model_rows(context: Context) -> list[Row]:
                     f"{backbone.count_params() / 1e6:.1f} M parameters; serving agreement "
                     f"{result.serving_agreement:.2%}")]
         rows += _latency_rows(context, backends, result.version, folder, model)
+        rows.append(_api_row(context, backends, result.version, folder, work))
         rows += _int8_rows(context, backends, result.version, work)
         return rows + _at_size_rows(context, backends, result.version)
     finally:
@@ -104,6 +107,35 @@ def _latency_rows(context: Context, backends, version, folder: Path, model) -> l
                 keras_predict.median * 1000, ratio, "faster than model.predict", ratio > 1,
                 f"model(x): {keras_call.median * 1000:.1f} ms "
                 f"({keras_call.median / serving.median:.1f}x ours)")]
+
+
+def _api_row(context: Context, backends: Backends, version, folder: Path, work: Path) -> Row:
+    """``/v1/predict?model=own`` with a 224x224 JPEG, logged, 2 workers, wrk at 8
+    connections, against the bare runtime: the version's TFLite model invoked in a loop on
+    one core (one thread, no decode, no HTTP), times the two cores."""
+    from bench.http_serving import WORKERS, _ours, _server, wrk
+    from core.ml.images import preprocess_batch
+
+    spec = version.metadata.spec
+    photo = next(folder.rglob("*.jpg")).read_bytes()
+    predictor = backends.models.predictor(version)
+    x = preprocess_batch(np.asarray([decode_image(photo, max_bytes=1 << 24,
+                                                  max_pixels=1 << 24).pixels]), spec)
+    one = measure(partial(predictor.predict_batch, x), repeats=context.repeats)
+    limit = WORKERS / one.median
+    body = work / "photo.multipart"
+    body.write_bytes(multipart(photo))
+    command, env = _ours(context.config.registry_dir)
+    seconds = 5 if context.quick else 15
+    with _server(command, env, "/readyz") as url:
+        wrk(f"{url}/v1/predict?model=own", body, CONTENT_TYPE, 8, 3)  # warm-up
+        rate = wrk(f"{url}/v1/predict?model=own", body, CONTENT_TYPE, 8, seconds)
+    share = rate / limit
+    return Row(f"API throughput, {SIZE}x{SIZE} MobileNetV2, /v1/predict with a JPEG, every "
+               f"answer logged ({WORKERS} workers, wrk -c 8)", rate, "req/s",
+               f"bare runtime: TFLite invoke x {WORKERS} cores, no decode or HTTP", limit,
+               share, ">= 70 % of the bare runtime", share >= 0.7,
+               f"one invoke {one.median * 1000:.2f} ms")
 
 
 def _int8_rows(context: Context, backends: Backends, version, work: Path) -> list[Row]:
