@@ -108,3 +108,28 @@ def test_the_retraining_mix_reads_and_augments_only_what_training_asks_for(tmp_p
     first, again = np.asarray(data.images[20:24]), np.asarray(data.images[20:24])
     assert first.shape == (4, 16, 16, 3) and np.array_equal(first, again)
     assert any(np.array_equal(data.images[0], image) for image in np.asarray(train.images))
+
+
+def test_fine_tuning_keeps_a_nested_backbone_frozen_and_trains_the_layers_after_it():
+    """The notebook's shape, Sequential([backbone, pooling, Dense]): the backbone (a
+    sub-model) keeps its weights, the head learns; a flat model is fine-tuned whole."""
+    from core.ml.params import RetrainParams
+    from core.ml.retraining import fine_tune
+
+    spec = InputSpec(16, 16, 3)
+    backbone = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3)],
+                                name="backbone")
+    nested = keras.Sequential([keras.Input((16, 16, 3)), backbone,
+                               keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(2, activation="softmax", name="head")])
+    rng = np.random.default_rng(2)
+    images, labels = rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), rng.integers(0, 2, 32)
+    params = RetrainParams(epochs=1, batch_size=16, learning_rate=1e-2)
+    result = fine_tune(nested, images, labels, images[:8], labels[:8], spec, params)
+    assert result.frozen == ("backbone",)
+    for name, unchanged in (("backbone", True), ("head", False)):
+        before, after = nested.get_layer(name).get_weights(), result.model.get_layer(
+            name).get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after)) is unchanged
+    flat = build_model("small_cnn", spec, 2)
+    assert fine_tune(flat, images, labels, images[:8], labels[:8], spec, params).frozen == ()
