@@ -44,6 +44,7 @@ MIN_SERVING_AGREEMENT = 0.999
 PARITY_SAMPLE = 64  # images the adapted model is checked on against the original
 # A zipped SavedModel's unpacked size: a model of a few hundred MB, never a zip bomb's.
 MAX_UNPACKED_BYTES = 2 * 2**30
+MAX_ZIP_ENTRIES = 10_000  # a SavedModel has a handful of files; a zip of many is an attack
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,10 @@ def unpack_saved_model(data: bytes, name: str, folder: Path) -> Path:
     except (zipfile.BadZipFile, OSError):
         raise InvalidInput(f"{name} is not a readable zip file. To fix this, zip the "
                            "SavedModel folder (e.g. 'cd export && zip -r model.zip 1').") from None
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise InvalidInput(f"{name} holds {len(entries):,} entries, more than a SavedModel "
+                           f"has ({MAX_ZIP_ENTRIES:,} at most). To fix this, zip only the "
+                           "SavedModel folder.")
     models = [e.filename for e in entries if e.filename.split("/")[-1] == "saved_model.pb"]
     if len(models) != 1 or models[0].count("/") > 1:
         found = (f"{len(models)} saved_model.pb files" if len(models) != 1

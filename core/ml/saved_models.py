@@ -36,6 +36,22 @@ from core.registry.records import SAVED_MODEL_FORMAT
 
 SIGNATURE = "serving_default"
 SAVED_MODEL_FILE = "saved_model.pb"
+# Operations a classifier's serving signature has no need of: they read or write files,
+# or run Python. A SavedModel is a graph, not code, but its graph runs whatever operations
+# its author put in it each time it is called (registration, every prediction): Keras'
+# safe mode's counterpart is to refuse these by name before the signature is ever called.
+FORBIDDEN_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "Save", "SaveV2", "SaveSlices", "Restore",
+    "RestoreV2", "RestoreSlice", "MergeV2Checkpoints", "ShardedFilename", "PyFunc",
+    "PyFuncStateless", "EagerPyFunc", "WholeFileReader", "WholeFileReaderV2",
+    "TextLineReader", "TextLineReaderV2", "FixedLengthRecordReader",
+    "FixedLengthRecordReaderV2", "TFRecordReader", "TFRecordReaderV2", "TFRecordDataset",
+    "TFRecordDatasetV2", "TextLineDataset", "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2", "CSVDataset", "CSVDatasetV2", "ExperimentalCSVDataset",
+    "SaveDataset", "SaveDatasetV2", "LoadDataset", "SnapshotDataset", "SnapshotDatasetV2",
+    "DatasetToTFRecord", "CreateSummaryFileWriter", "WriteSummary", "WriteScalarSummary",
+    "WriteImageSummary", "WriteHistogramSummary", "WriteAudioSummary", "WriteGraphSummary",
+    "WriteRawProtoSummary", "ImportEvent", "PrintV2"})
 
 
 def is_saved_model(path: Path) -> bool:
@@ -64,6 +80,15 @@ def load_saved_model(path: Path) -> ForeignModel:
         raise InvalidInput(f"{path.name} has no {SIGNATURE!r} signature (it has: "
                            f"{', '.join(loaded.signatures) or 'none'}). To fix this, export it "
                            "with model.export(...), which writes that signature.")
+    graph = signature.graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def}
+    if ops & FORBIDDEN_OPS:
+        raise InvalidInput(f"{path.name}'s serving signature runs {', '.join(sorted(ops & FORBIDDEN_OPS))}: "
+                           "operations that read or write files or run Python, which a "
+                           "classifier has no need of. Nothing was registered. To fix this, "
+                           "export the model without them (model.export(...) of a Keras "
+                           "classifier has none).")
     inputs = signature.structured_input_signature[1]
     outputs = signature.structured_outputs
     spec, classes = check_is_image_classifier(

@@ -264,6 +264,28 @@ def test_a_model_its_conversion_changes_is_served_by_tensorflow(made, empty_regi
     assert "| served by | TensorFlow, from the SavedModel" in card
 
 
+def test_a_saved_model_that_touches_files_is_refused_before_it_runs(empty_registry, tmp_path):
+    """A graph is not code, but it runs what its author put in it: a signature that
+    writes a file is refused by its operations' names, never called."""
+    import tensorflow as tf
+
+    target = tmp_path / "written.txt"
+
+    class Writes(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])
+        def serve(self, x):
+            tf.io.write_file(str(target), "pwned")
+            return {"scores": tf.nn.softmax(tf.reduce_mean(x, axis=[1, 2]))}
+
+    module = Writes()
+    tf.saved_model.save(module, str(tmp_path / "writes"),
+                        signatures={"serving_default": module.serve})
+    before = snapshot(empty_registry.registry_dir)
+    result = register(empty_registry, tmp_path / "writes", "--dataset", "fashion_mnist")
+    assert result.returncode == 1 and "runs WriteFile" in result.stderr, result.stderr
+    assert not target.exists() and snapshot(empty_registry.registry_dir) == before
+
+
 def zipped(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -278,10 +300,13 @@ def zipped(entries: dict[str, bytes]) -> bytes:
     (zipped({"a/saved_model.pb": b"1", "b/saved_model.pb": b"2"}), "holds 2 saved_model.pb files"),
     (zipped({"saved_model.pb": b"1", "../outside.txt": b"2"}), "would land outside"),
     (zipped({"saved_model.pb": b"1", "variables/big": bytes(4096)}), "unpacks to over"),
-], ids=["not a zip", "no SavedModel", "two SavedModels", "an entry outside", "a zip bomb"])
+    (zipped({"saved_model.pb": b"1"} | {f"x/{i}": b"" for i in range(12)}), "holds 13 entries"),
+], ids=["not a zip", "no SavedModel", "two SavedModels", "an entry outside", "a zip bomb",
+        "too many entries"])
 def test_a_zipped_saved_model_is_refused_when_it_is_not_one_safe_folder(
         tmp_path, monkeypatch, data, message):
     monkeypatch.setattr(register_module, "MAX_UNPACKED_BYTES", 1024)
+    monkeypatch.setattr(register_module, "MAX_ZIP_ENTRIES", 12)
     with pytest.raises(InvalidInput, match=message):
         unpack_saved_model(data, "model.zip", tmp_path / "up")
     assert not (tmp_path / "outside.txt").exists()
