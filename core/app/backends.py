@@ -152,11 +152,15 @@ def backends_for_model(backends: Backends, model: str) -> Backends:
                       backends.artifacts, backends.models, backends.decoder)
 
 
+def model_names(backends: Backends) -> list[str]:
+    """Every model of the registry (the configured one too, even before it has a
+    version), by name."""
+    return sorted({backends.model, *backends.catalog.list_models()})
+
+
 def every_model(backends: Backends) -> list[Backends]:
-    """``backends`` for each model of the registry (the configured one too, even before it
-    has a version), by name: what the monitor covers."""
-    names = sorted({backends.model, *backends.catalog.list_models()})
-    return [backends_for_model(backends, name) for name in names]
+    """``backends`` for each of ``model_names``: what the monitor covers."""
+    return [backends_for_model(backends, name) for name in model_names(backends)]
 
 
 def _for_model(config: Config, database: Database, artifacts: ArtifactStore,

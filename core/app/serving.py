@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.app.backends import Backends, backends_for_model
+from core.app.backends import Backends, backends_for_model, model_names
 from core.app.routing import Instance, Origin, log_records, predict_routed
 from core.audit import Actor, stamp
 from core.errors import (
@@ -233,7 +233,7 @@ class ServingSession:
         with self._refresh_lock:
             previous = self._state.models if self._state is not None else {}
             models = {}
-            for name in sorted({self.default_model, *self.backends.registry.list_models()}):
+            for name in model_names(self.backends):
                 try:
                     model = self._read_model(name)
                 except Exception:
@@ -251,8 +251,9 @@ class ServingSession:
     def _read_model(self, name: str) -> ModelState | None:
         """The model's snapshot with its models loaded; None if it has no champion yet
         (the default model must have one: VersionNotFound)."""
-        backends = self._backends.get(name) or self._backends.setdefault(
-            name, backends_for_model(self.backends, name))
+        if name not in self._backends:  # built once per model and process
+            self._backends[name] = backends_for_model(self.backends, name)
+        backends = self._backends[name]
         versions = {v.version: v for v in backends.registry.list_versions()}
         champion = find_champion_in(versions.values())
         if champion is None:
