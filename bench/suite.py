@@ -245,9 +245,13 @@ LOG_WRITER = textwrap.dedent("""
     import os, sys, time
     import numpy as np
     from core.app.backends import open_database
-    from core.monitoring.prediction_log import SQLPredictionLog
+    from pathlib import Path
+    from core.monitoring.logged_images import LoggedImages
+    from core.monitoring.sql_prediction_log import SQLPredictionLog
     from core.monitoring.log_records import PredictionRecord
-    log = SQLPredictionLog(open_database(sys.argv[1]))
+    from core.registry.artifacts import LocalArtifactStore
+    log = SQLPredictionLog(open_database(sys.argv[1]), LoggedImages(LocalArtifactStore(
+        Path(sys.argv[1].removeprefix("sqlite:///")).parent)))
     worker, rows, go = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     batch = int(sys.argv[5]) if len(sys.argv) > 5 else 1  # rows per commit
     png = bytes(600)
@@ -275,7 +279,9 @@ def log_rows(context: Context) -> list[Row]:
     Writers start together once each has imported and written one untimed row, so the
     figure is write throughput, not Python's start-up.
     """
-    from core.monitoring.prediction_log import SQLPredictionLog
+    from core.monitoring.logged_images import LoggedImages
+    from core.monitoring.sql_prediction_log import SQLPredictionLog
+    from core.registry.artifacts import LocalArtifactStore
     from core.storage.database import SQLiteDatabase
 
     rows_each = 300 if context.quick else 1000
@@ -294,7 +300,8 @@ def log_rows(context: Context) -> list[Row]:
             for worker in workers:
                 worker.wait(timeout=600)
             elapsed = time.perf_counter() - started
-            stored = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}")).count("bench")
+            stored = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}"), LoggedImages(
+                LocalArtifactStore(Path(folder)))).count("bench")
             return processes * rows_each / elapsed, stored - processes
 
     single_rate, single_count = run(1)

@@ -9,11 +9,11 @@ from core.monitoring.log_records import FailedRequest, PredictionRecord
 
 
 def record(i: int, version: int = 1, source: str = "cli", at: str | None = None,
-           true_label=None) -> PredictionRecord:
+           true_label=None, model: str = "m") -> PredictionRecord:
     probabilities = np.full(10, 0.05, np.float32)
     probabilities[i % 10] = 0.55
     return PredictionRecord(
-        at=at or f"2026-01-01T00:00:{i % 60:02d}.000+00:00", model="m", version=version,
+        at=at or f"2026-01-01T00:00:{i % 60:02d}.000+00:00", model=model, version=version,
         source=source, predicted=i % 10, label=f"c{i % 10}", confidence=0.55,
         probabilities=probabilities, latency_ms=1.5, brightness=0.1 * (i % 10),
         contrast=0.2, sharpness=0.01, width=28, height=28,

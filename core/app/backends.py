@@ -29,11 +29,14 @@ from core.jobs.queue import JobQueue
 from core.jobs.records import JobStore
 from core.ml.predictor import ModelCache
 from core.monitoring.alerts import AlertStore
-from core.monitoring.prediction_log import PredictionLog, SQLPredictionLog
+from core.monitoring.logged_images import LoggedImages
+from core.monitoring.prediction_log import PredictionLog
 from core.monitoring.snapshots import SnapshotStore
-from core.registry.artifacts import ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from core.monitoring.sql_prediction_log import SQLPredictionLog
+from core.registry.artifacts import ArtifactStore, LocalArtifactStore
 from core.registry.catalog import Catalog, SQLCatalog
 from core.registry.registry import Registry
+from core.registry.s3_artifacts import S3ArtifactStore
 from core.storage.database import Database, PostgresDatabase, SQLiteDatabase
 from core.storage.secrets import SecretBox
 
@@ -178,7 +181,8 @@ def _for_model(config: Config, database: Database, artifacts: ArtifactStore,
                              SignInThrottle(database)),
         traffic=TrafficStore(database, config.model_name),
         catalog=catalog, artifacts=artifacts, registry=registry,
-        prediction_log=SQLPredictionLog(database, config.log_write_wait_seconds),
+        prediction_log=SQLPredictionLog(database, LoggedImages(artifacts),
+                                        config.log_write_wait_seconds),
         snapshots=SnapshotStore(database, config.model_name),
         alerts=AlertStore.open(database, config.model_name, SecretBox(config.secrets_key)),
         jobs=JobQueue(JobStore(database, config.model_name), executor, registry),

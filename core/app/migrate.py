@@ -2,9 +2,9 @@
 
 Typically from the embedded SQLite file and folders to PostgreSQL and an S3 bucket,
 when a team outgrows one machine. The source is only read. Artifacts are copied
-first (each version published whole, so a rerun skips the ones already there),
-then every table in one transaction of the target, so rows never name files that
-are missing. Afterwards the target's row counts must equal the source's, and its
+first (each version published whole, so a rerun skips the ones already there; then
+the prediction log's image packs), then every table in one transaction of the target,
+so rows never name files that are missing. Afterwards the target's row counts must equal the source's, and its
 audit log must verify.
 
 It asks for no sign-in: it runs where the registry's files are, and whoever can
@@ -23,6 +23,7 @@ from core.app.backends import Backends, build_backends, open_artifact_store, ope
 from core.audit import Verification
 from core.errors import InvalidInput, RegistryError
 from core.governance.decisions import verify_audit
+from core.monitoring.logged_images import PREFIX as LOGGED_IMAGES
 from core.registry.artifacts import ArtifactStore
 from core.storage.copy import copy_database, row_counts
 
@@ -61,6 +62,7 @@ def migrate_registry(backends: Backends, *, to_url: str, artifacts_url: str | No
                                " To fix this, name the new location, or leave --artifacts out "
                                "to keep the files where they are.")
         copied = _copy_artifacts(backends, store, on_progress)
+        _copy_logged_images(backends, store, on_progress)
     rows = copy_database(source, target, on_progress)
     landed = row_counts(target)
     if landed != rows:
@@ -72,6 +74,20 @@ def migrate_registry(backends: Backends, *, to_url: str, artifacts_url: str | No
     return MigrationResult(database=target.describe(), artifacts=artifacts_url, rows=rows,
                            versions_copied=copied,
                            audit=verify_audit(copy.audit_log, copy.registry, None))
+
+
+def _copy_logged_images(backends: Backends, store: ArtifactStore,
+                        on_progress: MigrateProgress | None) -> None:
+    """Copies the prediction log's image packs the target does not have yet (before the
+    rows that refer to them)."""
+    folder = LOGGED_IMAGES + "/"
+    there = {item.key for item in store.list_objects(folder)}
+    missing = [item for item in backends.artifacts.list_objects(folder)
+               if item.key not in there]
+    for done, item in enumerate(missing, start=1):
+        store.put_object(item.key, backends.artifacts.read_object(item.key, 0, item.size))
+        if on_progress:
+            on_progress("logged images", done, len(missing))
 
 
 def _copy_artifacts(backends: Backends, store: ArtifactStore,

@@ -177,6 +177,18 @@ def _keyed_audit_chain(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE audit_log ADD COLUMN hash_scheme TEXT")
 
 
+def _logged_images_beside(conn: Connection) -> None:
+    """Step 13: logged images are kept in the artifact store, the row refers to them;
+    older rows keep theirs in ``pixels``. Retention finds a pack's rows by the index."""
+    present = {column["name"] for column in inspect(conn).get_columns("predictions")}
+    for column, kind in (("image_pack", "TEXT"), ("image_offset", "BIGINT"),
+                         ("image_length", "INTEGER")):
+        if column not in present:
+            conn.exec_driver_sql(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS predictions_by_image_pack ON "
+                         "predictions (image_pack) WHERE image_pack IS NOT NULL")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -192,6 +204,7 @@ MIGRATIONS = (
     Migration(10, "disabled accounts; sign-in back-off per client", _accounts),
     Migration(11, "labels with provenance; visitors' labels as suggestions", _labels),
     Migration(12, "audit entries chained under AUDIT_KEY", _keyed_audit_chain),
+    Migration(13, "logged images kept beside the prediction log", _logged_images_beside),
 )
 LATEST = MIGRATIONS[-1].version
 

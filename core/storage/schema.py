@@ -156,6 +156,11 @@ predictions = Table(
     # place in it. NULL on rows logged before step 7 that could not be paired for sure.
     Column("server_request_id", Text),
     Column("instance", Integer),
+    # Step 13: the image is kept beside the log (core.monitoring.logged_images): its
+    # pack, offset and length; ``pixels`` is empty then (it held the PNG before).
+    Column("image_pack", Text),
+    Column("image_offset", BigInteger),
+    Column("image_length", Integer),
     sqlite_autoincrement=True,
 )
 Index("predictions_by_version", predictions.c.model, predictions.c.version, predictions.c.id)

@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from datetime import UTC
 
 import numpy as np
 import pytest
@@ -131,6 +132,40 @@ def test_images_of_none_of_the_classes_are_evidence_not_training_data(config):
         assert log.delete_before(conn, "m", "2027", 100) == (0, 0)
 
 
+def test_images_are_kept_beside_the_rows_one_pack_per_append(config):
+    log = open_log(config)
+    ids = log.append([record(i, source="upload") for i in range(3)])
+    ids += log.append([record(3, source="upload", model="other")])
+    assert log.images("m", ids[:3][::-1]) == [(b"png-2", -1), (b"png-1", -1), (b"png-0", -1)]
+    assert log.images("other", ids[3:]) == [(b"png-3", -1)]
+    assert log.database.read("SELECT SUM(LENGTH(pixels)) FROM predictions")[0][0] == 0
+    (pack,) = log.logged_images.packs("m")
+    assert pack.latest.isoformat() == "2026-01-01T00:00:02+00:00"  # its newest row's time
+    assert pack.name.startswith("2026-01-01/") and pack.size == len(b"png-0png-1png-2")
+
+
+def test_retention_removes_images_no_row_refers_to_and_keeps_labelled_ones(config):
+    from datetime import datetime
+
+    log = open_log(config)
+    old = log.append([record(i, source="upload") for i in range(3)])
+    (new,) = log.append([record(9, source="upload", at="2026-03-01T00:00:00.000+00:00")])
+    give_label(log, old[1], 4)
+    orphan = log.logged_images.write("m", [b"never committed"], datetime(2026, 1, 5,
+                                                                         tzinfo=UTC))
+    cutoff = "2026-02-01T00:00:00+00:00"
+    with log.database.write() as conn:
+        assert log.delete_before(conn, "m", cutoff, 100) == (2, 0)
+    assert log.sweep_images("m", cutoff).packs_removed == 0  # all written just now: wait
+    swept = log.sweep_images("m", cutoff, grace_seconds=0)
+    assert (swept.packs_removed, swept.images_kept) == (2, 1)
+    assert swept.bytes_removed == len(b"png-0png-1png-2never committed")
+    assert orphan[0].pack not in [pack.name for pack in log.logged_images.packs("m")]
+    assert log.images("m", [old[1], new]) == [(b"png-1", 4), (b"png-9", -1)]
+    assert [pack.labelled for pack in log.logged_images.packs("m")] == [True, False]
+    assert log.sweep_images("m", cutoff, grace_seconds=0).packs_removed == 0
+
+
 # --- writers killed in the middle of a burst ------------------------------------------------
 
 BURST = textwrap.dedent("""
@@ -184,3 +219,11 @@ def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_
     log = open_log(registry_copy)
     window = log.window("m", 1)  # the batch writer's rows decode whole: none is torn
     np.testing.assert_allclose(window.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # Every committed row's image is there, whole: its pack was written before the row.
+    by_model: dict[str, list[int]] = {}
+    for prediction, model in log.database.read("SELECT id, model FROM predictions"):
+        by_model.setdefault(model, []).append(prediction)
+    assert sorted(by_model) == sorted({"m", registry_copy.model_name})
+    for model, rows in by_model.items():
+        images = log.images(model, rows)
+        assert len(images) == len(rows) and all(image for image, _ in images)

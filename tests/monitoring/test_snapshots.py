@@ -211,13 +211,20 @@ def test_retention_deletes_summarized_old_rows_in_audited_batches(registry_copy)
     assert apply_retention(backends, now) == 0  # nothing summarized yet: nothing goes
     compute_snapshots(backends, now)
     summarized = backends.snapshots.count()
-    assert apply_retention(backends, now, batch_rows=50) == 120
+    assert apply_retention(backends, now, batch_rows=50, pack_grace_seconds=0) == 120
     assert [row[0] for row in backends.database.read("SELECT id FROM predictions")] == [kept]
+    (image, label), = backends.prediction_log.images(backends.model, [kept])
+    assert label == 3 and image == encode_png(images[0])  # kept beside the log, lossless
+    (pack,) = backends.prediction_log.logged_images.packs(backends.model)
+    assert pack.labelled  # the simulated traffic's packs are gone
     assert backends.snapshots.count() == summarized  # the charts keep every period
     deletions = [e for e in backends.audit_log.read_entries()
                  if e.action == "delete_predictions"]
     assert [e.details["predictions"] for e in deletions] == [50, 50, 20]
     assert all(e.actor == "monitor" and e.details["before"] <= stamp(now - timedelta(days=1))
                for e in deletions)
+    (swept,) = [e for e in backends.audit_log.read_entries()
+                if e.action == "delete_logged_images"]
+    assert swept.details["labelled_images_kept"] == 1 and swept.details["bytes"] > 0
     assert backends.audit_log.verify().ok
     assert apply_retention(backends, now) == 0  # done: a second pass deletes nothing

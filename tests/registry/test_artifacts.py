@@ -10,9 +10,9 @@ from core.registry.artifacts import (
     METADATA_FILE,
     ArtifactStore,
     LocalArtifactStore,
-    S3ArtifactStore,
     file_digests,
 )
+from core.registry.s3_artifacts import S3ArtifactStore
 from tests.conftest import new_bucket
 
 STORES = {
@@ -80,6 +80,28 @@ def test_remove_unpublished_removes_a_dead_writers_staging(store, tmp_path):
     staged.rename(dead)
     store.remove_unpublished("m", known=set())
     assert not dead.exists()
+
+
+def test_objects_outside_the_versions_are_written_read_by_range_listed_and_removed(store):
+    store.put_object("_logs/m/2026-01-01/a.pack", b"0123456789")
+    store.put_object("_logs/m/2026-01-02/b.pack", b"xyz")
+    assert store.read_object("_logs/m/2026-01-01/a.pack", 3, 4) == b"3456"
+    listed = store.list_objects("_logs/m/")
+    assert [(item.key, item.size) for item in listed] == [("_logs/m/2026-01-01/a.pack", 10),
+                                                         ("_logs/m/2026-01-02/b.pack", 3)]
+    assert all(item.modified > 0 for item in listed)
+    assert store.list_objects("_logs/other/") == [] and store.list_versions("m") == []
+    store.delete_object("_logs/m/2026-01-01/a.pack")
+    store.delete_object("_logs/m/2026-01-01/a.pack")  # already gone: nothing happens
+    with pytest.raises(RegistryError, match="is missing.*To fix this"):
+        store.read_object("_logs/m/2026-01-01/a.pack", 0, 1)
+    assert [item.key for item in store.list_objects("_logs/m/")] == ["_logs/m/2026-01-02/b.pack"]
+
+
+@pytest.mark.parametrize("key", ["m/1/model.tflite", "_logs/../m/1/x", "/_abs"])
+def test_object_keys_never_reach_a_versions_folder(store, key):
+    with pytest.raises(RegistryError, match="To fix this"):
+        store.put_object(key, b"x")
 
 
 def test_put_file_adds_to_a_published_version_whole(store):

@@ -13,11 +13,14 @@ from core.audit import AuditEntry, AuditLog
 from core.errors import InvalidInput
 from core.governance.users import UserStore
 from core.jobs.records import JobStore
-from core.monitoring.prediction_log import SQLPredictionLog
+from core.monitoring.logged_images import LoggedImages
+from core.monitoring.sql_prediction_log import SQLPredictionLog
+from core.registry.artifacts import LocalArtifactStore
 from core.registry.catalog import SQLCatalog
 from core.storage import migrations
 from core.storage.database import PostgresDatabase, SQLiteDatabase
 from tests.conftest import PROJECT_ROOT
+from tests.log_rows import record
 from tests.storage.release_1 import RELEASE_1_COMPARISON, RELEASE_1_METADATA, release_1_database
 
 # A version's metadata as release 1 stored it (versions.metadata and metadata.json).
@@ -40,11 +43,15 @@ def test_a_release_1_database_is_upgraded_and_keeps_every_row(tmp_path):
     assert [u.name for u in UserStore(database, "classifier").list_users()] == ["ann"]
     (job,) = JobStore(database, "classifier").list_jobs()
     assert (job.status, job.params, job.progress) == ("queued", {"epochs": 1}, {})
-    log = SQLPredictionLog(database)
+    log = SQLPredictionLog(database, LoggedImages(LocalArtifactStore(tmp_path)))
     assert log.count("classifier") == 3
     old_rows = log.window("classifier", 1)
     np.testing.assert_allclose(old_rows.probabilities[0], [0.2, 0.8])
     assert np.isnan(old_rows.ood_scores).all()  # logged before there were OOD scores
+    # Images logged before step 13 stay in their rows; new ones go beside the log.
+    (new_id,) = log.append([record(1, model="classifier")])
+    assert log.images("classifier", [1, new_id]) == [(b"png", -1), (b"png-1", -1)]
+    assert len(LoggedImages(LocalArtifactStore(tmp_path)).packs("classifier")) == 1
     verification = audit_log.verify()
     assert verification.ok and verification.entries == 3, verification.problem
     assert [change.version for change in catalog.get_status_history("classifier")] == [1]
@@ -134,7 +141,8 @@ def test_step_7_pairs_old_shadow_rows_only_where_certain(tmp_path):
                    (version, request_id, variant))
     db.commit()
     db.close()
-    log = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}"))
+    log = SQLPredictionLog(SQLiteDatabase(f"sqlite:///{path}"),
+                           LoggedImages(LocalArtifactStore(tmp_path)))
     pairs = log.shadow_pairs("classifier", 1, 2)  # the first read upgrades to step 7
     assert pairs[:, :2].tolist() == [[1, 2]]
     assert len(log.api_requests("classifier", "2000")) == 4  # per request and variant

@@ -115,13 +115,17 @@ def test_migrate_to_postgresql_and_s3_then_serve_from_the_bucket(postgres, s3, r
     from tests.conftest import FIXED_NOW, fashion_test_images, new_bucket
 
     url, bucket = new_database(postgres), new_bucket(request)
+    images, _ = fashion_test_images(2)
+    before, _ = predict_image(backends_of(registry_copy), encode_png(images[1]),
+                              actor="anonymous", source="cli", now=FIXED_NOW)
+    logged = backends_of(registry_copy).prediction_log.images("classifier", [before.log_id])
     result = migrate_registry(backends_of(registry_copy), to_url=url, artifacts_url=bucket)
     assert result.versions_copied == 1 and result.audit.ok
     # A server on another machine: nothing but the two URLs (and an empty cache folder).
     elsewhere = registry_copy.with_overrides(registry_dir=tmp_path / "elsewhere",
                                              database_url=url, artifacts_url=bucket)
     backends = build_backends(elsewhere)
-    images, labels = fashion_test_images(1)
+    assert backends.prediction_log.images("classifier", [before.log_id]) == logged
     prediction, _ = predict_image(backends, encode_png(images[0]), actor="anonymous",
                                   source="cli", now=FIXED_NOW)
     assert prediction.version == 1
@@ -129,17 +133,23 @@ def test_migrate_to_postgresql_and_s3_then_serve_from_the_bucket(postgres, s3, r
     assert sorted(backends.registry.get_champion().metadata.files) == sorted(local.metadata.files)
     cached = tmp_path / "elsewhere" / "cache" / "classifier" / "1"
     assert (cached / "model.tflite").is_file()
-    assert backends.prediction_log.count("classifier") == 1
+    assert backends.prediction_log.count("classifier") == 2
+    (image, _), = backends.prediction_log.images("classifier", [prediction.log_id])
+    assert image == encode_png(images[0])  # kept in the bucket beside the log
+    assert [item.key.split("/")[1] for item in backends.artifacts.list_objects(
+        "_logged-images/")] == ["classifier", "classifier"]
 
 
-def test_a_writer_waiting_too_long_for_its_turn_is_told_to_retry(postgres):
+def test_a_writer_waiting_too_long_for_its_turn_is_told_to_retry(postgres, tmp_path):
     import time
 
     from core.errors import Overloaded
-    from core.monitoring.prediction_log import SQLPredictionLog
+    from core.monitoring.logged_images import LoggedImages
+    from core.monitoring.sql_prediction_log import SQLPredictionLog
+    from core.registry.artifacts import LocalArtifactStore
 
     database = PostgresDatabase(new_database(postgres))
-    log = SQLPredictionLog(database, write_wait=1)
+    log = SQLPredictionLog(database, LoggedImages(LocalArtifactStore(tmp_path)), write_wait=1)
     log.append([record(1)])
     with database.write() as holding:  # another writer's turn, held
         assert holding is not None
