@@ -26,7 +26,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from core.names import validate_model_name
 from core.registry.artifacts import ArtifactStore
@@ -92,19 +92,30 @@ class LoggedImages:
                 found[ref] = span[ref.offset - start:ref.offset - start + ref.length]
         return [found[ref] for ref in refs]
 
-    def packs(self, model: str) -> list[Pack]:
-        """Every pack of ``model``, oldest first."""
-        folder = self._folder(model) + "/"
-        packs = []
-        for item in self.store.list_objects(folder):
-            name = item.key[len(folder):]
-            pack = _parse(name, item.modified, item.size)
-            if pack is not None:
-                packs.append(pack)
+    def folders(self, model: str) -> list[str]:
+        """The folders of ``model``'s packs: its days and ``LABELLED``."""
+        return self.store.list_folders(self._folder(model) + "/")
+
+    def packs(self, model: str, folder: str | None = None) -> list[Pack]:
+        """The packs of ``model`` (in one of its ``folders``, or all), oldest first."""
+        base = self._folder(model) + "/"
+        listed = self.store.list_objects(base + (f"{folder}/" if folder else ""))
+        packs = [pack for item in listed
+                 if (pack := _parse(item.key[len(base):], item.modified, item.size))]
         return sorted(packs, key=lambda pack: pack.latest)
 
     def delete(self, model: str, pack: str) -> None:
         self.store.delete_object(f"{self._folder(model)}/{pack}")
+
+
+def day_ended_by(folder: str, cutoff: datetime) -> bool:
+    """Whether ``folder`` is a day whose end is at or before ``cutoff``: every row of
+    every pack in it is older than ``cutoff`` (a pack's folder is its newest row's day)."""
+    try:
+        day = datetime.strptime(folder, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return day + timedelta(days=1) <= cutoff
 
 
 def _parse(name: str, modified: float, size: int) -> Pack | None:

@@ -114,8 +114,10 @@ class PredictionLog(ABC):
         """The encoded image and true class (-1: unknown) of the given predictions, in that order."""
 
     @abstractmethod
-    def pack_rows(self, model: str, pack: str) -> list[tuple[int, ImageRef]]:
-        """The predictions whose image is in ``pack``, by id."""
+    def pack_rows(self, model: str, packs: Sequence[str]
+                  ) -> dict[str, list[tuple[int, ImageRef]]]:
+        """The predictions (id, where its image is) whose image is in each of ``packs``
+        (a pack no row refers to is missing from the answer)."""
 
     @abstractmethod
     def move_images(self, model: str, moved: dict[int, ImageRef]) -> None:
@@ -124,10 +126,12 @@ class PredictionLog(ABC):
     @abstractmethod
     def sweep_images(self, model: str, before: str,
                      grace_seconds: float = SWEEP_GRACE_SECONDS) -> ImageSweep:
-        """After ``delete_before``: removes the image packs older than ``before`` that no
-        row refers to any more, and moves the images rows still refer to (labelled ones,
-        kept) into packs of their own first. Leaves packs written in the last
-        ``grace_seconds`` (by the clock) alone: their rows may still be committing."""
+        """After ``delete_before``: in each day of packs that ended by ``before`` (every
+        row in it is older), removes the packs no row refers to any more, and moves the
+        images rows still refer to (labelled ones, kept) into labelled packs first; and
+        removes labelled packs no row refers to. A day is looked at again only while it
+        still holds packs; packs written in the last ``grace_seconds`` (by the clock)
+        are left alone: their rows may still be committing."""
 
     @abstractmethod
     def delete_before(self, conn: Connection, model: str, before: str, limit: int

@@ -30,7 +30,7 @@ from core.monitoring.log_records import (
     Window,
     check_source,
 )
-from core.monitoring.logged_images import ImageRef, LoggedImages, Pack
+from core.monitoring.logged_images import LABELLED, ImageRef, LoggedImages, day_ended_by
 from core.monitoring.prediction_log import (
     LABELLED_PACK_IMAGES,
     SWEEP_GRACE_SECONDS,
@@ -252,36 +252,37 @@ class SQLPredictionLog(PredictionLog):
         return [bytes(pixels) if pack is None else next(beside)
                 for pixels, pack, _, _ in rows]
 
-    def pack_rows(self, model: str, pack: str) -> list[tuple[int, ImageRef]]:
-        return [(row[0], ImageRef(pack, row[1], row[2])) for row in self.database.read(
-            "SELECT id, image_offset, image_length FROM predictions WHERE image_pack = :pack "
-            "AND model = :model ORDER BY id", {"model": model, "pack": pack})]
+    def pack_rows(self, model: str, packs: Sequence[str]
+                  ) -> dict[str, list[tuple[int, ImageRef]]]:
+        found: dict[str, list[tuple[int, ImageRef]]] = {}
+        for start in range(0, len(packs), 500):  # a bounded IN list per query
+            chunk = {f"p{i}": pack for i, pack in enumerate(packs[start:start + 500])}
+            for prediction, pack, offset, length in self.database.read(
+                    "SELECT id, image_pack, image_offset, image_length FROM predictions "
+                    f"WHERE image_pack IN ({', '.join(':' + k for k in chunk)}) AND "
+                    "model = :model ORDER BY id", chunk | {"model": model}):
+                found.setdefault(pack, []).append((prediction, ImageRef(pack, offset, length)))
+        return found
 
     def sweep_images(self, model: str, before: str,
                      grace_seconds: float = SWEEP_GRACE_SECONDS) -> ImageSweep:
         cutoff, fresh = datetime.fromisoformat(before), time.time() - grace_seconds
-        gone: list[Pack] = []
-        held: list[tuple[Pack, list[tuple[int, ImageRef]]]] = []
-        for pack in self.logged_images.packs(model):
-            if pack.modified > fresh or (pack.latest >= cutoff and not pack.labelled):
-                continue
-            rows = self.pack_rows(model, pack.name)
-            if not rows:
-                gone.append(pack)
-            elif not pack.labelled:  # a labelled pack holds only what is kept anyway
-                held.append((pack, rows))
-        kept = [row for _, rows in held for row in rows]
+        candidates = [pack for folder in self.logged_images.folders(model)
+                      if folder == LABELLED or day_ended_by(folder, cutoff)
+                      for pack in self.logged_images.packs(model, folder)
+                      if pack.modified <= fresh]
+        referred = self.pack_rows(model, [pack.name for pack in candidates])
+        # A labelled pack holds only kept images: it goes once no row refers to it.
+        done = [pack for pack in candidates if not pack.labelled or pack.name not in referred]
+        kept = [row for pack in done for row in referred.get(pack.name, [])]
         for start in range(0, len(kept), LABELLED_PACK_IMAGES):
             chunk = kept[start:start + LABELLED_PACK_IMAGES]
             images = self.logged_images.read(model, [ref for _, ref in chunk])
-            latest = max(pack.latest for pack, _ in held)
-            moved = self.logged_images.write(model, images, latest, labelled=True)
+            moved = self.logged_images.write(model, images, cutoff, labelled=True)
             self.move_images(model, {row: ref for (row, _), ref in zip(chunk, moved)})
-        for pack in gone + [pack for pack, _ in held]:
+        for pack in done:
             self.logged_images.delete(model, pack.name)
-        return ImageSweep(len(gone) + len(held),
-                          sum(pack.size for pack in gone + [pack for pack, _ in held]),
-                          len(kept))
+        return ImageSweep(len(done), sum(pack.size for pack in done), len(kept))
 
     def move_images(self, model: str, moved: dict[int, ImageRef]) -> None:
         with self.database.write() as conn:

@@ -104,6 +104,10 @@ class ArtifactStore(ABC):
         """The objects whose keys start with ``prefix`` (a folder: ends with "/")."""
 
     @abstractmethod
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the folders directly under ``prefix`` (a folder: ends with "/")."""
+
+    @abstractmethod
     def delete_object(self, key: str) -> None:
         """Removes an object; nothing happens if it is already gone."""
 
@@ -222,6 +226,10 @@ class LocalArtifactStore(ArtifactStore):
                 found.append(StoredObject(path.relative_to(self.root).as_posix(),
                                           stat.st_size, stat.st_mtime))
         return sorted(found, key=lambda item: item.key)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        folder = self.root / check_object_key(prefix.rstrip("/"))
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def delete_object(self, key: str) -> None:
         (self.root / check_object_key(key)).unlink(missing_ok=True)

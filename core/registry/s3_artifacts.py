@@ -88,14 +88,15 @@ class S3ArtifactStore(ArtifactStore):
                 f"cannot reach the artifact store {self.url} ({error}). To fix this, start "
                 "it or correct ARTIFACTS_URL and AWS_ENDPOINT_URL.") from None
 
-    def _listing(self, prefix: str) -> list[dict]:
-        """Every object under ``prefix``, page after page (S3 gives 1,000 at a time)."""
+    def _listing(self, prefix: str, what: str = "Contents", **options: Any) -> list[dict]:
+        """Every object under ``prefix`` (``what="CommonPrefixes"`` with a delimiter: its
+        folders), page after page (S3 gives 1,000 at a time)."""
         items: list[dict] = []
         token: dict = {}
         while True:
             page = self._call("list files", self.client.list_objects_v2, Prefix=prefix,
-                              **token)
-            items += page.get("Contents", [])
+                              **options, **token)
+            items += page.get(what, [])
             if not page.get("IsTruncated"):
                 return items
             token = {"ContinuationToken": page["NextContinuationToken"]}
@@ -246,6 +247,11 @@ class S3ArtifactStore(ArtifactStore):
                                     item["LastModified"].timestamp())
                        for item in self._listing(self._object_key(prefix.rstrip("/")) + "/")),
                       key=lambda item: item.key)
+
+    def list_folders(self, prefix: str) -> list[str]:
+        base = self._object_key(prefix.rstrip("/")) + "/"
+        return sorted(item["Prefix"][len(base):].rstrip("/") for item in
+                      self._listing(base, "CommonPrefixes", Delimiter="/"))
 
     def delete_object(self, key: str) -> None:
         self._call("remove a file", self.client.delete_object, Key=self._object_key(key))

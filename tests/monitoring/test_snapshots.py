@@ -201,6 +201,7 @@ def test_retention_deletes_summarized_old_rows_in_audited_batches(registry_copy)
 
     backends = build_backends(registry_copy.with_overrides(prediction_log_retention_days=1))
     traffic(backends, T0, hours=3)  # 120 simulated rows, 10:00-12:59
+    traffic(backends, T0 + timedelta(days=1), hours=1)  # 40 the next day, 10:00-10:59
     images, _ = fashion_test_images(1)
     upload, _ = predict_image(backends, encode_png(images[0]), actor="anonymous",
                               source="upload", now=T0 + timedelta(minutes=5))
@@ -212,11 +213,14 @@ def test_retention_deletes_summarized_old_rows_in_audited_batches(registry_copy)
     compute_snapshots(backends, now)
     summarized = backends.snapshots.count()
     assert apply_retention(backends, now, batch_rows=50, pack_grace_seconds=0) == 120
-    assert [row[0] for row in backends.database.read("SELECT id FROM predictions")] == [kept]
+    remaining = [row[0] for row in backends.database.read("SELECT id FROM predictions")]
+    assert kept in remaining and len(remaining) == 41  # the next day's rows stay
     (image, label), = backends.prediction_log.images(backends.model, [kept])
     assert label == 3 and image == encode_png(images[0])  # kept beside the log, lossless
-    (pack,) = backends.prediction_log.logged_images.packs(backends.model)
-    assert pack.labelled  # the simulated traffic's packs are gone
+    # The first day ended before the cutoff: its packs are gone, the labelled image moved.
+    packs = backends.prediction_log.logged_images.packs(backends.model)
+    assert [pack.name.split("/")[0] for pack in packs if not pack.labelled] == ["2026-03-02"]
+    assert len(packs) == 2
     assert backends.snapshots.count() == summarized  # the charts keep every period
     deletions = [e for e in backends.audit_log.read_entries()
                  if e.action == "delete_predictions"]

@@ -91,6 +91,8 @@ def test_objects_outside_the_versions_are_written_read_by_range_listed_and_remov
                                                          ("_logs/m/2026-01-02/b.pack", 3)]
     assert all(item.modified > 0 for item in listed)
     assert store.list_objects("_logs/other/") == [] and store.list_versions("m") == []
+    assert store.list_folders("_logs/m/") == ["2026-01-01", "2026-01-02"]
+    assert store.list_folders("_logs/") == ["m"] and store.list_folders("_none/") == []
     store.delete_object("_logs/m/2026-01-01/a.pack")
     store.delete_object("_logs/m/2026-01-01/a.pack")  # already gone: nothing happens
     with pytest.raises(RegistryError, match="is missing.*To fix this"):
