@@ -4,8 +4,8 @@ Typically from the embedded SQLite file and folders to PostgreSQL and an S3 buck
 when a team outgrows one machine. The source is only read. Artifacts are copied
 first (each version published whole, so a rerun skips the ones already there; then
 the prediction log's image packs), then every table in one transaction of the target,
-so rows never name files that are missing. Afterwards the target's row counts must equal the source's, and its
-audit log must verify.
+so rows never name files that are missing. Afterwards the target's row counts must
+equal the source's, and its audit log must verify.
 
 It asks for no sign-in: it runs where the registry's files are, and whoever can
 read ``registry.db`` can copy it anyway. The target's users, roles and keys are

@@ -52,11 +52,11 @@ class RegistrationResult:
     version: ModelVersion
     outputs: str  # what the model gave: probabilities or logits
     serving_agreement: float  # TFLite against Keras, on the test split
+    comparison: Comparison | None  # with the champion, for a later version
 
     @property
     def serving_runtime(self) -> str:
         return self.version.metadata.serving_runtime
-    comparison: Comparison | None  # with the champion, for a later version
 
 
 def read_labels(path: Path) -> list[str]:

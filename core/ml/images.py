@@ -287,17 +287,18 @@ def encode_logged(pixels: np.ndarray) -> bytes:
     """The image a prediction log row keeps, from uint8 [H, W, 1|3] pixels."""
     if pixels.shape[0] * pixels.shape[1] <= LOSSLESS_LOGGED_PIXELS:
         return encode_png(pixels)
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels)
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=95, subsampling=0)
-    return buffer.getvalue()
+    return _encode(pixels, format="JPEG", quality=95, subsampling=0)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
     """Encodes uint8 [H, W, 1|3] pixels as PNG bytes."""
+    return _encode(pixels, format="PNG")
+
+
+def _encode(pixels: np.ndarray, **save: Any) -> bytes:
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[-1] == 1 else pixels)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, **save)
     return buffer.getvalue()
 
 

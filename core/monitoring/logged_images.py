@@ -13,8 +13,9 @@ Layout, under the store's root or prefix::
     _logged-images/<model>/<YYYY-MM-DD>/<ms>-<random>.pack   a batch's images
     _logged-images/<model>/labelled/<ms>-<random>.pack       labelled ones kept by retention
 
-``<ms>``: the latest time of the pack's rows, in milliseconds since the epoch, so that
-retention knows from the name alone that every row of a pack is older than its cutoff.
+``<ms>``: the latest time of the pack's rows, in milliseconds since the epoch; a pack's
+folder is that time's day, so retention knows from a folder's name alone that every row
+of its packs is older than the cutoff, and lists only the days it can finish.
 
 Crash safety: a pack is written whole before its rows commit, so a row never points at
 a missing pack; a writer killed between the two leaves a pack no row refers to, which
