@@ -1,10 +1,11 @@
 """The HTTP API: ``python -m core serve``. FastAPI on uvicorn, one ``ServingSession`` per
 process, assembled from routers (FastAPI's "bigger applications" layout):
 
-- ``routers/tf_serving.py``: TF Serving's REST protocol; ``routers/plain.py``: image
-  uploads; both with ``bookkeeping.ModelRoute`` (request id, errors, failure rows,
-  metrics) and ``dependencies`` (the session, the caller allowed to act, predicting);
-- ``routers/operations.py``: ``/healthz``, ``/readyz``, ``/metrics``;
+- ``routers/tf_serving.py``: TF Serving's REST protocol; ``routers/open_inference.py``:
+  the Open Inference Protocol (V2); ``routers/plain.py``: image uploads; all with
+  ``bookkeeping.ModelRoute`` (request id, errors, failure rows, metrics) and
+  ``dependencies`` (the session, the caller allowed to act, predicting);
+- ``routers/operations.py``: ``/healthz``, ``/readyz``, ``/metrics`` (and V2's health);
 - ``limits.BodyLimit``: the body's size, before anything reads it.
 
 A prediction is answered only after its log row is committed. Parsing a body and
@@ -31,7 +32,7 @@ from core.config import Config, load_config
 from core.serving import metrics
 from core.serving.bookkeeping import json_response
 from core.serving.limits import BodyLimit, body_limit
-from core.serving.routers import operations, plain, tf_serving
+from core.serving.routers import open_inference, operations, plain, tf_serving
 
 
 def create_app(config: Config | None = None, *, log_predictions: bool = True) -> FastAPI:
@@ -59,14 +60,16 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
 
     app = FastAPI(
         title="Vision model operations: serving API",
-        description="TF Serving's REST protocol (`/v1/models/...`) and plain endpoints "
+        description="TF Serving's REST protocol (`/v1/models/...`), the Open Inference "
+                    "Protocol (`/v2/...`) and plain endpoints "
                     "(`/v1/predict`, `/v1/explain`). Authenticate with "
                     "`Authorization: Bearer <key>` (`python -m core keys create`).",
         lifespan=lifespan)
     app.state.session = session
     app.add_middleware(BodyLimit, limit=body_limit(config), session=session)
     app.add_exception_handler(StarletteHTTPException, _no_endpoint)  # type: ignore[arg-type]
-    for router in (tf_serving.router, plain.router, operations.router):
+    for router in (tf_serving.router, open_inference.router, plain.router, operations.router,
+                   open_inference.health):
         app.include_router(router)
     return app
 
