@@ -27,6 +27,7 @@ from bench import (  # noqa: E402
     heatmaps,
     ood,
     own_model,
+    peers,
     scale,
     suite,
 )
@@ -45,13 +46,14 @@ ROWS = {
     "retraining": suite.retraining_rows,
     "scale": scale.scale_rows,
     "own_model": own_model.own_model_rows,
+    "peers": peers.peers_rows,
     "folder_training": folder_training.folder_training_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
     "monitoring": None,  # fills a registry with millions of rows; see below
 }
 # Minutes each (folder_training: about ten): left out of --quick.
-SLOW = ("training", "retraining", "own_model", "folder_training")
+SLOW = ("training", "retraining", "own_model", "folder_training", "peers")
 
 
 def machine() -> str:

@@ -21,8 +21,11 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.drift_detection import BENCH_ACTOR
 from bench.timing import Row
@@ -33,10 +36,20 @@ from tests.serving.clients import BOUNDARY, multipart
 WORKERS = 2  # one per core of the reference machine
 
 
+@dataclass(frozen=True)
+class Launched:
+    url: str
+    pid: int  # the server's first process (its session's leader)
+    cold_start: float  # seconds from launch to the probe's first 200
+
+
 @contextmanager
-def _server(command: list[str], env: dict, ready_path: str, method: str = "GET",
-            body: bytes = b"", headers: dict | None = None):
+def launched(command: list[str], env: dict, probe_path: str, method: str = "GET",
+             body: bytes = b"", headers: dict | None = None):
+    """A server started with ``--port`` on a free port, once ``probe_path`` answers 200;
+    stopped (SIGTERM, then SIGKILL) with every process it started."""
     port = free_port()
+    started = time.perf_counter()
     process = subprocess.Popen([*command, "--port", str(port)], cwd=PROJECT_ROOT,
                                env=os.environ | env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
@@ -45,21 +58,59 @@ def _server(command: list[str], env: dict, ready_path: str, method: str = "GET",
         while True:
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                connection.request(method, ready_path, body=body, headers=headers or {})
+                connection.request(method, probe_path, body=body, headers=headers or {})
                 if connection.getresponse().status == 200:
                     break
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{command} did not start")
-            time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}"
+            time.sleep(0.1)
+        yield Launched(f"http://127.0.0.1:{port}", process.pid,
+                       time.perf_counter() - started)
     finally:
+        family = descendants(process.pid)
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        for pid in descendants(process.pid) | family:  # any that left the process group
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def descendants(pid: int) -> set[int]:
+    """Every living process started by ``pid``, however deep."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def resident_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and every process it started."""
+    total = 0
+    for each in {pid} | descendants(pid):
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) * 1024 for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)
+    return total
 
 
 def _uvicorn(factory: str) -> list[str]:
@@ -75,6 +126,16 @@ def _ours(registry: Path) -> tuple[list[str], dict]:
 def wrk(url: str, body_file: Path, content_type: str, connections: int,
         seconds: float) -> float:
     """Requests per second answered 2xx (a run with any other answer raises)."""
+    answered, failed = wrk_counts(url, body_file, content_type, connections, seconds)
+    if failed:
+        raise RuntimeError(f"wrk saw {failed} failed requests against {url}")
+    return answered
+
+
+def wrk_counts(url: str, body_file: Path, content_type: str, connections: int,
+               seconds: float) -> tuple[float, int]:
+    """Requests per second answered 2xx, and how many requests failed (another status, a
+    socket error or a timeout)."""
     script = body_file.with_suffix(".lua")
     script.write_text(f'wrk.method = "POST"\nlocal f = io.open("{body_file}", "rb")\n'
                       'wrk.body = f:read("*all")\nf:close()\n'
@@ -82,23 +143,50 @@ def wrk(url: str, body_file: Path, content_type: str, connections: int,
     out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
                           f"-d{seconds}s", "-s", str(script), url], capture_output=True,
                          text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw failed requests against {url}:\n{out}")
-    return _number(r"Requests/sec:\s+([\d.]+)", out)
+    requests = _number(r"(\d+) requests in", out)
+    failed = _optional(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+                       out)
+    if errors:
+        failed += sum(int(n) for n in errors.groups())
+    seconds_taken = requests / _number(r"Requests/sec:\s+([\d.]+)", out)
+    return (requests - _optional(r"Non-2xx or 3xx responses:\s+(\d+)", out)) / seconds_taken, \
+        int(failed)
+
+
+def _optional(pattern: str, output: str) -> float:
+    found = re.search(pattern, output)
+    return float(found.group(1)) if found else 0.0
 
 
 def hey_latency(url: str, body_file: Path, content_type: str, rate: int,
-                seconds: float) -> tuple[float, float]:
-    """p50 and p99 in ms at a fixed offered ``rate`` (requests/s)."""
-    clients = 4
-    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(clients), "-q",
-                          str(rate // clients), "-m", "POST", "-T", content_type, "-D",
-                          str(body_file), url], capture_output=True, text=True,
-                         check=True).stdout
-    if re.search(r"\[(?!200\])\d+\]", out.split("Status code distribution:")[-1]):
-        raise RuntimeError(f"hey saw failed requests against {url}:\n{out}")
+                seconds: float, clients: int = 4) -> tuple[float, float]:
+    """p50 and p99 in ms at a fixed offered ``rate`` (requests/s) from ``clients`` (a run
+    with an answer other than 200 raises)."""
+    p50, p99, failed = hey_counts(url, body_file, content_type, rate, seconds, clients)
+    if failed:
+        raise RuntimeError(f"hey saw {failed} failed requests against {url}")
+    return p50, p99
 
-    return _number(r"50% in ([\d.]+) secs", out) * 1000, _number(r"99% in ([\d.]+) secs", out) * 1000
+
+def hey_counts(url: str, body_file: Path, content_type: str, rate: int, seconds: float,
+               clients: int) -> tuple[float, float, int]:
+    """p50 and p99 in ms of the requests answered 200, and how many were not. Computed
+    from every request's time: hey's own percentiles print 0 when it saw few answers."""
+    out = subprocess.run(["hey", "-z", f"{seconds}s", "-c", str(clients), "-q",
+                          str(max(1, rate // clients)), "-m", "POST", "-T", content_type,
+                          "-D", str(body_file), "-o", "csv", url], capture_output=True,
+                         text=True, check=True).stdout
+    times, failed = [], 0
+    for line in out.splitlines()[1:]:  # response-time,DNS+dialup,...,status-code,offset
+        fields = line.split(",")
+        if len(fields) < 7 or fields[6] != "200":
+            failed += 1
+        else:
+            times.append(float(fields[0]) * 1000)
+    if not times:
+        raise RuntimeError(f"hey saw no answer from {url}:\n{out[-2000:]}")
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), failed
 
 
 def _number(pattern: str, output: str) -> float:
@@ -164,14 +252,14 @@ def http_rows(config: Config, png: bytes, quick: bool) -> list[Row]:
                              "headers": {"Content-Type": form}}
     samples: dict[str, list[float]] = {}
     with ExitStack() as stack:
-        hello = stack.enter_context(_server(_uvicorn("bench.serving_apps:hello_app"), {},
-                                            "/hello", **probe))
-        seed = stack.enter_context(_server(_uvicorn("bench.serving_apps:seed_app"), seed_env,
-                                           "/predict", **probe))
-        ours = stack.enter_context(_server(ours_cmd, ours_env, "/readyz"))
-        nolog = stack.enter_context(_server(
-            _uvicorn("bench.serving_apps:ours_without_log"), ours_env, "/readyz"))
-        shadow = stack.enter_context(_server(shadow_cmd, shadow_env, "/readyz"))
+        hello = stack.enter_context(launched(_uvicorn("bench.serving_apps:hello_app"), {},
+                                             "/hello", **probe)).url
+        seed = stack.enter_context(launched(_uvicorn("bench.serving_apps:seed_app"), seed_env,
+                                            "/predict", **probe)).url
+        ours = stack.enter_context(launched(ours_cmd, ours_env, "/readyz")).url
+        nolog = stack.enter_context(launched(
+            _uvicorn("bench.serving_apps:ours_without_log"), ours_env, "/readyz")).url
+        shadow = stack.enter_context(launched(shadow_cmd, shadow_env, "/readyz")).url
         cases = {
             "hello c=8": (f"{hello}/hello", upload, form, 8),
             "seed c=8": (f"{seed}/predict", upload, form, 8),

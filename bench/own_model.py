@@ -36,32 +36,20 @@ from tests.serving.clients import BOUNDARY, multipart
 SIZE = 224
 PHOTOS = 300
 LOGGED = 10_000  # predictions simulated: the drift report's window
+MODEL = "own"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def own_model_rows(context: Context) -> list[Row]:
-    import keras
-
     from core.ml.exports import save_artifacts
     from core.ml.imported import adapt, load_foreign_model, parse_input_range
 
     work = Path(tempfile.mkdtemp(prefix="own-model-"))
     try:
         folder = make_photos(work / "photos", PHOTOS)
-        keras.utils.set_random_seed(0)
-        backbone = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3),
-                                                  include_top=False, weights=None)
-        model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), backbone,
-                                  keras.layers.GlobalAveragePooling2D(),
-                                  keras.layers.Dense(3, activation="softmax")])
-        model.save(work / "mobilenet_v2.keras")
-        # A second model in the row's private registry (whose user "bench" is an admin).
-        config = context.config.with_overrides(model_name="own")
-        backends = build_backends(config)
+        model, backbone = mobilenet(work / "mobilenet_v2.keras")
         started = time.perf_counter()
-        result = register_model(backends, work / "mobilenet_v2.keras",
-                                dataset_spec=f"folder:{folder}", actor="bench", now=now(),
-                                reason="bench", input_range="-1,1")
+        backends, result = register_own(context, work / "mobilenet_v2.keras", folder)
         registration = time.perf_counter() - started
         # The baseline: the conversion alone, on the same adapted model.
         foreign = load_foreign_model(work / "mobilenet_v2.keras")
@@ -85,6 +73,29 @@ def own_model_rows(context: Context) -> list[Row]:
         return rows + _at_size_rows(context, backends, result.version)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def mobilenet(path: Path):
+    """The model, saved to ``path``, and its backbone."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(input_shape=(SIZE, SIZE, 3),
+                                              include_top=False, weights=None)
+    model = keras.Sequential([keras.Input((SIZE, SIZE, 3)), backbone,
+                              keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.save(path)
+    return model, backbone
+
+
+def register_own(context: Context, path: Path, photos: Path):
+    """``path`` registered as a second model, ``own``, in the row's private registry (whose
+    user "bench" is an admin): its backends and the registration's result."""
+    backends = build_backends(context.config.with_overrides(model_name=MODEL))
+    return backends, register_model(backends, path, dataset_spec=f"folder:{photos}",
+                                    actor="bench", now=now(), reason="bench",
+                                    input_range="-1,1")
 
 
 def _latency_rows(context: Context, backends, version, folder: Path, model) -> list[Row]:
@@ -114,7 +125,7 @@ def _api_row(context: Context, backends: Backends, version, folder: Path, work: 
     """``/v1/predict?model=own`` with a 224x224 JPEG, logged, 2 workers, wrk at 8
     connections, against the bare runtime: the version's TFLite model invoked in a loop on
     one core (one thread, no decode, no HTTP), times the two cores."""
-    from bench.http_serving import WORKERS, _ours, _server, wrk
+    from bench.http_serving import WORKERS, _ours, launched, wrk
     from core.ml.images import preprocess_batch
 
     spec = version.metadata.spec
@@ -128,7 +139,8 @@ def _api_row(context: Context, backends: Backends, version, folder: Path, work: 
     body.write_bytes(multipart(photo))
     command, env = _ours(context.config.registry_dir)
     seconds = 5 if context.quick else 15
-    with _server(command, env, "/readyz") as url:
+    with launched(command, env, "/readyz") as server:
+        url = server.url
         wrk(f"{url}/v1/predict?model=own", body, CONTENT_TYPE, 8, 3)  # warm-up
         rate = wrk(f"{url}/v1/predict?model=own", body, CONTENT_TYPE, 8, seconds)
     share = rate / limit

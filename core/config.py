@@ -66,6 +66,15 @@ class Config:
             ``LOG_WRITE_WAIT_SECONDS``); other writes wait up to a minute.
         log_batch_ms: How long the API's log writer waits for more rows once it has one,
             in milliseconds (env ``LOG_BATCH_MS``); a request waits for its row's commit.
+            0: a commit takes the rows queued while the previous one ran (the prediction
+            batches already group requests; a wait only added latency: 726 -> 851 req/s
+            at concurrency 8 without it).
+        batch_wait_ms: How long the API waits, at most, for requests still on their way
+            (reading, decoding) to predict them in one batch with those waiting (env
+            ``BATCH_WAIT_MS``; 0: only requests that are ready together). A request
+            alone never waits.
+        batch_max_instances: The most instances one prediction batch holds (env
+            ``BATCH_MAX_INSTANCES``; 1 turns batching off).
         refresh_seconds: How often each API process re-reads the champion, the traffic
             policy and the API keys (env ``REFRESH_SECONDS``; changes reach every server
             within this time plus a model load).
@@ -113,7 +122,9 @@ class Config:
     log_batch_rows: int = 256
     log_queue_rows: int = 10_000
     log_write_wait_seconds: int = 5
-    log_batch_ms: int = 1
+    log_batch_ms: int = 0
+    batch_wait_ms: int = 2
+    batch_max_instances: int = 32
     refresh_seconds: int = 1
     metrics_dir: Path | None = None
     monitor_interval_seconds: int = 60
@@ -187,6 +198,8 @@ _ENV_NAMES = {
     "log_queue_rows": "LOG_QUEUE_ROWS",
     "log_write_wait_seconds": "LOG_WRITE_WAIT_SECONDS",
     "log_batch_ms": "LOG_BATCH_MS",
+    "batch_wait_ms": "BATCH_WAIT_MS",
+    "batch_max_instances": "BATCH_MAX_INSTANCES",
     "refresh_seconds": "REFRESH_SECONDS",
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
     "monitor_interval_seconds": "MONITOR_INTERVAL_SECONDS",

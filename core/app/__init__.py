@@ -88,7 +88,7 @@ from core.app.review_queue import (
     top_losses,
 )
 from core.app.routing import Instance, decode_instances
-from core.app.serving import ModelState, ServingSession
+from core.app.serving import ModelState, PredictRequest, ServingSession
 from core.app.snapshots import Deployment, Timeline, timeline
 from core.app.traffic import (
     TrafficBucket,
@@ -130,8 +130,9 @@ __all__ = [
     "Actor", "ApiKey", "Assignment", "Attempt", "AuditEntry", "Backends", "BootstrapResult",
     "Channel", "Comparison", "DecisionDetails", "Delivery", "Deployment", "DriftView",
     "Episode", "Explanation", "Instance", "Job", "LabelQueue", "LiveEvidence",
-    "MigrationResult", "ModelCard", "ModelState", "ModelVersion", "PassResult", "Prediction",
-    "Progress", "QueueItem", "RegistrationResult", "RequestPixels", "RetrainRequest",
+    "MigrationResult", "ModelCard", "ModelState", "ModelVersion", "PassResult",
+    "PredictRequest", "Prediction", "Progress", "QueueItem", "RegistrationResult",
+    "RequestPixels", "RetrainRequest",
     "ServingSession", "SideBySide", "SimulationResult", "Snapshot", "StatusChange",
     "Thresholds", "Timeline", "TopLoss", "TopLosses", "TrafficBucket", "TrafficStatus", "acknowledge_alert",
     "add_alert_channel", "add_user", "alert_deliveries", "alert_rules", "audit_entries",

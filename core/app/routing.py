@@ -48,6 +48,14 @@ class Routed:
     shadowed: list[Prediction] | None = None
     shadow_error: Exception | None = None  # why the shadow gave no answer
 
+    def part(self, start: int, count: int) -> Routed:
+        """The predictions of instances ``start`` to ``start + count`` (one request's part
+        of a batch)."""
+        end = start + count
+        return Routed(self.assignment, self.answers[start:end],
+                      None if self.shadowed is None else self.shadowed[start:end],
+                      self.shadow_error)
+
 
 @dataclass(frozen=True)
 class Origin:

@@ -25,11 +25,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core.app.backends import Backends, backends_for_model, model_names
-from core.app.routing import Instance, Origin, log_records, predict_routed
+from core.app.routing import Instance, Origin, Routed, log_records, predict_routed
 from core.audit import Actor, stamp
 from core.errors import (
     ImageError,
@@ -132,6 +132,17 @@ class Served:
     logged: Future
     shadow: int | None = None
     shadow_error: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """One request's part of a batch: its instances and where they come from."""
+
+    instances: Sequence[Instance]
+    client: str
+    request_id: str
+    now: datetime
+    started: float  # when the request came (perf_counter): its answers' latency
 
 
 @dataclass
@@ -343,28 +354,54 @@ class ServingSession:
     def predict(self, model: ModelState, instances: Sequence[Instance], assignment: Assignment,
                 *, client: str, request_id: str, now: datetime, started: float) -> Served:
         """Answers with the assigned version, shadows if asked, and queues the log rows."""
+        return self.predict_together(model, assignment, [
+            PredictRequest(instances, client, request_id, now, started)])[0]
+
+    def predict_together(self, model: ModelState, assignment: Assignment,
+                         requests: Sequence[PredictRequest]) -> list[Served]:
+        """Requests with the same assignment predicted as one batch (the model, the OOD
+        score and the image statistics cost less per image in a batch), each answered
+        with its own predictions and logged with its own rows, in one commit."""
         version = model.version(assignment.version)
-        routed = predict_routed(lambda n: self.predictor(model.version(n)), instances,
-                                assignment, started)
-        served = Served(version, assignment.variant, routed.answers, _done([]),
-                        shadow=assignment.shadow)
-        if routed.shadow_error is not None:
-            # The shadow never changes the answer; its failure is counted and kept.
-            served.shadow_error = type(routed.shadow_error).__name__
-            bad_input = isinstance(routed.shadow_error, (InvalidInput, ImageError))
-            self.record_failure(
-                now=now, status=400 if bad_input else 500,
-                error_kind="invalid_input" if bad_input else "internal",
-                latency_ms=(time.perf_counter() - started) * 1000, client=client,
-                request_id=request_id, model=model.name, version=assignment.shadow,
-                variant="shadow")
-        if self.log_predictions:  # rows (a PNG each) are built only when they are kept
-            # The server's own id pairs the shadow's rows with the answer's: never the
-            # client's, which a client could repeat.
-            origin = Origin("api", now, request_id=request_id,
-                            server_request_id=uuid.uuid4().hex, client=client)
-            served.logged = self._submit(log_records(routed, instances, model.name, origin), [])
+        routed = predict_routed(lambda n: self.predictor(model.version(n)),
+                                [i for r in requests for i in r.instances], assignment,
+                                min(r.started for r in requests))
+        finished, start = time.perf_counter(), 0
+        served, records = [], []
+        for request in requests:
+            part = routed.part(start, len(request.instances))
+            start += len(request.instances)
+            answers = [replace(p, latency_ms=(finished - request.started) * 1000)
+                       for p in part.answers]
+            served.append(Served(version, assignment.variant, answers, _done([]),
+                                 shadow=assignment.shadow))
+            if routed.shadow_error is not None:
+                served[-1].shadow_error = self._shadow_failed(routed.shadow_error, model,
+                                                              assignment, request)
+            if self.log_predictions:  # rows (an image each) are built only when they are kept
+                # The server's own id pairs the shadow's rows with the answer's: never the
+                # client's, which a client could repeat.
+                origin = Origin("api", request.now, request_id=request.request_id,
+                                server_request_id=uuid.uuid4().hex, client=request.client)
+                records += log_records(Routed(assignment, answers, part.shadowed),
+                                       request.instances, model.name, origin)
+        if records:
+            logged = self._submit(records, [])
+            for each in served:
+                each.logged = logged
         return served
+
+    def _shadow_failed(self, error: Exception, model: ModelState, assignment: Assignment,
+                       request: PredictRequest) -> str:
+        """The shadow never changes the answer; its failure is counted and kept."""
+        bad_input = isinstance(error, (InvalidInput, ImageError))
+        self.record_failure(
+            now=request.now, status=400 if bad_input else 500,
+            error_kind="invalid_input" if bad_input else "internal",
+            latency_ms=(time.perf_counter() - request.started) * 1000, client=request.client,
+            request_id=request.request_id, model=model.name, version=assignment.shadow,
+            variant="shadow")
+        return type(error).__name__
 
     def record_failure(self, *, now: datetime, status: int, error_kind: str,
                        latency_ms: float, client: str, request_id: str,

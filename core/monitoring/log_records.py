@@ -53,7 +53,9 @@ class PredictionRecord:
     width: int
     height: int
     embedding: np.ndarray
-    pixels: bytes  # the image at the model's input size, encoded (what retraining learns from)
+    # The image at the model's input size (what retraining learns from): encoded, or its
+    # uint8 pixels, which the log encodes when it writes them (off the request's path).
+    pixels: bytes | np.ndarray
     true_label: int | None = None
     request_id: str | None = None  # API traffic only, like client and variant
     client: str | None = None
@@ -71,8 +73,6 @@ class PredictionRecord:
            variant: str | None = None, server_request_id: str | None = None,
            instance: int | None = None) -> "PredictionRecord":
         """The log row of one served prediction (``size``: the upload's width, height)."""
-        from core.ml.images import encode_logged
-
         if prediction.pixels is None:
             raise ValueError("a prediction without its input pixels cannot be logged")
         stats = prediction.image_statistics
@@ -84,7 +84,7 @@ class PredictionRecord:
             latency_ms=prediction.latency_ms, brightness=stats["brightness"],
             contrast=stats["contrast"], sharpness=stats["sharpness"], width=size[0],
             height=size[1], embedding=prediction.embedding,
-            pixels=encode_logged(prediction.pixels), true_label=true_label,
+            pixels=prediction.pixels, true_label=true_label,
             request_id=request_id, client=client, variant=variant,
             ood_score=prediction.ood_score, server_request_id=server_request_id,
             instance=instance)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, text
 
 from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
+from core.ml.images import encode_logged
 from core.monitoring.log_records import (
     ERROR_KINDS,
     NONE_OF_THESE,
@@ -88,7 +89,7 @@ class SQLPredictionLog(PredictionLog):
         for model in dict.fromkeys(r.model for r in records):  # one pack per model
             places = [i for i, r in enumerate(records) if r.model == model]
             refs.update(zip(places, self.logged_images.write(
-                model, [records[i].pixels for i in places],
+                model, [_encoded(records[i].pixels) for i in places],
                 max(datetime.fromisoformat(records[i].at) for i in places))))
         rows = [dict(zip(_COLUMNS, (
             r.at, r.model, r.version, r.source, r.predicted, r.label,
@@ -412,3 +413,9 @@ def _rows_to_window(rows: Sequence[Any]) -> Window:
         latency_ms=np.asarray(columns[11], np.float32),
         ood_scores=np.asarray([np.nan if s is None else s for s in columns[12]], np.float32),
     )
+
+
+def _encoded(pixels: bytes | np.ndarray) -> bytes:
+    """A record's image as kept: encoded here (the log writer's thread, not the request's)
+    when the record carries its pixels."""
+    return pixels if isinstance(pixels, bytes) else encode_logged(pixels)

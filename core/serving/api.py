@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from core.app import ServingSession, build_backends
 from core.config import Config, load_config
 from core.serving import metrics
+from core.serving.batching import Batcher
 from core.serving.bookkeeping import json_response
 from core.serving.limits import BodyLimit, body_limit
 from core.serving.routers import open_inference, operations, plain, tf_serving
@@ -66,6 +67,8 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
                     "`Authorization: Bearer <key>` (`python -m core keys create`).",
         lifespan=lifespan)
     app.state.session = session
+    app.state.batcher = Batcher(session, max_wait=config.batch_wait_ms / 1000,
+                                max_instances=config.batch_max_instances)
     app.add_middleware(BodyLimit, limit=body_limit(config), session=session)
     app.add_exception_handler(StarletteHTTPException, _no_endpoint)  # type: ignore[arg-type]
     for router in (tf_serving.router, open_inference.router, plain.router, operations.router,

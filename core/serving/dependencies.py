@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
@@ -20,11 +21,13 @@ from core.app import (
     ModelState,
     ModelVersion,
     Prediction,
+    PredictRequest,
     ServingSession,
 )
 from core.app.vocabulary import ANONYMOUS
 from core.errors import Unauthenticated
 from core.serving import metrics
+from core.serving.batching import Batcher, Ticket
 from core.serving.bookkeeping import answered_by, session_of
 
 
@@ -84,15 +87,15 @@ def served_model(request: Request, session: ServingSession, name: str | None) ->
 
 async def predict_and_log(request: Request, session: ServingSession, caller: Caller,
                           model: ModelState, instances: Sequence[Instance],
-                          version: ModelVersion | None = None
+                          version: ModelVersion | None = None, ticket: Ticket | None = None
                           ) -> tuple[list[Prediction], Assignment]:
-    """Predicts with the version asked for, else the model's traffic policy's; answers
-    once the rows are committed; counts the predictions."""
+    """Predicts with the version asked for, else the model's traffic policy's, in a batch
+    with the requests arriving together; answers once the rows are committed; counts the
+    predictions. ``ticket``: the request's from ``on_the_way``."""
     state = request.state
     assignment = model.assignment(state.request_id, version=version)
-    served = session.predict(model, instances, assignment, client=caller.client,
-                             request_id=state.request_id, now=datetime.now(UTC),
-                             started=state.started)
+    served = await batcher_of(request).predict(ticket, model, assignment, PredictRequest(
+        instances, caller.client, state.request_id, datetime.now(UTC), state.started))
     await asyncio.wrap_future(served.logged)
     for prediction in served.predictions:
         metrics.PREDICTIONS.labels(model.name, str(prediction.version), assignment.variant,
@@ -101,3 +104,12 @@ async def predict_and_log(request: Request, session: ServingSession, caller: Cal
         metrics.SHADOW_ERRORS.labels(model.name, str(served.shadow)).inc()
     answered_by(request, assignment.version, assignment.variant)
     return served.predictions, assignment
+
+
+def batcher_of(request: Request) -> Batcher:
+    return cast(Batcher, request.app.state.batcher)
+
+
+def on_the_way(request: Request) -> AbstractContextManager[Ticket]:
+    """Wraps a predicting route from before it reads its body: batches wait for it."""
+    return batcher_of(request).on_the_way()

@@ -42,6 +42,9 @@ SHADOW_ERRORS = Counter("vision_shadow_errors", "Shadow predictions that failed 
 MODEL_LOAD = Histogram("vision_model_load_duration_seconds", "Time to load a version's "
                        "model into a server process", ("model", "version"),
                        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PREDICTION_BATCH = Histogram("vision_prediction_batch_instances", "Instances per "
+                             "prediction batch (requests that arrived together)", ("model",),
+                             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 LOG_BATCH_ROWS = Histogram("vision_log_batch_rows", "Rows per prediction-log transaction",
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 LOG_COMMIT = Histogram("vision_log_commit_duration_seconds", "Time to commit one batch of "

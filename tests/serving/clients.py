@@ -24,25 +24,52 @@ def b64(data: bytes) -> dict:
 
 
 @contextmanager
-def api_on_a_copy(registry, folder):
-    """A copy of ``registry`` in ``folder`` behind one started API:
-    (config, client, session)."""
+def api_on_a_copy(registry, folder, **settings):
+    """A copy of ``registry`` in ``folder`` behind one started API (``settings``: config
+    overrides): (config, client, session)."""
     import shutil
 
     from core.config import load_config
 
     root = folder / "registry"
     shutil.copytree(registry, root)
-    config = load_config({}).with_overrides(registry_dir=root)
+    config = load_config({}).with_overrides(registry_dir=root, **settings)
     app = create_app(config)
     with TestClient(app) as client:
         yield config, client, app.state.session
 
 
+@contextmanager
+def listening(app):
+    """``app`` (already started) served by uvicorn on a free port, in this process: its
+    address, ``127.0.0.1:PORT`` (for clients that need a socket, and true concurrency)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 
 
-def multipart(png: bytes) -> bytes:
-    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; "
+def multipart(png: bytes, field: str = "file") -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; "
             "filename=\"image.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png + (
         f"\r\n--{BOUNDARY}--\r\n").encode()

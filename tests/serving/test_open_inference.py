@@ -4,22 +4,18 @@ and in Triton's binary extension, routing like ``:predict``, and the protocol's 
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-import threading
-import time
 from contextlib import closing
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-import uvicorn
 from tritonclient.utils import InferenceServerException
 
 from core.app import set_traffic
 from core.ml.data import FASHION_MNIST_CLASSES
 from tests.conftest import FIXED_NOW, backends_of, fashion_test_images
-from tests.serving.clients import api_on_a_copy, b64, png
+from tests.serving.clients import api_on_a_copy, b64, listening, png
 
 IMAGES, LABELS = fashion_test_images(6)
 MODEL = "classifier"
@@ -30,24 +26,12 @@ def served(candidate_registry, tmp_path_factory):
     """A copy of the candidate registry (v1 champion, v2 candidate) behind uvicorn on a free
     port: (config, TestClient, session, tritonclient)."""
     with api_on_a_copy(candidate_registry, tmp_path_factory.mktemp("v2")) as (
-            config, client, session):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        triton_client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+            config, client, session), listening(client.app) as address:
+        triton_client = triton.InferenceServerClient(address)
         try:
             yield config, client, session, triton_client
         finally:
             triton_client.close()
-            server.should_exit = True
-            thread.join(10)
 
 
 def rows(config, sql: str) -> list[tuple]:

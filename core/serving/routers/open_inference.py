@@ -25,7 +25,14 @@ from core.app import (
 )
 from core.serving import open_inference
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
-from core.serving.dependencies import Predictor, Session, Viewer, predict_and_log, served_model
+from core.serving.dependencies import (
+    Predictor,
+    Session,
+    Viewer,
+    on_the_way,
+    predict_and_log,
+    served_model,
+)
 
 router = APIRouter(route_class=ModelRoute, tags=["Open Inference Protocol (V2)"])
 health = APIRouter(tags=["Open Inference Protocol (V2)"])  # neither logged nor counted
@@ -117,13 +124,13 @@ def _instances(session: ServingSession, body: bytes, header_length: str | None,
 async def _infer(request: Request, session: ServingSession, caller: Predictor, name: str,
                  version: str | None) -> Response:
     model, chosen = _named(request, session, name, version)
-    body = await request.body()
-    with session.backends.decoder.request() as pixels:
+    with on_the_way(request) as ticket, session.backends.decoder.request() as pixels:
+        body = await request.body()
         parsed, instances = await run_in_threadpool(
             _instances, session, body, request.headers.get(open_inference.HEADER_LENGTH),
             pixels)
         predictions, assignment = await predict_and_log(request, session, caller, model,
-                                                        instances, chosen)
+                                                        instances, chosen, ticket)
     reply, binary = open_inference.infer_reply(
         model.name, parsed, predictions,
         {"variant": assignment.variant, "request_id": request.state.request_id})

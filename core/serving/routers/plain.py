@@ -14,7 +14,13 @@ from starlette.concurrency import run_in_threadpool
 from core.app import decode_instances, encode_png, explain_image
 from core.errors import ImageError
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
-from core.serving.dependencies import Predictor, Session, predict_and_log, served_model
+from core.serving.dependencies import (
+    Predictor,
+    Session,
+    on_the_way,
+    predict_and_log,
+    served_model,
+)
 from core.serving.limits import BodyTooLarge
 
 router = APIRouter(route_class=ModelRoute, tags=["plain"])
@@ -59,12 +65,12 @@ async def predict(request: Request, caller: Predictor, session: Session,
                   model_name: ModelName = None) -> Response:
     """One uploaded image -> label, confidence, probabilities, version, latency."""
     model = served_model(request, session, model_name)
-    data = await uploaded(request)
-    with session.backends.decoder.request() as pixels:
+    with on_the_way(request) as ticket, session.backends.decoder.request() as pixels:
+        data = await uploaded(request)
         instances = await run_in_threadpool(decode_instances, session.backends.decoder, [data],
                                             pixels)
         predictions, assignment = await predict_and_log(request, session, caller, model,
-                                                        instances)
+                                                        instances, ticket=ticket)
     return json_response(predictions[0].as_dict() | {
         "variant": assignment.variant, "request_id": request.state.request_id,
         "latency_ms": round((time.perf_counter() - request.state.started) * 1000, 3)})

@@ -17,6 +17,7 @@ from core.serving.dependencies import (
     Predictor,
     Session,
     Viewer,
+    on_the_way,
     predict_and_log,
     served_model,
 )
@@ -106,12 +107,12 @@ async def label_metadata(name: str, label: str, request: Request, caller: Viewer
 async def _predict(request: Request, session: ServingSession, caller: Predictor,
                    named: tuple[ModelState, ModelVersion | None]) -> Response:
     model, chosen = named
-    body = await request.body()
-    with session.backends.decoder.request() as pixels:
+    with on_the_way(request) as ticket, session.backends.decoder.request() as pixels:
+        body = await request.body()
         instances, columnar = await run_in_threadpool(protocol.instances, session, body,
                                                       pixels)
         predictions, _ = await predict_and_log(request, session, caller, model, instances,
-                                               chosen)
+                                               chosen, ticket)
     return json_response(protocol.predict_reply(predictions, columnar))
 
 
