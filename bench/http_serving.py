@@ -140,9 +140,10 @@ def wrk_counts(url: str, body_file: Path, content_type: str, connections: int,
     script.write_text(f'wrk.method = "POST"\nlocal f = io.open("{body_file}", "rb")\n'
                       'wrk.body = f:read("*all")\nf:close()\n'
                       f'wrk.headers["Content-Type"] = "{content_type}"\n')
+    # A 10 s timeout (wrk's default: 2 s): a slow answer counts as slow, not failed.
     out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}",
-                          f"-d{seconds}s", "-s", str(script), url], capture_output=True,
-                         text=True, check=True).stdout
+                          f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
     requests = _number(r"(\d+) requests in", out)
     failed = _optional(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",

@@ -293,6 +293,7 @@ class ServingSession:
         if not models.has_predictor(version):
             started = time.perf_counter()
             predictor = models.predictor(version)
+            predictor.batching_pays  # noqa: B018 - measured at load, not on a request
             if self.on_load is not None:
                 self.on_load(version.model, version.version, time.perf_counter() - started)
             return predictor

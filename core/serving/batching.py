@@ -14,6 +14,11 @@ the price of 2), the image statistics' and the log's per-call costs: measured on
 28x28 CNN, 0.52 ms per image alone, 0.25 ms in a batch of 8
 (``docs/benchmarks.md``). The rows of a batch go to the log writer in one submission.
 
+Batching is off for a model where it does not pay (``Predictor.batching_pays``, measured
+once per process): MobileNetV2 at 224x224 costs ~5 ms per image on one thread, alone or
+in a batch, and a batch of 8 held the event loop (and every other request) for 40 ms:
+throughput fell from 202 to 174 req/s at concurrency 8.
+
 If a batch fails (one request's tensor has the wrong shape), each of its requests is
 predicted alone, so that the error reaches only the request that caused it.
 """
@@ -75,6 +80,9 @@ class Batcher:
         if ticket is not None and not ticket.arrived:
             ticket.arrived = True
             self._on_the_way -= 1
+            self._schedule()  # the others may have been waiting for this one only
+        if not self.session.predictor(model.version(assignment.version)).batching_pays:
+            return self.session.predict_together(model, assignment, [request])[0]
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(model, assignment, request, future))
         self._instances += len(request.instances)
