@@ -50,9 +50,10 @@ def launched(command: list[str], env: dict, probe_path: str, method: str = "GET"
     stopped (SIGTERM, then SIGKILL) with every process it started."""
     port = free_port()
     started = time.perf_counter()
+    errors = tempfile.TemporaryFile()  # what it said, shown if it does not start
     process = subprocess.Popen([*command, "--port", str(port)], cwd=PROJECT_ROOT,
                                env=os.environ | env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+                               stderr=errors, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -64,11 +65,14 @@ def launched(command: list[str], env: dict, probe_path: str, method: str = "GET"
             except OSError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{command} did not start")
+                errors.seek(0)
+                said = errors.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{command} did not start (exit {process.poll()}):\n{said}")
             time.sleep(0.1)
         yield Launched(f"http://127.0.0.1:{port}", process.pid,
                        time.perf_counter() - started)
     finally:
+        errors.close()
         family = descendants(process.pid)
         os.killpg(process.pid, signal.SIGTERM)
         try:

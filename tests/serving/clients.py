@@ -69,7 +69,9 @@ def listening(app):
 BOUNDARY = "benchboundary7MA4YWxkTrZu0gW"
 
 
-def multipart(png: bytes, field: str = "file") -> bytes:
+def multipart(image: bytes, field: str = "file") -> bytes:
+    """A multipart form with ``image`` (PNG or JPEG, said by its type) in ``field``."""
+    kind = "jpeg" if image.startswith(b"\xff\xd8") else "png"
     return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{field}\"; "
-            "filename=\"image.png\"\r\nContent-Type: image/png\r\n\r\n").encode() + png + (
-        f"\r\n--{BOUNDARY}--\r\n").encode()
+            f"filename=\"image.{kind}\"\r\nContent-Type: image/{kind}\r\n\r\n").encode() \
+        + image + f"\r\n--{BOUNDARY}--\r\n".encode()
