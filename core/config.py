@@ -69,12 +69,15 @@ class Config:
             0: a commit takes the rows queued while the previous one ran (the prediction
             batches already group requests; a wait only added latency: 726 -> 851 req/s
             at concurrency 8 without it).
+        batching: ``auto`` (default): requests ready together are predicted as one batch
+            for a model where a batch costs less per image, measured when a server loads
+            it; ``on``: for every model; ``off``: never (env ``BATCHING``).
         batch_wait_ms: How long the API waits, at most, for requests still on their way
             (reading, decoding) to predict them in one batch with those waiting (env
             ``BATCH_WAIT_MS``; 0: only requests that are ready together). A request
             alone never waits.
         batch_max_instances: The most instances one prediction batch holds (env
-            ``BATCH_MAX_INSTANCES``; 1 turns batching off).
+            ``BATCH_MAX_INSTANCES``).
         refresh_seconds: How often each API process re-reads the champion, the traffic
             policy and the API keys (env ``REFRESH_SECONDS``; changes reach every server
             within this time plus a model load).
@@ -123,6 +126,7 @@ class Config:
     log_queue_rows: int = 10_000
     log_write_wait_seconds: int = 5
     log_batch_ms: int = 0
+    batching: str = "auto"
     batch_wait_ms: int = 2
     batch_max_instances: int = 32
     refresh_seconds: int = 1
@@ -198,6 +202,7 @@ _ENV_NAMES = {
     "log_queue_rows": "LOG_QUEUE_ROWS",
     "log_write_wait_seconds": "LOG_WRITE_WAIT_SECONDS",
     "log_batch_ms": "LOG_BATCH_MS",
+    "batching": "BATCHING",
     "batch_wait_ms": "BATCH_WAIT_MS",
     "batch_max_instances": "BATCH_MAX_INSTANCES",
     "refresh_seconds": "REFRESH_SECONDS",

@@ -204,7 +204,10 @@ class RayHead:
         ray = Path(sys.executable).with_name("ray")
         return subprocess.run([str(ray) if ray.exists() else "ray", *args],
                               capture_output=True, text=True, timeout=timeout,
-                              env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0"})
+                              # A throw-away head on 127.0.0.1 without token auth, even
+                              # where a ray.init() elsewhere left ~/.ray/auth_token.
+                              env=os.environ | {"RAY_USAGE_STATS_ENABLED": "0",
+                                                "RAY_AUTH_MODE": "disabled"})
 
     def __enter__(self) -> "RayHead":
         # Ray's socket paths must stay short (107 bytes): a short folder under /tmp.

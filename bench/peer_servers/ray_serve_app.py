@@ -4,6 +4,7 @@ body is the image file. ``python -m bench.peer_servers.ray_serve_app --port P``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -33,7 +34,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     port = parser.parse_args().port
-    # A cluster of its own, stopped with this process (SIGTERM from the bench).
+    # A cluster of its own, stopped with this process (SIGTERM from the bench), without
+    # token auth: ray.init() would otherwise write ~/.ray/auth_token, which later local
+    # clusters (the test suite's) pick up.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-"))
     signal.signal(signal.SIGTERM, lambda *_: (serve.shutdown(), ray.shutdown(), sys.exit(0)))
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -68,7 +68,8 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
         lifespan=lifespan)
     app.state.session = session
     app.state.batcher = Batcher(session, max_wait=config.batch_wait_ms / 1000,
-                                max_instances=config.batch_max_instances)
+                                max_instances=config.batch_max_instances,
+                                mode=config.batching)
     app.add_middleware(BodyLimit, limit=body_limit(config), session=session)
     app.add_exception_handler(StarletteHTTPException, _no_endpoint)  # type: ignore[arg-type]
     for router in (tf_serving.router, open_inference.router, plain.router, operations.router,

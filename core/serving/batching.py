@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from core.app import Assignment, ModelState, PredictRequest, ServingSession
 from core.app.serving import Served
+from core.errors import InvalidInput
 from core.serving import metrics
 
 
@@ -50,11 +51,15 @@ class Ticket:
     arrived: bool = False
 
 
+BATCHING = ("auto", "on", "off")
+
+
 @dataclass
 class Batcher:
     session: ServingSession
     max_wait: float  # seconds
     max_instances: int
+    mode: str = "auto"  # BATCHING: auto (where it pays), on, off
     _waiting: list[_Waiting] = field(default_factory=list)
     _instances: int = 0
     _on_the_way: int = 0
@@ -81,13 +86,24 @@ class Batcher:
             ticket.arrived = True
             self._on_the_way -= 1
             self._schedule()  # the others may have been waiting for this one only
-        if not self.session.predictor(model.version(assignment.version)).batching_pays:
+        if not self._batches(model, assignment):
+            metrics.PREDICTION_BATCH.labels(model.name).observe(len(request.instances))
             return self.session.predict_together(model, assignment, [request])[0]
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(model, assignment, request, future))
         self._instances += len(request.instances)
         self._schedule()
         return await future
+
+    def __post_init__(self) -> None:
+        if self.mode not in BATCHING:
+            raise InvalidInput(f"BATCHING={self.mode!r} is not a mode. To fix this, set "
+                               f"BATCHING to one of {', '.join(BATCHING)}.")
+
+    def _batches(self, model: ModelState, assignment: Assignment) -> bool:
+        if self.mode != "auto":
+            return self.mode == "on"
+        return self.session.predictor(model.version(assignment.version)).batching_pays
 
     def _schedule(self) -> None:
         if not self._waiting:

@@ -22,9 +22,10 @@ PREDICT = "/v1/models/classifier/versions/1:predict"
 
 @pytest.fixture(scope="module")
 def served(trained_registry, tmp_path_factory):
-    # A long wait: the requests below, sent together, surely meet in batches.
+    # Batching on whatever the model's measured gain (a busy machine measures noise), and
+    # a long wait: the requests below, sent together, surely meet in batches.
     with api_on_a_copy(trained_registry, tmp_path_factory.mktemp("batching"),
-                       batch_wait_ms=200) as (config, client, _), \
+                       batching="on", batch_wait_ms=200) as (config, client, _), \
             listening(client.app) as address:
         yield config, client, f"http://{address}"
 
@@ -75,3 +76,11 @@ def test_one_bad_request_in_a_batch_fails_alone(served):
     answers = send_together(url, [*good[:3], wrong_shape, *good[3:]])
     assert [a.status_code for a in answers] == [200, 200, 200, 400, 200, 200, 200, 200]
     assert "has shape [5, 5, 1]" in answers[3].json()["error"]
+
+
+def test_an_unknown_batching_mode_is_refused_with_the_fix(config):
+    from core.errors import InvalidInput
+    from core.serving.api import create_app
+
+    with pytest.raises(InvalidInput, match="BATCHING to one of auto, on, off"):
+        create_app(config.with_overrides(batching="sometimes"))
