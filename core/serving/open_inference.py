@@ -180,7 +180,8 @@ def _files(given: dict, shape: list[int], raw: bytes | None) -> list[bytes]:
     if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
         raise InvalidInput(f"a BYTES input has shape {shape}; it must be [N], one image "
                            f"file each. {_FIX}")
-    files = _unpack_bytes(raw) if raw is not None else _base64_elements(given.get("data"))
+    files = (_unpack_bytes(raw, shape[0]) if raw is not None
+             else _base64_elements(given.get("data")))
     if len(files) != shape[0]:
         raise InvalidInput(f"shape {shape} holds {shape[0]} image files, but {len(files)} "
                            f"were sent. {_FIX}")
@@ -197,10 +198,13 @@ def _base64_elements(data: object) -> list[bytes]:
                            "the image file's bytes with standard base64 (RFC 4648).") from None
 
 
-def _unpack_bytes(raw: bytes) -> list[bytes]:
-    """Triton's BYTES serialization: each element a 4-byte little-endian length, then it."""
-    elements, offset = [], 0
-    while offset < len(raw):
+def _unpack_bytes(raw: bytes, count: int) -> list[bytes]:
+    """Triton's BYTES serialization: each element a 4-byte little-endian length, then it.
+    Stops past ``count`` elements: a body of empty elements (4 bytes each) would otherwise
+    be millions of objects before the shape is checked."""
+    elements: list[bytes] = []
+    offset = 0
+    while offset < len(raw) and len(elements) <= count:
         if offset + 4 > len(raw):
             raise InvalidInput("the BYTES tensor's binary data ends inside a length. To fix "
                                "this, send each element as a 4-byte length and its bytes.")

@@ -159,6 +159,13 @@ def test_errors_come_in_the_protocols_shape_with_a_4xx(served):
     top3 = raised(lambda: client.infer(MODEL, [image_input(IMAGES[:1], binary=False)], outputs=[
         triton.InferRequestedOutput("probabilities", class_count=3)]))
     assert "classification extension is not offered" in top3.message()
+    empties = b"\0" * 4 * 1_000_000  # a million empty BYTES elements for a shape of [1]
+    header = b'{"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], ' \
+        b'"parameters": {"binary_data_size": 4000000}}]}'
+    many = http.post(f"/v2/models/{MODEL}/infer", content=header + empties,
+                     headers={"Inference-Header-Content-Length": str(len(header))})
+    assert many.status_code == 400 and "holds 1 image files, but 2 were sent" in \
+        many.json()["error"]
     before = rows(config, "SELECT COUNT(*) FROM predictions")
     for body, headers in [(b"{nope", {}), (b"[]", {}),
                           (b'{"inputs": []}', {}),
