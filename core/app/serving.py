@@ -352,12 +352,6 @@ class ServingSession:
 
     # --- predictions ------------------------------------------------------------------
 
-    def predict(self, model: ModelState, instances: Sequence[Instance], assignment: Assignment,
-                *, client: str, request_id: str, now: datetime, started: float) -> Served:
-        """Answers with the assigned version, shadows if asked, and queues the log rows."""
-        return self.predict_together(model, assignment, [
-            PredictRequest(instances, client, request_id, now, started)])[0]
-
     def predict_together(self, model: ModelState, assignment: Assignment,
                          requests: Sequence[PredictRequest]) -> list[Served]:
         """Requests with the same assignment predicted as one batch (the model, the OOD
