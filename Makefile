@@ -20,7 +20,7 @@ BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test rehearsal bench https serve tensorboard translations install system-packages \
-	python-packages compiled-translations
+	python-packages compiled-translations phone-runtime
 CERTS = .streamlit/certs
 
 run: install
@@ -82,7 +82,11 @@ bench: install
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(PYTHON) -m bench $(BENCH_ARGS)
 
-install: system-packages python-packages compiled-translations
+install: system-packages python-packages compiled-translations phone-runtime
+
+# The phone app's runtime (LiteRT.js, ~19 MB, pinned and checked): fetched, not in git.
+phone-runtime: python-packages
+	$(PYTHON) -m core.serving.phone_runtime $(NPM_REGISTRY)
 
 # apt only when a package is missing: `apt-get update` costs a minute we need not spend.
 system-packages:

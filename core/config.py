@@ -101,6 +101,9 @@ class Config:
             HMAC-SHA256, so someone who can write the database but not read this key
             cannot rewrite history unnoticed; empty, with plain SHA-256 (edits by anyone
             who can recompute the hashes are caught only by an anchor kept elsewhere).
+        api_url: The serving API's address as phones reach it (env ``API_URL``, e.g.
+            ``https://192.168.1.5:8500``): the dashboard links the phone app there and shows
+            it as a QR code. Empty: the dashboard's own host on port 8500.
         secrets_key: The Fernet key that seals alert channels' targets and signing keys
             in the database (env ``SECRETS_KEY``; empty: they are stored as given, and
             anyone who can read the database file can read them).
@@ -136,6 +139,7 @@ class Config:
     prediction_log_retention_days: int = 0
     smtp_password: str = field(default="", repr=False)
     alert_allow_private_targets: bool = False
+    api_url: str = ""
     secrets_key: str = field(default="", repr=False)
     audit_key: str = field(default="", repr=False)
 
@@ -212,6 +216,7 @@ _ENV_NAMES = {
     "prediction_log_retention_days": "PREDICTION_LOG_RETENTION_DAYS",
     "smtp_password": "SMTP_PASSWORD",
     "alert_allow_private_targets": "ALERT_ALLOW_PRIVATE_TARGETS",
+    "api_url": "API_URL",
     "secrets_key": "SECRETS_KEY",
     "audit_key": "AUDIT_KEY",
 }

@@ -245,7 +245,7 @@ ERROR_KINDS = {
 TERMS = (
     N_("champion"), N_("candidate"), N_("archived"), N_("rejected"),
     N_("admin"), N_("operator"), N_("reviewer"), N_("viewer"), N_("none"),
-    N_("api"), N_("upload"), N_("camera"), N_("cli"), N_("simulation"),
+    N_("api"), N_("upload"), N_("camera"), N_("cli"), N_("device"), N_("simulation"),
     N_("ok"), N_("warn"), N_("alert"),
     N_("promote"), N_("reject"), N_("review"), N_("rollback"), N_("register"),
     N_("archive"), N_("traffic"),

@@ -241,8 +241,13 @@ def exported_registry(trained_registry, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def trained_config(trained_registry) -> Config:
-    return load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=trained_registry)
+def trained_config(trained_registry, tmp_path) -> Config:
+    """The trained registry for a test that only reads it: a copy all the same, because
+    opening its SQLite database makes (and removes) the -wal and -shm files beside it, and
+    another process copying the shared folder at that moment found a file gone."""
+    root = tmp_path / "trained"
+    shutil.copytree(trained_registry, root)
+    return load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from core.app.access import (
     add_user,
     create_key,
     current_actor,
+    enrol_url,
     has_users,
     list_keys,
     list_users,
@@ -37,6 +38,13 @@ from core.app.alerts import (
 )
 from core.app.backends import Backends, backends_for_model, build_backends, every_model
 from core.app.cards import ModelCard, model_card
+from core.app.device import (
+    DeviceAnswer,
+    DeviceModel,
+    DeviceModels,
+    parse_time,
+    sync_device_answers,
+)
 from core.app.evidence import decision_evidence
 from core.app.exports import build_exports, export_file, export_table
 from core.app.migrate import MigrationResult, migrate_registry
@@ -91,8 +99,10 @@ from core.app.routing import Instance, decode_instances
 from core.app.serving import ModelState, PredictRequest, ServingSession
 from core.app.snapshots import Deployment, Timeline, timeline
 from core.app.traffic import (
+    DeviceTraffic,
     TrafficBucket,
     TrafficStatus,
+    device_traffic,
     set_traffic,
     traffic_over_time,
     traffic_status,
@@ -128,7 +138,9 @@ from core.registry.records import Comparison, ModelVersion, StatusChange, find_c
 
 __all__ = [
     "Actor", "ApiKey", "Assignment", "Attempt", "AuditEntry", "Backends", "BootstrapResult",
-    "Channel", "Comparison", "DecisionDetails", "Delivery", "Deployment", "DriftView",
+    "Channel", "Comparison", "DecisionDetails", "Delivery", "Deployment", "DeviceAnswer",
+    "DeviceModel", "DeviceTraffic", "device_traffic", "DeviceModels", "DriftView", "enrol_url", "parse_time",
+    "sync_device_answers",
     "Episode", "Explanation", "Instance", "Job", "LabelQueue", "LiveEvidence",
     "MigrationResult", "ModelCard", "ModelState", "ModelVersion", "PassResult",
     "PredictRequest", "Prediction", "Progress", "QueueItem", "RegistrationResult",

@@ -66,6 +66,15 @@ def create_key(backends: Backends, *, actor: str, name: str, role: str,
     return backends.keys.create(name, role, rate_limit, actor=acting, at=stamp(now))
 
 
+APP_PATH = "/app/"  # where the API serves the phone app (core.serving.routers.device)
+
+
+def enrol_url(secret: str) -> str:
+    """The link that enrols a phone with a device key, relative to the API's address: the
+    key travels in the fragment, which browsers never send to a server or a proxy log."""
+    return f"{APP_PATH}#key={secret}"
+
+
 def list_keys(backends: Backends, *, actor: str, now: datetime) -> list[ApiKey]:
     backends.access.authorize(actor, "manage_users", now, target="keys")
     return backends.keys.list_keys()

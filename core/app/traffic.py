@@ -140,6 +140,30 @@ def summarize(rows: list[RequestRow], bucket: str, now: datetime) -> list[Traffi
     return result
 
 
+@dataclass(frozen=True)
+class DeviceTraffic:
+    """Predictions phones made on the device in a span, synced since (per version)."""
+
+    version: int
+    predictions: int
+    last_at: str  # the newest one's time, as the device recorded it
+
+
+def device_traffic(backends: Backends, *, actor: str, now: datetime,
+                   span: timedelta = timedelta(days=1)) -> list[DeviceTraffic]:
+    """What phones answered offline in the last ``span`` and have synced, per version (the
+    API's own traffic is ``traffic_over_time``: device answers are not API requests)."""
+    backends.access.authorize(actor, "view", now, target="traffic")
+    since = stamp(now - span)
+    found = []
+    for version in backends.registry.list_versions():
+        window = backends.prediction_log.window(backends.model, version.version,
+                                                since=since, sources=["device"])
+        if len(window):
+            found.append(DeviceTraffic(version.version, len(window), max(window.at)))
+    return found
+
+
 def _seconds_into_bucket(now: datetime, bucket: str) -> float:
     start = now.replace(minute=0, second=0, microsecond=0)
     if bucket == "day":

@@ -14,7 +14,7 @@ from core.governance.decisions import DECISIONS
 from core.governance.gate import FAILED_CHECK as GATE_FAILED_CHECK
 from core.governance.gate import SENTENCES as GATE_SENTENCES
 from core.governance.traffic import MODES as TRAFFIC_MODES
-from core.governance.users import ANONYMOUS, ROLES
+from core.governance.users import ANONYMOUS, KEY_ROLES, ROLES
 from core.jobs.records import FINISHED as JOB_FINISHED
 from core.ml.comparison import PIXEL_SCENARIOS
 from core.ml.exports import EXPORT_FORMATS
@@ -26,7 +26,7 @@ from core.monitoring.log_records import SOURCE_KINDS
 
 __all__ = [
     "ALERT_RULES", "ANONYMOUS", "ARCHITECTURES", "CARD_FORMATS", "DECISIONS", "EMPTY_HEATMAP",
-    "EXPORT_FORMATS", "GATE_FAILED_CHECK", "GATE_SENTENCES", "INPUT_RANGES", "JOB_FINISHED",
+    "EXPORT_FORMATS", "GATE_FAILED_CHECK", "GATE_SENTENCES", "INPUT_RANGES", "JOB_FINISHED", "KEY_ROLES",
     "NO_HEATMAP", "NONE_OF_THESE_CLASSES", "OUTPUT_KINDS", "PIXEL_SCENARIOS", "ROLES",
     "SCENARIOS", "SOURCE_KINDS", "STATISTICS", "TRAFFIC_MODES",
 ]

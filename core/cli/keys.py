@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 
-from core.app import Backends, create_key, list_keys, revoke_key
-from core.app.vocabulary import ROLES
+from core.app import Backends, create_key, enrol_url, list_keys, revoke_key
+from core.app.vocabulary import KEY_ROLES
 from core.cli.common import Commands, actor, now
 
 
@@ -16,7 +16,7 @@ def register(commands: Commands) -> None:
     create = keys.add("create", cmd_create_key, json=True,
                       help="create a key; its secret is printed once")
     create.add_argument("name", metavar="NAME")
-    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--role", required=True, choices=KEY_ROLES)
     create.add_argument("--rate-limit", type=float, metavar="RPS",
                         help="requests per second per server process (default: unlimited)")
     keys.add("list", cmd_list_keys, json=True, help="list keys (no secrets)")
@@ -28,11 +28,17 @@ def register(commands: Commands) -> None:
 def cmd_create_key(args: Namespace, backends: Backends) -> int:
     key, secret = create_key(backends, actor=actor(args), name=args.name, role=args.role,
                              rate_limit=args.rate_limit, now=now())
+    # A device key enrols a phone: opening this link (after the API's address) in the
+    # phone's browser installs the app with the key (docs/phone.md).
+    enrol = {"enrol_url": enrol_url(secret)} if key.role == "device" else {}
     if args.json:
-        print(json.dumps(key.as_dict() | {"key": secret}, indent=2))
+        print(json.dumps(key.as_dict() | {"key": secret} | enrol, indent=2))
     else:
         print(f"created key {key.name} ({key.role}). Its secret, shown only now:\n{secret}\n"
               "Send it as 'Authorization: Bearer <key>'.")
+        if enrol:
+            print(f"To enrol a phone, open the API's address followed by {enrol['enrol_url']} "
+                  "on it (or show the QR code on the dashboard's Keys page).")
     return 0
 
 

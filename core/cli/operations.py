@@ -27,6 +27,10 @@ def register(commands: Commands) -> None:
     serve.add_argument("--port", type=int, default=8500, help="default: 8500")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes (default: 1; about one per CPU core)")
+    # Phones run the app (/app/, its service worker and camera) only over HTTPS.
+    serve.add_argument("--certfile", metavar="PEM",
+                       help="serve HTTPS with this certificate (e.g. make https's)")
+    serve.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
 
     migrate = commands.add("migrate", cmd_migrate, acting=False, json=True, help=(
         "copy the registry (every table, and with --artifacts every version's files) to "
@@ -58,7 +62,11 @@ def register(commands: Commands) -> None:
 def cmd_serve(args: Namespace, backends: Backends) -> int:
     from core.serving.server import serve
 
-    serve(backends.config, host=args.host, port=args.port, workers=args.workers)
+    if bool(args.certfile) != bool(args.keyfile):
+        raise InvalidInput("--certfile and --keyfile go together. To fix this, give both "
+                           "(make https makes a pair in .streamlit/certs/).")
+    serve(backends.config, host=args.host, port=args.port, workers=args.workers,
+          certfile=args.certfile, keyfile=args.keyfile)
     return 0
 
 

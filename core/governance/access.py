@@ -28,7 +28,7 @@ MAX_REASON_LENGTH = 2000
 
 
 def roles_allowed(permission: str) -> list[str]:
-    return [role for role in ROLES if permission in ROLE_PERMISSIONS[role]]
+    return [role for role, allowed in ROLE_PERMISSIONS.items() if permission in allowed]
 
 
 def check_reason(reason: str | None) -> str:

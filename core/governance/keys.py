@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from core.audit import Actor, AuditEntry, append
 from core.errors import InvalidInput
-from core.governance.users import check_role, validate_user_name
+from core.governance.users import KEY_ROLES, check_role, validate_user_name
 from core.storage.database import Database
 
 KEY_ACTOR_PREFIX = "key:"
@@ -94,7 +94,7 @@ class KeyStore:
                at: str) -> tuple[ApiKey, str]:
         """Creates a key; returns it and its secret (the only time the secret exists)."""
         validate_user_name(name)
-        check_role(role)
+        check_role(role, KEY_ROLES)
         check_rate_limit(rate_limit)
         secret = _SECRET_PREFIX + secrets.token_urlsafe(32)
         with self.database.write() as db:

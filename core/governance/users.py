@@ -22,7 +22,9 @@ from core.audit import Actor, AuditEntry, append
 from core.errors import ActionRefused, InvalidInput
 from core.storage.database import Database
 
-ROLES = ("viewer", "operator", "reviewer", "admin")
+ROLES = ("viewer", "operator", "reviewer", "admin")  # people's (and keys')
+# A key may also be a phone's: role device (docs/phone.md), never a person's.
+KEY_ROLES = (*ROLES, "device")
 _VIEWER = frozenset({"view", "predict", "feedback"})
 # alerts: acknowledging or silencing an alert episode; manage_alerts: its channels and rules.
 # export: building a version's portable exports and downloading its files (audited).
@@ -37,6 +39,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "operator": _OPERATOR,
     "reviewer": _REVIEWER,
     "admin": _OPERATOR | _REVIEWER | {"manage_users", "manage_alerts"},
+    # A phone's key (core.serving's app): it predicts, and syncs what it answered offline;
+    # it sees nothing else. sync: storing predictions a device made as logged traffic.
+    "device": frozenset({"predict", "sync"}),
 }
 # The name of whoever has not signed in; its role is Config.anonymous_role.
 ANONYMOUS = "anonymous"
@@ -67,10 +72,10 @@ def validate_user_name(name: str) -> str:
     return name
 
 
-def check_role(role: str) -> str:
-    if role not in ROLES:
+def check_role(role: str, roles: tuple[str, ...] = ROLES) -> str:
+    if role not in roles:
         raise InvalidInput(f"unknown role {role!r}. To fix this, use one of: "
-                           f"{', '.join(ROLES)}.")
+                           f"{', '.join(roles)}.")
     return role
 
 

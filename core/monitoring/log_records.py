@@ -15,7 +15,9 @@ from core.errors import InvalidInput
 if TYPE_CHECKING:
     from core.ml.predictor import Prediction
 
-SOURCES = ("api", "upload", "camera", "cli")  # plus "simulation:<scenario>"
+# device: answered on a phone by the app's on-device model, synced later (the row's
+# client is the device's key, its request_id the id the phone gave the prediction).
+SOURCES = ("api", "upload", "camera", "cli", "device")  # plus "simulation:<scenario>"
 # What the Drift page filters by: each source, every simulation as one kind.
 SOURCE_KINDS = (*SOURCES, "simulation")
 # How an API request reached the version that answered it (``direct``: the client

@@ -53,6 +53,12 @@ class PredictionLog(ABC):
         records' ids."""
 
     @abstractmethod
+    def append_once(self, records: list[PredictionRecord]) -> list[str]:
+        """Stores the device records (source ``device``, one client) whose id that client
+        has not logged yet, atomically; returns the ids stored now. A retried batch stores
+        nothing again."""
+
+    @abstractmethod
     def window(self, model: str, version: int, *, last: int | None = None,
                since: str | None = None, until: str | None = None,
                sources: Sequence[str] | None = None, max_id: int | None = None) -> Window:

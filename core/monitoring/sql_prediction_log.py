@@ -59,6 +59,15 @@ _INSERT_FAILURE = text(f"INSERT INTO request_failures ({', '.join(_FAILURE_COLUM
                        f"VALUES ({', '.join(':' + c for c in _FAILURE_COLUMNS)})")
 
 
+def _insert(conn: Connection, rows: list[dict]) -> list[int]:
+    if not rows:
+        return []
+    # One multi-row INSERT ... RETURNING (SQLAlchemy's "insertmanyvalues"): ~5x cheaper
+    # per row than a statement each; ids come back in row order.
+    return list(conn.execute(_INSERT_MANY, rows,
+                             execution_options={"sort_by_parameter_order": True}).scalars())
+
+
 def _check_failure(failure: FailedRequest) -> dict:
     if failure.error_kind not in ERROR_KINDS:
         raise ValueError(f"unknown error kind {failure.error_kind!r}")
@@ -80,18 +89,53 @@ class SQLPredictionLog(PredictionLog):
     def append(self, records: list[PredictionRecord],
                failures: Sequence[FailedRequest] = ()) -> list[int]:
         failure_rows = [_check_failure(f) for f in failures]
+        rows = self._rows(records)
+        # NORMAL: a killed process loses nothing committed; the registry's own
+        # decisions keep FULL. Predictions are frequent, decisions rare.
+        with self.database.write(synchronous="NORMAL", wait=self.write_wait) as conn:
+            if failure_rows:
+                conn.execute(_INSERT_FAILURE, failure_rows)
+            return _insert(conn, rows)
+
+    def append_once(self, records: list[PredictionRecord]) -> list[str]:
+        # Write transactions take turns on both databases (core.storage.database): the
+        # check inside one cannot race another sync (the unique index guards it anyway).
+        if len({r.client for r in records}) > 1 or any(
+                r.source != "device" or not r.request_id for r in records):
+            raise ValueError("append_once takes device rows of one client, each with its id")
+        fresh = self._not_logged(records)
+        rows = self._rows(fresh)
+        with self.database.write(synchronous="NORMAL", wait=self.write_wait) as conn:
+            missing = {r.request_id for r in self._not_logged(fresh, conn)}
+            _insert(conn, [row for row in rows if row["request_id"] in missing])
+        return [str(r.request_id) for r in fresh if r.request_id in missing]
+
+    def _not_logged(self, records: list[PredictionRecord], conn: Connection | None = None
+                    ) -> list[PredictionRecord]:
+        """The device records whose (client, id) has no row yet."""
+        ids = {f"id{i}": r.request_id for i, r in enumerate(records)}
+        query = ("SELECT request_id FROM predictions WHERE source = 'device' AND client = "
+                 f":client AND request_id IN ({', '.join(':' + k for k in ids)})")
+        parameters = {"client": records[0].client, **ids} if records else {}
+        found = ([] if not records else self.database.read(query, parameters) if conn is None
+                 else conn.execute(text(query), parameters).all())
+        logged = {row[0] for row in found}
+        return [r for r in records if r.request_id not in logged]
+
+    def _rows(self, records: list[PredictionRecord]) -> list[dict]:
+        """The records as table rows, their images written to a pack first, outside the
+        database's lock: a committed row never points at a missing pack (a pack whose
+        rows never commit is swept by retention)."""
         for r in records:
             check_source(r.source)
             _check_variant(r.variant)
-        # The pack first, outside the database's lock: a committed row never points at a
-        # missing pack (a pack whose rows never commit is swept by retention).
         refs: dict[int, ImageRef] = {}  # by the record's place in ``records``
         for model in dict.fromkeys(r.model for r in records):  # one pack per model
             places = [i for i, r in enumerate(records) if r.model == model]
             refs.update(zip(places, self.logged_images.write(
                 model, [_encoded(records[i].pixels) for i in places],
                 max(datetime.fromisoformat(records[i].at) for i in places))))
-        rows = [dict(zip(_COLUMNS, (
+        return [dict(zip(_COLUMNS, (
             r.at, r.model, r.version, r.source, r.predicted, r.label,
             float(r.confidence), np.asarray(r.probabilities, np.float32).tobytes(),
             float(r.latency_ms), float(r.brightness), float(r.contrast), float(r.sharpness),
@@ -102,18 +146,6 @@ class SQLPredictionLog(PredictionLog):
             r.client, r.variant, None if r.ood_score is None else float(r.ood_score),
             r.server_request_id, r.instance, refs[i].pack, refs[i].offset,
             refs[i].length))) for i, r in enumerate(records)]
-        # NORMAL: a killed process loses nothing committed; the registry's own
-        # decisions keep FULL. Predictions are frequent, decisions rare.
-        with self.database.write(synchronous="NORMAL", wait=self.write_wait) as conn:
-            if failure_rows:
-                conn.execute(_INSERT_FAILURE, failure_rows)
-            if not rows:
-                return []
-            # One multi-row INSERT ... RETURNING (SQLAlchemy's "insertmanyvalues"):
-            # ~5x cheaper per row than a statement each; ids come back in row order.
-            return list(conn.execute(_INSERT_MANY, rows,
-                                     execution_options={"sort_by_parameter_order": True}
-                                     ).scalars())
 
     def window(self, model: str, version: int, *, last: int | None = None,
                since: str | None = None, until: str | None = None,
@@ -152,13 +184,10 @@ class SQLPredictionLog(PredictionLog):
         return _rows_to_window(rows)
 
     def count(self, model: str, version: int | None = None) -> int:
-        if version is None:
-            rows = self.database.read("SELECT COUNT(*) FROM predictions WHERE model = :model",
-                                      {"model": model})
-        else:
-            rows = self.database.read("SELECT COUNT(*) FROM predictions WHERE model = :model "
-                                      "AND version = :version",
-                                      {"model": model, "version": version})
+        rows = self.database.read(
+            "SELECT COUNT(*) FROM predictions WHERE model = :model"
+            + ("" if version is None else " AND version = :version"),
+            {"model": model, "version": version})
         return rows[0][0] if rows else 0
 
     def sources(self, model: str, version: int) -> list[str]:

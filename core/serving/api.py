@@ -5,6 +5,7 @@ process, assembled from routers (FastAPI's "bigger applications" layout):
   the Open Inference Protocol (V2); ``routers/plain.py``: image uploads; all with
   ``bookkeeping.ModelRoute`` (request id, errors, failure rows, metrics) and
   ``dependencies`` (the session, the caller allowed to act, predicting);
+- ``routers/device.py``: the phone app at ``/app/``, its device model, its sync;
 - ``routers/operations.py``: ``/healthz``, ``/readyz``, ``/metrics`` (and V2's health);
 - ``limits.BodyLimit``: the body's size, before anything reads it.
 
@@ -33,7 +34,7 @@ from core.serving import metrics
 from core.serving.batching import Batcher
 from core.serving.bookkeeping import json_response
 from core.serving.limits import BodyLimit, body_limit
-from core.serving.routers import open_inference, operations, plain, tf_serving
+from core.serving.routers import device, open_inference, operations, plain, tf_serving
 
 
 def create_app(config: Config | None = None, *, log_predictions: bool = True) -> FastAPI:
@@ -72,9 +73,10 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
                                 mode=config.batching)
     app.add_middleware(BodyLimit, limit=body_limit(config), session=session)
     app.add_exception_handler(StarletteHTTPException, _no_endpoint)  # type: ignore[arg-type]
-    for router in (tf_serving.router, open_inference.router, plain.router, operations.router,
-                   open_inference.health):
+    for router in (device.router, tf_serving.router, open_inference.router, plain.router,
+                   operations.router, open_inference.health):
         app.include_router(router)
+    device.mount_app(app)
     return app
 
 

@@ -45,6 +45,10 @@ MODEL_LOAD = Histogram("vision_model_load_duration_seconds", "Time to load a ver
 PREDICTION_BATCH = Histogram("vision_prediction_batch_instances", "Instances per "
                              "prediction batch (requests that arrived together)", ("model",),
                              buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+# outcome: stored, already_stored (a retry), rejected, disagreed (stored; the server's run
+# of the same version on the same image gave another class: int8 files, or made-up rows).
+DEVICE_SYNCED = Counter("vision_device_synced_predictions", "Predictions devices synced, "
+                        "by outcome", ("outcome",))
 LOG_BATCH_ROWS = Histogram("vision_log_batch_rows", "Rows per prediction-log transaction",
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
 LOG_COMMIT = Histogram("vision_log_commit_duration_seconds", "Time to commit one batch of "

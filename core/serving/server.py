@@ -9,7 +9,8 @@ import tempfile
 from core.config import Config
 
 
-def serve(config: Config, *, host: str, port: int, workers: int) -> None:
+def serve(config: Config, *, host: str, port: int, workers: int,
+          certfile: str | None = None, keyfile: str | None = None) -> None:
     """Runs the API until interrupted. Each worker builds its own ServingSession."""
     import uvicorn
 
@@ -30,7 +31,8 @@ def serve(config: Config, *, host: str, port: int, workers: int) -> None:
     os.environ["MODEL_NAME"] = config.model_name
     try:
         uvicorn.run("core.serving.api:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning", access_log=False)
+                    workers=workers, log_level="warning", access_log=False,
+                    ssl_certfile=certfile, ssl_keyfile=keyfile)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)

@@ -189,6 +189,29 @@ def _logged_images_beside(conn: Connection) -> None:
                          "predictions (image_pack) WHERE image_pack IS NOT NULL")
 
 
+def _device_predictions(conn: Connection) -> None:
+    """Step 14: a phone's predictions, synced later, are logged once per device and client
+    id however often a batch is retried (the sync checks first; this is the guarantee)."""
+    conn.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS predictions_from_devices ON "
+                         "predictions (client, request_id) WHERE source = 'device'")
+
+
+def _device_keys(conn: Connection) -> None:
+    """Step 15: a key's role may be ``device`` (a phone's). SQLite cannot change a CHECK
+    constraint: the table is rebuilt with the new one, in the upgrade's transaction."""
+    allowed = "role IN ('viewer', 'operator', 'reviewer', 'admin', 'device')"
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE api_keys DROP CONSTRAINT IF EXISTS api_keys_role")
+        conn.exec_driver_sql(f"ALTER TABLE api_keys ADD CONSTRAINT api_keys_role CHECK ({allowed})")
+        return
+    conn.exec_driver_sql("ALTER TABLE api_keys RENAME TO api_keys_before_devices")
+    schema.metadata.create_all(conn, tables=[schema.api_keys])
+    conn.exec_driver_sql("INSERT INTO api_keys SELECT name, role, key_hash, rate_limit, "
+                         "created_at, created_by, revoked_at, revoked_by FROM "
+                         "api_keys_before_devices")
+    conn.exec_driver_sql("DROP TABLE api_keys_before_devices")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -205,6 +228,8 @@ MIGRATIONS = (
     Migration(11, "labels with provenance; visitors' labels as suggestions", _labels),
     Migration(12, "audit entries chained under AUDIT_KEY", _keyed_audit_chain),
     Migration(13, "logged images kept beside the prediction log", _logged_images_beside),
+    Migration(14, "predictions synced from devices, once each", _device_predictions),
+    Migration(15, "keys for devices (phones)", _device_keys),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -191,7 +191,9 @@ api_keys = Table(
     Column("created_by", Text, nullable=False),
     Column("revoked_at", Text),
     Column("revoked_by", Text),
-    CheckConstraint("role IN ('viewer', 'operator', 'reviewer', 'admin')", name="api_keys_role"),
+    # Step 15: a key may be a phone's (device).
+    CheckConstraint("role IN ('viewer', 'operator', 'reviewer', 'admin', 'device')",
+                    name="api_keys_role"),
 )
 
 traffic_policies = Table(

@@ -22,7 +22,7 @@ from core.app import (
 )
 from core.app.vocabulary import ANONYMOUS
 from core.errors import CoreError
-from dashboard import charts, i18n, state
+from dashboard import charts, i18n, phone, state
 from dashboard.i18n import _, class_name, term
 
 st.title(_("Governance"))
@@ -351,3 +351,4 @@ if state.allowed("manage_users"):
                                   disabled=pressed[0] == "disable", reason=why,
                                   now=state.now())
                 st.rerun()
+    phone.enrol_panel()

@@ -8,7 +8,7 @@ import streamlit as st
 from core.app import explain_image, label_prediction, unfamiliar_warning
 from core.app.vocabulary import EMPTY_HEATMAP, NO_HEATMAP, NONE_OF_THESE_CLASSES
 from core.errors import CoreError
-from dashboard import charts, i18n, state
+from dashboard import charts, i18n, phone, state
 from dashboard.i18n import _, class_name
 
 st.title(_("Predict"))
@@ -47,6 +47,7 @@ else:
 if image_bytes is None or source is None:
     st.info(_("Upload an image or take a photo to see the model's answer."),
             icon=":material/upload:")
+    phone.app_link_panel()
     st.stop()
 
 # Streamlit reruns the page on every interaction; predict (and log) each image once.

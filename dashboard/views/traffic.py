@@ -7,7 +7,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.app import alert_rules, set_traffic, timeline, traffic_over_time, traffic_status
+from core.app import (
+    alert_rules,
+    device_traffic,
+    set_traffic,
+    timeline,
+    traffic_over_time,
+    traffic_status,
+)
 from core.app.vocabulary import TRAFFIC_MODES
 from core.errors import CoreError
 from dashboard import charts as draw
@@ -63,6 +70,14 @@ if state.allowed("traffic"):
                 st.rerun()
 else:
     st.caption(_("Reviewers set the traffic policy: sign in as one (sidebar)."))
+
+# Phones' offline answers are predictions, not API requests: counted here, charted on Drift.
+for phones in state.act(device_traffic):
+    st.caption(_("Phones answered {n} photos on the device with v{version} in the last 24 "
+                 "hours, synced since (the newest at {at}); the Drift and Review queue pages "
+                 "include them.").format(n=i18n.number(phones.predictions),
+                                         version=phones.version,
+                                         at=i18n.moment(phones.last_at)))
 
 bucket = st.segmented_control(_("Bucket"), ["hour", "day"], default="hour",
                               format_func=i18n.shown_by({"hour": _("hour"), "day": _("day")}))

@@ -459,6 +459,25 @@ def test_governance_lets_an_admin_disable_an_account_and_reset_a_password(monkey
     assert not [b for b in viewer.button if b.label == "Disable"]  # admins only
 
 
+def test_the_phone_app_is_linked_and_an_admin_enrols_a_phone(monkeypatch, registry_copy):
+    monkeypatch.setenv("API_URL", "https://farm.example:8500")
+    app = start(monkeypatch, registry_copy.registry_dir)
+    assert "https://farm.example:8500/app/" in [c.value for c in app.code]
+    app = start(monkeypatch, registry_copy.registry_dir, user="ada")
+    app.switch_page("views/governance.py").run()
+    next(t for t in app.text_input if t.label.startswith("The phone's name")).set_value(
+        "farm-phone-3")
+    next(b for b in app.button if b.label == "Create its key").click().run()
+    assert not app.exception and not app.error
+    (link,) = [c.value for c in app.code if "#key=" in c.value]
+    assert link.startswith("https://farm.example:8500/app/#key=cmk_")
+    (key,) = backends_of(registry_copy).keys.list_keys()
+    assert (key.name, key.role) == ("farm-phone-3", "device")
+    viewer = start(monkeypatch, registry_copy.registry_dir, user="rita")
+    viewer.switch_page("views/governance.py").run()
+    assert not [b for b in viewer.button if b.label == "Create its key"]  # admins only
+
+
 @pytest.mark.parametrize("claims, name", [
     ({"email": "ann@example.com", "email_verified": True}, "ann@example.com"),
     ({"email": "ann@example.com", "email_verified": "true"}, "ann@example.com"),

@@ -58,6 +58,28 @@ def test_empty_log_creates_nothing(config):
     assert not backends_of(config).database.exists()
 
 
+def device_row(i: int, client: str = "key:phone"):
+    return replace(record(i, source="device"), client=client, request_id=f"phone-{i}")
+
+
+def test_a_retried_device_batch_is_logged_once_per_device(config):
+    log = open_log(config)
+    assert log.append_once([device_row(i) for i in range(3)]) == ["phone-0", "phone-1",
+                                                                  "phone-2"]
+    # Retried with one more: only the new row is stored; the ids are the device's own.
+    assert log.append_once([device_row(i) for i in range(4)]) == ["phone-3"]
+    assert log.append_once([device_row(i) for i in range(4)]) == []
+    assert log.count("m") == 4 and log.window("m", 1).sources == ["device"] * 4
+    # Another device may use the same ids: they are its own.
+    assert log.append_once([device_row(0, client="key:tablet")]) == ["phone-0"]
+    # The database itself refuses a second row for one device and id.
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the driver's IntegrityError
+        log.append([device_row(1)])
+    assert log.count("m") == 5
+    with pytest.raises(ValueError, match="device rows"):
+        log.append_once([record(9)])
+
+
 def test_unknown_source_is_refused_and_nothing_written(config):
     log = open_log(config)
     with pytest.raises(InvalidInput, match="unknown prediction source"):

@@ -19,6 +19,15 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def rows(config, sql: str, *args) -> list[tuple]:
+    """The rows of one query on ``config``'s SQLite registry database."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(config.registry_dir / "registry.db")) as db:
+        return db.execute(sql, args).fetchall()
+
+
 def b64(data: bytes) -> dict:
     return {"b64": base64.b64encode(data).decode()}
 

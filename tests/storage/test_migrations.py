@@ -146,3 +146,29 @@ def test_step_7_pairs_old_shadow_rows_only_where_certain(tmp_path):
     pairs = log.shadow_pairs("classifier", 1, 2)  # the first read upgrades to step 7
     assert pairs[:, :2].tolist() == [[1, 2]]
     assert len(log.api_requests("classifier", "2000")) == 4  # per request and variant
+
+
+def test_step_15_lets_keys_be_devices_and_keeps_every_key(tmp_path):
+    from core.audit import Actor
+    from core.governance.keys import KeyStore
+
+    path = tmp_path / "registry.db"
+    database = SQLiteDatabase(f"sqlite:///{path}")
+    database.ensure_schema()
+    with sqlite3.connect(path) as raw:  # the table as steps 3-14 made it
+        raw.execute("DROP TABLE api_keys")
+        raw.execute("CREATE TABLE api_keys (name TEXT PRIMARY KEY, role TEXT NOT NULL, "
+                    "key_hash TEXT NOT NULL UNIQUE, rate_limit FLOAT, created_at TEXT NOT "
+                    "NULL, created_by TEXT NOT NULL, revoked_at TEXT, revoked_by TEXT, "
+                    "CONSTRAINT api_keys_role CHECK (role IN ('viewer', 'operator', "
+                    "'reviewer', 'admin')))")
+        raw.execute("INSERT INTO api_keys VALUES ('batch', 'viewer', 'h1', 5.0, 't', 'ann', "
+                    "NULL, NULL)")
+        raw.execute("DELETE FROM schema_version WHERE version = 15")
+    database = SQLiteDatabase(f"sqlite:///{path}")  # a new process: it upgrades
+    keys = KeyStore(database, "classifier")
+    keys.create("phone", "device", None, actor=Actor("ann", "admin"), at="t2")
+    assert [(k.name, k.role, k.rate_limit) for k in keys.list_keys()] == [
+        ("batch", "viewer", 5.0), ("phone", "device", None)]
+    with sqlite3.connect(path) as raw, pytest.raises(sqlite3.IntegrityError, match="role"):
+        raw.execute("UPDATE api_keys SET role = 'root' WHERE name = 'batch'")
