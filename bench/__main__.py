@@ -28,6 +28,7 @@ from bench import (  # noqa: E402
     ood,
     own_model,
     peers,
+    phone,
     scale,
     suite,
 )
@@ -47,13 +48,14 @@ ROWS = {
     "scale": scale.scale_rows,
     "own_model": own_model.own_model_rows,
     "peers": peers.peers_rows,
+    "phone": phone.phone_rows,
     "folder_training": folder_training.folder_training_rows,
     "dashboard": None,  # needs a browser; see below
     "load": None,  # needs a running dashboard; see below
     "monitoring": None,  # fills a registry with millions of rows; see below
 }
 # Minutes each (folder_training: about ten): left out of --quick.
-SLOW = ("training", "retraining", "own_model", "folder_training", "peers")
+SLOW = ("training", "retraining", "own_model", "folder_training", "peers", "phone")
 
 
 def machine() -> str:

@@ -107,6 +107,10 @@ def test_the_app_starts_offline_from_its_cache(app_server, phone_context, files)
     again = photograph(page, files[1])
     assert again["where"] == "device" and pending(page) == OFFLINE_IMAGES + 1
     page.close()
+    hindi = open_app(phone_context, f"{base}/app/?lang=hi")  # from the cache too
+    assert hindi.evaluate("document.documentElement.lang") == "hi"
+    assert hindi.text_content("[data-text=take_photo]") == "फ़ोटो लें या चुनें"
+    hindi.close()
 
 
 def test_back_online_the_queue_is_logged_once(app_server, phone_context):

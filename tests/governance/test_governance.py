@@ -37,7 +37,7 @@ from tests.conftest import (
 from tests.consistency import assert_consistent, kill_after, kill_moments
 from tests.tampering import run_sql, tamper
 
-DECISION_KILLS = 10
+DECISION_KILLS = 6
 
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.

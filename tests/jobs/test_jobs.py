@@ -35,7 +35,7 @@ pytestmark = pytest.mark.every_database
 
 QUICK = dict(epochs=1, original_images=1000, augmented_per_scenario=200)
 LONG = dict(epochs=50, original_images=20000)
-WORKER_KILLS = 3
+WORKER_KILLS = 2
 ANN, BOB = Actor("ann", "operator"), Actor("bob", "admin")
 
 

@@ -210,7 +210,7 @@ BURST = textwrap.dedent("""
         # Printed only once committed: a line read here is an acknowledged write.
         print(ids[0], ids[-1], flush=True)
 """)
-BURST_KILLS = 6
+BURST_KILLS = 4
 
 
 def test_no_acknowledged_row_is_lost_when_writers_are_killed(registry_copy, tmp_path):

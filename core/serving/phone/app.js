@@ -122,6 +122,9 @@ async function checkModel() {
       $('device-model').textContent = t('downloading');
       await modelFile(meta);
       await saveSetting(MODEL_KEY, meta);
+      if (known && known.file.url !== meta.file.url) {  // the old version's file
+        await (await caches.open('vision-models')).delete(known.file.url);
+      }
     }
   } catch (error) {
     console.warn('model check failed', error);  // offline: keep the model we have
