@@ -28,7 +28,7 @@ import numpy as np
 from core.app.exports import stored_exports
 from core.app.serving import ServingSession
 from core.errors import CoreError, ImageError, InvalidInput, NotAvailable
-from core.ml.device import TensorInfo, fixed_batch, tensors_of
+from core.ml.device import TensorInfo, device_file, tensors_of
 from core.ml.exports import PORTABLE_FILES, TFLITE_FILE
 from core.ml.images import open_image, preprocess_batch, resize_to_spec
 from core.monitoring.log_records import PredictionRecord
@@ -101,7 +101,7 @@ class DeviceModels:
         backends = self.session.model(version.model).backends
         kind = "int8" if _int8_holds(stored_exports(backends, version.version)) else "float"
         name = PORTABLE_FILES["tflite_int8"] if kind == "int8" else TFLITE_FILE
-        data = fixed_batch(backends.registry.read_file(version.version, name))
+        data = device_file(backends.registry.read_file(version.version, name))
         tensor_in, tensors_out = tensors_of(data)
         return DeviceModel(version, kind, data, tensor_in, tensors_out)
 

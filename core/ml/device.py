@@ -4,7 +4,10 @@ LiteRT.js (the phone app's runtime, in WebAssembly) cannot resize a tensor: it r
 the batch dimension our files keep open (``[-1, h, w, c]``, so the server predicts
 batches). The device file is the same flatbuffer with every tensor's shape signature
 removed, which leaves the static shapes (batch 1): same weights, same operators, the
-same answers. No TensorFlow import: the schema ships with the LiteRT runtime.
+same answers. LiteRT.js 2.5 also has no int8 tensors in JavaScript: an int8 export (int8
+in, int8 out) gets a QUANTIZE operator before its input and a DEQUANTIZE after each
+output, the arithmetic a caller would do, so the phone feeds and reads float32 and the
+model inside stays int8. No TensorFlow import: the schema ships with the LiteRT runtime.
 """
 
 from __future__ import annotations
@@ -19,15 +22,62 @@ from ai_edge_litert.interpreter import Interpreter
 from core.errors import ModelError
 
 
-def fixed_batch(tflite: bytes) -> bytes:
-    """The TFLite flatbuffer with batch 1 fixed (what LiteRT.js can run)."""
+def device_file(tflite: bytes) -> bytes:
+    """The TFLite flatbuffer as LiteRT.js runs it: batch 1 fixed, float32 in and out."""
     model = schema.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
     for subgraph in model.subgraphs or []:
         for tensor in subgraph.tensors or []:
             tensor.shapeSignature = None
+    _float_boundary(model)
     builder = flatbuffers.Builder(len(tflite) + 1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _float_boundary(model: schema.ModelT) -> None:
+    """int8 inputs and outputs of the main subgraph behind float32 twins: QUANTIZE from
+    each float input, DEQUANTIZE to each float output (their scales are the tensors')."""
+    subgraph = model.subgraphs[0]
+    moved: dict[int, int] = {}  # int8 tensor -> its float twin
+
+    def twin(index: int) -> int:
+        tensor = subgraph.tensors[index]
+        float_twin = schema.TensorT()
+        float_twin.shape, float_twin.type = list(tensor.shape), schema.TensorType.FLOAT32
+        float_twin.name, tensor.name = tensor.name, (tensor.name or b"") + b"/int8"
+        model.buffers.append(schema.BufferT())
+        float_twin.buffer = len(model.buffers) - 1
+        subgraph.tensors.append(float_twin)
+        moved[index] = len(subgraph.tensors) - 1
+        return moved[index]
+
+    before = [_operator(model, schema.BuiltinOperator.QUANTIZE, [twin(i)], [i])
+              for i in subgraph.inputs if subgraph.tensors[i].type == schema.TensorType.INT8]
+    after = [_operator(model, schema.BuiltinOperator.DEQUANTIZE, [i], [twin(i)])
+             for i in subgraph.outputs if subgraph.tensors[i].type == schema.TensorType.INT8]
+    if not moved:
+        return
+    subgraph.operators = before + list(subgraph.operators) + after
+    subgraph.inputs = [moved.get(i, i) for i in subgraph.inputs]
+    subgraph.outputs = [moved.get(i, i) for i in subgraph.outputs]
+    for signature in model.signatureDefs or []:
+        for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+            entry.tensorIndex = moved.get(entry.tensorIndex, entry.tensorIndex)
+
+
+def _operator(model: schema.ModelT, builtin: int, inputs: list[int], outputs: list[int]
+              ) -> schema.OperatorT:
+    codes = model.operatorCodes
+    found = [i for i, code in enumerate(codes)
+             if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin]
+    if not found:
+        code = schema.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, 1
+        codes.append(code)
+        found = [len(codes) - 1]
+    operator = schema.OperatorT()
+    operator.opcodeIndex, operator.inputs, operator.outputs = found[0], inputs, outputs
+    return operator
 
 
 @dataclass(frozen=True)

@@ -149,17 +149,13 @@ async function loadDeviceModel() {
   return device;
 }
 
+// The device file takes float32 [0, 1] and gives float32 (an int8 model converts inside).
 async function runDevice(input) {
   const {meta, compiled, outputs} = device;
-  const spec = meta.input, tin = meta.tensors.input;
-  const data = tin.dtype === 'int8'
-    ? Int8Array.from(input, v => Math.max(-128, Math.min(127, Math.round(v / tin.scale + tin.zero_point))))
-    : input;
-  const tensor = new Tensor(data, [1, spec.height, spec.width, spec.channels]);
+  const spec = meta.input;
+  const tensor = new Tensor(input, [1, spec.height, spec.width, spec.channels]);
   const results = await compiled.run(tensor);
-  const found = results[outputs.indexOf('probabilities')].toTypedArray();
-  const out = meta.tensors.outputs.find(o => o.name === 'probabilities');
-  const probabilities = Array.from(found, q => out.scale ? out.scale * (q - out.zero_point) : q);
+  const probabilities = Array.from(results[outputs.indexOf('probabilities')].toTypedArray());
   tensor.delete();
   results.forEach(r => r.delete());
   return probabilities;
