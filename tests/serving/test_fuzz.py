@@ -20,7 +20,7 @@ from core.serving.api import create_app
 from tests.conftest import FIXED_NOW, backends_of
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 12  # per route, per generation mode, per key state (20 took 83 s of the suite)
+EXAMPLES = 8  # per route, generation mode and key state (20 took 83 s of the suite)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +70,14 @@ def test_no_route_answers_a_server_error_to_any_input(fuzzed):
         named = [None, fixed] if fixed else [None]
         # The phones' sync takes a device key only: with it the body is read.
         secret = secrets["device" if operation.path.endswith(":sync") else "viewer"]
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            for headers in ({}, {"Authorization": f"Bearer {secret}"}):
-                for path_parameters in named:
-                    run(operation, mode, headers, path_parameters)
+        keyed = {"Authorization": f"Bearer {secret}"}
+        # Valid input with and without a key; invalid input with one (without, anonymous
+        # viewers meet the same parsing, and a device route only its 401).
+        for mode, headers in ((GenerationMode.POSITIVE, {}), (GenerationMode.POSITIVE, keyed),
+                              (GenerationMode.NEGATIVE, keyed)):
+            for path_parameters in named:
+                run(operation, mode, headers, path_parameters)
     print(f"schemathesis: {sum(statuses.values())} cases over {len(operations)} routes; "
           f"statuses {dict(sorted(statuses.items()))}")
     assert failures == []
-    assert sum(statuses.values()) >= len(operations) * 4
+    assert sum(statuses.values()) >= len(operations) * 3
