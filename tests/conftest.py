@@ -82,6 +82,26 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
+def checkpoint(registry: Path) -> None:
+    """Moves everything committed into the registry's database file itself (a process
+    that built it may keep connections open, and with them its -wal file)."""
+    import sqlite3
+    from contextlib import closing
+
+    for database in registry.glob("*.db"):
+        with closing(sqlite3.connect(database)) as connection:
+            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            assert not busy, f"{database} could not be checkpointed"
+
+
+def copy_registry(source: Path, target: Path) -> None:
+    """A copy of a shared, read-only registry (checkpointed when built: its database file
+    holds every row). SQLite's -wal and -shm files are left out: a process reading the
+    registry makes and removes them (empty: readers write nothing), and one vanishing
+    mid-copy failed the copy."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
+
+
 def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
     """A read-only registry built once per test run, also when the run is split over
     processes: the first to ask builds it (``build(folder)``) under a lock, the others
@@ -100,6 +120,7 @@ def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
             build(folder / "registry")
+            checkpoint(folder / "registry")
             done.touch()
     return folder / "registry"
 
@@ -232,7 +253,7 @@ def exported_registry(trained_registry, tmp_path_factory) -> Path:
     from tests.cli_runner import run_cli_process
 
     def build(root: Path) -> None:
-        shutil.copytree(trained_registry, root)
+        copy_registry(trained_registry, root)
         built = run_cli_process(root, "exports", "1", "--json", "--actor", "olga")
         assert built.returncode == 0, built.stderr
         json.loads(built.stdout)  # nothing but the JSON on stdout, though TFLite's C++ prints
@@ -246,7 +267,7 @@ def trained_config(trained_registry, tmp_path) -> Config:
     opening its SQLite database makes (and removes) the -wal and -shm files beside it, and
     another process copying the shared folder at that moment found a file gone."""
     root = tmp_path / "trained"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     return load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root)
 
 
@@ -254,7 +275,7 @@ def trained_config(trained_registry, tmp_path) -> Config:
 def registry_copy(trained_registry, tmp_path, database_backend, request) -> Config:
     """A private, writable copy of the trained registry."""
     root = tmp_path / "registry"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     return on_database(load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root),
                        database_backend, request)
 
@@ -284,7 +305,7 @@ def candidate_registry(trained_registry, tmp_path_factory) -> Path:
     from core.app import RetrainRequest, retrain, simulate
 
     def build(root: Path) -> None:
-        shutil.copytree(trained_registry, root)
+        copy_registry(trained_registry, root)
         backends = build_backends(load_config({}).with_overrides(registry_dir=root))
         simulate(backends, actor="olga", scenario="brightness", n=300,
                  clock=lambda: FIXED_NOW)
@@ -299,6 +320,6 @@ def candidate_registry(trained_registry, tmp_path_factory) -> Path:
 def candidate_copy(candidate_registry, tmp_path, database_backend, request) -> Config:
     """A private, writable copy of ``candidate_registry``."""
     root = tmp_path / "registry"
-    shutil.copytree(candidate_registry, root)
+    copy_registry(candidate_registry, root)
     return on_database(load_config(TEST_ENVIRONMENT).with_overrides(registry_dir=root),
                        database_backend, request)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core.ml.images import encode_png
 from tests.cli_runner import run_cli, run_cli_process, snapshot
-from tests.conftest import FIXED_NOW, backends_of, fashion_test_images, salt_noise
+from tests.conftest import FIXED_NOW, backends_of, copy_registry, fashion_test_images, salt_noise
 
 pytestmark = pytest.mark.slow
 
@@ -317,9 +317,8 @@ def test_users_add_reads_the_password_from_stdin_and_list_hides_hashes(tmp_path)
 
 
 def test_promote_refusals_exit_1_change_nothing_and_are_logged(candidate_registry, tmp_path):
-    import shutil
     registry = tmp_path / "registry"
-    shutil.copytree(candidate_registry, registry)
+    copy_registry(candidate_registry, registry)
     for args, message in [
         (["promote", "2", "--reason", "x", "--actor", "vic"], "vic is a viewer"),
         (["promote", "2", "--reason", "x", "--actor", "olga"], "olga is an operator"),

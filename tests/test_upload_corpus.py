@@ -4,7 +4,6 @@ The same corpus goes through a real dashboard in ``tests/e2e/test_upload_corpus.
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from core.config import load_config
 from core.errors import CoreError
 from tests import upload_corpus
 from tests.cli_runner import run_cli, snapshot
-from tests.conftest import FIXED_NOW, backends_of
+from tests.conftest import FIXED_NOW, backends_of, copy_registry
 
 pytestmark = pytest.mark.slow
 CASES = upload_corpus.build(upload_corpus.fashion_base())
@@ -24,7 +23,7 @@ ANSWERED = [case for case in CASES if case.expect != "error"]
 @pytest.fixture(scope="module")
 def corpus_config(trained_registry, tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus") / "registry"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     return load_config({}).with_overrides(registry_dir=root)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from core.errors import ActionRefused, InvalidInput
 from core.ml.exports import EXPORTS_TABLE, PORTABLE_FILES, export_runner
 from core.ml.images import InputSpec, preprocess_batch
 from tests.cli_runner import run_cli
-from tests.conftest import FIXED_NOW, backends_of, fashion_test_images
+from tests.conftest import FIXED_NOW, backends_of, copy_registry, fashion_test_images
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ def test_viewers_can_neither_build_nor_download_exports(registry_copy):
 
 def test_exports_are_measured_once_and_downloaded_by_operators(exported_registry, tmp_path):
     root = tmp_path / "registry"
-    shutil.copytree(exported_registry, root)
+    copy_registry(exported_registry, root)
     config = load_config({}).with_overrides(registry_dir=root)
     backends = backends_of(config)
     folder = backends.registry.files(1)

@@ -5,7 +5,6 @@ to look at.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from core.config import load_config
 from core.ml.images import encode_png
 from dashboard.i18n import STRICT_ENV
 from tests import browser as browser_tools
-from tests.conftest import PASSWORD, fashion_test_images
+from tests.conftest import PASSWORD, copy_registry, fashion_test_images
 
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
@@ -26,7 +25,7 @@ def e2e_config(candidate_registry, tmp_path_factory):
     One server for every e2e module: ``test_browser.py`` runs first (file order) and
     changes the registry in its documented order; later modules only predict."""
     root = tmp_path_factory.mktemp("e2e") / "registry"
-    shutil.copytree(candidate_registry, root)
+    copy_registry(candidate_registry, root)
     return load_config({}).with_overrides(registry_dir=root)
 
 

@@ -5,13 +5,12 @@ so twenty fit on two cores. The minute-long soak is ``python -m bench --only loa
 """
 
 import json
-import shutil
 
 import pytest
 
 from core.config import load_config
 from tests.browser import running_dashboard
-from tests.conftest import backends_of, fashion_test_images
+from tests.conftest import backends_of, copy_registry, fashion_test_images
 from tests.e2e.conftest import SCREENSHOTS
 from tests.load import run_load
 
@@ -22,7 +21,7 @@ QUICK_RETRAIN = dict(epochs=1, original_images=1000, augmented_per_scenario=200)
 
 def test_twenty_sessions_predict_while_an_operator_retrains(trained_registry, tmp_path):
     root = tmp_path / "registry"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     config = load_config({}).with_overrides(registry_dir=root)
     images, _ = fashion_test_images(2000)
     with running_dashboard(config) as (url, _):

@@ -36,12 +36,11 @@ def b64(data: bytes) -> dict:
 def api_on_a_copy(registry, folder, **settings):
     """A copy of ``registry`` in ``folder`` behind one started API (``settings``: config
     overrides): (config, client, session)."""
-    import shutil
-
     from core.config import load_config
+    from tests.conftest import copy_registry
 
     root = folder / "registry"
-    shutil.copytree(registry, root)
+    copy_registry(registry, root)
     config = load_config({}).with_overrides(registry_dir=root, **settings)
     app = create_app(config)
     with TestClient(app) as client:

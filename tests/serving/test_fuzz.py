@@ -4,7 +4,6 @@ which says "busy, retry" and is not a fault)."""
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 
 import pytest
@@ -17,7 +16,7 @@ from schemathesis import GenerationMode
 from core.app import create_key
 from core.config import load_config
 from core.serving.api import create_app
-from tests.conftest import FIXED_NOW, backends_of
+from tests.conftest import FIXED_NOW, backends_of, copy_registry
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 8  # per route, generation mode and key state (20 took 83 s of the suite)
@@ -26,7 +25,7 @@ EXAMPLES = 8  # per route, generation mode and key state (20 took 83 s of the su
 @pytest.fixture(scope="module")
 def fuzzed(trained_registry, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzzed") / "registry"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     config = load_config({}).with_overrides(registry_dir=root)
     secrets = {role: create_key(backends_of(config), actor="ada", name=f"fuzzer-{role}",
                                 role=role, rate_limit=None, now=FIXED_NOW)[1]

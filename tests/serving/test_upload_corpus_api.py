@@ -5,7 +5,6 @@ and the server stays healthy."""
 from __future__ import annotations
 
 import base64
-import shutil
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +12,7 @@ from fastapi.testclient import TestClient
 from core.config import load_config
 from core.serving.api import create_app
 from tests import upload_corpus
+from tests.conftest import copy_registry
 
 pytestmark = pytest.mark.slow
 CASES = upload_corpus.build(upload_corpus.fashion_base())
@@ -21,7 +21,7 @@ CASES = upload_corpus.build(upload_corpus.fashion_base())
 @pytest.fixture(scope="module")
 def client(trained_registry, tmp_path_factory):
     root = tmp_path_factory.mktemp("api-corpus") / "registry"
-    shutil.copytree(trained_registry, root)
+    copy_registry(trained_registry, root)
     with TestClient(create_app(load_config({}).with_overrides(registry_dir=root))) as client:
         yield client
 

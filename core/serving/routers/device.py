@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -32,6 +33,7 @@ from core.serving import metrics
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
 from core.serving.dependencies import Caller, Predictor, Session, allowed, served_model
 
+LOGGER = logging.getLogger("core.serving")
 STATIC = Path(__file__).resolve().parent.parent / "phone"
 router = APIRouter(route_class=ModelRoute, tags=["Phone app"])
 Syncer = Annotated[Caller, Depends(allowed("sync"))]
@@ -140,6 +142,10 @@ class AppFiles(StaticFiles):
 
 def mount_app(app: FastAPI) -> None:
     """Serves the phone app at ``/app/`` (its files: core/serving/phone)."""
+    if not (STATIC / "vendor" / "VERSIONS").is_file():
+        LOGGER.warning("the phone app's runtime (LiteRT.js) is missing, so /app/ cannot "
+                       "start. To fix this, run 'make install' (or 'python -m "
+                       "core.serving.phone_runtime').")
     app.state.device_models = DeviceModels(app.state.session)
     app.add_api_route("/app", lambda: RedirectResponse("/app/"), include_in_schema=False)
     app.mount("/app", AppFiles(directory=STATIC, html=True), name="app")
