@@ -29,6 +29,7 @@ os.environ.update(TEST_ENVIRONMENT)
 from core.app import Backends, add_user, bootstrap, build_backends  # noqa: E402
 from core.config import Config, load_config  # noqa: E402
 from core.registry.records import DatasetRecord, VersionMetadata  # noqa: E402
+from tests.registry_files import checkpoint, copy_registry  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXED_NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -80,26 +81,6 @@ def pytest_collection_modifyitems(items):
                  for definitions in item._fixtureinfo.name2fixturedefs.values()
                  for definition in definitions):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-
-
-def checkpoint(registry: Path) -> None:
-    """Moves everything committed into the registry's database file itself (a process
-    that built it may keep connections open, and with them its -wal file)."""
-    import sqlite3
-    from contextlib import closing
-
-    for database in registry.glob("*.db"):
-        with closing(sqlite3.connect(database)) as connection:
-            busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            assert not busy, f"{database} could not be checkpointed"
-
-
-def copy_registry(source: Path, target: Path) -> None:
-    """A copy of a shared, read-only registry (checkpointed when built: its database file
-    holds every row). SQLite's -wal and -shm files are left out: a process reading the
-    registry makes and removes them (empty: readers write nothing), and one vanishing
-    mid-copy failed the copy."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
 
 
 def shared(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:

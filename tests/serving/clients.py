@@ -37,7 +37,7 @@ def api_on_a_copy(registry, folder, **settings):
     """A copy of ``registry`` in ``folder`` behind one started API (``settings``: config
     overrides): (config, client, session)."""
     from core.config import load_config
-    from tests.conftest import copy_registry
+    from tests.registry_files import copy_registry
 
     root = folder / "registry"
     copy_registry(registry, root)
