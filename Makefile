@@ -20,7 +20,7 @@ BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test rehearsal bench https serve tensorboard translations install system-packages \
-	python-packages compiled-translations phone-runtime
+	python-packages dev-packages compiled-translations phone-runtime
 CERTS = .streamlit/certs
 
 run: install
@@ -62,7 +62,7 @@ tensorboard: install
 # not train them again. mypy (single-threaded, ~30 s) runs beside the suite's start, when
 # a core is otherwise idle; its verdict counts as before.
 TEST_PROCESSES ?= 2
-test: install
+test: install dev-packages
 	$(PYTHON) -m ruff check .
 	@SHARED=$$(mktemp -d); TYPES=$$(mktemp); trap 'rm -rf "$$SHARED" "$$TYPES"' EXIT; \
 		export TEST_SHARED_DIR=$$SHARED; \
@@ -73,10 +73,10 @@ test: install
 		$(PYTHON) -m pytest -m serial
 
 # docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
-rehearsal: install
+rehearsal: install dev-packages
 	$(PYTHON) -m pytest tests/e2e/test_rehearsal.py -v
 
-bench: install
+bench: install dev-packages
 	@dpkg -s $(BENCH_PACKAGES) >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(BENCH_PACKAGES))
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r bench/requirements.txt
@@ -95,6 +95,11 @@ system-packages:
 
 python-packages:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements.txt
+
+# What the tests, linters and benchmarks use (pytest, Playwright, moto, ruff, mypy, ...):
+# not the product's, so `make run` and a container image go without them.
+dev-packages: python-packages
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
 # The dashboard reads compiled catalogs (.mo); only the .po files are kept in git.
 BABEL = $(PYTHON) -m babel.messages.frontend
