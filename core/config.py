@@ -104,6 +104,9 @@ class Config:
         api_url: The serving API's address as phones reach it (env ``API_URL``, e.g.
             ``https://192.168.1.5:8500``): the dashboard links the phone app there and shows
             it as a QR code. Empty: the dashboard's own host on port 8500.
+        metrics_token: The bearer token ``GET /metrics`` requires (env ``METRICS_TOKEN``;
+            Prometheus sends it with ``authorization: {credentials: ...}``). Empty: the
+            page is open, as Prometheus' exporters usually are.
         secrets_key: The Fernet key that seals alert channels' targets and signing keys
             in the database (env ``SECRETS_KEY``; empty: they are stored as given, and
             anyone who can read the database file can read them).
@@ -140,6 +143,7 @@ class Config:
     smtp_password: str = field(default="", repr=False)
     alert_allow_private_targets: bool = False
     api_url: str = ""
+    metrics_token: str = field(default="", repr=False)
     secrets_key: str = field(default="", repr=False)
     audit_key: str = field(default="", repr=False)
 
@@ -217,6 +221,7 @@ _ENV_NAMES = {
     "smtp_password": "SMTP_PASSWORD",
     "alert_allow_private_targets": "ALERT_ALLOW_PRIVATE_TARGETS",
     "api_url": "API_URL",
+    "metrics_token": "METRICS_TOKEN",
     "secrets_key": "SECRETS_KEY",
     "audit_key": "AUDIT_KEY",
 }

@@ -403,6 +403,18 @@ def test_traffic_over_time_counts_requests_errors_and_latency(config, client):
     assert failed[-1].error_rate == 1.0
 
 
+def test_metrics_can_require_a_bearer_token(trained_registry, tmp_path):
+    token = "m3trics-" + "x" * 24
+    with api_on_a_copy(trained_registry, tmp_path, metrics_token=token) as (_, client, _):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            refused = client.get("/metrics", headers=headers)
+            assert refused.status_code == 401 and "METRICS_TOKEN" in refused.json()["error"]
+            assert refused.headers["WWW-Authenticate"] == "Bearer"
+        allowed = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert allowed.status_code == 200 and "vision_requests" in allowed.text
+        assert client.get("/healthz").status_code == 200  # probes need no token
+
+
 def test_metrics_parse_with_prometheus_parser(client):
     reply = client.post(f"{MODEL}:predict", json={"instances": [b64(png(IMAGES[6]))]})
     answered = FASHION_MNIST_CLASSES[int(np.argmax(reply.json()["predictions"][0][

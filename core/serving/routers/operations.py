@@ -3,7 +3,9 @@ named, logged nor counted (``core.serving.bookkeeping``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hmac
+
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from core.serving import metrics
@@ -28,8 +30,20 @@ async def readyz(session: Session) -> Response:
 
 
 @router.get("/metrics", response_class=Response)
-async def prometheus(session: Session) -> Response:
+async def prometheus(request: Request, session: Session) -> Response:
     """Prometheus exposition: requests, latency, predictions by class, model loads,
-    log batches."""
-    body, content_type = metrics.exposition(session.backends.config.metrics_dir)
+    log batches. With ``METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+    config = session.backends.config
+    if config.metrics_token:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {config.metrics_token}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            response = json_response({"error": "/metrics needs the metrics token. To fix "
+                                               "this, send 'Authorization: Bearer "
+                                               "<METRICS_TOKEN>' (Prometheus: authorization: "
+                                               "{credentials: ...} in the scrape config)."},
+                                     401)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+    body, content_type = metrics.exposition(config.metrics_dir)
     return Response(body, media_type=content_type)
