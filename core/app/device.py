@@ -148,16 +148,18 @@ def sync_device_answers(session: ServingSession, client: str, answers: Sequence[
         raise InvalidInput(f"a sync carries at most {SYNC_MAX_ROWS} predictions, this one "
                            f"{len(answers)}. To fix this, send them in batches.")
     result, records = SyncResult(), []
+    versions: dict[tuple[str, int], ModelVersion] = {}
     groups: dict[tuple[str, int], list[tuple[DeviceAnswer, np.ndarray]]] = {}
     for answer in answers:
         try:
             version = _check(session, answer, now)
-            groups.setdefault((version.model, version.version), []).append(
-                (answer, _pixels(answer, version)))
+            key = (version.model, version.version)
+            versions[key] = version
+            groups.setdefault(key, []).append((answer, _pixels(answer, version)))
         except CoreError as error:
             result.rejected[answer.id] = str(error)
-    for (model, number), rows in groups.items():
-        records += _records(session, model, number, rows, client, result)
+    for key, rows in groups.items():
+        records += _records(session, versions[key], rows, client, result)
     if records:
         stored = set(session.backends.prediction_log.append_once(records))
         for record in records:
@@ -201,11 +203,10 @@ def _pixels(answer: DeviceAnswer, version: ModelVersion) -> np.ndarray:
     return resize_to_spec(decoded.pixels, spec)  # channels: a gray PNG of an RGB image
 
 
-def _records(session: ServingSession, model: str, number: int,
+def _records(session: ServingSession, version: ModelVersion,
              rows: list[tuple[DeviceAnswer, np.ndarray]], client: str,
              result: SyncResult) -> list[PredictionRecord]:
     """The rows of one version: the device's answers, the server's embedding and OOD."""
-    version = session.model(model).version(number)
     spec = version.metadata.spec
     pixels = np.stack([p for _, p in rows])
     ours = session.predictor(version).predict_inputs(preprocess_batch(pixels, spec), pixels,
@@ -219,7 +220,7 @@ def _records(session: ServingSession, model: str, number: int,
                          confidence=float(given[best]), latency_ms=float(answer.latency_ms),
                          probabilities=dict(zip(version.class_names, map(float, given))))
         records.append(PredictionRecord.of(
-            theirs, model=model, source="device", at=answer.at,
+            theirs, model=version.model, source="device", at=answer.at,
             size=answer.size or (spec.width, spec.height), request_id=answer.id,
             client=client))
     return records

@@ -164,6 +164,11 @@ def test_a_promotion_reaches_the_app(app_server, phone_context, files):
     while client.app.state.session.model(MODEL).champion.version != 2:
         assert time.monotonic() < deadline, "the server did not follow the promotion"
         time.sleep(0.1)
+    # v1's file is no longer handed out: only the champion's weights are (exports are
+    # operators' and audited).
+    refused = client.get(f"/v1/models/{MODEL}/versions/1/device.tflite",
+                         headers={"Authorization": f"Bearer {secret}"})
+    assert refused.status_code == 404 and "champion" in refused.json()["error"]
     page = open_app(phone_context, f"{base}/app/")  # online: it checks the champion
     page.wait_for_function("document.querySelector('[data-testid=device-model]')"
                            ".textContent.includes('v2')", timeout=20_000)

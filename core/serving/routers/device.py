@@ -28,7 +28,7 @@ from core.app import (
     parse_time,
     sync_device_answers,
 )
-from core.errors import InvalidInput
+from core.errors import InvalidInput, VersionNotFound
 from core.serving import metrics
 from core.serving.bookkeeping import ModelRoute, answered_by, json_response
 from core.serving.dependencies import Caller, Predictor, Session, allowed, served_model
@@ -74,9 +74,15 @@ async def _device_metadata(request: Request, session: ServingSession, name: str 
 @router.get("/v1/models/{name}/versions/{version}/device.tflite")
 async def device_file(name: str, version: str, request: Request, caller: Predictor,
                       session: Session) -> Response:
-    """A version's device file (TFLite, batch 1): never changes, so cached for good."""
+    """The champion's device file (TFLite, batch 1): never changes, so cached for good.
+    Only the champion's: other versions' weights are exports (operators, audited)."""
     model = served_model(request, session, name)
-    built = await run_in_threadpool(device_models(request).of, model.version(version))
+    chosen = model.version(version)
+    if chosen.version != model.champion.version:
+        raise VersionNotFound(f"version {chosen.version} is not the champion, and only the "
+                              "champion's device file is served. To fix this, ask "
+                              f"GET /v1/models/{model.name}/device for the current one.")
+    built = await run_in_threadpool(device_models(request).of, chosen)
     answered_by(request, built.version.version, "direct")
     return Response(built.data, media_type="application/octet-stream", headers={
         "Cache-Control": "private, max-age=31536000, immutable", "ETag": built.sha256})
