@@ -15,6 +15,10 @@ PORT ?= 8501
 # postgresql: the tests start throw-away clusters with its initdb and pg_ctl.
 # fonts-lohit-deva: Devanagari, so the browser draws the Hindi dashboard (not boxes).
 DEBIAN_PACKAGES = dataset-fashion-mnist chromium postgresql fonts-lohit-deva
+# prometheus: the tests run promtool and a real Prometheus on deploy/prometheus's rules.
+TEST_PACKAGES = prometheus
+# buildah and debootstrap: make image builds the container image without Docker.
+IMAGE_PACKAGES = buildah debootstrap
 # wrk and hey: compiled HTTP load generators, so the client does not starve the server.
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -99,6 +103,8 @@ python-packages:
 # What the tests, linters and benchmarks use (pytest, Playwright, moto, ruff, mypy, ...):
 # not the product's, so `make run` and a container image go without them.
 dev-packages: python-packages
+	@dpkg -s $(TEST_PACKAGES) >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(TEST_PACKAGES))
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
 # The dashboard reads compiled catalogs (.mo); only the .po files are kept in git.

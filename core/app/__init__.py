@@ -97,7 +97,7 @@ from core.app.review_queue import (
 )
 from core.app.routing import Instance, decode_instances
 from core.app.serving import ModelState, PredictRequest, ServingSession
-from core.app.snapshots import Deployment, Timeline, timeline
+from core.app.snapshots import Deployment, ModelHealth, Timeline, model_health, timeline
 from core.app.traffic import (
     DeviceTraffic,
     TrafficBucket,
@@ -157,7 +157,8 @@ __all__ = [
     "get_job", "get_version", "has_tensorboard_run", "has_users", "job_handlers",
     "label_prediction", "label_queue", "last_prediction_id", "list_alert_channels",
     "list_alert_episodes", "list_jobs", "list_keys", "list_users", "list_models", "list_versions",
-    "live_evidence", "may", "migrate_registry", "mlflow_sync", "model_card", "monitor_pass",
+    "live_evidence", "may", "migrate_registry", "mlflow_sync", "model_card", "model_health", "ModelHealth",
+    "monitor_pass",
     "monitor_problems", "observed_scenarios", "parse_duration", "parse_version",
     "predict_image", "read_labels", "register_model", "remove_alert_channel", "reset_password",
     "retrain", "revoke_key", "run_jobs", "seal_audit_log", "send_test_alert", "set_alert_rule",

@@ -14,7 +14,7 @@ from typing import TypeVar
 from core.app.backends import Backends
 from core.app.monitor_rules import EVENT, RULES, Context, effective_settings, rule_named
 from core.app.retention import apply_retention
-from core.app.snapshots import compute_snapshots
+from core.app.snapshots import compute_snapshots, mark_pass
 from core.audit import stamp
 from core.errors import CoreError, InvalidInput
 from core.governance.access import check_reason
@@ -82,6 +82,7 @@ def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
         backends, now, send or default_sender(backends)), [])
     deleted = problems.run("retention", lambda: apply_retention(backends, now), 0)
     backends.alerts.problems.replace(problems.items, now)
+    mark_pass(backends, now)
     return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
                       sum(d.status != "delivered" for d in sent), deleted, problems.items)
 

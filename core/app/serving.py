@@ -132,6 +132,7 @@ class Served:
     logged: Future
     shadow: int | None = None
     shadow_error: str | None = None
+    shadowed: list[Prediction] | None = None  # the shadow's predictions, if it answered
 
 
 @dataclass(frozen=True)
@@ -189,17 +190,19 @@ class ServingSession:
         log_predictions: False only for benchmarks measuring what logging costs.
         on_load: called with (model, version, seconds) after each model load (metrics).
         on_commit: called with (rows, seconds) after each log commit (metrics).
+        on_backlog: called with the log rows waiting for their commit when that changes.
     """
 
     def __init__(self, backends: Backends, *, log_predictions: bool = True,
                  on_load: Callable[[str, int, float], None] | None = None,
-                 on_commit: Callable[[int, float], None] | None = None):
+                 on_commit: Callable[[int, float], None] | None = None,
+                 on_backlog: Callable[[int], None] | None = None):
         self.backends = backends
         self.default_model = backends.model
         self._backends = {backends.model: backends}
         self.log_predictions = log_predictions
         self.on_load = on_load
-        self._on_commit = on_commit
+        self._on_commit, self._on_backlog = on_commit, on_backlog
         self._state: ServingState | None = None
         self._writer: GroupCommitWriter | None = None
         self._stop = threading.Event()
@@ -219,7 +222,7 @@ class ServingSession:
         self._writer = GroupCommitWriter(
             self.backends.prediction_log, max_rows=config.log_batch_rows,
             max_wait=config.log_batch_ms / 1000, max_queued_rows=config.log_queue_rows,
-            on_commit=self._on_commit)
+            on_commit=self._on_commit, on_backlog=self._on_backlog)
         self._refresher = threading.Thread(target=self._refresh_loop, name="serving-refresh",
                                            daemon=True)
         self._refresher.start()
@@ -369,7 +372,7 @@ class ServingSession:
             answers = [replace(p, latency_ms=(finished - request.started) * 1000)
                        for p in part.answers]
             served.append(Served(version, assignment.variant, answers, _done([]),
-                                 shadow=assignment.shadow))
+                                 shadow=assignment.shadow, shadowed=part.shadowed))
             if routed.shadow_error is not None:
                 served[-1].shadow_error = self._shadow_failed(routed.shadow_error, model,
                                                               assignment, request)

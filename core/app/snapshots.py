@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from core.app.backends import Backends
+from core.app.backends import Backends, every_model
 from core.app.monitor import load_reference
 from core.errors import InvalidInput, RegistryError
 from core.monitoring.report import MIN_WINDOW, drift_report
@@ -26,6 +26,8 @@ from core.monitoring.snapshots import (
 SNAPSHOT_PERMUTATIONS = 99
 # Audit actions drawn as vertical markers on time axes.
 DEPLOYMENT_ACTIONS = ("promote", "rollback", "traffic")
+# The monitor's cursor of its last finished pass (Prometheus alerts when it gets old).
+PASS_CURSOR = "monitor.passed"
 
 
 def _parse(value: str) -> datetime:
@@ -214,3 +216,24 @@ def deployments(backends: Backends, since: str, until: str) -> list[Deployment]:
             summary = f"{entry.action} v{entry.version}"
         found.append(Deployment(entry.at, entry.action, entry.version, entry.actor, summary))
     return found
+
+
+def mark_pass(backends: Backends, now: datetime) -> None:
+    """Records that the monitor finished a pass over ``backends``' model at ``now``."""
+    with backends.database.write() as conn:
+        backends.snapshots.set_cursor(conn, PASS_CURSOR, stamp(now), now)
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """What the monitor last found for one model (the API's /metrics shows it)."""
+
+    model: str
+    monitor_passed_at: str | None  # None: no pass yet
+    snapshots: list[Snapshot]  # the latest hour's that has any, one per version
+
+
+def model_health(backends: Backends) -> list[ModelHealth]:
+    """Every model's last monitor pass and latest hourly snapshots."""
+    return [ModelHealth(each.model, each.snapshots.cursor(PASS_CURSOR),
+                        each.snapshots.latest("hour")) for each in every_model(backends)]

@@ -36,6 +36,9 @@ class _Pending:
 
 # Called after each commit with (rows in the batch, seconds the commit took): metrics.
 CommitObserver = Callable[[int, float], None]
+# Called with the rows waiting for their commit, each time that changes: metrics (a
+# database that stops committing shows as a growing backlog, with no commit to observe).
+BacklogObserver = Callable[[int], None]
 
 
 class GroupCommitWriter:
@@ -48,13 +51,14 @@ class GroupCommitWriter:
     """
 
     def __init__(self, log: PredictionLog, *, max_rows: int = 256, max_wait: float = 0.001,
-                 max_queued_rows: int = 10_000, on_commit: CommitObserver | None = None):
+                 max_queued_rows: int = 10_000, on_commit: CommitObserver | None = None,
+                 on_backlog: BacklogObserver | None = None):
         if max_rows < 1 or max_wait < 0 or max_queued_rows < 1:
             raise ValueError("max_rows and max_queued_rows must be at least 1 and max_wait "
                              "not negative")
         self.log, self.max_rows, self.max_wait = log, max_rows, max_wait
         self.max_queued_rows = max_queued_rows
-        self.on_commit = on_commit
+        self.on_commit, self.on_backlog = on_commit, on_backlog
         self._queued = 0  # rows submitted and not yet taken into a batch
         self._count_lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
@@ -77,6 +81,7 @@ class GroupCommitWriter:
                     "this, retry in a moment; if it persists, the database needs attention.",
                     retry_after=1)
             self._queued += _size(pending)
+            self._report_backlog()
         self._queue.put(pending)
         return pending.future
 
@@ -126,6 +131,11 @@ class GroupCommitWriter:
         finally:  # the batch's rows are no longer held here
             with self._count_lock:
                 self._queued -= sum(_size(item) for item in batch)
+                self._report_backlog()
+
+    def _report_backlog(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(self._queued)
 
     def _append(self, batch: list[_Pending]) -> None:
         records = [r for item in batch for r in item.records]

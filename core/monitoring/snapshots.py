@@ -167,6 +167,15 @@ class SnapshotStore:
             snapshots = [s for s in snapshots if s.version in versions]
         return snapshots
 
+    def latest(self, period: str) -> list[Snapshot]:
+        """The snapshots of the latest period that has any (one per version), or none."""
+        rows = self.database.read(
+            f"SELECT {_SELECTED} FROM monitor_snapshots WHERE model = :model AND "
+            "period = :period AND start = (SELECT MAX(start) FROM monitor_snapshots WHERE "
+            "model = :model AND period = :period) ORDER BY version",
+            {"model": self.model, "period": period})
+        return [_snapshot(row) for row in rows]
+
     def count(self, period: str | None = None) -> int:
         rows = self.database.read(
             "SELECT COUNT(*) FROM monitor_snapshots WHERE model = :model"

@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
-from core.app import ServingSession, build_backends
+from core.app import ServingSession, build_backends, model_health
 from core.config import Config, load_config
 from core.serving import metrics
 from core.serving.batching import Batcher
@@ -50,7 +50,7 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
         build_backends(config), log_predictions=log_predictions,
         on_load=lambda model, version, seconds: metrics.MODEL_LOAD.labels(
             model, str(version)).observe(seconds),
-        on_commit=metrics.observe_commit)
+        on_commit=metrics.observe_commit, on_backlog=metrics.observe_backlog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,6 +68,7 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
                     "`Authorization: Bearer <key>` (`python -m core keys create`).",
         lifespan=lifespan)
     app.state.session = session
+    app.state.monitoring = metrics.MonitoringCollector(lambda: model_health(session.backends))
     app.state.batcher = Batcher(session, max_wait=config.batch_wait_ms / 1000,
                                 max_instances=config.batch_max_instances,
                                 mode=config.batching)

@@ -102,6 +102,9 @@ async def predict_and_log(request: Request, session: ServingSession, caller: Cal
                                    prediction.label).inc()
     if served.shadow is not None and served.shadow_error:
         metrics.SHADOW_ERRORS.labels(model.name, str(served.shadow)).inc()
+    for answer, shadow in zip(served.predictions, served.shadowed or ()):
+        metrics.SHADOW_PREDICTIONS.labels(model.name, str(served.shadow),
+                                          str(answer.label == shadow.label).lower()).inc()
     answered_by(request, assignment.version, assignment.variant)
     return served.predictions, assignment
 

@@ -77,3 +77,24 @@ def test_a_failed_commit_fails_every_request_of_its_batch_and_stores_none(config
     assert log.count("classifier") == 1
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit([record(5)])
+
+
+def test_the_backlog_grows_while_the_database_is_stuck_and_empties_after(config):
+    """What VisionLogBacklog alerts on: rows waiting, reported when they queue (a stuck
+    database commits nothing to observe), and 0 once they are stored."""
+    log = backends_of(config).prediction_log
+    gate, backlog = threading.Event(), []
+    append = log.append
+
+    def stuck(records, failures):
+        gate.wait(30)
+        return append(records, failures)
+
+    log.append = stuck  # type: ignore[method-assign]
+    writer = GroupCommitWriter(log, max_rows=1, on_backlog=backlog.append)
+    futures = [writer.submit([record(i)]) for i in range(5)]
+    assert max(backlog) >= 4  # the first may be taken into a batch before the rest queue
+    gate.set()
+    assert all(len(future.result(timeout=30)) == 1 for future in futures)
+    writer.close()
+    assert backlog[-1] == 0 and log.count("classifier") == 5

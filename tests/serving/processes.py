@@ -24,11 +24,12 @@ MULTIPART = multipart(BODY)
 
 
 @contextmanager
-def server(config: Config, workers: int = 1):
+def server(config: Config, workers: int = 1, environment: dict[str, str] | None = None):
     """``python -m core serve`` on ``config``'s registry, on a free port, until ready:
-    (port, process). Killed on exit."""
+    (port, process). Killed on exit. ``environment``: more settings."""
     port = free_port()
-    env = environment_of(config) | {"REFRESH_SECONDS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = environment_of(config) | {"REFRESH_SECONDS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"} | (
+        environment or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "core", "serve", "--port", str(port), "--workers",
          str(workers)], cwd=PROJECT_ROOT, env=env,

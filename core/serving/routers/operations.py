@@ -7,6 +7,7 @@ import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from core.serving import metrics
 from core.serving.bookkeeping import json_response
@@ -31,8 +32,10 @@ async def readyz(session: Session) -> Response:
 
 @router.get("/metrics", response_class=Response)
 async def prometheus(request: Request, session: Session) -> Response:
-    """Prometheus exposition: requests, latency, predictions by class, model loads,
-    log batches. With ``METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+    """Prometheus exposition: requests, latency, predictions by class, shadow agreement,
+    model loads, the log's batches and backlog, and what the monitor found (drift,
+    unfamiliar images, its last pass). With ``METRICS_TOKEN`` set, only for
+    ``Authorization: Bearer <token>``."""
     config = session.backends.config
     if config.metrics_token:
         given = request.headers.get("authorization", "")
@@ -45,5 +48,7 @@ async def prometheus(request: Request, session: Session) -> Response:
                                      401)
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
-    body, content_type = metrics.exposition(config.metrics_dir)
+    # The monitor's findings may be read from the database: not on the event loop.
+    body, content_type = await run_in_threadpool(
+        metrics.exposition, config.metrics_dir, request.app.state.monitoring)
     return Response(body, media_type=content_type)
