@@ -231,6 +231,11 @@ def test_simulate_then_drift_json(registry_copy):
     psi = next(s for s in json.loads(relaxed.stdout)["statistics"]
                if s["name"] == "prediction_psi")
     assert psi["threshold"] == 100 and psi["status"] == "ok"
+    written = run_cli(registry, "drift", "--window", "300", "--format", "html", "--out",
+                      str(registry / "report.html"))
+    assert written.returncode == 0 and "wrote the drift report" in written.stdout
+    html = (registry / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and 'class="verdict alert"' in html
 
 
 @pytest.mark.parametrize("args, message", [
@@ -239,6 +244,7 @@ def test_simulate_then_drift_json(registry_copy):
     (["simulate", "--scenario", "none", "--n", "0"], "--n must be between"),
     (["drift"], "holds 0 prediction(s) of version 1"),
     (["drift", "--window", "5"], "--window must be at least 30"),
+    (["drift", "--out", "report.html"], "add --format html"),
     (["drift", "--version", "4"], "no version 4"),
     (["drift", "--threshold", "psi=1"], "unknown statistic 'psi'"),
     (["cancel", "5"], "no job 5"),

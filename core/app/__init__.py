@@ -45,6 +45,7 @@ from core.app.device import (
     parse_time,
     sync_device_answers,
 )
+from core.app.drift_document import drift_document, drift_report_html
 from core.app.evidence import decision_evidence
 from core.app.exports import build_exports, export_file, export_table
 from core.app.migrate import MigrationResult, migrate_registry
@@ -151,7 +152,8 @@ __all__ = [
     "audit_head", "backends_for_model", "bootstrap", "build_backends", "build_exports", "cancel_job",
     "check_audit_log", "check_upload_size", "compare_versions", "create_key",
     "create_reference_profile", "current_actor", "database_reachable", "decide_version",
-    "decision_evidence", "decode_instances", "drift_for_version", "drift_view", "encode_png",
+    "decision_evidence", "decode_instances", "drift_document", "drift_for_version",
+    "drift_report_html", "drift_view", "encode_png",
     "every_model", "explain_disagreements", "explain_image", "explain_side_by_side", "export_audit_log",
     "export_file", "export_table", "find_champion_in", "find_comparison", "gate_advice",
     "get_job", "get_version", "has_tensorboard_run", "has_users", "job_handlers",

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from core.app.backends import Backends
+from core.app.drift_document import build_drift_document
 from core.app.monitor_rules import EVENT, RULES, Context, effective_settings, rule_named
 from core.app.retention import apply_retention
 from core.app.snapshots import compute_snapshots, mark_pass
@@ -28,6 +29,7 @@ from core.monitoring.alerts.records import (
     Finding,
     new_channel,
 )
+from core.monitoring.html_report import render_html
 from core.monitoring.snapshots import Snapshot
 
 LOGGER = logging.getLogger("core.monitor")
@@ -166,12 +168,31 @@ def deliver_due(backends: Backends, now: datetime, send: Send,
             outcome = (False, "unreadable", channel.problem)
         else:
             try:
-                outcome = send(channel, delivery.payload)
+                outcome = send(channel, with_attachments(backends, channel, delivery.payload,
+                                                         now))
             except Exception as error:  # noqa: BLE001 - one message never stops the others
                 LOGGER.exception("sending delivery %s failed", delivery.id)
                 outcome = (False, "error", f"{type(error).__name__}: {error}"[:1000])
         done.append(outbox.record_attempt(delivery, now, *outcome))
     return done
+
+
+def with_attachments(backends: Backends, channel: Channel, payload: dict, now: datetime
+                     ) -> dict:
+    """An e-mail of a firing drift alert carries the drift report (HTML), drawn when it
+    is sent (the outbox keeps the message, not a copy of the images); a report that cannot
+    be drawn leaves the e-mail as it was."""
+    if channel.kind != "email" or payload.get("rule") != "drift" or payload.get(
+            "state") != "firing":
+        return payload
+    try:
+        html = render_html(build_drift_document(backends, now=now, version=payload.get(
+            "version")))
+    except CoreError as error:
+        LOGGER.warning("monitor: no drift report for the alert's e-mail: %s", error)
+        return payload
+    name = f"drift-{payload['model']}-v{payload.get('version')}-{now:%Y%m%dT%H%M}.html"
+    return payload | {"attachments": [(name, html)]}
 
 
 # --- channels and rules (admins) -----------------------------------------------------------

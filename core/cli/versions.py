@@ -16,6 +16,7 @@ from core.app import (
     build_exports,
     create_reference_profile,
     drift_for_version,
+    drift_report_html,
     encode_png,
     explain_image,
     export_table,
@@ -111,6 +112,10 @@ def _register_traffic_commands(commands: Commands) -> None:
                        help="only predictions from this source (repeatable; default all)")
     drift.add_argument("--threshold", action="append", metavar="NAME=[WARN:]ALERT",
                        help="override a statistic's thresholds (repeatable)")
+    drift.add_argument("--format", choices=("text", "json", "html"), default="text",
+                       help="text (default), json (as --json), or html: one self-contained "
+                            "file with charts and the window's images, to share")
+    add_document_output(drift)
 
 
 def cmd_bootstrap(args: Namespace, backends: Backends) -> int:
@@ -283,12 +288,22 @@ def cmd_simulate(args: Namespace, backends: Backends) -> int:
 
 
 def cmd_drift(args: Namespace, backends: Backends) -> int:
+    if args.format == "html":
+        html = drift_report_html(backends, actor=actor(args), now=now(),
+                                 version=version_arg(args.version), window=args.window,
+                                 since=args.since, until=args.until,
+                                 thresholds=Thresholds.parse(args.threshold),
+                                 sources=args.source)
+        print_or_write(html, args.out, "the drift report")
+        return 0
+    if args.out is not None:
+        raise InvalidInput("--out writes the HTML report. To fix this, add --format html.")
     report = drift_for_version(backends, actor=actor(args), now=now(),
                                version=version_arg(args.version), window=args.window,
                                since=args.since, until=args.until,
                                thresholds=Thresholds.parse(args.threshold),
                                sources=args.source)
-    if args.json:
+    if args.json or args.format == "json":
         print(json.dumps(report.as_dict(), indent=2))
         return 0
     print(f"version {report.version}: {report.n} predictions from {report.window_start} "

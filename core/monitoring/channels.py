@@ -158,6 +158,9 @@ def email_message(payload: dict, sender: str, to: str) -> EmailMessage:
                      f"{payload.get('version')}\nat: {payload['at']}\n\ndetails:\n"
                      + json.dumps(payload.get("details", {}), indent=2, sort_keys=True,
                                   default=str))
+    # (file name, HTML) pairs the sender adds (the drift report of a drift alert).
+    for name, html in payload.get("attachments", ()):
+        mail.add_attachment(html, subtype="html", filename=header_line(name))
     return mail
 
 

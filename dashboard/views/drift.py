@@ -1,11 +1,12 @@
 """Drift: does production traffic still look like what the model was trained on?"""
 
+import functools
 from datetime import datetime, time, timedelta
 
 import pandas as pd
 import streamlit as st
 
-from core.app import drift_view, last_prediction_id, simulate, timeline
+from core.app import drift_report_html, drift_view, last_prediction_id, simulate, timeline
 from core.app.vocabulary import SCENARIOS, SOURCE_KINDS, STATISTICS
 from core.errors import CoreError
 from dashboard import charts, i18n, state
@@ -147,6 +148,16 @@ def show_report() -> None:
                         n=report.labelled))
     st.caption(_("From {start} to {end} (UTC).").format(start=i18n.moment(report.window_start),
                                                         end=i18n.moment(report.window_end)))
+    # Drawn only when clicked (a callable: it runs outside the page's run, so it gets
+    # every value it needs now).
+    st.download_button(
+        _("Download the report (HTML)"), icon=":material/download:", on_click="ignore",
+        data=functools.partial(drift_report_html, backends, actor=state.current_user(),
+                               now=state.now(), version=chosen, window=int(window_size),
+                               sources=tuple(sources)),
+        file_name=f"drift-{backends.model}-v{chosen}.html", mime="text/html",
+        help=_("One file that opens offline: the verdict, each statistic, the charts, the "
+               "statistics over time and the window's most unfamiliar images."))
 
     table = pd.DataFrame([{_("statistic"): s.name, _("value"): s.value, _("warn"): s.warn,
                            _("alert"): s.threshold, _("status"): term(s.status),

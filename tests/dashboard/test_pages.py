@@ -127,6 +127,7 @@ def button(app, label):
 
 
 def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
+    downloads = deferred_downloads(monkeypatch)
     app = start(monkeypatch, registry_copy.registry_dir, user="olga")
     app.switch_page("views/drift.py").run()
     assert not app.exception
@@ -140,6 +141,27 @@ def test_drift_page_simulates_and_shows_the_alert(monkeypatch, registry_copy):
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Predictions in window"] == "500"
     assert len(app.get("plotly_chart")) >= 4  # histograms, class mix, embeddings
+    # The shareable report is drawn when its button is clicked (AppTest has no server to
+    # click through: the callable the button was given is called as the server would).
+    assert "Download the report (HTML)" in [e.proto.label for e in app.get("download_button")]
+    html = downloads["Download the report (HTML)"]()
+    assert html.startswith("<!DOCTYPE html>") and 'class="verdict alert"' in html
+    assert "500 predictions of version 1" in html
+
+
+def deferred_downloads(monkeypatch) -> dict:
+    """Label -> the callable of each download button drawn only when clicked."""
+    import streamlit
+
+    found, original = {}, streamlit.download_button
+
+    def recording(label, data, *args, **kwargs):
+        if callable(data):
+            found[label] = data
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "download_button", recording)
+    return found
 
 
 def test_retrain_page_queues_a_job_that_can_be_cancelled(monkeypatch, registry_copy):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -77,7 +77,7 @@ class SmtpReceiver:
         class Handler:
             async def handle_DATA(self, server, session, envelope):  # noqa: N802
                 receiver.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-                receiver.messages.append(message_from_bytes(envelope.content))
+                receiver.messages.append(message_from_bytes(envelope.content, policy=policy.default))
                 return "250 OK"
 
         self.port = free_port()

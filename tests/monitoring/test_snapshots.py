@@ -26,7 +26,7 @@ from core.app import (
 from core.errors import InvalidInput
 from core.monitoring.snapshots import period_start, stamp
 from tests.conftest import environment_of
-from tests.monitoring.receivers import HttpReceiver
+from tests.monitoring.receivers import HttpReceiver, SmtpReceiver
 
 # The contract holds on every database: each test runs on SQLite and on PostgreSQL.
 pytestmark = pytest.mark.every_database
@@ -118,9 +118,22 @@ def test_drift_alert_fires_and_a_retraining_is_suggested_for_a_human(registry_co
                           secret="k", now=T0)
         traffic(backends, T0, hours=1, per_hour=300, scenario="brightness")
         now = T0 + timedelta(hours=1)
-        fired = monitor_pass(backends, now).changes.fired
+        with SmtpReceiver() as smtp:
+            add_alert_channel(backends, actor="ada", name="oncall", email="oncall@example.com",
+                              smtp=f"127.0.0.1:{smtp.port}", now=now)
+            fired = monitor_pass(backends, now).changes.fired
         # Brightness +0.3 lowers confidence too: the estimated accuracy drops with it.
         assert {(e.rule, e.version) for e in fired} == {("drift", 1), ("accuracy_drop", 1)}
+        # The drift alert's e-mail carries the drift report; the other one nothing.
+        attached = {mail["Subject"].split(":")[0]: [part.get_filename() for part in
+                                                    mail.iter_attachments()]
+                    for mail in smtp.messages}
+        assert attached["[firing] accuracy_drop"] == []
+        [name] = attached["[firing] drift"]
+        assert name.startswith("drift-classifier-v1-") and name.endswith(".html")
+        mail = next(m for m in smtp.messages if m["Subject"].startswith("[firing] drift"))
+        html = next(mail.iter_attachments()).get_content()
+        assert 'class="verdict alert"' in html and "input_ks_brightness" in html
         # Off by default: no job after the drift has lasted, until an admin turns it on.
         monitor_pass(backends, now + timedelta(hours=7))
         assert not list_jobs(backends, actor="vic", now=now)
