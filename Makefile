@@ -7,6 +7,7 @@
 #   make https  like run, but over HTTPS with a self-signed certificate (phone cameras)
 #   make tensorboard  TensorBoard on every version's training run (port 6006)
 #   make translations  extract new dashboard strings into each language's .po, compile all
+#   make image  build the container image (Dockerfile) with buildah; make image-test checks it
 #   make rehearsal  the multi-machine rehearsal alone (PostgreSQL, S3 stand-in, Ray,
 #               2 dashboards, 2 API servers; also part of make test)
 PYTHON ?= python3
@@ -23,7 +24,7 @@ IMAGE_PACKAGES = buildah debootstrap
 BENCH_PACKAGES = wrk hey
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test rehearsal bench https serve tensorboard translations install system-packages \
+.PHONY: image image-test run test rehearsal bench https serve tensorboard translations install system-packages \
 	python-packages dev-packages compiled-translations phone-runtime
 CERTS = .streamlit/certs
 
@@ -75,6 +76,17 @@ test: install dev-packages
 		TESTS=$$?; wait $$MYPY; TYPED=$$?; echo "mypy:"; cat "$$TYPES"; \
 		[ $$TESTS -eq 0 ] && [ $$TYPED -eq 0 ] && \
 		$(PYTHON) -m pytest -m serial
+
+# The container image (docs/deploy.md): buildah builds the Dockerfile without a daemon;
+# the base is bootstrapped from Debian's archive unless BASE names one.
+image:
+	@dpkg -s $(IMAGE_PACKAGES) >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(IMAGE_PACKAGES))
+	deploy/image/build.sh
+
+# Inside the image: not root, no test tools, bootstrap, serve answers, dashboard healthy.
+image-test: image
+	$(PYTHON) deploy/image/check.py
 
 # docs/deploy.md's topology on one machine: see tests/e2e/test_rehearsal.py.
 rehearsal: install dev-packages
