@@ -107,6 +107,11 @@ class Config:
         metrics_token: The bearer token ``GET /metrics`` requires (env ``METRICS_TOKEN``;
             Prometheus sends it with ``authorization: {credentials: ...}``). Empty: the
             page is open, as Prometheus' exporters usually are.
+        otlp_endpoint: Where traces go (OpenTelemetry's standard
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``, e.g. ``http://collector:4318``: OTLP over HTTP,
+            spans of each API request, job and monitor pass). Empty: no traces, no cost.
+            The exporter reads OpenTelemetry's other ``OTEL_*`` settings (headers,
+            service name) itself.
         secrets_key: The Fernet key that seals alert channels' targets and signing keys
             in the database (env ``SECRETS_KEY``; empty: they are stored as given, and
             anyone who can read the database file can read them).
@@ -144,6 +149,7 @@ class Config:
     alert_allow_private_targets: bool = False
     api_url: str = ""
     metrics_token: str = field(default="", repr=False)
+    otlp_endpoint: str = ""
     secrets_key: str = field(default="", repr=False)
     audit_key: str = field(default="", repr=False)
 
@@ -222,6 +228,7 @@ _ENV_NAMES = {
     "alert_allow_private_targets": "ALERT_ALLOW_PRIVATE_TARGETS",
     "api_url": "API_URL",
     "metrics_token": "METRICS_TOKEN",
+    "otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "secrets_key": "SECRETS_KEY",
     "audit_key": "AUDIT_KEY",
 }

@@ -21,7 +21,7 @@ def now() -> datetime:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.app import build_backends, run_jobs
+    from core.app import build_backends, run_jobs, tracing
     from core.config import load_config
     from core.errors import CoreError
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config().with_overrides(registry_dir=args.registry,
                                               model_name=args.model_name)
+        tracing.start_tracing(config, "vision-worker")
         ran = run_jobs(build_backends(config), now)
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)

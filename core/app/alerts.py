@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from core.app import tracing
 from core.app.backends import Backends
 from core.app.drift_document import build_drift_document
 from core.app.monitor_rules import EVENT, RULES, Context, effective_settings, rule_named
@@ -76,17 +77,25 @@ def monitor_pass(backends: Backends, now: datetime, send: Send | None = None,
     written at all ends the pass with its error.
     """
     problems = Problems()
-    snapshots: list[Snapshot] = problems.run("snapshots", lambda: compute_snapshots(
-        backends, now, on_period, on_error=problems.record), [])
-    changes = problems.run("alert rules", lambda: evaluate_alerts(backends, now, problems),
-                           Changes([], [], [], 0))
-    sent: list[Delivery] = problems.run("deliveries", lambda: deliver_due(
-        backends, now, send or default_sender(backends)), [])
-    deleted = problems.run("retention", lambda: apply_retention(backends, now), 0)
-    backends.alerts.problems.replace(problems.items, now)
-    mark_pass(backends, now)
-    return PassResult(len(snapshots), changes, sum(d.status == "delivered" for d in sent),
-                      sum(d.status != "delivered" for d in sent), deleted, problems.items)
+    with tracing.span("monitor pass", {"vision.model": backends.model}):
+        snapshots: list[Snapshot] = problems.run("snapshots", lambda: compute_snapshots(
+            backends, now, on_period, on_error=problems.record), [])
+        changes = problems.run("alert rules", lambda: evaluate_alerts(backends, now,
+                                                                      problems),
+                               Changes([], [], [], 0))
+        sent: list[Delivery] = problems.run("deliveries", lambda: deliver_due(
+            backends, now, send or default_sender(backends)), [])
+        deleted = problems.run("retention", lambda: apply_retention(backends, now), 0)
+        backends.alerts.problems.replace(problems.items, now)
+        mark_pass(backends, now)
+        result = PassResult(len(snapshots), changes,
+                            sum(d.status == "delivered" for d in sent),
+                            sum(d.status != "delivered" for d in sent), deleted, problems.items)
+        tracing.set_attributes({"vision.snapshots": result.snapshots,
+                                "vision.alerts_fired": len(changes.fired),
+                                "vision.messages_sent": result.sent,
+                                "vision.problems": sorted(problems.items)})
+    return result
 
 
 class Problems:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
+from core.app import tracing
 from core.app.uploads import ImageDecoder, RequestPixels
 from core.errors import CoreError, InvalidInput
 from core.governance.traffic import Assignment
@@ -47,6 +48,8 @@ class Routed:
     answers: list[Prediction]
     shadowed: list[Prediction] | None = None
     shadow_error: Exception | None = None  # why the shadow gave no answer
+    # step -> (start, end) in time.time_ns(): "predict", "shadow" (the requests' spans)
+    timings: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def part(self, start: int, count: int) -> Routed:
         """The predictions of instances ``start`` to ``start + count`` (one request's part
@@ -54,7 +57,7 @@ class Routed:
         end = start + count
         return Routed(self.assignment, self.answers[start:end],
                       None if self.shadowed is None else self.shadowed[start:end],
-                      self.shadow_error)
+                      self.shadow_error, self.timings)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Origin:
     server_request_id: str | None = None
     client: str | None = None
     true_labels: Sequence[int] | None = None
+    trace_id: str | None = None  # the API request's trace, when traced
 
 
 def decode_instances(decoder: ImageDecoder, inputs: Sequence[bytes | object],
@@ -81,12 +85,13 @@ def decode_instances(decoder: ImageDecoder, inputs: Sequence[bytes | object],
     Tensors are checked first, then every image's header, then the images are decoded
     within ``pixels``: a bad instance costs no decoding.
     """
-    arrays = {i: array_instance(value) for i, value in enumerate(inputs)
-              if not isinstance(value, bytes)}
-    files = [value for value in inputs if isinstance(value, bytes)]
-    decoded = iter(decoder.decode(files, pixels) if files else [])
-    return [arrays[i] if i in arrays else Instance(image=next(decoded))
-            for i in range(len(inputs))]
+    with tracing.span("decode", {"vision.instances": len(inputs)}):
+        arrays = {i: array_instance(value) for i, value in enumerate(inputs)
+                  if not isinstance(value, bytes)}
+        files = [value for value in inputs if isinstance(value, bytes)]
+        decoded = iter(decoder.decode(files, pixels) if files else [])
+        return [arrays[i] if i in arrays else Instance(image=next(decoded))
+                for i in range(len(inputs))]
 
 
 def array_instance(value: object) -> Instance:
@@ -140,14 +145,20 @@ def predict_routed(predictor_of: Callable[[int], Predictor], instances: Sequence
     """The assigned version's answers, and the shadow's predictions if it has one."""
     if not instances:
         raise InvalidInput("the request has no instances. To fix this, send at least one.")
+    timings = {}
+    began = time.time_ns()
     answers = predict(predictor_of(assignment.version), instances, started)
+    timings["predict"] = (began, time.time_ns())
     if assignment.shadow is None:
-        return Routed(assignment, answers)
+        return Routed(assignment, answers, timings=timings)
+    began = time.time_ns()
     try:
         shadowed = predict(predictor_of(assignment.shadow), instances, time.perf_counter())
     except (CoreError, ValueError) as error:
-        return Routed(assignment, answers, shadow_error=error)
-    return Routed(assignment, answers, shadowed)
+        timings["shadow"] = (began, time.time_ns())
+        return Routed(assignment, answers, shadow_error=error, timings=timings)
+    timings["shadow"] = (began, time.time_ns())
+    return Routed(assignment, answers, shadowed, timings=timings)
 
 
 def log_records(routed: Routed, instances: Sequence[Instance], model: str,
@@ -162,6 +173,6 @@ def log_records(routed: Routed, instances: Sequence[Instance], model: str,
         true_label=None if origin.true_labels is None else int(origin.true_labels[index]),
         request_id=origin.request_id, client=origin.client, variant=variant,
         server_request_id=origin.server_request_id,
-        instance=index if routed_rows else None)
+        instance=index if routed_rows else None, trace_id=origin.trace_id)
         for predictions, variant in answered
         for index, (prediction, instance) in enumerate(zip(predictions, instances))]

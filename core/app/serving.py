@@ -28,6 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from opentelemetry.context import Context
+
+from core.app import tracing
 from core.app.backends import Backends, backends_for_model, model_names
 from core.app.routing import Instance, Origin, Routed, log_records, predict_routed
 from core.audit import Actor, stamp
@@ -144,6 +147,7 @@ class PredictRequest:
     request_id: str
     now: datetime
     started: float  # when the request came (perf_counter): its answers' latency
+    trace: Context | None = None  # the request's span: the batch's steps are its children
 
 
 @dataclass
@@ -369,6 +373,11 @@ class ServingSession:
         for request in requests:
             part = routed.part(start, len(request.instances))
             start += len(request.instances)
+            for step, (began, ended) in routed.timings.items():  # each request's own spans
+                tracing.record(step, request.trace, began, ended, {
+                    "vision.model": model.name, "vision.version": assignment.version
+                    if step == "predict" else assignment.shadow or 0,
+                    "vision.batch_instances": len(routed.answers)})
             answers = [replace(p, latency_ms=(finished - request.started) * 1000)
                        for p in part.answers]
             served.append(Served(version, assignment.variant, answers, _done([]),
@@ -380,7 +389,8 @@ class ServingSession:
                 # The server's own id pairs the shadow's rows with the answer's: never the
                 # client's, which a client could repeat.
                 origin = Origin("api", request.now, request_id=request.request_id,
-                                server_request_id=uuid.uuid4().hex, client=request.client)
+                                server_request_id=uuid.uuid4().hex, client=request.client,
+                                trace_id=tracing.trace_id(request.trace))
                 records += log_records(Routed(assignment, answers, part.shadowed),
                                        request.instances, model.name, origin)
         if records:
@@ -404,7 +414,7 @@ class ServingSession:
     def record_failure(self, *, now: datetime, status: int, error_kind: str,
                        latency_ms: float, client: str, request_id: str,
                        model: str | None = None, version: int | None = None,
-                       variant: str | None = None) -> Future:
+                       variant: str | None = None, trace_id: str | None = None) -> Future:
         """Queues a failed request's row (no image) under ``model`` (default: the default
         model); resolves once committed."""
         if not self.log_predictions:
@@ -412,7 +422,7 @@ class ServingSession:
         return self._submit([], [FailedRequest(
             at=stamp(now, milliseconds=True), model=model or self.default_model, status=status,
             error_kind=error_kind, latency_ms=latency_ms, client=client[:128],
-            request_id=request_id, version=version, variant=variant)])
+            request_id=request_id, version=version, variant=variant, trace_id=trace_id)])
 
     def _submit(self, records: list[PredictionRecord], failures: list[FailedRequest]
                 ) -> Future:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from core.app import tracing
 from core.app.access import acting_in_setup
 from core.app.backends import Backends
 from core.app.monitor import scenarios_seen
@@ -249,9 +250,13 @@ def job_handlers(backends: Backends, clock: Callable[[], datetime]) -> dict[str,
     """The job kinds this application runs: ``{kind: handler}`` for the worker."""
 
     def run_retrain(job: Job, on_progress: ProgressCallback) -> int:
-        version, _ = retrain(backends, RetrainRequest.from_dict(job.params),
-                             actor=job.submitted_by, now=clock(), on_progress=on_progress,
-                             job=job.id)
-        return version.version
+        with tracing.span(f"job {RETRAIN_JOB}", {
+                "vision.job.id": job.id, "vision.job.kind": RETRAIN_JOB,
+                "vision.model": backends.model, "vision.job.submitted_by": job.submitted_by}):
+            version, _ = retrain(backends, RetrainRequest.from_dict(job.params),
+                                 actor=job.submitted_by, now=clock(), on_progress=on_progress,
+                                 job=job.id)
+            tracing.set_attributes({"vision.version": version.version})
+            return version.version
 
     return {RETRAIN_JOB: run_retrain}

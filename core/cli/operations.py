@@ -14,6 +14,7 @@ from core.app import (
     migrate_registry,
     mlflow_sync,
     monitor_pass,
+    tracing,
 )
 from core.cli.common import Commands, actor, now, print_json
 from core.errors import InvalidInput
@@ -71,6 +72,7 @@ def cmd_serve(args: Namespace, backends: Backends) -> int:
 
 
 def cmd_monitor(args: Namespace, backends: Backends) -> int:
+    tracing.start_tracing(backends.config, "vision-monitor")
     interval = args.interval or backends.config.monitor_interval_seconds
     if interval < 1:
         raise InvalidInput("--interval must be at least 1 second. To fix this, pass e.g. "

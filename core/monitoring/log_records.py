@@ -67,13 +67,14 @@ class PredictionRecord:
     # the client's) and the instance's place in it. Routed traffic only.
     server_request_id: str | None = None
     instance: int | None = None
+    trace_id: str | None = None  # the request's OpenTelemetry trace (None: not traced)
 
     @classmethod
     def of(cls, prediction: "Prediction", *, model: str, source: str, at: datetime,
            size: tuple[int, int], true_label: int | None = None,
            request_id: str | None = None, client: str | None = None,
            variant: str | None = None, server_request_id: str | None = None,
-           instance: int | None = None) -> "PredictionRecord":
+           instance: int | None = None, trace_id: str | None = None) -> "PredictionRecord":
         """The log row of one served prediction (``size``: the upload's width, height)."""
         if prediction.pixels is None:
             raise ValueError("a prediction without its input pixels cannot be logged")
@@ -89,7 +90,7 @@ class PredictionRecord:
             pixels=prediction.pixels, true_label=true_label,
             request_id=request_id, client=client, variant=variant,
             ood_score=prediction.ood_score, server_request_id=server_request_id,
-            instance=instance)
+            instance=instance, trace_id=trace_id)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class FailedRequest:
     request_id: str
     version: int | None = None
     variant: str | None = None
+    trace_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -45,12 +45,12 @@ _COLUMNS = ("at", "model", "version", "source", "predicted", "label", "confidenc
             "probabilities", "latency_ms", "brightness", "contrast", "sharpness", "width",
             "height", "embedding", "true_label", "pixels", "request_id", "client", "variant",
             "ood_score", "server_request_id", "instance", "image_pack", "image_offset",
-            "image_length")
+            "image_length", "trace_id")
 # Where a row's image is: ``pixels`` holds it in rows logged before images were kept
 # beside the log (empty since); the pack's name, offset and length say where otherwise.
 _IMAGE_COLUMNS = "pixels, image_pack, image_offset, image_length"
 _FAILURE_COLUMNS = ("at", "model", "version", "variant", "status", "error_kind",
-                    "latency_ms", "client", "request_id")
+                    "latency_ms", "client", "request_id", "trace_id")
 
 
 _INSERT_MANY = schema.predictions.insert().returning(schema.predictions.c.id,
@@ -145,7 +145,7 @@ class SQLPredictionLog(PredictionLog):
             None if r.true_label is None else int(r.true_label), b"", r.request_id,
             r.client, r.variant, None if r.ood_score is None else float(r.ood_score),
             r.server_request_id, r.instance, refs[i].pack, refs[i].offset,
-            refs[i].length))) for i, r in enumerate(records)]
+            refs[i].length, r.trace_id))) for i, r in enumerate(records)]
 
     def window(self, model: str, version: int, *, last: int | None = None,
                since: str | None = None, until: str | None = None,

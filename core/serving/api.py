@@ -28,7 +28,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from threadpoolctl import threadpool_limits
 
-from core.app import ServingSession, build_backends, model_health
+from core.app import ServingSession, build_backends, model_health, tracing
 from core.config import Config, load_config
 from core.serving import metrics
 from core.serving.batching import Batcher
@@ -41,6 +41,7 @@ def create_app(config: Config | None = None, *, log_predictions: bool = True) ->
     """The API for ``config`` (default: from the environment). uvicorn calls it once per
     worker process (``--factory``)."""
     config = config or load_config()
+    tracing.start_tracing(config, "vision-api")
     # One BLAS thread per server process. A request's matrix products are small (the OOD
     # score's k-NN, the image statistics); with OpenBLAS's default of a thread per core,
     # its idle threads spin between calls, and two workers on two cores spent 8 ms of CPU

@@ -27,7 +27,7 @@ from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
-from core.app import ServingSession
+from core.app import ServingSession, tracing
 from core.app.vocabulary import ANONYMOUS
 from core.errors import (
     ActionRefused,
@@ -97,7 +97,7 @@ async def answer_error(session: ServingSession, error: Exception, *, request_id:
         recorded = session.record_failure(
             now=datetime.now(UTC), status=status, error_kind=kind,
             latency_ms=(time.perf_counter() - started) * 1000, client=client,
-            request_id=request_id, model=model)
+            request_id=request_id, model=model, trace_id=tracing.trace_id())
         # Busy is about the database or the log writer: the failure's row would wait
         # on the same, so the answer goes out now and the row follows when it can.
         if not isinstance(error, Overloaded):
@@ -144,6 +144,7 @@ class ModelRoute(APIRoute):
                 response = await answer_error(session, error, request_id=request_id,
                                               client=state.client, started=started,
                                               model=state.model)
+            tracing.answered(request_id, state.model, state.version, state.variant)
             count(state.model, response.status_code, state.version, state.variant, started)
             response.headers["X-Request-ID"] = request_id
             return response

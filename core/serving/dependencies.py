@@ -23,6 +23,7 @@ from core.app import (
     Prediction,
     PredictRequest,
     ServingSession,
+    tracing,
 )
 from core.app.vocabulary import ANONYMOUS
 from core.errors import Unauthenticated
@@ -95,8 +96,11 @@ async def predict_and_log(request: Request, session: ServingSession, caller: Cal
     state = request.state
     assignment = model.assignment(state.request_id, version=version)
     served = await batcher_of(request).predict(ticket, model, assignment, PredictRequest(
-        instances, caller.client, state.request_id, datetime.now(UTC), state.started))
-    await asyncio.wrap_future(served.logged)
+        instances, caller.client, state.request_id, datetime.now(UTC), state.started,
+        tracing.current()))
+    with tracing.span("log", {"vision.rows": len(served.predictions) + len(
+            served.shadowed or ())}):
+        await asyncio.wrap_future(served.logged)
     for prediction in served.predictions:
         metrics.PREDICTIONS.labels(model.name, str(prediction.version), assignment.variant,
                                    prediction.label).inc()

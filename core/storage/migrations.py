@@ -212,6 +212,13 @@ def _device_keys(conn: Connection) -> None:
     conn.exec_driver_sql("DROP TABLE api_keys_before_devices")
 
 
+def _trace_ids(conn: Connection) -> None:
+    """Step 16: each API request's rows name its OpenTelemetry trace."""
+    for table in ("predictions", "request_failures"):
+        if "trace_id" not in {c["name"] for c in inspect(conn).get_columns(table)}:
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN trace_id TEXT")
+
+
 MIGRATIONS = (
     Migration(1, "the first release's tables (catalog, audit log, users, jobs, predictions)",
               _landed_schema),
@@ -230,6 +237,7 @@ MIGRATIONS = (
     Migration(13, "logged images kept beside the prediction log", _logged_images_beside),
     Migration(14, "predictions synced from devices, once each", _device_predictions),
     Migration(15, "keys for devices (phones)", _device_keys),
+    Migration(16, "the trace of each API request's rows", _trace_ids),
 )
 LATEST = MIGRATIONS[-1].version
 

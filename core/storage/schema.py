@@ -161,6 +161,8 @@ predictions = Table(
     Column("image_pack", Text),
     Column("image_offset", BigInteger),
     Column("image_length", Integer),
+    # Step 16: the OpenTelemetry trace of the request that logged it (NULL: not traced).
+    Column("trace_id", Text),
     sqlite_autoincrement=True,
 )
 Index("predictions_by_version", predictions.c.model, predictions.c.version, predictions.c.id)
@@ -178,6 +180,7 @@ request_failures = Table(
     Column("latency_ms", Float, nullable=False),
     Column("client", Text, nullable=False),
     Column("request_id", Text, nullable=False),
+    Column("trace_id", Text),  # step 16, as in predictions
     sqlite_autoincrement=True,
 )
 

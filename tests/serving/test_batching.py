@@ -8,7 +8,7 @@ import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
-import httpx
+import httpx2 as httpx
 import numpy as np
 import pytest
 
