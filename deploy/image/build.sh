@@ -34,8 +34,10 @@ make_base() {
     echo "base: $DEFAULT_BASE"
 }
 
+started=$(date +%s)
 if [ "$BASE" = "$DEFAULT_BASE" ] && ! buildah inspect --type image "$BASE" >/dev/null 2>&1; then
     make_base
+    echo "base: made in $(( $(date +%s) - started )) s"
 fi
 
 mounts=()
@@ -46,8 +48,8 @@ if [ -f "$HOST_CA" ]; then
     mounts=(--volume "$HOST_CA:$HOST_CA:ro" --volume "$pip_conf:/etc/pip.conf:ro")
 fi
 
-started=$(date +%s)
+built=$(date +%s)
 # docker format: OCI image configs have no HEALTHCHECK. chroot isolation: what runs here.
 buildah build --isolation chroot --format docker --layers --build-arg "BASE=$BASE" \
     "${mounts[@]}" --tag "$IMAGE" .
-echo "image: $IMAGE, built in $(( $(date +%s) - started )) s, $(buildah images --format '{{.Size}}' "$IMAGE")"
+echo "image: $IMAGE, built in $(( $(date +%s) - built )) s ($(( $(date +%s) - started )) s with the base), $(buildah images --format '{{.Size}}' "$IMAGE")"

@@ -118,6 +118,19 @@ def test_answers_say_whether_an_image_is_unlike_the_training_images(client, conf
         [garment["ood_score"], noise["ood_score"]], abs=1e-6)
 
 
+def test_without_a_trace_endpoint_nothing_is_traced(client, config):
+    """The default (no OTEL_EXPORTER_OTLP_ENDPOINT): no trace id on the rows, a client's
+    traceparent included (tests/serving/test_tracing.py: with one)."""
+    reply = client.post("/v1/predict", files={"file": ("a.png", png(fashion_test_images(1)[0][0]),
+                                                       "image/png")},
+                        headers={"X-Request-ID": "untraced", "traceparent":
+                                 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    assert reply.status_code == 200
+    assert rows(config, "SELECT DISTINCT trace_id FROM predictions WHERE request_id = "
+                "'untraced'") == [
+        (None,)]
+
+
 def test_versions_and_labels_paths_answer_with_that_version(client, config):
     image = [b64(png(IMAGES[0]))]
     one = client.post(f"{MODEL}/versions/1:predict", json={"instances": image})

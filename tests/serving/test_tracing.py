@@ -1,6 +1,7 @@
 """Traces over OTLP/HTTP to a real receiver: each API request's span with its decode,
 predict, shadow and log steps as children and its trace id on its log rows; a caller's
-trace continued; a job's and a monitor pass's spans; nothing sent when not configured."""
+trace continued; a job's and a monitor pass's spans. (Without the setting:
+tests/serving/test_api.py.)"""
 
 from __future__ import annotations
 
@@ -129,13 +130,3 @@ def test_a_job_and_a_monitor_pass_are_traced_by_their_own_processes(registry_cop
     assert monitor.service == "vision-monitor" and not monitor.failed
     assert monitor.attributes["vision.model"] == "classifier"
     assert monitor.attributes["vision.problems"] == []
-
-
-def test_without_an_endpoint_nothing_is_traced(registry_copy):
-    """The default: no exporter, no trace ids on rows (a client's traceparent included)."""
-    with server(registry_copy) as (port, _):
-        assert post(port, BODY, "untraced", {
-            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}) == 200
-    rows = backends_of(registry_copy).database.read(
-        "SELECT trace_id FROM predictions WHERE request_id = 'untraced'")
-    assert [tuple(r) for r in rows] == [(None,)]
