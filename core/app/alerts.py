@@ -197,8 +197,9 @@ def with_attachments(backends: Backends, channel: Channel, payload: dict, now: d
     try:
         html = render_html(build_drift_document(backends, now=now, version=payload.get(
             "version")))
-    except CoreError as error:
-        LOGGER.warning("monitor: no drift report for the alert's e-mail: %s", error)
+    except Exception as error:  # noqa: BLE001 - the alert goes out without its report
+        LOGGER.warning("monitor: no drift report for the alert's e-mail: %s", error,
+                       exc_info=None if isinstance(error, CoreError) else error)
         return payload
     name = f"drift-{payload['model']}-v{payload.get('version')}-{now:%Y%m%dT%H%M}.html"
     return payload | {"attachments": [(name, html)]}
