@@ -52,10 +52,7 @@ class DeviceModel:
     data: bytes = field(repr=False)
     input: TensorInfo
     outputs: list[TensorInfo]
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+    sha256: str  # of ``data``: computed once (every metadata request and download shows it)
 
     def metadata(self, file_url: str) -> dict:
         spec = self.version.metadata.spec
@@ -81,9 +78,6 @@ class DeviceModels:
         self._built: dict[tuple[str, int], DeviceModel] = {}
         self._lock = threading.Lock()
 
-    def champion(self, model: str | None) -> DeviceModel:
-        return self.of(self.session.model(model).champion)
-
     def of(self, version: ModelVersion) -> DeviceModel:
         key = (version.model, version.version)
         with self._lock:
@@ -103,7 +97,8 @@ class DeviceModels:
         name = PORTABLE_FILES["tflite_int8"] if kind == "int8" else TFLITE_FILE
         data = device_file(backends.registry.read_file(version.version, name))
         tensor_in, tensors_out = tensors_of(data)
-        return DeviceModel(version, kind, data, tensor_in, tensors_out)
+        return DeviceModel(version, kind, data, tensor_in, tensors_out,
+                           hashlib.sha256(data).hexdigest())
 
 
 def _int8_holds(table: list[dict] | None) -> bool:
