@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from core.app.backends import Backends
-from core.app.monitor import load_reference
-from core.app.snapshots import RANGES, deployments
+from core.app.monitor import window_report
+from core.app.snapshots import RANGES, read_timeline
 from core.monitoring.drift import Thresholds
 from core.monitoring.html_report import DriftDocument, GalleryImage, StatisticPoint, render_html
 from core.monitoring.log_records import Window
-from core.monitoring.report import drift_report, pca_2d
-from core.monitoring.snapshots import period_start, stamp
+from core.monitoring.report import pca_2d
+from core.monitoring.snapshots import stamp
 
 GALLERY_SIZE = 12  # images in each gallery
 
@@ -45,12 +45,10 @@ def build_drift_document(backends: Backends, *, now: datetime, version: int | No
                          thresholds: Thresholds = Thresholds()) -> DriftDocument:
     """``drift_document`` for system use cases with no person acting (the monitor's
     e-mail attaches it to a drift alert)."""
-    model_version = backends.registry.resolve(version)
-    reference = load_reference(backends, model_version)
-    current = backends.prediction_log.window(backends.model, model_version.version,
-                                             last=window, since=since, until=until,
-                                             sources=sources)
-    report = drift_report(reference, current, model_version.version, thresholds=thresholds)
+    found = window_report(backends, version=version, window=window, since=since, until=until,
+                          thresholds=thresholds, sources=sources)
+    model_version, reference, current, report = (found.version, found.reference,
+                                                 found.current, found.report)
     reference_2d, current_2d = pca_2d(reference.embeddings, current.embeddings)
     names = model_version.class_names
     document = DriftDocument(
@@ -60,8 +58,8 @@ def build_drift_document(backends: Backends, *, now: datetime, version: int | No
         current_statistics=current.statistics | {"confidence": current.confidence},
         reference_2d=reference_2d, current_2d=current_2d)
     _add_history(backends, document, now)
-    unfamiliar = [i for i in np.argsort(-np.nan_to_num(current.ood_scores, nan=-np.inf))
-                  if not np.isnan(current.ood_scores[i])][:GALLERY_SIZE]
+    scored = np.flatnonzero(~np.isnan(current.ood_scores))  # NaN: no detector
+    unfamiliar = list(scored[np.argsort(-current.ood_scores[scored])][:GALLERY_SIZE])
     document.unfamiliar = _gallery(backends, current, unfamiliar, names, lambda i: (
         f"OOD score {current.ood_scores[i]:.2f}"))
     least = list(np.argsort(current.confidence)[:GALLERY_SIZE])
@@ -72,18 +70,17 @@ def build_drift_document(backends: Backends, *, now: datetime, version: int | No
 
 def _add_history(backends: Backends, document: DriftDocument, now: datetime) -> None:
     version = document.report.version
-    for period, span in RANGES.values():  # 24 hours by hour, else 30 days by day
-        since, until = stamp(period_start(now - span, period)), stamp(now)
-        snapshots = [s for s in backends.snapshots.read(period, since, until)
-                     if s.version == version and s.drift]
+    for range_ in RANGES:  # 24 hours by hour, else 30 days by day
+        found = read_timeline(backends, now=now, range_=range_)
+        snapshots = [s for s in found.snapshots if s.version == version and s.drift]
         if len(snapshots) >= 2:
             break
     history: dict[str, list[StatisticPoint]] = {}
     for snapshot in snapshots:
         for name, each in snapshot.drift.items():
             history.setdefault(name, []).append(StatisticPoint(snapshot.start, each["value"]))
-    document.history, document.history_period = history, period
-    document.deployments = [(d.at, d.summary) for d in deployments(backends, since, until)]
+    document.history, document.history_period = history, found.period
+    document.deployments = [(d.at, d.summary) for d in found.deployments]
 
 
 def _gallery(backends: Backends, window: Window, rows: Sequence[int], names: list[str],

@@ -139,6 +139,26 @@ def report_for_version(backends: Backends, *, version: int | None, window: int |
                        sources: Sequence[str] | None = None) -> DriftReport:
     """``drift_for_version`` for system use cases with no person acting (the monitor, the
     evidence kept with a decision already authorized)."""
+    return window_report(backends, version=version, window=window, since=since, until=until,
+                         thresholds=thresholds, sources=sources).report
+
+
+@dataclass(frozen=True)
+class WindowReport:
+    """A drift report with what it compared: the version, its reference, the window."""
+
+    version: ModelVersion
+    reference: ReferenceProfile
+    current: Window
+    report: DriftReport
+
+
+def window_report(backends: Backends, *, version: int | None, window: int | None,
+                  since: str | None = None, until: str | None = None,
+                  thresholds: Thresholds = Thresholds(),
+                  sources: Sequence[str] | None = None) -> WindowReport:
+    """``report_for_version``, keeping the reference and the window (the HTML report
+    draws them)."""
     if window is not None and window < MIN_WINDOW:
         raise InvalidInput(f"--window must be at least {MIN_WINDOW}, got {window}. "
                            "To fix this, pass e.g. --window 500.")
@@ -146,7 +166,9 @@ def report_for_version(backends: Backends, *, version: int | None, window: int |
     reference = load_reference(backends, model_version)
     logged = backends.prediction_log.window(backends.model, model_version.version, last=window,
                                             since=since, until=until, sources=sources)
-    return drift_report(reference, logged, model_version.version, thresholds=thresholds)
+    return WindowReport(model_version, reference, logged,
+                        drift_report(reference, logged, model_version.version,
+                                     thresholds=thresholds))
 
 
 @dataclass(frozen=True)

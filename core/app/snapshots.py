@@ -177,6 +177,15 @@ def timeline(backends: Backends, *, actor: str, now: datetime, range_: str = "24
     """Snapshots of the last 24 hours by hour (``24h``), the last 30 days by day
     (``30d``), or a custom range (``custom`` with ``since``, ``until`` and ``period``)."""
     backends.access.authorize(actor, "view", now, target="monitoring")
+    return read_timeline(backends, now=now, range_=range_, since=since, until=until,
+                         period=period)
+
+
+def read_timeline(backends: Backends, *, now: datetime, range_: str = "24h",
+                  since: datetime | None = None, until: datetime | None = None,
+                  period: str | None = None) -> Timeline:
+    """``timeline`` for system use cases with no person acting (the drift report drawn
+    for an alert's e-mail)."""
     if range_ in RANGES:
         period, span = RANGES[range_]
         until = now
