@@ -12,6 +12,7 @@ import numpy as np
 from core.app.backends import Backends
 from core.app.monitor import window_report
 from core.app.snapshots import RANGES, read_timeline
+from core.governance.users import ANONYMOUS
 from core.monitoring.drift import Thresholds
 from core.monitoring.html_report import DriftDocument, GalleryImage, StatisticPoint, render_html
 from core.monitoring.log_records import Window
@@ -27,11 +28,13 @@ def drift_document(backends: Backends, *, actor: str, now: datetime, version: in
                    thresholds: Thresholds = Thresholds()) -> DriftDocument:
     """The drift report of a version (default: the champion) over a window of its traffic,
     with its history from snapshots (the last 24 hours by hour, else 30 days by day) and
-    the window's most unfamiliar and least confident images."""
-    backends.access.authorize(actor, "view", now, target="drift")
+    the window's most unfamiliar and least confident images — those for signed-in people
+    only, as on the Review queue: they are people's uploads, and a visitor may view drift
+    (ANONYMOUS_ROLE) without being allowed to see what others sent."""
+    acting = backends.access.authorize(actor, "view", now, target="drift")
     return build_drift_document(backends, now=now, version=version, window=window,
                                 since=since, until=until, sources=sources,
-                                thresholds=thresholds)
+                                thresholds=thresholds, images=acting.name != ANONYMOUS)
 
 
 def drift_report_html(backends: Backends, **options: Any) -> str:
@@ -42,9 +45,10 @@ def drift_report_html(backends: Backends, **options: Any) -> str:
 def build_drift_document(backends: Backends, *, now: datetime, version: int | None = None,
                          window: int | None = 500, since: str | None = None,
                          until: str | None = None, sources: Sequence[str] | None = None,
-                         thresholds: Thresholds = Thresholds()) -> DriftDocument:
+                         thresholds: Thresholds = Thresholds(), images: bool = True
+                         ) -> DriftDocument:
     """``drift_document`` for system use cases with no person acting (the monitor's
-    e-mail attaches it to a drift alert)."""
+    e-mail attaches it to a drift alert); ``images``: False leaves the galleries out."""
     found = window_report(backends, version=version, window=window, since=since, until=until,
                           thresholds=thresholds, sources=sources)
     model_version, reference, current, report = (found.version, found.reference,
@@ -58,6 +62,9 @@ def build_drift_document(backends: Backends, *, now: datetime, version: int | No
         current_statistics=current.statistics | {"confidence": current.confidence},
         reference_2d=reference_2d, current_2d=current_2d)
     _add_history(backends, document, now)
+    if not images:
+        document.images_withheld = True
+        return document
     scored = np.flatnonzero(~np.isnan(current.ood_scores))  # NaN: no detector
     unfamiliar = list(scored[np.argsort(-current.ood_scores[scored])][:GALLERY_SIZE])
     document.unfamiliar = _gallery(backends, current, unfamiliar, names, lambda i: (

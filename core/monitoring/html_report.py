@@ -53,6 +53,7 @@ class DriftDocument:
     deployments: list[tuple[str, str]] = field(default_factory=list)  # (at, summary)
     unfamiliar: list[GalleryImage] = field(default_factory=list)
     least_confident: list[GalleryImage] = field(default_factory=list)
+    images_withheld: bool = False  # the reader may not see people's uploads
 
 
 def verdict(report: DriftReport) -> str:
@@ -69,6 +70,10 @@ def render_html(document: DriftDocument) -> str:
                       document.unfamiliar),
              _gallery("The least confident answers", "lowest confidence first",
                       document.least_confident)]
+    if document.images_withheld:
+        parts.append("<h2>Images</h2><p class=\"muted\">The window's most unfamiliar and "
+                     "least confident images are shown to signed-in users only: they are "
+                     "people's uploads.</p>")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"

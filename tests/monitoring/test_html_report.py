@@ -88,3 +88,18 @@ def test_a_report_without_snapshots_or_unfamiliar_scores_still_renders(candidate
     document.unfamiliar = []
     html = render_html(document)
     assert "No snapshots yet" in html and "most unfamiliar" not in html
+
+
+def test_a_visitor_gets_the_report_without_peoples_images(candidate_copy):
+    """Anyone ANONYMOUS_ROLE lets view drift gets the statistics and charts; the logged
+    images, people's uploads, only someone signed in (as on the Review queue)."""
+    backends = build_backends(candidate_copy)
+    traffic(backends, T0, hours=1)
+    now = T0 + timedelta(hours=1)
+    visitor = drift_document(backends, actor="anonymous", now=now, window=40)
+    assert visitor.unfamiliar == visitor.least_confident == [] and visitor.images_withheld
+    html = render_html(visitor)
+    assert "data:image" not in html and "signed-in users only" in html
+    assert "<h2>Statistics</h2>" in html
+    signed_in = drift_document(backends, actor="olga", now=now, window=40)
+    assert len(signed_in.least_confident) == 12 and not signed_in.images_withheld
