@@ -37,10 +37,15 @@ def start_tracing(config: Config, service: str) -> bool:
     if not config.otlp_endpoint or _started:
         return _started
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.propagate import set_global_textmap
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    # A caller's trace (W3C traceparent) only: OpenTelemetry's default also takes its
+    # baggage, which nothing here reads and whose oversized headers its parser logs whole.
+    set_global_textmap(TraceContextTextMapPropagator())
     # The exporter reads the endpoint (adding /v1/traces) and its headers from the
     # standard environment; the provider flushes what is left when the process exits.
     provider = TracerProvider(resource=Resource.create({"service.name": service}))

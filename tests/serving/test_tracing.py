@@ -56,15 +56,20 @@ def test_a_request_is_one_trace_with_its_steps_and_its_log_rows_name_it(candidat
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     try:
         with server(candidate_copy, environment={
-                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **QUICK_EXPORT}) as (port, _):
+                "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **QUICK_EXPORT}) as (
+                port, process):
             assert post(port, BODY, "traced-ok") == 200
             assert post(port, b"not an image", "traced-bad") == 400
+            # Only the trace is taken from the caller: its baggage (9 KB, over OpenTelemetry's
+            # 8 KB limit) is neither parsed nor written whole to the server's log.
             assert post(port, BODY, "traced-continued", {
-                "traceparent": f"00-{caller_trace}-{caller_span}-01"}) == 200
+                "traceparent": f"00-{caller_trace}-{caller_span}-01",
+                "baggage": "k=" + "v" * 9000}) == 200
             spans = receiver.wait_for(lambda found: sum(
                 s.kind == 2 for s in found) >= 4 and sum(s.name == "log" for s in found) >= 2)
     finally:
         receiver.stop()
+    assert b"v" * 9000 not in process.stderr.read()
     servers = {s.attributes["vision.request_id"]: s for s in spans
                if s.kind == 2 and "vision.request_id" in s.attributes}
     ok = servers["traced-ok"]
